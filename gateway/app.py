@@ -1,0 +1,217 @@
+"""``create_app(settings)`` → the Starlette application.
+
+The lifespan builds and closes everything shared by one worker: the aiohttp session (one pooled
+``ClientSession`` per worker), the route table and its reloader, the metrics registry. Nothing
+is built at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import admin, api, oauth
+from gateway.auth.keys import KeyVerifier
+from gateway.chain import Context, Next, build_chain
+from gateway.errors import GatewayError, error_response
+from gateway.limits import LimiterMetrics
+from gateway.passthrough import passthrough_app
+from gateway.reload import Reloader
+from gateway.runtime import Services
+from gateway.settings import Settings
+from gateway.store import open_store
+from gateway.timing import CURRENT_TIMING, Timing
+from policies import POLICIES
+
+logger = logging.getLogger("gateway")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+@dataclass(slots=True)
+class Gateway:
+    """What one worker shares between requests; reached as ``request.app.state.gateway``."""
+
+    settings: Settings
+    reloader: Reloader
+    services: Services
+    registry: CollectorRegistry
+    chain: Next
+
+
+class RequestContextMiddleware:
+    """Request id, ``Server-Timing`` and the one JSON renderer for every error."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["ctx"] = Context(request_id=request_id)
+        timing = Timing()
+        token = CURRENT_TIMING.set(timing)
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                headers.append((b"server-timing", timing.header().encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except GatewayError as exc:
+            if started:
+                raise
+            await error_response(exc, request_id)(scope, receive, send_with_headers)
+        except Exception as exc:
+            logger.exception("unhandled error", extra={"request_id": request_id})
+            if started:
+                raise
+            error = GatewayError("internal error", status=500, code="internal")
+            await error_response(error, request_id)(scope, receive, send_with_headers)
+            del exc
+        finally:
+            CURRENT_TIMING.reset(token)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    error = GatewayError(
+        exc.detail, status=exc.status_code, code=codes.get(exc.status_code, "http_error")
+    )
+    error.headers.update(exc.headers or {})
+    ctx: Context = request.state.ctx
+    return error_response(error, ctx.request_id)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready once a route table is loaded. A store that does not answer is declared as degraded
+    (cached keys and tokens still work; new keys and admin changes do not), not as unready:
+    taking every replica out of rotation would turn a Redis blip into a full outage."""
+    gateway: Gateway = request.app.state.gateway
+    status = gateway.reloader.status
+    store_ok = await gateway.services.store.ping()
+    return JSONResponse(
+        {
+            "status": "ready" if store_ok else "degraded",
+            "config": status.digest,
+            "last_reload_ok": status.last_ok,
+            "store": "ok" if store_ok else "unreachable",
+        }
+    )
+
+
+async def metrics(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return Response(generate_latest(gateway.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: Settings) -> Starlette:
+    if settings.config is None:
+        raise ValueError("no routes.yaml: pass --config or set GATEWAY_CONFIG")
+    config_path = Path(settings.config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            connector = aiohttp.TCPConnector(
+                limit=settings.pool_size, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=60
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            )
+            stack.push_async_callback(session.close)
+            http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), trust_env=False)
+            stack.push_async_callback(http.aclose)
+            store = open_store(settings.redis_url, prefix=settings.redis_prefix)
+            stack.push_async_callback(store.close)
+            secret = server_secret(settings)
+            keys = KeyVerifier(store, secret)
+            keys.start()
+            stack.push_async_callback(keys.close)
+            registry = CollectorRegistry()
+            services = Services(
+                session, http, store, keys, secret, limiter_metrics=LimiterMetrics(registry)
+            )
+            reloader = Reloader(config_path, services, registry)
+            await reloader.start()
+            stack.push_async_callback(reloader.close)
+            if settings.watch:
+                reloader.watch()
+            reloader.handle_sighup()
+            policies = [policy() for policy in POLICIES.values()]
+            chain = build_chain(policies, api.run_endpoint)
+            app.state.gateway = Gateway(settings, reloader, services, registry, chain)
+            yield
+
+    app = Starlette(
+        routes=[
+            *api.routes(),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            *admin.routes(),
+            *oauth.routes(),
+        ],
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.router.default = passthrough_app
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def server_secret(settings: Settings) -> bytes:
+    """The key API keys are hashed with and tokens are signed from; shared by all replicas."""
+    if settings.secret:
+        return settings.secret.encode()
+    if settings.redis_url:
+        raise ValueError(
+            "GATEWAY_SECRET must be set when state is shared in Redis: every replica needs "
+            "the same secret to check API keys and gateway tokens"
+        )
+    logger.warning("GATEWAY_SECRET is not set: API keys and tokens last until this process ends")
+    return secrets.token_bytes(32)
+
+
+def app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory`` (one call per worker process)."""
+    return create_app(Settings())

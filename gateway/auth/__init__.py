@@ -1,0 +1,1 @@
+"""Credentials: API keys, JWT verification, the gateway's own tokens."""

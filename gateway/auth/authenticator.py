@@ -1,0 +1,142 @@
+"""Who is calling, and may they? One object per route table, built from its ``auth:`` section.
+
+Credentials: an API key (``X-API-Key``, or ``Authorization: Bearer gk_...``) or a JWT bearer
+token from a trusted issuer (the gateway's own ``/oauth2/token`` issuer is always trusted).
+Authorization: every required scope must be granted, after narrowing by the tenant's scopes;
+a tenant limited to some models reaches no other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.auth.config import AuthConfig, JWTIssuer
+from gateway.auth.jwt import IssuerSpec, JWTVerifier, Principal
+from gateway.auth.keys import KeyVerifier, looks_like_key
+from gateway.auth.scopes import allowed, model_allowed, narrow
+from gateway.auth.tokens import TokenIssuer
+from gateway.errors import Forbidden, Unauthorized
+from gateway.store import Tenant
+
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="model-gateway"'}
+
+
+class AuthSetupError(ValueError):
+    """The ``auth:`` section names a secret or key file that is not there."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    principal: Principal
+    tenant: Tenant | None
+
+
+class Authenticator:
+    def __init__(
+        self, config: AuthConfig, keys: KeyVerifier, jwts: JWTVerifier, tokens: TokenIssuer
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.jwts = jwts
+        self.tokens = tokens
+
+    async def authenticate(self, headers: Mapping[str, str]) -> Caller | None:
+        """The caller, or None when no credentials were given. Bad credentials are a 401."""
+        api_key = headers.get(self.config.api_key_header.lower())
+        scheme, _, credentials = headers.get("authorization", "").partition(" ")
+        bearer = credentials.strip() if scheme.lower() == "bearer" else None
+        if api_key is None and bearer is not None and looks_like_key(bearer):
+            api_key, bearer = bearer, None
+        if api_key is not None:
+            if not self.config.api_keys:
+                raise Unauthorized("API keys are not accepted here", headers=CHALLENGE)
+            record, tenant = await self.keys.verify(api_key)
+            scopes = narrow(record.scopes, tenant.scopes if tenant else ())
+            principal = Principal(
+                subject=record.key_id,
+                tenant=record.tenant,
+                scopes=scopes,
+                issuer="api-key",
+                expires_at=record.expires_at,
+                via="api_key",
+            )
+            return Caller(principal, tenant)
+        if bearer:
+            principal = await self.jwts.verify(bearer)
+            tenant = await self.keys.tenant(principal.tenant) if principal.tenant else None
+            if tenant is not None:
+                if tenant.disabled:
+                    raise Unauthorized("tenant disabled", headers=CHALLENGE)
+                principal = _with_scopes(principal, narrow(principal.scopes, tenant.scopes))
+            return Caller(principal, tenant)
+        if scheme:
+            raise Unauthorized("unsupported authorization scheme", headers=CHALLENGE)
+        return None
+
+    def authorize(self, caller: Caller, required: Iterable[str], model: str | None) -> None:
+        """403 unless every required scope is granted and the tenant may use ``model``."""
+        tenant = caller.tenant
+        if model is not None and tenant is not None and not model_allowed(tenant.models, model):
+            raise Forbidden(f"tenant {tenant.name!r} may not use model {model!r}")
+        missing = [s for s in required if not allowed(caller.principal.scopes, s)]
+        if missing:
+            raise Forbidden(f"missing scope: {', '.join(missing)}")
+
+
+def _with_scopes(principal: Principal, scopes: frozenset[str]) -> Principal:
+    return Principal(
+        subject=principal.subject,
+        tenant=principal.tenant,
+        scopes=scopes,
+        issuer=principal.issuer,
+        expires_at=principal.expires_at,
+        via=principal.via,
+    )
+
+
+def issuer_spec(issuer: JWTIssuer, environ: Mapping[str, str] = os.environ) -> IssuerSpec:
+    """routes.yaml's issuer → the verifier's, reading the secret or key files it names."""
+    secret: bytes | None = None
+    if issuer.secret_env:
+        value = environ.get(issuer.secret_env)
+        if not value:
+            raise AuthSetupError(f"issuer {issuer.issuer}: ${issuer.secret_env} is not set")
+        secret = value.encode()
+    keys: dict[str, Any] = {}
+    for kid, path in issuer.keys.items():
+        try:
+            keys[kid] = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise AuthSetupError(f"issuer {issuer.issuer}: cannot read key {kid}: {exc}") from exc
+    return IssuerSpec(
+        issuer=issuer.issuer,
+        algorithms=tuple(issuer.algorithms),
+        audience=tuple(issuer.audience),
+        jwks_url=issuer.jwks_url,
+        discovery=issuer.discovery,
+        keys=keys,
+        secret=secret,
+        leeway=issuer.leeway,
+        tenant_claim=issuer.tenant_claim,
+        scope_claims=tuple(issuer.scope_claims),
+    )
+
+
+def build_authenticator(
+    config: AuthConfig, keys: KeyVerifier, http: httpx.AsyncClient, secret: bytes
+) -> Authenticator:
+    tokens = TokenIssuer(secret, config.tokens.issuer, config.tokens.ttl)
+    specs = [issuer_spec(i) for i in config.jwt]
+    if config.tokens.enabled:
+        specs.append(tokens.spec())
+    try:
+        verifier = JWTVerifier(specs, http)
+    except ValueError as exc:  # e.g. an HS secret shorter than its hash, a 1024-bit RSA key
+        raise AuthSetupError(str(exc)) from exc
+    return Authenticator(config, keys, verifier, tokens)

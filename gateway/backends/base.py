@@ -1,0 +1,103 @@
+"""The backend adapter contract and the values adapters and the pool exchange."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import orjson
+
+from gateway.errors import BadGateway, UpstreamError, UpstreamTimeout
+from gateway.inference import InferenceRequest, InferenceResponse, Signature
+
+if TYPE_CHECKING:
+    from gateway.backends.pool import Replica, ReplicaPool
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One model version as its backend knows it."""
+
+    model: str  # logical (public) name
+    version: str  # logical (public) version
+    name: str  # backend-native model name
+    native_version: str | None  # backend-native version; None means the server's default
+    declared: Signature | None = None  # inputs/outputs declared in routes.yaml
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        return (self.name, self.native_version)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    elapsed: float
+
+    def json(self) -> Any:
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return None
+
+
+class Adapter(Protocol):
+    """Translates the unified inference API to one server kind's protocol and back.
+
+    An adapter knows its server's URLs, request and reply shapes, error bodies and readiness
+    probe. It never knows about tenants or policies; replica choice, retries and deadlines are
+    the pool's.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, pool: ReplicaPool) -> None: ...
+
+    async def infer(
+        self, request: InferenceRequest, target: Target, signature: Signature | None
+    ) -> InferenceResponse:
+        """Run one inference; raise a GatewayError for every failure."""
+
+    async def metadata(self, target: Target) -> Signature | None:
+        """The model's inputs and outputs as the server reports them (None if it cannot)."""
+
+    async def probe(self, replica: Replica, target: Target) -> bool:
+        """Is ``target`` ready on ``replica``? The server kind's real readiness, not a ping."""
+
+
+def upstream_message(reply: UpstreamReply) -> str:
+    """The error text a model server put in its reply, whatever its shape."""
+    obj = reply.json()
+    if isinstance(obj, dict):
+        for key in ("error", "message", "detail"):
+            if key in obj:
+                value = obj[key]
+                return value if isinstance(value, str) else orjson.dumps(value).decode()[:500]
+    text = reply.body.decode("utf-8", "replace").strip()
+    return text[:500] or f"HTTP {reply.status}"
+
+
+def raise_for_status(reply: UpstreamReply) -> None:
+    """Map a model server's error reply to the gateway's, keeping the server's message.
+
+    4xx keep their status (the server judged the input); 503 and 504 keep theirs; any other
+    5xx becomes 502, since the model server, not the gateway, failed.
+    """
+    if reply.status < 400:
+        return
+    message = f"the model server answered {reply.status}: {upstream_message(reply)}"
+    if reply.status == 504:
+        raise UpstreamTimeout(message)
+    if reply.status < 500 or reply.status == 503:
+        raise UpstreamError(message, status=reply.status)
+    raise BadGateway(message)
+
+
+def require_json_object(reply: UpstreamReply, what: str) -> dict[str, Any]:
+    obj = reply.json()
+    if not isinstance(obj, dict):
+        raise BadGateway(f"the model server's {what} reply is not a JSON object")
+    return obj

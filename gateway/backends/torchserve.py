@@ -1,0 +1,63 @@
+"""TorchServe: ``POST /predictions/{name}/{version}``, readiness from the management API.
+
+TorchServe carries no tensor metadata, so inputs and outputs come from routes.yaml when
+declared. The handler is sent TF-Serving row format (``{"instances": [...]}``) and answers
+``{"predictions": [...]}``, the convention of TorchServe's own examples.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+from urllib.parse import quote
+
+from gateway.backends.base import Target, raise_for_status
+from gateway.backends.pool import Replica, ReplicaPool
+from gateway.inference import InferenceRequest, InferenceResponse, Signature
+from gateway.v1_json import decode_response, encode_request
+
+_JSON = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+
+
+class TorchServeBackend:
+    kind: ClassVar[str] = "torchserve"
+
+    def __init__(self, pool: ReplicaPool) -> None:
+        self.pool = pool
+
+    @staticmethod
+    def _path(prefix: str, target: Target) -> str:
+        path = f"{prefix}/{quote(target.name, safe='')}"
+        if target.native_version is not None:
+            path += f"/{quote(target.native_version, safe='')}"
+        return path
+
+    async def infer(
+        self, request: InferenceRequest, target: Target, signature: Signature | None
+    ) -> InferenceResponse:
+        body = encode_request(request, columnar=False, named=False)
+        reply = await self.pool.request(
+            "POST", self._path("/predictions", target), key=target.key, body=body, headers=_JSON
+        )
+        raise_for_status(reply)
+        names = [o["name"] for o in request.outputs or [] if isinstance(o.get("name"), str)]
+        return decode_response(reply.body, signature, names or None)
+
+    async def metadata(self, target: Target) -> Signature | None:
+        return target.declared
+
+    async def probe(self, replica: Replica, target: Target) -> bool:
+        # Not /ping: it says Healthy while the only worker crash-loops (PROTOCOLS.md §1).
+        if replica.management_url is None:
+            return True
+        url = replica.management_url + self._path("/models", target)
+        async with self.pool.session.get(url) as response:
+            if response.status != 200:
+                return False
+            described = await response.json(content_type=None)
+        return isinstance(described, list) and any(
+            worker.get("status") == "READY"
+            for version in described
+            if isinstance(version, dict)
+            for worker in version.get("workers", [])
+            if isinstance(worker, dict)
+        )

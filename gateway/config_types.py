@@ -1,0 +1,82 @@
+"""The building blocks of routes.yaml's schema: durations, shares, URLs, the strict base."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """``"250ms"``, ``"2s"``, ``"5m"``, ``"1h"`` or a number of seconds → seconds (float)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be like '250ms', '2s', '5m' or a number of seconds")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError(f"bad duration {value!r}: use e.g. '250ms', '2s', '5m', '1h'")
+
+
+def parse_ratio(value: Any) -> Any:
+    """``"20%"`` or ``0.2`` → 0.2."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            raise ValueError(f"bad percentage {value!r}") from None
+    return value
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    Field(gt=0),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$"},
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+            "description": "A duration: '250ms', '2s', '5m', '1h', '30d', or seconds.",
+        }
+    ),
+]
+Ratio = Annotated[
+    float,
+    BeforeValidator(parse_ratio),
+    Field(ge=0, le=1),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\d+(\.\d+)?%$"},
+                {"type": "number", "minimum": 0, "maximum": 1},
+            ]
+        }
+    ),
+]
+_URL = re.compile(r"^https?://[^/\s]+(/[^\s]*)?$")
+
+
+def _check_url(url: str) -> str:
+    if not _URL.match(url):
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    return url.rstrip("/")
+
+
+# Checked one by one, so an error names the list item (and its line), not the whole list.
+URL = Annotated[
+    str, AfterValidator(_check_url), WithJsonSchema({"type": "string", "pattern": _URL.pattern})
+]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors; values are frozen once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)

@@ -1,0 +1,157 @@
+"""``gateway demo``: the gateway on its embedded default plus a tiny in-process model server.
+
+The demo model server speaks the Open Inference Protocol (KServe v2) like Triton does, so the
+gateway in front of it runs exactly the code path it runs in production. The model is a 4→2
+linear layer in plain Python: version 1 computes ``[x0, x1 + x2 + x3]``, version 2 twice that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.app import create_app
+from gateway.settings import Settings
+
+_WEIGHTS = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 1.0, 1.0))
+_VERSIONS = ("1", "2")
+_INPUT = {"name": "INPUT0", "datatype": "FP32", "shape": [-1, 4]}
+_OUTPUT = {"name": "OUTPUT0", "datatype": "FP32", "shape": [-1, 2]}
+
+DEMO_ROUTES = """\
+# The demo's route table: edit it while `gateway demo` runs and watch it hot-reload.
+backends:
+  demo:
+    kind: triton            # the demo server speaks KServe v2, as Triton does
+    urls: [{url}]
+    timeout: 5s
+models:
+  linear:
+    default: "1"
+    versions:
+      "1": {{backend: demo, name: linear, version: "1"}}
+      "2": {{backend: demo, name: linear, version: "2"}}
+"""
+
+
+def _error(message: str, status: int) -> Response:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _version(request: Request) -> str | None:
+    version = request.path_params.get("version", _VERSIONS[-1])
+    if request.path_params["model"] != "linear" or version not in _VERSIONS:
+        return None
+    return str(version)
+
+
+async def _metadata(request: Request) -> Response:
+    version = _version(request)
+    if version is None:
+        return _error(f"Request for unknown model: '{request.path_params['model']}'", 404)
+    return JSONResponse(
+        {
+            "name": "linear",
+            "versions": list(_VERSIONS),
+            "platform": "python",
+            "inputs": [_INPUT],
+            "outputs": [_OUTPUT],
+        }
+    )
+
+
+async def _ready(request: Request) -> Response:
+    return Response(status_code=200 if _version(request) else 400)
+
+
+async def _health(request: Request) -> Response:
+    return Response(status_code=200)
+
+
+async def _infer(request: Request) -> Response:
+    version = _version(request)
+    if version is None:
+        return _error(f"Request for unknown model: '{request.path_params['model']}'", 404)
+    try:
+        body: dict[str, Any] = await request.json()
+        tensor = body["inputs"][0]
+        shape, data = tensor["shape"], tensor["data"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return _error("failed to parse the request JSON buffer", 400)
+    if tensor.get("name") != "INPUT0" or tensor.get("datatype") != "FP32":
+        return _error("expected input 'INPUT0' of datatype FP32", 400)
+    if len(shape) != 2 or shape[1] != 4 or len(data) != shape[0] * 4:
+        return _error(f"unexpected shape for input 'INPUT0', expected [-1,4], got {shape}", 400)
+    scale = float(version)
+    rows = [data[i : i + 4] for i in range(0, len(data), 4)]
+    out = [
+        scale * sum(w * x for w, x in zip(ws, row, strict=True)) for row in rows for ws in _WEIGHTS
+    ]
+    reply: dict[str, Any] = {
+        "model_name": "linear",
+        "model_version": version,
+        "outputs": [{"name": "OUTPUT0", "datatype": "FP32", "shape": [len(rows), 2], "data": out}],
+    }
+    if "id" in body:
+        reply["id"] = body["id"]
+    return JSONResponse(reply)
+
+
+def demo_model_app() -> Starlette:
+    """A minimal KServe v2 server for the demo model (and for quick tests)."""
+    return Starlette(
+        routes=[
+            Route("/v2/health/live", _health),
+            Route("/v2/health/ready", _health),
+            Route("/v2/models/{model}", _metadata),
+            Route("/v2/models/{model}/versions/{version}", _metadata),
+            Route("/v2/models/{model}/ready", _ready),
+            Route("/v2/models/{model}/versions/{version}/ready", _ready),
+            Route("/v2/models/{model}/infer", _infer, methods=["POST"]),
+            Route("/v2/models/{model}/versions/{version}/infer", _infer, methods=["POST"]),
+        ]
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def run_demo(host: str, port: int) -> None:
+    model_port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
+    routes = folder / "routes.yaml"
+    routes.write_text(DEMO_ROUTES.format(url=f"http://127.0.0.1:{model_port}"), encoding="utf-8")
+    settings = Settings(config=routes, host=host, port=port)
+    model_server = uvicorn.Server(
+        uvicorn.Config(demo_model_app(), host="127.0.0.1", port=model_port, log_level="warning")
+    )
+    options = {**settings.uvicorn_options(), "log_level": "warning"}
+    gateway_server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))  # type: ignore[arg-type]
+    base = f"http://{host}:{port}"
+    print(f"model gateway demo on {base} (route table: {routes}; Ctrl-C stops)", flush=True)
+    print("  try:", flush=True)
+    print(
+        f"  curl -s {base}/v2/models/linear/infer -H 'Content-Type: application/json' "
+        """-d '{"inputs":[{"name":"INPUT0","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}'""",
+        flush=True,
+    )
+    v1_body = """'{"instances":[[1,2,3,4]]}'"""
+    print(f"  curl -s {base}/v1/models/linear/versions/2:predict -d {v1_body}", flush=True)
+
+    async def serve() -> None:
+        await asyncio.gather(model_server.serve(), gateway_server.serve())
+
+    asyncio.run(serve())

@@ -1,0 +1,58 @@
+"""Process settings: command-line flags over ``GATEWAY_*`` environment variables, then frozen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.logs import log_config
+
+
+class Settings(BaseSettings):
+    """Everything that is per process rather than per route table.
+
+    Secrets (the admin token) live here, never in routes.yaml.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", frozen=True, extra="ignore")
+
+    config: Path | None = Field(default=None, description="Path to routes.yaml.")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    log_level: str = "info"
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    watch: bool = Field(default=True, description="Reload routes.yaml when the file changes.")
+    admin_token: str | None = Field(default=None, repr=False)
+    admin_port: int | None = Field(
+        default=None, description="Serve the admin API only on this port (same host)."
+    )
+    secret: str | None = Field(
+        default=None,
+        repr=False,
+        description="Hashes API keys, signs gateway tokens; the same on every replica.",
+    )
+    redis_url: str | None = Field(default=None, repr=False)
+    redis_prefix: str = Field(default="gw:", description="Prefix of every key in Redis.")
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description="Proxies whose X-Forwarded-For is trusted (comma list, '*' for all).",
+    )
+    pool_size: int = Field(default=512, ge=1, description="Max upstream connections per worker.")
+
+    def uvicorn_options(self) -> dict[str, object]:
+        """The server options ``gateway serve`` (and the tests) run uvicorn with."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "log_level": self.log_level,
+            "log_config": log_config(self.log_level),
+            "access_log": False,
+            "server_header": False,
+            "proxy_headers": self.forwarded_allow_ips is not None,
+            "forwarded_allow_ips": self.forwarded_allow_ips,
+            "lifespan": "on",
+            "timeout_graceful_shutdown": 30,
+        }

@@ -1,0 +1,340 @@
+"""The store's records and its interface, shared by the Redis and the in-memory implementation.
+
+Records are frozen values, JSON on the wire (:meth:`to_json` / :meth:`from_json`). Reading
+ignores fields it does not know and fills missing ones with their defaults, so gateways of two
+versions can share one Redis during a rolling upgrade.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Final, Literal, Protocol, Self, get_args
+
+import orjson
+
+from gateway.errors import GatewayError
+
+RESYNC: Final = "*"
+"""Yielded by :meth:`Store.subscribe` once subscribed and after every reconnect: messages may have
+been missed, so a subscriber drops whatever it cached from the channel."""
+
+AUDIT_CAP: Final = 10_000
+"""How many audit entries a store keeps (the newest)."""
+
+
+class StoreUnavailable(GatewayError):
+    """The shared store cannot be reached (connection refused, timed out, cluster down)."""
+
+    status, code = 503, "store_unavailable"
+
+
+class _Record:
+    """JSON round trip for the record dataclasses below (lists come back as tuples)."""
+
+    __slots__ = ()
+
+    def to_json(self) -> str:
+        return orjson.dumps(asdict(self)).decode()  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Self:
+        data = orjson.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant(_Record):
+    """A customer of the gateway: what its credentials may reach."""
+
+    name: str
+    plan: str | None = None
+    models: tuple[str, ...] = ()  # allowed model name globs (fnmatch); empty = every model
+    scopes: tuple[str, ...] = ()  # the scopes this tenant's credentials may carry; empty = any
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class APIKey(_Record):
+    """An API key: ``<key_id>.<secret>`` is handed out once, only the secret's HMAC is kept."""
+
+    key_id: str  # public id (the part of the key before the secret)
+    tenant: str
+    secret_hash: str  # hex HMAC-SHA256 of the secret; the secret itself is never stored
+    scopes: tuple[str, ...] = ()
+    created_at: float = 0.0
+    expires_at: float | None = None  # unix seconds; a rotated key's grace deadline is written here
+    revoked_at: float | None = None
+    last_used_at: float | None = None
+    name: str = ""
+    rotated_to: str | None = None  # key_id of the key that replaced this one
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry(_Record):
+    """One administrative action, for the audit log."""
+
+    at: float
+    actor: str  # who (e.g. "admin-token", "jwt:alice@issuer")
+    action: str  # e.g. "tenant.create", "key.revoke"
+    target: str  # e.g. "tenant:acme", "key:abcd1234"
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    request_id: str | None = None
+
+
+LimitKind = Literal["bucket", "window", "concurrency"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One limit a request must pass. Limits with the same ``group`` are decided atomically
+    together (in Redis: one Lua call, their keys share the hash tag ``{group}``).
+
+    ``bucket``: a token bucket of ``limit`` tokens (the burst) refilled at ``rate`` per second.
+    ``window``: ``limit`` per window of ``window`` seconds, windows aligned to multiples of
+    ``window`` since the unix epoch on the store's clock. ``concurrency``: at most ``limit``
+    leases at once; a lease not released within ``lease_ttl`` seconds is dropped (a crashed
+    replica). A bucket or a window spends the request's cost; a concurrency limit one slot.
+    """
+
+    group: str  # e.g. "t:acme", "ip:10.0.0.1", "m:fraud"
+    name: str  # e.g. "rate", "quota-day", "key:ab12", "concurrency"; unique within the group
+    kind: LimitKind
+    limit: float  # bucket: capacity (burst); window: quota per window; concurrency: max in flight
+    rate: float = 0.0  # bucket: tokens refilled per second
+    window: float = 0.0  # window: length in seconds
+    lease_ttl: float = 60.0  # concurrency: a lease not released within this is dropped
+
+    def __post_init__(self) -> None:
+        check_group(self.group)
+        where = f"limit {self.group!r}/{self.name!r}"
+        if self.kind not in get_args(LimitKind):
+            raise ValueError(f"{where}: kind must be bucket, window or concurrency")
+        if not (math.isfinite(self.limit) and self.limit >= 0):
+            raise ValueError(f"{where}: limit must be a finite number >= 0, got {self.limit}")
+        if self.kind == "bucket" and not (math.isfinite(self.rate) and self.rate > 0):
+            raise ValueError(f"{where}: a bucket's rate must be positive, got {self.rate}")
+        if self.kind == "window" and not (math.isfinite(self.window) and self.window >= 1e-3):
+            raise ValueError(f"{where}: a window must be at least 1 ms, got {self.window}")
+        if self.kind == "concurrency" and not (
+            math.isfinite(self.lease_ttl) and self.lease_ttl >= 1e-3
+        ):
+            raise ValueError(f"{where}: lease_ttl must be at least 1 ms, got {self.lease_ttl}")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """Where one limit stands after a request (or, if it was rejected, without it)."""
+
+    group: str
+    name: str
+    limit: float
+    remaining: float  # bucket: whole tokens left; window: quota left; concurrency: free slots
+    reset: float  # seconds until back to full (bucket); until the window ends; concurrency: 0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of :meth:`Store.take`."""
+
+    admitted: bool
+    states: tuple[LimitState, ...]  # one per limit, in the order given
+    retry_after: float  # 0 if admitted, else seconds until the blocking limits could admit it
+    lease: str | None = None  # set when concurrency limits were taken: pass it to release()
+
+
+def check_take(limits: Sequence[Limit], cost: float, lease: str | None) -> None:
+    """Refuse what :meth:`Store.take` cannot decide: a negative cost, a name twice in a group,
+    a concurrency limit without a lease."""
+    if not (math.isfinite(cost) and cost >= 0):
+        raise ValueError(f"take: cost must be a finite number >= 0, got {cost}")
+    seen: set[tuple[str, str]] = set()
+    for limit in limits:
+        if (limit.group, limit.name) in seen:
+            raise ValueError(f"take: limit {limit.group!r}/{limit.name!r} is given twice")
+        seen.add((limit.group, limit.name))
+        if limit.kind == "concurrency" and not lease:
+            raise ValueError(f"take: limit {limit.group!r}/{limit.name!r} needs a lease id")
+
+
+def check_group(group: str) -> None:
+    """A group is the hash tag of its Redis keys (``{group}``): an empty one, or one starting
+    with ``}``, would be no tag, and the keys of one Lua call would fall in different slots."""
+    if not group or group.startswith("}"):
+        raise ValueError(f"group {group!r}: must be non-empty and not start with '}}'")
+
+
+def check_cache_key(group: str, key: str) -> None:
+    """A cache key ending in ``:lock`` would be another key's lock (``<key>:lock``)."""
+    check_group(group)
+    if key.endswith(":lock"):
+        raise ValueError(f"cache key {key!r}: must not end in ':lock'")
+
+
+class LimitsAndCache(Protocol):
+    """What a store hands its limits and cache operations to (the Lua or in-memory engine)."""
+
+    async def take(
+        self,
+        limits: Sequence[Limit],
+        *,
+        cost: float = 1.0,
+        lease: str | None = None,
+        cache: tuple[str, str] | None = None,
+    ) -> tuple[Verdict, bytes | None]: ...
+    async def release(self, limits: Sequence[Limit], lease: str) -> None: ...
+    async def cache_get(self, group: str, key: str) -> bytes | None: ...
+    async def cache_set(self, group: str, key: str, value: bytes, ttl: float) -> None: ...
+    async def cache_lock(self, group: str, key: str, ttl: float) -> bool: ...
+    async def cache_unlock(self, group: str, key: str) -> None: ...
+    async def cache_purge(self, pattern: str) -> int: ...
+
+
+class DelegatedLimits:
+    """The Store's limit and cache methods, handed to ``self._limits`` (both stores use it)."""
+
+    _limits: LimitsAndCache
+
+    async def take(
+        self,
+        limits: Sequence[Limit],
+        *,
+        cost: float = 1.0,
+        lease: str | None = None,
+        cache: tuple[str, str] | None = None,
+    ) -> tuple[Verdict, bytes | None]:
+        return await self._limits.take(limits, cost=cost, lease=lease, cache=cache)
+
+    async def release(self, limits: Sequence[Limit], lease: str) -> None:
+        await self._limits.release(limits, lease)
+
+    async def cache_get(self, group: str, key: str) -> bytes | None:
+        return await self._limits.cache_get(group, key)
+
+    async def cache_set(self, group: str, key: str, value: bytes, ttl: float) -> None:
+        await self._limits.cache_set(group, key, value, ttl)
+
+    async def cache_lock(self, group: str, key: str, ttl: float) -> bool:
+        return await self._limits.cache_lock(group, key, ttl)
+
+    async def cache_unlock(self, group: str, key: str) -> None:
+        await self._limits.cache_unlock(group, key)
+
+    async def cache_purge(self, pattern: str) -> int:
+        return await self._limits.cache_purge(pattern)
+
+
+class Store(Protocol):
+    """Shared state of the gateway: tenants, API keys, idempotency records, audit, and events.
+
+    Implemented by :class:`~gateway.store.redis.RedisStore` (shared by every gateway process) and
+    :class:`~gateway.store.memory.MemoryStore` (one process); both pass one conformance suite,
+    ``tests/store/test_conformance.py``. Every method of the Redis store raises
+    :class:`StoreUnavailable` when Redis cannot be reached, except :meth:`ping`, which answers
+    ``False``, and :meth:`subscribe`, which reconnects.
+    """
+
+    async def put_tenant(self, tenant: Tenant) -> None:
+        """Create or replace the tenant named ``tenant.name``."""
+
+    async def get_tenant(self, name: str) -> Tenant | None: ...
+
+    async def list_tenants(self) -> list[Tenant]:
+        """Every tenant, sorted by name."""
+
+    async def delete_tenant(self, name: str) -> bool:
+        """Delete the tenant and all its keys; ``True`` if the tenant existed."""
+
+    async def put_key(self, key: APIKey) -> None:
+        """Create or replace a key. ``last_used_at`` only moves forward: the stored value is kept
+        when it is later than the given one, so a read-modify-write (revoke, rotate) does not
+        lose a concurrent :meth:`touch_keys`."""
+
+    async def get_key(self, key_id: str) -> APIKey | None: ...
+
+    async def list_keys(self, tenant: str) -> list[APIKey]:
+        """The tenant's keys, sorted by ``created_at``."""
+
+    async def touch_keys(self, used: Mapping[str, float]) -> None:
+        """Set each key's ``last_used_at`` to the later of the stored and the given time.
+
+        Unknown ids are ignored: this never creates (or resurrects a deleted) key.
+        """
+
+    async def remember(self, key: str, value: str, ttl: float) -> str | None:
+        """Atomic set-if-absent for ``ttl`` seconds (``ttl > 0``): stores ``value`` and returns
+        ``None``, or returns the value already stored (Idempotency-Key)."""
+
+    async def audit(self, entry: AuditEntry) -> None:
+        """Append to the audit log, which keeps the newest :data:`AUDIT_CAP` entries."""
+
+    async def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest ``limit`` entries, newest first."""
+
+    async def publish(self, channel: str, message: str) -> None:
+        """Send ``message`` to every current subscriber of ``channel`` (at most once)."""
+
+    def subscribe(self, channel: str) -> AsyncIterator[str]:
+        """An async generator of the channel's messages.
+
+        Yields :data:`RESYNC` once the subscription is active (so a message published after
+        that is delivered), then messages. After a lost connection it reconnects with bounded
+        backoff and yields :data:`RESYNC` again. It ends, releasing its connection, when the
+        consumer closes it (``aclose()``, ``contextlib.aclosing``) or its task is cancelled.
+        """
+        ...
+
+    async def take(
+        self,
+        limits: Sequence[Limit],
+        *,
+        cost: float = 1.0,
+        lease: str | None = None,
+        cache: tuple[str, str] | None = None,
+    ) -> tuple[Verdict, bytes | None]:
+        """Admit a request of ``cost`` if every limit admits it, and take it from all of them;
+        a rejected request takes nothing from any limit.
+
+        Time is the store's clock (Redis ``TIME``, never the gateway's). The limits of one group
+        are decided atomically; several groups are decided one at a time, sorted by group, and
+        when a later group rejects, what the earlier ones took is given back. ``lease`` (a
+        unique id, required with a concurrency limit) is what :meth:`release` frees; a lease
+        already held is renewed. ``retry_after`` is the largest wait over the rejecting limits
+        (``math.inf`` when the cost exceeds a limit itself; for a full concurrency limit, until
+        its oldest lease expires, an upper bound). ``cache=(group, key)`` reads that cache
+        entry in the same round trip and returns it (or ``None``) second; with no limits,
+        ``take`` only reads the cache and admits.
+        """
+        ...
+
+    async def release(self, limits: Sequence[Limit], lease: str) -> None:
+        """Free ``lease`` in every concurrency limit among ``limits`` (others are ignored)."""
+
+    async def cache_get(self, group: str, key: str) -> bytes | None: ...
+
+    async def cache_set(self, group: str, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` (bytes, kept exact) for ``ttl`` seconds (``ttl > 0``)."""
+
+    async def cache_lock(self, group: str, key: str, ttl: float) -> bool:
+        """Take the entry's fill lock for ``ttl`` seconds; ``True`` if this call got it."""
+        ...
+
+    async def cache_unlock(self, group: str, key: str) -> None: ...
+
+    async def cache_purge(self, pattern: str) -> int:
+        """Delete the cache entries whose ``"<group>|<key>"`` matches the glob ``pattern``
+        (:func:`fnmatch.fnmatchcase`), e.g. ``"t:acme|*"``, ``"*|fraud:3:*"``; their number."""
+        ...
+
+    async def ping(self) -> bool:
+        """``True`` if the store answers (for ``/readyz``); never raises for an outage."""
+
+    async def close(self) -> None:
+        """Release connections. Subscriptions still open end at their next wait."""

@@ -1,0 +1,105 @@
+"""The Redis store's key names, and what a Redis outage looks like to it (503)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Final
+
+from redis import exceptions as rx
+
+from gateway.store.base import StoreUnavailable
+
+logger = logging.getLogger("gateway.store.redis")
+
+# What "Redis is unavailable" looks like; anything else (a wrong type, a script bug) is a bug.
+UNAVAILABLE: Final = (
+    rx.ConnectionError,
+    rx.TimeoutError,
+    rx.ClusterDownError,
+    rx.TryAgainError,
+    rx.ReadOnlyError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLayout:
+    """Every Redis key and channel name the store uses, under ``prefix``.
+
+    A prefix may carry a hash tag of its own (``{gw}:``), which puts every key in one slot.
+    """
+
+    prefix: str
+
+    def __post_init__(self) -> None:
+        start = self.prefix.find("{")
+        end = self.prefix.find("}", start + 1)
+        if start >= 0 and end <= start + 1:
+            raise ValueError(
+                f"store prefix {self.prefix!r}: a '{{' must close a non-empty hash tag within "
+                "the prefix, or the tenant keys of one Lua call could land in different slots"
+            )
+
+    def tenants(self) -> str:
+        return f"{self.prefix}tenants"
+
+    def tenant(self, name: str) -> str:
+        return f"{self.prefix}{{t:{name}}}:tenant"
+
+    def tenant_keys(self, name: str) -> str:
+        return f"{self.prefix}{{t:{name}}}:keys"
+
+    def key(self, key_id: str) -> str:
+        return f"{self.prefix}key:{key_id}"
+
+    def idempotency(self, key: str) -> str:
+        return f"{self.prefix}idem:{key}"
+
+    def audit(self) -> str:
+        return f"{self.prefix}audit"
+
+    def channel(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def limit(self, group: str, name: str) -> str:
+        """A limit's state (a window's gets ``:<window index>`` appended, by the Lua script)."""
+        return f"{self.prefix}{{{group}}}:l:{name}"
+
+    def cache(self, group: str, key: str) -> str:
+        return f"{self.prefix}{{{group}}}:c:{key}"
+
+    def cache_lock(self, group: str, key: str) -> str:
+        return f"{self.prefix}{{{group}}}:c:{key}:lock"
+
+    def cache_match(self, group: str | None) -> str:
+        """A SCAN MATCH pattern for the cache entries of ``group`` (``None``: of every group)."""
+        if group is None:
+            return f"{escape_glob(self.prefix)}{{*}}:c:*"
+        return f"{escape_glob(self.cache(group, ''))}*"
+
+    def cache_entry(self, name: str, group: str | None) -> tuple[str, str] | None:
+        """``(group, key)`` of a cache entry's Redis key (found by :meth:`cache_match`), or
+        ``None`` for a lock. With ``group`` unknown it ends at the first ``}:c:``."""
+        if name.endswith(":lock"):
+            return None
+        if group is None:
+            group, _, _ = name[len(self.prefix) + 1 :].partition("}:c:")
+        return group, name[len(self.cache(group, "")) :]
+
+
+def escape_glob(text: str) -> str:
+    """``text`` matched literally by a Redis glob (SCAN MATCH, KEYS)."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+@contextmanager
+def mapped(operation: str) -> Iterator[None]:
+    """Map Redis outages to StoreUnavailable (503) where they enter our code."""
+    try:
+        yield
+    except UNAVAILABLE as exc:
+        logger.warning("store: %s failed: %s", operation, exc)
+        raise StoreUnavailable("the shared store is unavailable") from exc

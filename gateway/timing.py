@@ -1,0 +1,30 @@
+"""Per-request timing shared by the proxy layer and the ``Server-Timing`` header.
+
+Kept free of Starlette so the backends can record model-server time without knowing the app.
+"""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Timing:
+    started: float = field(default_factory=time.perf_counter)
+    upstream: float = 0.0
+
+    def header(self) -> str:
+        total = time.perf_counter() - self.started
+        gateway = max(0.0, total - self.upstream)
+        return f"gateway;dur={gateway * 1000:.2f}, upstream;dur={self.upstream * 1000:.2f}"
+
+
+CURRENT_TIMING: ContextVar[Timing | None] = ContextVar("gateway_timing", default=None)
+
+
+def record_upstream(seconds: float) -> None:
+    timing = CURRENT_TIMING.get()
+    if timing is not None:
+        timing.upstream += seconds
