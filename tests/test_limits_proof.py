@@ -287,8 +287,11 @@ async def prove_conformance(
         # bucket's ``ts``, which the Lua script stamps with Redis TIME at every admission (a
         # refusal writes nothing), so the server time of the last one. Every admission of the
         # load lies in [T0, T1], where one bucket can admit at most BURST + RATE * (T1 - T0):
-        # the ceiling is exact. T0 precedes the first decision by one call's way to Redis (a
-        # few ms, about a token), the only slack the 99% floor has to absorb. The client's view
+        # the ceiling is exact. The floor is not: a bucket that is full wastes what it refills,
+        # so any pause in the offered load (the scheduler of a shared 2-core machine stalling
+        # the callers or both replicas for 150 ms) costs admissions. A CI run measured 0.943
+        # that way. The floor's job is to catch a split or double-counted bucket (about 0.5 of
+        # the bound), so it sits at 90%, clear of both. The client's view
         # (first call sent .. last admitted answer received) holds every admission too, but
         # adds the answers' way back and mixes in the test's scheduling: reported only.
         ts = await client.hget(bucket, "ts")
@@ -322,7 +325,7 @@ async def prove_conformance(
         assert len(load.calls) / span > 3 * RATE, "the offered load must exceed the rate 3-fold"
         assert refused > admitted / 2
         assert admitted <= bound + 1e-6
-        assert admitted >= 0.99 * bound
+        assert admitted >= 0.9 * bound
         assert len(forwarded(backend)) == CLIENTS + admitted  # the warm-up, then the admitted
 
 
