@@ -19,6 +19,7 @@ from gateway import v1_json, v2_json
 from gateway.backends.tfserving import DTYPES
 from gateway.chain import Context, Next
 from gateway.config import version_sort_key
+from gateway.dispatch import FastRoute, fast_route
 from gateway.errors import GatewayError, NoHealthyReplica, NotFound
 from gateway.http_body import read_body
 from gateway.inference import InferenceRequest, TensorMeta, check_inputs
@@ -226,8 +227,21 @@ async def ready_v2(request: Request, ctx: Context) -> Response:
     return JSONResponse({"name": resolved.model, "ready": True})
 
 
+_PREDICT_1, _INFER_2 = through_chain(predict_v1, "predict"), through_chain(infer_v2, "predict")
+
+
+def fast_routes() -> list[FastRoute]:
+    """The inference endpoints, served by the dispatcher's fast lane (the same handlers)."""
+    return [
+        fast_route("/v2/models/{model}/infer", _INFER_2),
+        fast_route("/v2/models/{model}/versions/{version}/infer", _INFER_2),
+        fast_route("/v1/models/{model}:predict", _PREDICT_1),
+        fast_route("/v1/models/{model}/versions/{version}:predict", _PREDICT_1),
+    ]
+
+
 def routes() -> list[BaseRoute]:
-    predict_1, infer_2 = through_chain(predict_v1, "predict"), through_chain(infer_v2, "predict")
+    predict_1, infer_2 = _PREDICT_1, _INFER_2
     status = through_chain(status_v1, "metadata")
     meta_1, meta_2 = through_chain(metadata_v1, "metadata"), through_chain(metadata_v2, "metadata")
     ready = through_chain(ready_v2, "metadata")

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import secrets
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +22,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import admin, api, oauth
 from gateway.auth.keys import KeyVerifier
 from gateway.chain import Context, Next, build_chain
+from gateway.dispatch import GatewayApp
 from gateway.errors import GatewayError, error_response
 from gateway.limits import LimiterMetrics
 from gateway.passthrough import passthrough_app
@@ -36,11 +34,9 @@ from gateway.reload import Reloader
 from gateway.runtime import Services
 from gateway.settings import Settings
 from gateway.store import open_store
-from gateway.timing import CURRENT_TIMING, Timing
 from policies import POLICIES
 
 logger = logging.getLogger("gateway")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 @dataclass(slots=True)
@@ -52,57 +48,6 @@ class Gateway:
     services: Services
     registry: CollectorRegistry
     chain: Next
-
-
-class RequestContextMiddleware:
-    """Request id, ``Server-Timing`` and the one JSON renderer for every error."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["ctx"] = Context(request_id=request_id)
-        timing = Timing()
-        token = CURRENT_TIMING.set(timing)
-        started = False
-
-        async def send_with_headers(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                headers.append((b"server-timing", timing.header().encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_headers)
-        except GatewayError as exc:
-            if started:
-                raise
-            await error_response(exc, request_id)(scope, receive, send_with_headers)
-        except Exception as exc:
-            logger.exception("unhandled error", extra={"request_id": request_id})
-            if started:
-                raise
-            error = GatewayError("internal error", status=500, code="internal")
-            await error_response(error, request_id)(scope, receive, send_with_headers)
-            del exc
-        finally:
-            CURRENT_TIMING.reset(token)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -182,7 +127,7 @@ def create_app(settings: Settings) -> Starlette:
             app.state.gateway = Gateway(settings, reloader, services, registry, chain)
             yield
 
-    app = Starlette(
+    app = GatewayApp(
         routes=[
             *api.routes(),
             Route("/healthz", healthz, methods=["GET"]),
@@ -191,11 +136,11 @@ def create_app(settings: Settings) -> Starlette:
             *admin.routes(),
             *oauth.routes(),
         ],
+        fast=api.fast_routes(),
+        fallback=passthrough_app,
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
-    app.router.default = passthrough_app
-    app.add_middleware(RequestContextMiddleware)
     return app
 
 

@@ -71,10 +71,32 @@ class Entry:
 
 
 class SingleFlight:
-    """Within one process, identical misses wait for the first one's result."""
+    """Within one process, identical misses wait for the first one's result.
+
+    It also remembers which fill locks this process holds. The lock is taken by the rate-limit
+    step's round trip for one request, but the request that leads the flight may be another
+    one (their store replies can come back in either order): the leader fills and unlocks for
+    the process, and the lock's taker simply joins the flight.
+    """
+
+    _PRUNE_AT = 10_000
 
     def __init__(self) -> None:
         self._flights: dict[str, asyncio.Future[Any]] = {}
+        self._held: dict[str, float] = {}  # flight key -> monotonic end of the store lock
+
+    def hold(self, key: str, ttl: float) -> None:
+        if len(self._held) >= self._PRUNE_AT:
+            now = time.monotonic()
+            self._held = {k: end for k, end in self._held.items() if end > now}
+        self._held[key] = time.monotonic() + ttl
+
+    def holds(self, key: str) -> bool:
+        end = self._held.get(key)
+        return end is not None and end > time.monotonic()
+
+    def drop(self, key: str) -> None:
+        self._held.pop(key, None)
 
     async def run(self, key: str, work: Callable[[], Awaitable[Any]]) -> tuple[Any, bool]:
         """(result, collapsed): ``collapsed`` is True when another caller's result was reused."""

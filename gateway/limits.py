@@ -112,12 +112,17 @@ class Limiter:
         return limits
 
     async def take(
-        self, limits: Sequence[Limit], lease: str | None, cache: tuple[str, str] | None
+        self,
+        limits: Sequence[Limit],
+        lease: str | None,
+        cache: tuple[str, str] | None,
+        lock: float | None = None,
     ) -> tuple[Verdict, bytes | None]:
-        """Ask the store (one round trip, the cache lookup included), within the timeout."""
+        """Ask the store (one round trip, the cache lookup and fill lock included), within the
+        timeout."""
         try:
             async with asyncio.timeout(self.config.store_timeout):
-                return await self.store.take(limits, lease=lease, cache=cache)
+                return await self.store.take(limits, lease=lease, cache=cache, lock=lock)
         except (TimeoutError, GatewayError) as exc:
             if isinstance(exc, GatewayError) and exc.status != 503:
                 raise

@@ -48,7 +48,9 @@ class CachePolicy:
             response.headers["Cache-Status"] = _status("fwd=request")
             return response
         store = request.app.state.gateway.services.store
+        flights = request.app.state.gateway.services.flights
         group, name = key
+        flight = f"{group}|{name}"
         entry: Entry | None = None
         if "no-cache" not in asked:
             if "cache_lookup" in ctx.extra:
@@ -63,7 +65,12 @@ class CachePolicy:
         fwd = "fwd=request" if "no-cache" in asked else "fwd=stale" if entry else "fwd=miss"
 
         async def fill() -> tuple[str, Any]:
-            locked = await _lock(store, group, name, spec.lock)
+            # the rate-limit step's round trip may have tried the lock already, for this
+            # request or for one that will join this flight (see SingleFlight)
+            if ctx.extra.pop("cache_filling", None) is None:
+                locked = await _lock(store, group, name, spec.lock)
+            else:
+                locked = flights.holds(flight)
             if not locked and "no-cache" not in asked:
                 raw = await wait_for_entry(lambda: _get(store, group, name), spec.lock)
                 fresh = Entry.decode(raw) if raw is not None else None
@@ -80,15 +87,16 @@ class CachePolicy:
                 stored = len(body) <= spec.max_entry_bytes
                 if stored:
                     ttl = spec.ttl + (spec.stale_if_error or 0.0)
-                    stored = await _set(store, group, name, produced.encode(), ttl)
+                    stored = await _set(store, group, name, produced.encode(), ttl, locked)
+                    locked = locked and not stored  # a stored entry's lock went with it
                 return ("stored" if stored else "fresh"), produced
             finally:
+                flights.drop(flight)
                 if locked:
                     await _unlock(store, group, name)
 
-        flights = request.app.state.gateway.services.flights
         try:
-            (kind, value), collapsed = await flights.run(f"{group}|{name}", fill)
+            (kind, value), collapsed = await flights.run(flight, fill)
         except GatewayError as exc:
             stale = spec.stale_if_error
             if entry is not None and stale and exc.status >= 500 and entry.age() < spec.ttl + stale:
@@ -112,9 +120,9 @@ async def _get(store: Any, group: str, name: str) -> bytes | None:
         return None  # the cache is an optimisation: an outage is a miss
 
 
-async def _set(store: Any, group: str, name: str, value: bytes, ttl: float) -> bool:
+async def _set(store: Any, group: str, name: str, value: bytes, ttl: float, unlock: bool) -> bool:
     try:
-        await store.cache_set(group, name, value, ttl)
+        await store.cache_set(group, name, value, ttl, unlock=unlock)
         return True
     except GatewayError:
         return False

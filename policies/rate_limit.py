@@ -14,7 +14,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from gateway.caching import request_cache_key
+from gateway.caching import cache_spec, request_cache_key
 from gateway.chain import Context, Next
 from gateway.limits import Limiter, Subject, headers
 from gateway.store import Limit
@@ -40,9 +40,15 @@ class RateLimitPolicy:
         if not limits and cache is None:
             return await call_next(request, ctx)
         lease = uuid.uuid4().hex if any(limit.kind == "concurrency" for limit in limits) else None
-        verdict, cached = await limiter.take(limits, lease, cache)
+        spec = cache_spec(request, ctx) if cache is not None else None
+        verdict, cached = await limiter.take(limits, lease, cache, spec.lock if spec else None)
         if cache is not None:
             ctx.extra["cache_lookup"] = cached
+            if verdict.filling is not None:
+                ctx.extra["cache_filling"] = verdict.filling
+                if verdict.filling and spec is not None:
+                    flights = request.app.state.gateway.services.flights
+                    flights.hold("|".join(cache), spec.lock)
         fields = headers(limits, verdict)
         if not verdict.admitted:
             rejection = limiter.rejection(verdict)

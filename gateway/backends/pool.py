@@ -140,6 +140,9 @@ class ReplicaPool:
         self.in_flight = 0
         self.budget = RetryBudget(spec.retries.budget, spec.retries.min_per_second)
         self._health_task: asyncio.Task[None] | None = None
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=spec.connect_timeout, sock_read=spec.timeout
+        )
 
     # -- choosing ---------------------------------------------------------------------------
 
@@ -167,19 +170,26 @@ class ReplicaPool:
         headers: Mapping[str, str] | None = None,
         management: bool = False,
     ) -> UpstreamReply:
-        """Send a buffered request and read the whole reply."""
-        async with self.stream(
-            method, path, key=key, body=body, headers=headers, management=management
-        ) as (response, started):
-            try:
-                data = await response.read()
-            except TimeoutError as exc:
-                raise UpstreamTimeout(f"backend {self.name!r} timed out") from exc
-            except aiohttp.ClientError as exc:
-                raise BadGateway(f"the model server's reply was cut off: {exc}") from exc
-            elapsed = time.perf_counter() - started
-            record_upstream(elapsed)
-            return UpstreamReply(response.status, response.headers, data, elapsed)
+        """Send a buffered request and read the whole reply (:meth:`stream` without the
+        generator-based context manager, which costs more than it gives on the hot path)."""
+        self._enter()
+        attempt: _Attempt | None = None
+        try:
+            async with asyncio.timeout(self.spec.overall_deadline):
+                attempt = await self._open(method, path, key, body, headers, management)
+                try:
+                    data = await attempt.response.read()
+                except TimeoutError as exc:
+                    raise UpstreamTimeout(f"backend {self.name!r} timed out") from exc
+                except aiohttp.ClientError as exc:
+                    raise BadGateway(f"the model server's reply was cut off: {exc}") from exc
+        except TimeoutError as exc:
+            raise self._deadline_passed(attempt) from exc
+        finally:
+            self._leave(attempt)
+        elapsed = time.perf_counter() - attempt.started
+        record_upstream(elapsed)
+        return UpstreamReply(attempt.response.status, attempt.response.headers, data, elapsed)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -193,28 +203,38 @@ class ReplicaPool:
         management: bool = False,
     ) -> AsyncIterator[tuple[aiohttp.ClientResponse, float]]:
         """Open a request on a chosen replica; the response is read by the caller."""
-        if self.in_flight >= self.spec.max_in_flight:
-            raise Overloaded(
-                f"backend {self.name!r} has {self.in_flight} requests in flight",
-                headers={"Retry-After": "1"},
-            )
-        self.in_flight += 1
+        self._enter()
         attempt: _Attempt | None = None
         try:
             async with asyncio.timeout(self.spec.overall_deadline):
                 attempt = await self._open(method, path, key, body, headers, management)
                 yield attempt.response, attempt.started
         except TimeoutError as exc:
-            if attempt is not None:
-                self._failed(attempt.replica)
-            raise UpstreamTimeout(
-                f"backend {self.name!r} did not answer within {self.spec.overall_deadline:g}s"
-            ) from exc
+            raise self._deadline_passed(attempt) from exc
         finally:
-            self.in_flight -= 1
-            if attempt is not None:
-                attempt.response.release()
-                attempt.replica.outstanding -= 1
+            self._leave(attempt)
+
+    def _enter(self) -> None:
+        """The circuit breaker: at most ``max_in_flight`` requests to this backend."""
+        if self.in_flight >= self.spec.max_in_flight:
+            raise Overloaded(
+                f"backend {self.name!r} has {self.in_flight} requests in flight",
+                headers={"Retry-After": "1"},
+            )
+        self.in_flight += 1
+
+    def _leave(self, attempt: _Attempt | None) -> None:
+        self.in_flight -= 1
+        if attempt is not None:
+            attempt.response.release()
+            attempt.replica.outstanding -= 1
+
+    def _deadline_passed(self, attempt: _Attempt | None) -> UpstreamTimeout:
+        if attempt is not None:
+            self._failed(attempt.replica)
+        return UpstreamTimeout(
+            f"backend {self.name!r} did not answer within {self.spec.overall_deadline:g}s"
+        )
 
     async def _open(
         self,
@@ -225,30 +245,50 @@ class ReplicaPool:
         headers: Mapping[str, str] | list[tuple[str, str]] | None,
         management: bool,
     ) -> _Attempt:
+        """The first try goes straight out; only a retryable failure builds the tenacity loop
+        (building it for every request cost more than the rest of this method)."""
         self.budget.record_request()
-        tried: set[int] = set()
-        last: _Retryable | None = None
+        replica = self.choose(key, set())
+        try:
+            return await self._try(replica, method, path, body, headers, management)
+        except _Retryable as first:
+            tried = {self.replicas.index(replica)}
+            return await self._retry(first, tried, method, path, key, body, headers, management)
+
+    async def _retry(
+        self,
+        first: _Retryable,
+        tried: set[int],
+        method: str,
+        path: str,
+        key: tuple[str, str | None] | None,
+        body: Any,
+        headers: Mapping[str, str] | list[tuple[str, str]] | None,
+        management: bool,
+    ) -> _Attempt:
+        last = first
+        spend: Callable[[BaseException], bool] = lambda e: (  # noqa: E731
+            isinstance(e, _Retryable) and self.budget.try_spend()
+        )
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.spec.retries.attempts),
-            retry=retry_if_exception(
-                lambda e: isinstance(e, _Retryable) and self.budget.try_spend()
-            ),
+            retry=retry_if_exception(spend),
             reraise=True,
         )
         try:
             async for retry in retrying:
                 with retry:
+                    if retry.retry_state.attempt_number == 1:
+                        raise first  # the try _open made: tenacity decides whether to go on
                     try:
                         replica = self.choose(key, tried)
                     except NoHealthyReplica:
-                        if last is None:
-                            raise
                         raise last from None
                     tried.add(self.replicas.index(replica))
                     try:
                         return await self._try(replica, method, path, body, headers, management)
                     except _Retryable as exc:
-                        if last is not None and last.attempt is not None:
+                        if last.attempt is not None:
                             last.attempt.discard()
                         last = exc
                         raise
@@ -259,7 +299,7 @@ class ReplicaPool:
                 f"could not connect to backend {self.name!r}: {exc.reason}"
             ) from exc
         except BaseException:
-            if last is not None and last.attempt is not None:
+            if last.attempt is not None:
                 last.attempt.discard()
             raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -275,9 +315,7 @@ class ReplicaPool:
     ) -> _Attempt:
         base = replica.management_url if management and replica.management_url else replica.url
         idle = replica.outstanding == 0
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self.spec.connect_timeout, sock_read=self.spec.timeout
-        )
+        timeout = self._timeout
         replica.outstanding += 1
         started = time.perf_counter()
         try:

@@ -148,6 +148,7 @@ class Verdict:
     states: tuple[LimitState, ...]  # one per limit, in the order given
     retry_after: float  # 0 if admitted, else seconds until the blocking limits could admit it
     lease: str | None = None  # set when concurrency limits were taken: pass it to release()
+    filling: bool | None = None  # take(lock=...): whether this call got the missing entry's lock
 
 
 def check_take(limits: Sequence[Limit], cost: float, lease: str | None) -> None:
@@ -188,10 +189,13 @@ class LimitsAndCache(Protocol):
         cost: float = 1.0,
         lease: str | None = None,
         cache: tuple[str, str] | None = None,
+        lock: float | None = None,
     ) -> tuple[Verdict, bytes | None]: ...
     async def release(self, limits: Sequence[Limit], lease: str) -> None: ...
     async def cache_get(self, group: str, key: str) -> bytes | None: ...
-    async def cache_set(self, group: str, key: str, value: bytes, ttl: float) -> None: ...
+    async def cache_set(
+        self, group: str, key: str, value: bytes, ttl: float, *, unlock: bool = False
+    ) -> None: ...
     async def cache_lock(self, group: str, key: str, ttl: float) -> bool: ...
     async def cache_unlock(self, group: str, key: str) -> None: ...
     async def cache_purge(self, pattern: str) -> int: ...
@@ -209,8 +213,9 @@ class DelegatedLimits:
         cost: float = 1.0,
         lease: str | None = None,
         cache: tuple[str, str] | None = None,
+        lock: float | None = None,
     ) -> tuple[Verdict, bytes | None]:
-        return await self._limits.take(limits, cost=cost, lease=lease, cache=cache)
+        return await self._limits.take(limits, cost=cost, lease=lease, cache=cache, lock=lock)
 
     async def release(self, limits: Sequence[Limit], lease: str) -> None:
         await self._limits.release(limits, lease)
@@ -218,8 +223,10 @@ class DelegatedLimits:
     async def cache_get(self, group: str, key: str) -> bytes | None:
         return await self._limits.cache_get(group, key)
 
-    async def cache_set(self, group: str, key: str, value: bytes, ttl: float) -> None:
-        await self._limits.cache_set(group, key, value, ttl)
+    async def cache_set(
+        self, group: str, key: str, value: bytes, ttl: float, *, unlock: bool = False
+    ) -> None:
+        await self._limits.cache_set(group, key, value, ttl, unlock=unlock)
 
     async def cache_lock(self, group: str, key: str, ttl: float) -> bool:
         return await self._limits.cache_lock(group, key, ttl)
@@ -298,6 +305,7 @@ class Store(Protocol):
         cost: float = 1.0,
         lease: str | None = None,
         cache: tuple[str, str] | None = None,
+        lock: float | None = None,
     ) -> tuple[Verdict, bytes | None]:
         """Admit a request of ``cost`` if every limit admits it, and take it from all of them;
         a rejected request takes nothing from any limit.
@@ -310,7 +318,9 @@ class Store(Protocol):
         (``math.inf`` when the cost exceeds a limit itself; for a full concurrency limit, until
         its oldest lease expires, an upper bound). ``cache=(group, key)`` reads that cache
         entry in the same round trip and returns it (or ``None``) second; with no limits,
-        ``take`` only reads the cache and admits.
+        ``take`` only reads the cache and admits. With ``lock`` (seconds) as well, an admitted
+        request whose entry is missing also tries the entry's fill lock (as :meth:`cache_lock`)
+        in that round trip, and ``Verdict.filling`` says whether it got it.
         """
         ...
 
@@ -319,8 +329,11 @@ class Store(Protocol):
 
     async def cache_get(self, group: str, key: str) -> bytes | None: ...
 
-    async def cache_set(self, group: str, key: str, value: bytes, ttl: float) -> None:
-        """Store ``value`` (bytes, kept exact) for ``ttl`` seconds (``ttl > 0``)."""
+    async def cache_set(
+        self, group: str, key: str, value: bytes, ttl: float, *, unlock: bool = False
+    ) -> None:
+        """Store ``value`` (bytes, kept exact) for ``ttl`` seconds (``ttl > 0``); with
+        ``unlock``, release the entry's fill lock in the same round trip."""
 
     async def cache_lock(self, group: str, key: str, ttl: float) -> bool:
         """Take the entry's fill lock for ``ttl`` seconds; ``True`` if this call got it."""

@@ -34,6 +34,7 @@ class MemoryLimits:
         cost: float = 1.0,
         lease: str | None = None,
         cache: tuple[str, str] | None = None,
+        lock: float | None = None,
     ) -> tuple[Verdict, bytes | None]:
         check_take(limits, cost, lease)
         value = await self.cache_get(*cache) if cache is not None else None
@@ -53,7 +54,10 @@ class MemoryLimits:
         states = tuple(_state(x, level, now) for x, level in zip(limits, levels, strict=True))
         held = admitted and any(x.kind == "concurrency" for x in limits)
         retry = 0.0 if admitted else max(w for w in waits if w is not None)
-        verdict = Verdict(admitted, states, retry, lease if held else None)
+        filling = None
+        if lock is not None and cache is not None and value is None and admitted:
+            filling = await self.cache_lock(*cache, lock)
+        verdict = Verdict(admitted, states, retry, lease if held else None, filling)
         return verdict, value
 
     async def release(self, limits: Sequence[Limit], lease: str) -> None:
@@ -68,9 +72,13 @@ class MemoryLimits:
             return None
         return entry[0]
 
-    async def cache_set(self, group: str, key: str, value: bytes, ttl: float) -> None:
+    async def cache_set(
+        self, group: str, key: str, value: bytes, ttl: float, *, unlock: bool = False
+    ) -> None:
         check_cache_key(group, key)
         self._cache[(group, key)] = (bytes(value), time.monotonic() + _positive(ttl))
+        if unlock:
+            self._locks.pop((group, key), None)
 
     async def cache_lock(self, group: str, key: str, ttl: float) -> bool:
         check_cache_key(group, key)

@@ -15,6 +15,7 @@ Values travel undecoded (``NEVER_DECODE``): cache entries are bytes, whatever th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,27 +34,31 @@ LIMITS: Final = """
 -- KEYS[1..n]  each limit's state, P{group}:l:<name>, all in the slot of {group}; a window
 --             counts in KEYS[i]..':'..<window index>, the index from the server's clock
 -- KEYS[n+1]   optional: a cache entry of the same slot (P{group}:c:<key>) to GET as well
+-- KEYS[n+2]   optional: that entry's fill lock, taken (SET NX PX) if the entry is missing and
+--             the request admitted
 -- ARGV[1]     'take'; 'peek' (decide, take nothing); 'refund' (give back an earlier take)
 -- ARGV[2]     cost (a bucket's tokens, a window's count); a concurrency limit takes one lease
 -- ARGV[3]     the lease id, or ''
--- ARGV[4..]   six per limit: kind, limit, rate, window (s), lease_ttl (s), mark; the mark is
+-- ARGV[4]     the fill lock's time to live in ms with KEYS[n+2], else ''
+-- ARGV[5..]   six per limit: kind, limit, rate, window (s), lease_ttl (s), mark; the mark is
 --             what 'take' returned for the limit (its window index; '1' if it added the
 --             lease), read by 'refund', else ''
 -- Returns {admitted 1|0, retry_after, then per limit: remaining, reset, mark; then the cache
--- value when KEYS[n+1] is given}. Numbers as strings: a Lua number reply truncates.
+-- value when KEYS[n+1] is given; then 1|0, whether the fill lock was taken, with KEYS[n+2]}.
+-- Numbers as strings: a Lua number reply truncates.
 -- All limits admit or none is touched (expired leases are swept either way).
 local MARGIN = 1000  -- ms a key outlives its state's end
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = now_us / 1000000
 local mode, cost, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local n = (#ARGV - 3) / 6
+local n = (#ARGV - 4) / 6
 local function num(x) return string.format('%.17g', x) end
 local function ms(seconds) return string.format('%d', math.ceil(seconds * 1000) + MARGIN) end
 
 local L = {}
 for i = 1, n do
-  local a = 3 + (i - 1) * 6
+  local a = 4 + (i - 1) * 6
   local l = {key = KEYS[i], kind = ARGV[a + 1], limit = tonumber(ARGV[a + 2]),
              rate = tonumber(ARGV[a + 3]), window = tonumber(ARGV[a + 4]),
              ttl = tonumber(ARGV[a + 5]), mark = ARGV[a + 6]}
@@ -139,7 +144,17 @@ for i = 1, n do
   out[#out + 1] = num(reset)
   out[#out + 1] = mark
 end
-if KEYS[n + 1] then out[#out + 1] = redis.call('GET', KEYS[n + 1]) end
+if KEYS[n + 1] then
+  local value = redis.call('GET', KEYS[n + 1])
+  out[#out + 1] = value
+  if KEYS[n + 2] then
+    local locked = 0
+    if not value and take and redis.call('SET', KEYS[n + 2], '1', 'NX', 'PX', ARGV[4]) then
+      locked = 1
+    end
+    out[#out + 1] = locked
+  end
+end
 return out
 """
 
@@ -155,6 +170,7 @@ class _Decision:
     states: list[LimitState]
     marks: list[str]
     cache: bytes | None
+    filling: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +181,7 @@ class _Call:
     limits: list[Limit]
     marks: list[str] | None = None
     cache_key: str | None = None
+    lock: tuple[str, int] | None = None  # the fill lock's key and ms, with cache_key
 
 
 class RedisLimits:
@@ -183,12 +200,24 @@ class RedisLimits:
         cost: float = 1.0,
         lease: str | None = None,
         cache: tuple[str, str] | None = None,
+        lock: float | None = None,
     ) -> tuple[Verdict, bytes | None]:
         check_take(limits, cost, lease)
+        fill = None
         if cache is not None:
             check_cache_key(*cache)
+            if lock is not None:
+                fill = (self._keys.cache_lock(*cache), _milliseconds(lock))
         if not limits:
-            return Verdict(admitted=True, states=(), retry_after=0.0), await self._cache(cache)
+            if fill is None:
+                admit = Verdict(admitted=True, states=(), retry_after=0.0)
+                return admit, await self._cache(cache)
+            assert cache is not None
+            with mapped("take"):
+                only = await self._decide(
+                    _Call("take", [], cache_key=self._keys.cache(*cache), lock=fill), 1.0, ""
+                )
+            return Verdict(True, (), 0.0, filling=only.filling), only.cache
         groups = [list(g) for _, g in groupby(sorted(limits, key=lambda x: x.group), _group)]
         args = (cost, lease or "")
         inline = cache is not None and cache[0] == groups[0][0].group
@@ -203,7 +232,10 @@ class RedisLimits:
                     decided += answers
                     continue
                 cache_key = self._keys.cache(*cache) if cache is not None and i == 0 else None
-                decided.append(await self._decide(_Call("take", group, cache_key=cache_key), *args))
+                # the lock only when this call decides alone: a later group could still refuse
+                alone = cache_key is not None and len(groups) == 1
+                call = _Call("take", group, cache_key=cache_key, lock=fill if alone else None)
+                decided.append(await self._decide(call, *args))
                 value = decided[0].cache if cache_key is not None else value
             rejected = len(decided) - 1
             if not decided[rejected].admitted:  # give back what earlier groups took; see the rest
@@ -215,7 +247,10 @@ class RedisLimits:
                 if calls:
                     answers, _ = await self._pipeline(calls, *args)
                     decided = [*answers[:rejected], decided[rejected], *answers[rejected:]]
-        return _verdict(limits, decided, lease), value
+        verdict = _verdict(limits, decided, lease)
+        if inline and verdict.admitted and len(decided) == 1:
+            verdict = dataclasses.replace(verdict, filling=decided[0].filling)
+        return verdict, value
 
     async def release(self, limits: Sequence[Limit], lease: str) -> None:
         held = [x for x in limits if x.kind == "concurrency"]
@@ -231,10 +266,19 @@ class RedisLimits:
         check_cache_key(group, key)
         return await self._cache((group, key))
 
-    async def cache_set(self, group: str, key: str, value: bytes, ttl: float) -> None:
+    async def cache_set(
+        self, group: str, key: str, value: bytes, ttl: float, *, unlock: bool = False
+    ) -> None:
         check_cache_key(group, key)
+        entry, ms = self._keys.cache(group, key), _milliseconds(ttl)
         with mapped("cache_set"):
-            await self._client.set(self._keys.cache(group, key), value, px=_milliseconds(ttl))
+            if not unlock:
+                await self._client.set(entry, value, px=ms)
+                return
+            async with self._client.pipeline(transaction=False) as pipe:  # one slot, one trip
+                pipe.set(entry, value, px=ms)
+                pipe.delete(self._keys.cache_lock(group, key))
+                await pipe.execute()
 
     async def cache_lock(self, group: str, key: str, ttl: float) -> bool:
         check_cache_key(group, key)
@@ -281,7 +325,10 @@ class RedisLimits:
         keys = [self._keys.limit(x.group, x.name) for x in call.limits]
         if call.cache_key is not None:
             keys.append(call.cache_key)
-        args: list[Any] = [call.mode, repr(float(cost)), lease]
+        if call.lock is not None:
+            keys.append(call.lock[0])
+        lock_ms = str(call.lock[1]) if call.lock is not None else ""
+        args: list[Any] = [call.mode, repr(float(cost)), lease, lock_ms]
         for i, x in enumerate(call.limits):
             mark = call.marks[i] if call.marks is not None else ""
             args += [x.kind, repr(x.limit), repr(x.rate), repr(x.window), repr(x.lease_ttl), mark]
@@ -350,13 +397,19 @@ def _decision(call: _Call, reply: list[Any]) -> _Decision:
             LimitState(limit.group, limit.name, limit.limit, float(remaining), float(reset))
         )
         marks.append(bytes(mark).decode())
-    cache = reply[2 + 3 * len(call.limits)] if call.cache_key is not None else None
+    end = 2 + 3 * len(call.limits)
+    cache = reply[end] if call.cache_key is not None else None
+    admitted = int(reply[0]) == 1
+    filling = None
+    if call.lock is not None and cache is None and admitted:
+        filling = int(reply[end + 1]) == 1
     return _Decision(
-        admitted=int(reply[0]) == 1,
+        admitted=admitted,
         retry_after=float(reply[1]),
         states=states,
         marks=marks,
         cache=None if cache is None else bytes(cache),
+        filling=filling,
     )
 
 

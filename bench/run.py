@@ -1,0 +1,277 @@
+"""The benchmark harness: every scenario side by side, interleaved, in one run.
+
+    .venv/bin/python -m bench.run [--seconds 10] [--concurrency 1,16,64] [--rounds 1]
+    .venv/bin/python -m bench.run --soak 600        # memory over a long gateway-full run
+
+For each concurrency, for each round, every scenario in turn: a wrk warm-up, then a measured
+wrk run with the CPU time of the system under test read from /proc before and after. Prints a
+table and writes bench/results/<UTC timestamp>.json. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import report, scenarios, wrk
+from bench.procs import BenchError, Processes, cpu_list, cpu_seconds, find_tool, rss_kib
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PACKAGES = {"wrk": "wrk", "nginx": "nginx-light"}
+
+
+def _cpus(text: str) -> list[int]:
+    """``0``, ``0,2`` or ``0-3``."""
+    out: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        out += range(int(low), int(high or low) + 1)
+    if not out:
+        raise argparse.ArgumentTypeError(f"no cores in {text!r}")
+    return sorted(set(out))
+
+
+def _ints(text: str) -> list[int]:
+    return [int(p) for p in text.split(",") if p.strip()]
+
+
+def _names(text: str) -> list[str]:
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [n for n in names if n not in scenarios.SCENARIOS]
+    if unknown or not names:
+        known = ", ".join(scenarios.SCENARIOS)
+        raise argparse.ArgumentTypeError(f"unknown scenario(s) {unknown}; known: {known}")
+    return names
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    add = parser.add_argument
+    add("--seconds", type=float, default=10.0, help="measured wrk run per scenario (default 10)")
+    add("--warmup", type=float, default=2.0, help="wrk warm-up before each measurement (2)")
+    add("--rounds", type=int, default=1, help="rounds per concurrency; medians reported (1)")
+    add("--concurrency", type=_ints, default=[1, 16, 64], help="connections (1,16,64)")
+    add("--scenarios", type=_names, default=list(scenarios.SCENARIOS), help="a,b,... (all)")
+    add("--workers", type=int, default=1, help="gateway worker processes (1)")
+    add("--cpus", type=_cpus, help="cores of the systems under test (0: the first core)")
+    add("--load-cpus", type=_cpus, help="cores of wrk, upstream, redis, triton (the others)")
+    add("--json", type=Path, help="where to write the results (bench/results/<UTC>.json)")
+    add("--soak", type=float, metavar="SECONDS", help="soak mode: gateway-full at c=16")
+    add("--soak-interval", type=float, default=30.0, help="RSS sample interval in soak (30)")
+    args = parser.parse_args(argv)
+    if args.cpus is None:
+        args.cpus = [min(os.sched_getaffinity(0))]
+    if args.load_cpus is None:
+        rest = sorted(os.sched_getaffinity(0) - set(args.cpus))
+        args.load_cpus = rest or list(args.cpus)
+    if args.seconds <= 0 or args.warmup < 0 or args.rounds < 1 or args.workers < 1:
+        parser.error("--seconds > 0, --warmup >= 0, --rounds >= 1, --workers >= 1")
+    return args
+
+
+def ensure_tools(redis: bool) -> str:
+    """wrk and nginx (apt-get installs them as root with a non-interactive apt); nginx's path."""
+    tools = {"wrk": find_tool("wrk"), "nginx": find_tool("nginx", "/usr/sbin/nginx")}
+    missing = [PACKAGES[name] for name, path in tools.items() if path is None]
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"bench: installing {' '.join(missing)} with apt-get", file=sys.stderr, flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
+        for cmd in (install, ["apt-get", "update", "-qq"], install):
+            done = subprocess.run(cmd, stdin=subprocess.DEVNULL, env=env, check=False)
+            if cmd is install and done.returncode == 0:
+                break
+        tools = {"wrk": find_tool("wrk"), "nginx": find_tool("nginx", "/usr/sbin/nginx")}
+        missing = [PACKAGES[name] for name, path in tools.items() if path is None]
+    if missing:
+        raise BenchError(
+            f"the benchmark needs {' and '.join(missing)}: "
+            f"sudo apt-get install -y {' '.join(missing)}"
+        )
+    for tool in ("taskset", *(["redis-server"] if redis else [])):
+        if shutil.which(tool) is None:
+            package = "util-linux" if tool == "taskset" else "redis-server"
+            raise BenchError(f"the benchmark needs {tool}: sudo apt-get install -y {package}")
+    assert tools["nginx"] is not None
+    return tools["nginx"]
+
+
+def pinning(args: argparse.Namespace) -> str:
+    sut, load = cpu_list(args.cpus), cpu_list(args.load_cpus)
+    text = (
+        f"pinning: systems under test on core {sut} (taskset -c {sut}); wrk, upstream nginx, "
+        f"redis and triton on core {load} (taskset -c {load})"
+    )
+    if set(args.cpus) & set(args.load_cpus):
+        text += "\n  WARNING: the load shares cores with the system under test"
+    return text
+
+
+def bench(args: argparse.Namespace, procs: Processes, nginx: str) -> dict[str, Any]:
+    setup = scenarios.start(args.scenarios, procs, nginx, args.cpus, args.load_cpus, args.workers)
+    for name, why in setup.skipped.items():
+        print(f"bench: scenario {name} skipped: {why}", file=sys.stderr, flush=True)
+    measured: list[report.Measurement] = []
+    for concurrency in args.concurrency:
+        for round_ in range(1, args.rounds + 1):
+            for s in setup.scenarios:
+                if args.warmup > 0:
+                    wrk.run(
+                        s.url, concurrency, args.warmup, s.script(procs.workdir), args.load_cpus
+                    )
+                script = s.script(procs.workdir)
+                before = cpu_seconds([s.sut.pid])
+                result = wrk.run(s.url, concurrency, args.seconds, script, args.load_cpus)
+                used = cpu_seconds([s.sut.pid]) - before
+                if not s.sut.alive():
+                    raise BenchError(f"{s.sut.name} died during {s.name}:\n{s.sut.log_tail()}")
+                m = report.Measurement(s.name, concurrency, round_, result, used)
+                measured.append(m)
+                cpu = m.cpu_us_per_request
+                print(
+                    f"  c={concurrency:<3} round {round_} {s.name:20s} {result.rps:9.0f} req/s"
+                    f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
+                    f"  errors {result.errors}  cpu {cpu or 0:6.0f} µs/req",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return {"rows": report.rows(measured, scenarios.BASELINE), "skipped": setup.skipped}
+
+
+def soak(args: argparse.Namespace, procs: Processes, nginx: str) -> dict[str, Any]:
+    setup = scenarios.start(["gateway-full"], procs, nginx, args.cpus, args.load_cpus, args.workers)
+    s = setup.scenarios[0]
+    if args.warmup > 0:
+        wrk.run(s.url, 16, args.warmup, s.script(procs.workdir), args.load_cpus)
+    samples: list[tuple[float, int]] = [(0.0, rss_kib([s.sut.pid]))]
+    before = cpu_seconds([s.sut.pid])
+    started = time.monotonic()
+    proc = wrk.start(s.url, 16, args.soak, s.script(procs.workdir), args.load_cpus)
+    while proc.poll() is None:
+        next_at = started + len(samples) * args.soak_interval
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.0, min(next_at, started + args.soak) - time.monotonic()))
+        if proc.poll() is None and time.monotonic() >= next_at:
+            samples.append((round(time.monotonic() - started, 1), rss_kib([s.sut.pid])))
+            print(f"  soak t={samples[-1][0]:.0f}s rss {samples[-1][1]} KiB", file=sys.stderr)
+    result = wrk.finish(proc, args.soak, started)
+    used = cpu_seconds([s.sut.pid]) - before
+    samples.append((round(time.monotonic() - started, 1), rss_kib([s.sut.pid])))
+    m = report.Measurement(s.name, 16, 1, result, used)
+    return {
+        "soak": {
+            "scenario": s.name,
+            "concurrency": 16,
+            "seconds": args.soak,
+            "rps": result.rps,
+            "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms,
+            "errors": result.errors,
+            "requests": result.requests,
+            "cpu_us_per_request": m.cpu_us_per_request,
+            "rss_start_kib": samples[0][1],
+            "rss_end_kib": samples[-1][1],
+            "rss_max_kib": max(kib for _, kib in samples),
+            "rss_samples": [{"t": t, "kib": kib} for t, kib in samples],
+        }
+    }
+
+
+def _host() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM: stop every process we started, like Ctrl-C
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    signal.signal(signal.SIGTERM, _terminate)
+    stamp = dt.datetime.now(dt.UTC)
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    procs = Processes(workdir)
+    ok = False
+    try:
+        needs_redis = args.soak is not None or bool(set(args.scenarios) & scenarios.FULL)
+        nginx = ensure_tools(needs_redis)
+        print(pinning(args), file=sys.stderr, flush=True)
+        result = soak(args, procs, nginx) if args.soak else bench(args, procs, nginx)
+        ok = True
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+        if ok:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"bench: logs kept in {workdir}", file=sys.stderr)
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    payload = {
+        "started_utc": stamp.isoformat(timespec="seconds"),
+        "command": [Path(sys.executable).name, "-m", "bench.run", *(argv or sys.argv[1:])],
+        "options": options,
+        "pinning": {"sut_cpus": args.cpus, "load_cpus": args.load_cpus, "text": pinning(args)},
+        "host": _host(),
+        "legend": report.LEGEND,
+        **result,
+    }
+    path = args.json or RESULTS / f"{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    print(pinning(args))
+    if args.soak:
+        r = result["soak"]
+        print(
+            f"soak: {r['scenario']} at concurrency 16 for {r['seconds']:g} s, gateway workers: "
+            f"{args.workers}\n  {r['rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 "
+            f"{r['p99_ms']:.2f} ms, errors {r['errors']}, CPU {r['cpu_us_per_request'] or 0:.0f} µs/req"
+            f"\n  RSS start {r['rss_start_kib']} KiB, end {r['rss_end_kib']} KiB, max "
+            f"{r['rss_max_kib']} KiB ({len(r['rss_samples'])} samples)"
+        )
+    else:
+        print(
+            f"wrk -t1, {args.seconds:g} s per run after {args.warmup:g} s warm-up, "
+            f"{args.rounds} round(s), gateway workers: {args.workers}"
+        )
+        print(report.table(result["rows"]))
+        print(report.LEGEND)
+        for name, why in result["skipped"].items():
+            print(f"skipped {name}: {why}")
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,288 @@
+"""The systems under test and their fixtures: nginx (upstream and proxy), Redis, the forwarder,
+the gateway (open, and with the full auth + limits + cache chain) and, if installed, Triton."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bench.procs import (
+    BenchError,
+    Proc,
+    Processes,
+    clean_env,
+    free_port,
+    pin,
+    port_open,
+    wait_until,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+GATEWAY = str(Path(sys.executable).with_name("gateway"))
+TENANT, AUDIENCE, ISSUER = "bench", "model-gateway-bench", "bench"
+
+REPLY = (
+    '{"model_name":"linear","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"FP32",'
+    '"shape":[1,2],"data":[1.0,9.0]}]}'
+)
+METADATA = (
+    '{"name":"linear","versions":["1"],"platform":"bench",'
+    '"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[-1,4]}],'
+    '"outputs":[{"name":"OUTPUT0","datatype":"FP32","shape":[-1,2]}]}'
+)
+_MODEL = "^/v2/models/linear(/versions/1)?"
+UPSTREAM_SERVER = f"""
+    location = /v2/health/ready {{ return 200 ''; }}
+    location = /v2/health/live {{ return 200 ''; }}
+    location ~ {_MODEL}/ready$ {{ return 200 ''; }}
+    location ~ {_MODEL}$ {{ return 200 '{METADATA}'; }}
+    location ~ {_MODEL}/infer$ {{ return 200 '{REPLY}'; }}
+"""
+PROXY_SERVER = """
+    location / {
+      proxy_pass http://upstream_bench;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+"""
+
+
+def _temp_paths(nginx: str, folder: Path) -> str:
+    """Every temp path this nginx build has, in our folder (never /var/lib/nginx)."""
+    built = subprocess.run([nginx, "-V"], capture_output=True, text=True).stderr
+    kinds = ["client_body"] + [
+        k for k in ("proxy", "fastcgi", "uwsgi", "scgi") if f"--http-{k}-temp-path" in built
+    ]
+    kinds = [k for k in kinds if f"--without-http_{k}_module" not in built]
+    return "\n".join(f"  {k}_temp_path {folder / k};" for k in kinds)
+
+
+def start_nginx(
+    procs: Processes, nginx: str, name: str, cpus: Sequence[int], server: str, upstream: str = ""
+) -> tuple[Proc, int]:
+    """One nginx process (no master), its own prefix, pid, logs and temp paths."""
+    folder = procs.workdir / name
+    folder.mkdir()
+    port = free_port()
+    conf = folder / "nginx.conf"
+    conf.write_text(
+        f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {folder / "nginx.pid"};
+error_log {folder / "error.log"} warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+{_temp_paths(nginx, folder)}
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  default_type application/json;
+  {upstream}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+{server}
+  }}
+}}
+"""
+    )
+    cmd = [nginx, "-p", str(folder), "-e", str(folder / "error.log"), "-c", str(conf)]
+    proc = procs.spawn(name, cmd, cpus)
+    wait_until(f"{name} on port {port}", port_open(port), proc, timeout=20)
+    return proc, port
+
+
+def start_upstream(procs: Processes, nginx: str, cpus: Sequence[int]) -> tuple[Proc, str]:
+    proc, port = start_nginx(procs, nginx, "upstream", cpus, UPSTREAM_SERVER)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def start_proxy(
+    procs: Processes, nginx: str, cpus: Sequence[int], upstream: str
+) -> tuple[Proc, str]:
+    block = (
+        f"upstream upstream_bench {{ server {upstream.removeprefix('http://')}; keepalive 64; }}"
+    )
+    proc, port = start_nginx(procs, nginx, "nginx-proxy", cpus, PROXY_SERVER, block)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def start_redis(procs: Processes, cpus: Sequence[int]) -> tuple[Proc, str]:
+    port = free_port()
+    folder = procs.workdir / "redis"
+    folder.mkdir()
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    cmd += ["--appendonly", "no", "--dir", str(folder), "--logfile", str(folder / "redis.log")]
+    proc = procs.spawn("redis", cmd, cpus)
+
+    def pong() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+
+    wait_until(f"redis on port {port}", pong, proc, timeout=20)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def start_forwarder(procs: Processes, cpus: Sequence[int], upstream: str) -> tuple[Proc, str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "bench.forwarder", "--upstream", upstream, "--port", str(port)]
+    proc = procs.spawn("forwarder", cmd, cpus, env=clean_env(), cwd=ROOT)
+    wait_until(f"the forwarder on port {port}", port_open(port), proc, timeout=30)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def open_routes(upstream: str, triton: str | None) -> str:
+    """Scenarios 4, 5 (and the gateway in front of Triton): no auth, no limits, no cache."""
+    text = f"""backends:
+  up: {{kind: kserve, urls: ["{upstream}"], timeout: 10s}}
+  up-http: {{kind: http, urls: ["{upstream}"], timeout: 10s}}
+"""
+    if triton is not None:
+        text += f'  triton: {{kind: triton, urls: ["{triton}"], timeout: 10s}}\n'
+    text += 'models:\n  linear: {versions: {"1": {backend: up, name: linear}}}\n'
+    if triton is not None:
+        text += (
+            '  linear-triton: {versions: {"1": {backend: triton, name: linear, version: "1"}}}\n'
+        )
+    return text + "routes:\n  - {path: /up/, backend: up-http, strip_prefix: true}\n"
+
+
+def full_routes(upstream: str, public_pem: Path) -> str:
+    """Scenarios 6-8: API keys and JWTs required, the tenant's plan in Redis, the model cached."""
+    return f"""backends:
+  up: {{kind: kserve, urls: ["{upstream}"], timeout: 10s}}
+models:
+  linear:
+    versions: {{"1": {{backend: up, name: linear}}}}
+    deterministic: true
+    cache: {{ttl: 30s}}
+plans:
+  bench: {{rate: 1000000/s, burst: 1000000}}
+auth:
+  required: true
+  api_keys: true
+  jwt:
+    - issuer: {ISSUER}
+      algorithms: [RS256]
+      audience: [{AUDIENCE}]
+      keys: {{k1: "{public_pem}"}}
+"""
+
+
+@dataclass
+class Gateway:
+    proc: Proc
+    url: str
+
+
+def start_gateway(
+    procs: Processes,
+    name: str,
+    routes: str,
+    cpus: Sequence[int],
+    workers: int,
+    env: dict[str, str] | None = None,
+) -> Gateway:
+    path = procs.workdir / f"{name}.yaml"
+    path.write_text(routes)
+    port = free_port()
+    cmd = [GATEWAY, "serve", "--config", str(path), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--no-watch", "--log-level", "warning"]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
+    proc = procs.spawn(name, cmd, cpus, env=clean_env(**(env or {})), cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return bool(httpx.get(f"{url}/readyz", timeout=2).json().get("status") == "ready")
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    wait_until(f"{name} ready at {url}/readyz", ready, proc, timeout=60)
+    return Gateway(proc, url)
+
+
+@dataclass
+class Credentials:
+    api_key: str
+    token: str
+
+
+def start_full_gateway(
+    procs: Processes, cpus: Sequence[int], workers: int, upstream: str, redis: str
+) -> tuple[Gateway, Credentials]:
+    """The full chain, then a tenant on the high plan with an API key, and a signed RS256 JWT."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = procs.workdir / "jwt-public.pem"
+    pem.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    admin = secrets.token_urlsafe(24)
+    env = {
+        "GATEWAY_REDIS_URL": redis,
+        "GATEWAY_REDIS_PREFIX": f"bench{secrets.token_hex(3)}:",
+        "GATEWAY_SECRET": secrets.token_urlsafe(32),
+        "GATEWAY_ADMIN_TOKEN": admin,
+    }
+    gateway = start_gateway(procs, "gateway-auth", full_routes(upstream, pem), cpus, workers, env)
+    headers = {"Authorization": f"Bearer {admin}"}
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=10) as client:
+        tenant = {"name": TENANT, "plan": "bench", "scopes": ["predict:*"]}
+        made = client.post("/admin/tenants", json=tenant)
+        if made.status_code != 201:
+            raise BenchError(f"POST /admin/tenants -> {made.status_code} {made.text}")
+        key = client.post(
+            f"/admin/tenants/{TENANT}/keys", json={"name": "bench", "scopes": ["predict:linear"]}
+        )
+        if key.status_code != 201:
+            raise BenchError(f"POST /admin/tenants/{TENANT}/keys -> {key.status_code} {key.text}")
+    now = int(time.time())
+    claims: dict[str, object] = {"iss": ISSUER, "sub": "bench-client", "aud": AUDIENCE}
+    claims |= {"tenant": TENANT, "scope": "predict:linear", "iat": now, "exp": now + 7 * 86400}
+    token = jwt.encode(claims, private, algorithm="RS256", headers={"kid": "k1"})
+    return gateway, Credentials(api_key=key.json()["key"], token=token)
+
+
+def triton_available() -> str | None:
+    """None when the real Triton is installed and current, else why scenario 9 is skipped."""
+    try:
+        from tests.servers import plugin
+    except ImportError as exc:
+        return f"cannot import tests.servers.plugin ({exc})"
+    stamp = plugin.servers_dir() / ".stamp"
+    if not stamp.is_file():
+        return f"model servers not installed in {stamp.parent} (bash tests/servers/setup.sh)"
+    lines = stamp.read_text().splitlines()
+    if not lines or lines[0] != f"src={plugin._source_hash()}":
+        return "model servers are out of date with tests/servers/ (bash tests/servers/setup.sh)"
+    return None
+
+
+def start_triton(procs: Processes, cpus: Sequence[int]) -> tuple[Proc | None, str]:
+    """Triton (python backend, model ``linear``) pinned to ``cpus``; (None, why) if it fails."""
+    from tests.servers.plugin import StartError, start_servers
+
+    try:
+        handle = start_servers(["triton"], procs.workdir / "triton")["triton"]
+    except StartError as exc:
+        return None, f"Triton did not start: {str(exc).splitlines()[0]}"
+    pin(handle.pid, cpus)
+    assert handle._proc is not None
+    proc = Proc("triton", handle._proc, handle.log_path, stopper=handle.stop)
+    procs.adopt(proc)
+    return proc, handle.url

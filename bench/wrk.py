@@ -1,0 +1,127 @@
+"""Driving wrk: Lua scripts for the POST bodies, one run, and its parsed report."""
+
+from __future__ import annotations
+
+import math
+import re
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procs import BenchError, cpu_list
+
+# The v2 request every scenario sends (the linear model: 4 inputs -> 2 outputs).
+INPUTS = '"inputs":[{"name":"INPUT0","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]'
+BODY = "{" + INPUTS + "}"
+
+
+def lua_string(text: str) -> str:
+    if not all(32 <= ord(ch) < 127 for ch in text):
+        raise ValueError(f"not printable ASCII: {text!r}")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def lua_script(headers: Mapping[str, str], unique: bool) -> str:
+    """POST with these headers; ``unique``: every body differs (a fresh ``id`` per request, with
+    a per-script nonce so that a warm-up's bodies never come back in the measured run)."""
+    lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"']
+    lines += [f"wrk.headers[{lua_string(k)}] = {lua_string(v)}" for k, v in headers.items()]
+    if not unique:
+        lines.append(f"wrk.body = {lua_string(BODY)}")
+        return "\n".join(lines) + "\n"
+    head = lua_string('{"id":"' + uuid.uuid4().hex + "-")
+    tail = lua_string('",' + INPUTS + "}")
+    lines += [
+        "local n = 0",
+        "request = function()",
+        "  n = n + 1",
+        f"  return wrk.format(nil, nil, nil, {head} .. n .. {tail})",
+        "end",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def _latency(out: str, label: str) -> float:
+    match = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.MULTILINE)
+    if match is None:
+        raise BenchError(f"wrk printed no {label} latency:\n{out}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse(out: str) -> WrkResult:
+    """Requests/sec, the 50%/99% latencies, non-2xx/3xx responses and socket errors."""
+    done = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", out, re.MULTILINE)
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.MULTILINE)
+    if done is None or rps is None:
+        raise BenchError(f"could not read wrk's report:\n{out}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    return WrkResult(
+        requests=int(done.group(1)),
+        seconds=float(done.group(2)) * _UNITS[done.group(3)] / 1000.0,
+        rps=float(rps.group(1)),
+        p50_ms=_latency(out, "50%"),
+        p99_ms=_latency(out, "99%"),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(n) for n in sockets.groups()) if sockets else 0,
+    )
+
+
+def start(
+    url: str, connections: int, seconds: float, script: Path, cpus: Sequence[int]
+) -> subprocess.Popen[str]:
+    """Start one wrk run (``-t1``, ``--latency``) in the background. wrk takes whole seconds
+    only: a fractional duration runs for the next whole second and is stopped by ``finish``."""
+    whole = max(1, math.ceil(seconds))
+    cmd = ["taskset", "-c", cpu_list(cpus), "wrk", "-t1", f"-c{connections}", f"-d{whole}s"]
+    cmd += ["--timeout", "5s", "--latency", "-s", str(script), url]
+    return subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc: subprocess.Popen[str], seconds: float, started: float) -> WrkResult:
+    """Wait for the run; a fractional duration is ended by SIGINT (wrk then reports)."""
+    try:
+        if seconds != max(1, math.ceil(seconds)):
+            try:
+                proc.wait(max(0.0, started + seconds - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=math.ceil(seconds) + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        raise BenchError(f"wrk failed ({proc.returncode}):\n{out}{err}")
+    return parse(out)
+
+
+def run(url: str, connections: int, seconds: float, script: Path, cpus: Sequence[int]) -> WrkResult:
+    started = time.monotonic()
+    return finish(start(url, connections, seconds, script, cpus), seconds, started)
