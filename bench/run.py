@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"soak: {r['scenario']} at concurrency 16 for {r['seconds']:g} s, gateway workers: "
             f"{args.workers}\n  {r['rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 "
-            f"{r['p99_ms']:.2f} ms, errors {r['errors']}, CPU {r['cpu_us_per_request'] or 0:.0f} µs/req"
+            f"{r['p99_ms']:.2f} ms, errors {r['errors']}, "
+            f"CPU {r['cpu_us_per_request'] or 0:.0f} µs/req"
             f"\n  RSS start {r['rss_start_kib']} KiB, end {r['rss_end_kib']} KiB, max "
             f"{r['rss_max_kib']} KiB ({len(r['rss_samples'])} samples)"
         )

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 
 from gateway.chain import Context
@@ -33,8 +34,12 @@ def cache_key(
     tenant: str | None, shared: bool, model: str, version: str, protocol: str, body: bytes
 ) -> tuple[str, str]:
     """(group, key) for the store; raises BadRequest for a body that is not JSON."""
-    canonical = json.dumps(loads(body), sort_keys=True, separators=(",", ":"), allow_nan=True)
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    try:
+        canonical = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONDecodeError:  # NaN or Infinity (orjson would write them as null)
+        obj = loads(body)
+        canonical = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(canonical).hexdigest()
     group = f"m:{model}" if shared else f"t:{tenant or '-'}"
     return group, f"{model}:{version}:{protocol}:{digest}"
 
@@ -156,7 +161,7 @@ async def entry_key(request: Request, ctx: Context) -> tuple[str, str] | None:
     if known is not None:
         return known
     body = await read_body(request, request.app.state.gateway.settings.max_body_bytes)
-    protocol = "v1" if request.url.path.startswith("/v1/") else "v2"
+    protocol = "v1" if request.scope["path"].startswith("/v1/") else "v2"
     key = cache_key(ctx.tenant, spec.shared, ctx.model or "", ctx.version, protocol, body)
     ctx.extra["cache_key"] = key
     return key

@@ -27,6 +27,7 @@ from gateway.limits_config import LimitSpec, Plan
 from gateway.store import Limit, MemoryStore, Store, Verdict
 
 logger = logging.getLogger("gateway.limits")
+_MEMO_SIZE = 10_000
 
 
 class RateLimited(GatewayError):
@@ -96,8 +97,19 @@ class Limiter:
         self.store = store
         self.fallback = fallback
         self.metrics = metrics
+        self._memo: dict[Subject, list[Limit]] = {}
 
     def limits_for(self, subject: Subject) -> list[Limit]:
+        """The limits that apply, built once per subject for this route table (they are the
+        same on every request of a caller); the memo is bounded."""
+        limits = self._memo.get(subject)
+        if limits is None:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            limits = self._memo[subject] = self._limits_for(subject)
+        return limits
+
+    def _limits_for(self, subject: Subject) -> list[Limit]:
         limits: list[Limit] = []
         if subject.tenant is not None:
             plan_name = subject.plan or self.config.default_plan

@@ -7,6 +7,7 @@ one model. ``admin`` is the admin API's scope. Actions: ``predict`` (inference),
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
@@ -19,6 +20,8 @@ def grants(granted: str, required: str) -> bool:
 
 
 def allowed(granted: Iterable[str], required: str) -> bool:
+    if isinstance(granted, frozenset | set) and (required in granted or "*" in granted):
+        return True  # the common case, without a glob match per granted scope
     return any(grants(g, required) for g in granted)
 
 
@@ -28,9 +31,14 @@ def narrow(scopes: Iterable[str], ceiling: Iterable[str]) -> frozenset[str]:
     A scope survives when the ceiling covers it, or when it covers part of the ceiling (then the
     ceiling's narrower scopes are what it really grants).
     """
-    ceiling = tuple(ceiling)
+    return _narrow(frozenset(scopes), tuple(ceiling))
+
+
+@functools.lru_cache(maxsize=4096)
+def _narrow(scopes: frozenset[str], ceiling: tuple[str, ...]) -> frozenset[str]:
+    """:func:`narrow`, memoised: a key and its tenant narrow the same way on every request."""
     if not ceiling:
-        return frozenset(scopes)
+        return scopes
     kept: set[str] = set()
     for scope in scopes:
         if allowed(ceiling, scope):

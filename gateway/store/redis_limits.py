@@ -158,6 +158,13 @@ end
 return out
 """
 
+FILL: Final = """
+-- KEYS[1] a cache entry, KEYS[2] its fill lock; ARGV[1] the value, ARGV[2] its ttl in ms
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
 _DELETE_BATCH: Final = 500
 
 
@@ -191,6 +198,7 @@ class RedisLimits:
         self._client = client
         self._keys = keys
         self._script = client.register_script(LIMITS)
+        self._fill = client.register_script(FILL)
         self._cluster = isinstance(client, RedisCluster)
 
     async def take(
@@ -275,10 +283,8 @@ class RedisLimits:
             if not unlock:
                 await self._client.set(entry, value, px=ms)
                 return
-            async with self._client.pipeline(transaction=False) as pipe:  # one slot, one trip
-                pipe.set(entry, value, px=ms)
-                pipe.delete(self._keys.cache_lock(group, key))
-                await pipe.execute()
+            lock = self._keys.cache_lock(group, key)  # the same slot: one call, one trip
+            await self._eval(self._fill, 2, entry, lock, value, ms)
 
     async def cache_lock(self, group: str, key: str, ttl: float) -> bool:
         check_cache_key(group, key)
@@ -337,16 +343,17 @@ class RedisLimits:
     async def _decide(self, call: _Call, cost: float, lease: str) -> _Decision:
         """One Lua call: EVALSHA, or EVAL when the server lost the script (SCRIPT FLUSH,
         restart, failover); EVAL caches it again."""
-        command = self._command(call, cost, lease)
+        return _decision(call, await self._eval(self._script, *self._command(call, cost, lease)))
+
+    async def _eval(self, script: Any, *command: Any) -> Any:
         try:
-            reply = await self._client.execute_command(
-                "EVALSHA", self._script.sha, *command, **{NEVER_DECODE: True}
+            return await self._client.execute_command(
+                "EVALSHA", script.sha, *command, **{NEVER_DECODE: True}
             )
         except rx.NoScriptError:
-            reply = await self._client.execute_command(
-                "EVAL", self._script.script, *command, **{NEVER_DECODE: True}
+            return await self._client.execute_command(
+                "EVAL", script.script, *command, **{NEVER_DECODE: True}
             )
-        return _decision(call, reply)
 
     async def _pipeline(
         self, calls: list[_Call], cost: float, lease: str, cache: tuple[str, str] | None = None

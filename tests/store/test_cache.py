@@ -144,6 +144,35 @@ async def test_take_reads_the_cache_entry(store: Store) -> None:
     assert (await store.take([rate], cache=("m:fraud", "missing")))[1] is None
 
 
+async def test_take_tries_the_fill_lock_of_a_missing_entry(store: Store) -> None:
+    rate = Limit("t:acme", "rate", "bucket", 2, rate=0.001)
+    first, value = await store.take([rate], cache=("t:acme", "k"), lock=60)
+    assert (first.admitted, first.filling, value) == (True, True, None)
+    second, _ = await store.take([rate], cache=("t:acme", "k"), lock=60)
+    assert (second.admitted, second.filling) == (True, False)  # the first caller fills
+    assert await store.cache_lock("t:acme", "k", 60) is False  # really held
+    refused, _ = await store.take([rate], cache=("t:acme", "k2"), lock=60)
+    assert (refused.admitted, refused.filling) == (False, None)  # no lock for a refusal
+    assert await store.cache_lock("t:acme", "k2", 60) is True
+    # no limits: the lookup alone, with the lock
+    alone, _ = await store.take([], cache=("t:beta", "k"), lock=60)
+    assert (alone.admitted, alone.filling) == (True, True)
+    # an entry that is there: nothing to fill, no lock
+    await store.cache_set("t:beta", "there", b"v", 60)
+    found, value = await store.take([], cache=("t:beta", "there"), lock=60)
+    assert (found.filling, value) == (None, b"v")
+    assert await store.cache_lock("t:beta", "there", 60) is True
+
+
+async def test_storing_an_entry_can_release_its_fill_lock(store: Store) -> None:
+    assert await store.cache_lock("m:fraud", "k", 60) is True
+    await store.cache_set("m:fraud", "k", b"v", 60)
+    assert await store.cache_lock("m:fraud", "k", 60) is False  # a plain set keeps the lock
+    await store.cache_set("m:fraud", "k", b"w", 60, unlock=True)
+    assert await store.cache_get("m:fraud", "k") == b"w"
+    assert await store.cache_lock("m:fraud", "k", 60) is True
+
+
 # Redis only
 
 
