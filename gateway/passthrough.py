@@ -20,11 +20,14 @@ from starlette.types import Receive, Scope, Send
 from gateway.chain import Context
 from gateway.config import Route
 from gateway.errors import BadGateway, MethodNotAllowed, NotFound, PayloadTooLarge
+from gateway.http_body import read_body
 from gateway.runtime import Runtime
 from gateway.timing import record_upstream
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+
+BUFFERED = 256 * 1024  # bodies of known size up to this are read whole rather than streamed
 
 HOP_BY_HOP = frozenset(
     {
@@ -91,11 +94,11 @@ class _UpstreamStream(StreamingResponse):
         self,
         content: AsyncIterator[bytes],
         status_code: int,
-        headers: list[tuple[str, str]],
+        headers: list[tuple[bytes, bytes]],
         close: Callable[[], Awaitable[None]],
     ) -> None:
         super().__init__(content, status_code=status_code)
-        self.raw_headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in headers]
+        self.raw_headers = headers
         self._close = close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -161,7 +164,10 @@ async def passthrough(request: Request, ctx: Context) -> Response:
         path = "/" + path[len(route.path) :]
     if request.url.query:
         path += "?" + request.url.query
-    body = _limited(request, limit) if request.method not in ("GET", "HEAD") else None
+    body: bytes | AsyncIterator[bytes] | None = None
+    if request.method not in ("GET", "HEAD"):
+        small = declared is not None and declared.isdigit() and int(declared) <= BUFFERED
+        body = await read_body(request, limit) if small else _limited(request, limit)
     pool = runtime.backends[route.backend].pool
     stack = contextlib.AsyncExitStack()
     try:
@@ -173,8 +179,21 @@ async def passthrough(request: Request, ctx: Context) -> Response:
     except BaseException:
         await stack.aclose()
         raise
-    record_upstream(time.perf_counter() - started)  # time to the upstream's headers
     # The session does not decompress, so Content-Length and Content-Encoding stay true.
     drop = _hop_by_hop(list(response.headers.items()))
-    headers = [(k, v) for k, v in response.headers.items() if k.lower() not in drop]
-    return _UpstreamStream(_relay(response), response.status, headers, stack.aclose)
+    headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in response.headers.items()]
+    headers = [(k, v) for k, v in headers if k.decode() not in drop]
+    length = response.content_length
+    if length is None or length > BUFFERED:
+        record_upstream(time.perf_counter() - started)  # time to the upstream's headers
+        return _UpstreamStream(_relay(response), response.status, headers, stack.aclose)
+    try:  # small and of known size: read it whole, and answer without a streaming task
+        data = await response.read()
+    except aiohttp.ClientError as exc:
+        raise BadGateway(f"the upstream reply was cut off: {exc}") from exc
+    finally:
+        await stack.aclose()
+    record_upstream(time.perf_counter() - started)
+    buffered = Response(data, status_code=response.status)
+    buffered.raw_headers = headers
+    return buffered

@@ -28,6 +28,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.client import NEVER_DECODE
 
 from gateway.store.base import Limit, LimitState, Verdict, check_cache_key, check_take
+from gateway.store.redis_batch import AutoPipeline
 from gateway.store.redis_keys import KeyLayout, mapped
 
 LIMITS: Final = """
@@ -200,6 +201,11 @@ class RedisLimits:
         self._script = client.register_script(LIMITS)
         self._fill = client.register_script(FILL)
         self._cluster = isinstance(client, RedisCluster)
+        self._batch = None if isinstance(client, RedisCluster) else AutoPipeline(client)
+
+    async def close(self) -> None:
+        if self._batch is not None:
+            await self._batch.close()
 
     async def take(
         self,
@@ -284,7 +290,7 @@ class RedisLimits:
                 await self._client.set(entry, value, px=ms)
                 return
             lock = self._keys.cache_lock(group, key)  # the same slot: one call, one trip
-            await self._eval(self._fill, 2, entry, lock, value, ms)
+            await self._eval(self._fill, "2", entry, lock, value, str(ms))
 
     async def cache_lock(self, group: str, key: str, ttl: float) -> bool:
         check_cache_key(group, key)
@@ -322,9 +328,7 @@ class RedisLimits:
         if cache is None:
             return None
         with mapped("cache_get"):
-            value = await self._client.execute_command(
-                "GET", self._keys.cache(*cache), **{NEVER_DECODE: True}
-            )
+            value = await self._send("GET", self._keys.cache(*cache))
         return None if value is None else bytes(value)
 
     def _command(self, call: _Call, cost: float, lease: str) -> list[Any]:
@@ -338,7 +342,7 @@ class RedisLimits:
         for i, x in enumerate(call.limits):
             mark = call.marks[i] if call.marks is not None else ""
             args += [x.kind, repr(x.limit), repr(x.rate), repr(x.window), repr(x.lease_ttl), mark]
-        return [len(keys), *keys, *args]
+        return [str(len(keys)), *keys, *args]  # all strings: hiredis packs them (PackedConnection)
 
     async def _decide(self, call: _Call, cost: float, lease: str) -> _Decision:
         """One Lua call: EVALSHA, or EVAL when the server lost the script (SCRIPT FLUSH,
@@ -347,13 +351,15 @@ class RedisLimits:
 
     async def _eval(self, script: Any, *command: Any) -> Any:
         try:
-            return await self._client.execute_command(
-                "EVALSHA", script.sha, *command, **{NEVER_DECODE: True}
-            )
+            return await self._send("EVALSHA", script.sha, *command)
         except rx.NoScriptError:
-            return await self._client.execute_command(
-                "EVAL", script.script, *command, **{NEVER_DECODE: True}
-            )
+            return await self._send("EVAL", script.script, *command)
+
+    async def _send(self, *command: Any) -> Any:
+        """One hot-path command, undecoded: auto-pipelined with its neighbours when it can be."""
+        if self._batch is not None:
+            return await self._batch.call(*command)
+        return await self._client.execute_command(*command, **{NEVER_DECODE: True})
 
     async def _pipeline(
         self, calls: list[_Call], cost: float, lease: str, cache: tuple[str, str] | None = None
