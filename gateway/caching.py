@@ -123,13 +123,16 @@ class SingleFlight:
 
 
 async def wait_for_entry(
-    get: Callable[[], Awaitable[bytes | None]], seconds: float
+    get: Callable[[], Awaitable[bytes | None]],
+    seconds: float,
+    stop: Callable[[], bool] = lambda: False,
 ) -> bytes | None:
-    """Poll the store for an entry another replica is producing (bounded by its lock)."""
+    """Poll the store for an entry another replica is producing (bounded by its lock), until
+    ``stop()`` says to give up waiting."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         raw = await get()
-        if raw is not None:
+        if raw is not None or stop():
             return raw
         await asyncio.sleep(_POLL)
     return None

@@ -72,10 +72,16 @@ class CachePolicy:
             else:
                 locked = flights.holds(flight)
             if not locked and "no-cache" not in asked:
-                raw = await wait_for_entry(lambda: _get(store, group, name), spec.lock)
+                # The holder may be a request of this process whose store reply came back
+                # after ours: it registers the lock and joins this flight, so stop waiting
+                # and fill for it as soon as the lock shows up here.
+                raw = await wait_for_entry(
+                    lambda: _get(store, group, name), spec.lock, lambda: flights.holds(flight)
+                )
                 fresh = Entry.decode(raw) if raw is not None else None
                 if fresh is not None and fresh.age() < spec.ttl:
                     return "collapsed", fresh
+                locked = flights.holds(flight)
             try:
                 response = await call_next(request, ctx)
                 body = getattr(response, "body", None)

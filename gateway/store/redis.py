@@ -148,7 +148,7 @@ class RedisStore(DelegatedLimits):
         self._delete_tenant = client.register_script(DELETE_TENANT)
         self._remember = client.register_script(REMEMBER)
         self._audit = client.register_script(AUDIT)
-        self._limits = RedisLimits(client, self._keys)
+        self._limits = self._lua = RedisLimits(client, self._keys)
 
     @classmethod
     def from_url(
@@ -309,7 +309,7 @@ class RedisStore(DelegatedLimits):
             return False
 
     async def close(self) -> None:
-        await self._limits.close()
+        await self._lua.close()
         await self._client.aclose()
 
     async def _run(self, queue: Callable[[_Pipe], object], *scripts: AsyncScript) -> list[Any]:

@@ -55,7 +55,8 @@ class AutoPipeline:
             return  # every caller gave up (timed out) before the batch left
         try:
             if len(live) == 1:
-                replies: list[Any] = [await self._client.execute_command(*live[0][0], **_UNDECODED)]
+                reply = await self._client.execute_command(*live[0][0], **_UNDECODED)  # type: ignore[no-untyped-call]
+                replies: list[Any] = [reply]
             else:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for command, _ in live:
