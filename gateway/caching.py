@@ -60,15 +60,15 @@ class Entry:
 
     def encode(self) -> bytes:
         head = {"t": self.stored_at, "ct": self.content_type, "h": self.headers}
-        return json.dumps(head, separators=(",", ":")).encode() + b"\n" + self.body
+        return orjson.dumps(head) + b"\n" + self.body
 
     @classmethod
     def decode(cls, raw: bytes) -> Entry | None:
         head, sep, body = raw.partition(b"\n")
         try:
-            meta: dict[str, Any] = json.loads(head) if sep else {}
+            meta: dict[str, Any] = orjson.loads(head) if sep else {}
             return cls(float(meta["t"]), str(meta["ct"]), dict(meta["h"]), body)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):  # orjson.JSONDecodeError is a ValueError
             return None  # written by something else: a miss
 
     def age(self) -> float:
@@ -149,10 +149,17 @@ def cache_spec(request: Request, ctx: Context) -> CacheSpec | None:
     return spec
 
 
-def directives(request: Request) -> set[str]:
+_NONE: frozenset[str] = frozenset()
+
+
+def directives(request: Request) -> frozenset[str]:
     """The client's Cache-Control request directives (lower case, arguments dropped)."""
-    value = request.headers.get("cache-control", "")
-    return {part.split("=", 1)[0].strip().lower() for part in value.split(",") if part.strip()}
+    value = request.headers.get("cache-control")
+    if not value:
+        return _NONE
+    return frozenset(
+        part.split("=", 1)[0].strip().lower() for part in value.split(",") if part.strip()
+    )
 
 
 async def entry_key(request: Request, ctx: Context) -> tuple[str, str] | None:

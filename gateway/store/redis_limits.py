@@ -167,6 +167,7 @@ return 1
 """
 
 _DELETE_BATCH: Final = 500
+_SPECS: Final = 10_000  # memoised limit specs (see RedisLimits._spec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +203,7 @@ class RedisLimits:
         self._fill = client.register_script(FILL)
         self._cluster = isinstance(client, RedisCluster)
         self._batch = None if isinstance(client, RedisCluster) else AutoPipeline(client)
+        self._specs: dict[Limit, tuple[str, list[str]]] = {}
 
     async def close(self) -> None:
         if self._batch is not None:
@@ -332,17 +334,31 @@ class RedisLimits:
         return None if value is None else bytes(value)
 
     def _command(self, call: _Call, cost: float, lease: str) -> list[Any]:
-        keys = [self._keys.limit(x.group, x.name) for x in call.limits]
+        keys, args = [], [call.mode, repr(float(cost)), lease, ""]
+        if call.lock is not None:
+            args[3] = str(call.lock[1])
+        for i, limit in enumerate(call.limits):
+            key, spec = self._spec(limit)
+            keys.append(key)
+            args += spec
+            args.append(call.marks[i] if call.marks is not None else "")
         if call.cache_key is not None:
             keys.append(call.cache_key)
         if call.lock is not None:
             keys.append(call.lock[0])
-        lock_ms = str(call.lock[1]) if call.lock is not None else ""
-        args: list[Any] = [call.mode, repr(float(cost)), lease, lock_ms]
-        for i, x in enumerate(call.limits):
-            mark = call.marks[i] if call.marks is not None else ""
-            args += [x.kind, repr(x.limit), repr(x.rate), repr(x.window), repr(x.lease_ttl), mark]
         return [str(len(keys)), *keys, *args]  # all strings: hiredis packs them (PackedConnection)
+
+    def _spec(self, limit: Limit) -> tuple[str, list[str]]:
+        """A limit's key and its five script arguments, built once per limit (a limit is the
+        same on every request of its caller)."""
+        known = self._specs.get(limit)
+        if known is None:
+            if len(self._specs) >= _SPECS:
+                self._specs.clear()
+            spec = [limit.kind, repr(limit.limit), repr(limit.rate), repr(limit.window)]
+            spec.append(repr(limit.lease_ttl))
+            known = self._specs[limit] = (self._keys.limit(limit.group, limit.name), spec)
+        return known
 
     async def _decide(self, call: _Call, cost: float, lease: str) -> _Decision:
         """One Lua call: EVALSHA, or EVAL when the server lost the script (SCRIPT FLUSH,
