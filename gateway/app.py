@@ -8,6 +8,7 @@ is built at import time.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -125,6 +126,11 @@ def create_app(settings: Settings) -> Starlette:
             policies = [policy() for policy in POLICIES.values()]
             chain = build_chain(policies, api.run_endpoint)
             app.state.gateway = Gateway(settings, reloader, services, registry, chain)
+            # Everything built so far lives as long as the worker: keep it out of the cyclic
+            # collector's full passes, which otherwise walk it all (p99 at concurrency 16:
+            # 50 ms before, 8 ms after; bench/README.md).
+            gc.collect()
+            gc.freeze()
             yield
 
     app = GatewayApp(
