@@ -24,6 +24,7 @@ from gateway.auth.config import AuthConfig
 from gateway.config_types import URL, Duration, Ratio, Strict
 from gateway.inference import DATATYPES
 from gateway.limits_config import CacheSpec, LimitSpec, Plan, RateLimits
+from gateway.traffic_config import Rollout, Shadow, Sticky
 
 BackendKind = Literal["torchserve", "tfserving", "triton", "kserve", "http"]
 # A path below the model being checked, and what is wrong there.
@@ -154,6 +155,9 @@ class Model(Strict):
     )
     cache: CacheSpec | None = None
     limits: LimitSpec | None = Field(default=None, description="A rate for the model, all callers.")
+    sticky: Sticky | None = Field(default=None, description="Keep each caller on one version.")
+    shadow: Shadow | None = Field(default=None, description="Mirror a share to another version.")
+    rollout: Rollout | None = Field(default=None, description="A progressive canary rollout.")
 
     @field_validator("versions", "traffic", mode="before")
     @classmethod
@@ -175,6 +179,7 @@ class Model(Strict):
             problems.append((("traffic",), problem))
         if self.cache is not None and not self.deterministic:
             problems.append((("cache",), "caching needs deterministic: true on the model"))
+        problems += _shadow_problems(self) + _rollout_problems(self)
         if problems:
             raise _problems_error(type(self).__name__, problems)
         return self
@@ -184,6 +189,28 @@ class Model(Strict):
         if self.default is not None:
             return self.default
         return max(self.versions, key=version_sort_key)
+
+
+def _shadow_problems(model: Model) -> list[_Problem]:
+    shadow = model.shadow
+    if shadow is None or shadow.version in model.versions:
+        return []
+    return [(("shadow", "version"), f"shadow version {shadow.version!r} is not in versions")]
+
+
+def _rollout_problems(model: Model) -> list[_Problem]:
+    rollout = model.rollout
+    if rollout is None:
+        return []
+    problems: list[_Problem] = []
+    if rollout.canary not in model.versions:
+        problems.append((("rollout", "canary"), f"canary {rollout.canary!r} is not in versions"))
+    stable = rollout.stable if rollout.stable is not None else model.default_version
+    if rollout.stable is not None and rollout.stable not in model.versions:
+        problems.append((("rollout", "stable"), f"stable {rollout.stable!r} is not in versions"))
+    elif stable == rollout.canary:
+        problems.append((("rollout", "canary"), "the canary must differ from the stable version"))
+    return problems
 
 
 def _traffic_problem(traffic: Mapping[str, int] | None, versions: Mapping[str, Any]) -> str | None:
