@@ -11,7 +11,9 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 import httpx
@@ -92,6 +94,16 @@ class Resolved:
     backend: LiveBackend
 
 
+class TrafficControl(Protocol):
+    """What the traffic policy asks of the rollout controller (``gateway.rollout``)."""
+
+    def weights(self, model: str) -> Mapping[str, float] | None:
+        """The model's split right now (percent per version), or None: routes.yaml's holds."""
+
+    def observe(self, model: str, version: str, status: int, seconds: float) -> None:
+        """One answered request of ``model`` served by ``version``, for the rollout gates."""
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """What outlives route tables: the worker's clients, the store, key cache, token signer."""
@@ -104,6 +116,7 @@ class Services:
     fallback: MemoryStore = field(default_factory=MemoryStore)  # limits while the store is out
     flights: SingleFlight = field(default_factory=SingleFlight)  # collapsed cache misses
     limiter_metrics: LimiterMetrics | None = None
+    traffic: TrafficControl | None = None  # progressive rollouts, when a model declares one
 
 
 class Runtime:
