@@ -20,16 +20,16 @@ from gateway.backends.tfserving import DTYPES
 from gateway.chain import Context, Next
 from gateway.config import version_sort_key
 from gateway.dispatch import FastRoute, fast_route
-from gateway.errors import GatewayError, NoHealthyReplica, NotFound
+from gateway.errors import GatewayError, ModelNotFound, NoHealthyReplica, NotFound
 from gateway.http_body import read_body
 from gateway.inference import InferenceRequest, TensorMeta, check_inputs
 from gateway.runtime import Resolved, Runtime
+from gateway.traffic import CHOOSE, VERSION_HEADER
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-VERSION_HEADER = "X-Model-Version"
 TF_DTYPES = {v2: tf for tf, v2 in DTYPES.items()}
 
 
@@ -43,9 +43,10 @@ def _context(request: Request) -> Context:
     return ctx
 
 
-def _resolve(request: Request, runtime: Runtime, action: str) -> Resolved:
-    """Choose the version once: the path's, else the ``X-Model-Version`` header, else the split.
+def _resolve(request: Request, runtime: Runtime, action: str, choose: bool) -> None:
+    """Take the version the caller pinned: the path's, else the ``X-Model-Version`` header.
 
+    Unpinned, the version is left to the traffic policy (``choose``), which runs after auth.
     Also states the scopes the call needs: ``<action>:<model>``, and ``pin:<model>`` when the
     caller chose the version.
     """
@@ -54,16 +55,23 @@ def _resolve(request: Request, runtime: Runtime, action: str) -> Resolved:
     model = request.path_params["model"]
     ctx.model, ctx.pinned = model, version is not None
     ctx.required = (f"{action}:{model}", f"pin:{model}") if version else (f"{action}:{model}",)
-    resolved = runtime.resolve(model, version)
-    ctx.version = resolved.version
-    request.state.resolved = resolved
-    return resolved
+    if version is not None:
+        resolved = runtime.resolve(model, version)
+        ctx.version = resolved.version
+        request.state.resolved = resolved
+    elif model not in runtime.table.models:
+        raise ModelNotFound(f"model {model!r} is not served here")
+    elif choose:
+        ctx.extra[CHOOSE] = True
 
 
-def through_chain(endpoint: Next, action: str, *, resolve: bool = True) -> Endpoint:
+def through_chain(
+    endpoint: Next, action: str, *, resolve: bool = True, choose: bool = True
+) -> Endpoint:
     """A Starlette endpoint that runs the policy chain around ``endpoint``.
 
-    The runtime is taken once: this request finishes on the table it started with.
+    The runtime is taken once: this request finishes on the table it started with. With
+    ``choose``, an unpinned request's version is chosen by the traffic policy.
     """
 
     async def handler(request: Request) -> Response:
@@ -73,7 +81,7 @@ def through_chain(endpoint: Next, action: str, *, resolve: bool = True) -> Endpo
         request.state.endpoint = endpoint
         if resolve:
             try:
-                _resolve(request, runtime, action)
+                _resolve(request, runtime, action, choose)
             except NotFound as exc:
                 # Unknown names are only revealed to callers who pass authentication.
                 request.state.endpoint = _raise_later(exc)
@@ -242,7 +250,7 @@ def fast_routes() -> list[FastRoute]:
 
 def routes() -> list[BaseRoute]:
     predict_1, infer_2 = _PREDICT_1, _INFER_2
-    status = through_chain(status_v1, "metadata")
+    status = through_chain(status_v1, "metadata", choose=False)  # lists every version
     meta_1, meta_2 = through_chain(metadata_v1, "metadata"), through_chain(metadata_v2, "metadata")
     ready = through_chain(ready_v2, "metadata")
     return [

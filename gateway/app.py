@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway import admin, api, oauth
+from gateway import admin, admin_rollout, admin_shadow, api, oauth
 from gateway.auth.keys import KeyVerifier
 from gateway.chain import Context, Next, build_chain
 from gateway.dispatch import GatewayApp
@@ -32,8 +32,10 @@ from gateway.errors import GatewayError, error_response
 from gateway.limits import LimiterMetrics
 from gateway.passthrough import passthrough_app
 from gateway.reload import Reloader
+from gateway.rollout import RolloutController
 from gateway.runtime import Services
 from gateway.settings import Settings
+from gateway.shadow import ShadowWorker
 from gateway.store import open_store
 from policies import POLICIES
 
@@ -114,8 +116,15 @@ def create_app(settings: Settings) -> Starlette:
             keys.start()
             stack.push_async_callback(keys.close)
             registry = CollectorRegistry()
+            rollouts = RolloutController(store, registry)
             services = Services(
-                session, http, store, keys, secret, limiter_metrics=LimiterMetrics(registry)
+                session,
+                http,
+                store,
+                keys,
+                secret,
+                limiter_metrics=LimiterMetrics(registry),
+                traffic=rollouts,
             )
             reloader = Reloader(config_path, services, registry)
             await reloader.start()
@@ -123,6 +132,11 @@ def create_app(settings: Settings) -> Starlette:
             if settings.watch:
                 reloader.watch()
             reloader.handle_sighup()
+            await rollouts.start(lambda: reloader.current.table)
+            stack.push_async_callback(rollouts.close)
+            app.state.shadow = shadow = ShadowWorker(registry)  # shadow traffic, off the path
+            shadow.start()
+            stack.push_async_callback(shadow.close)
             policies = [policy() for policy in POLICIES.values()]
             chain = build_chain(policies, api.run_endpoint)
             app.state.gateway = Gateway(settings, reloader, services, registry, chain)
@@ -140,6 +154,8 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             *admin.routes(),
+            *admin_shadow.routes(),
+            *admin_rollout.routes(),
             *oauth.routes(),
         ],
         fast=api.fast_routes(),

@@ -1,4 +1,4 @@
-"""The ``gateway`` command: serve, check, demo, schema."""
+"""The ``gateway`` command: serve, check, demo, schema, and the admin commands."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from gateway import __version__, cli_admin
+from gateway import __version__, cli_admin, cli_rollout
 from gateway.config import json_schema
 from gateway.demo import run_demo
 from gateway.diff import diff_tables
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("schema", help="print the JSON Schema of routes.yaml")
     cli_admin.add_commands(commands)
+    cli_rollout.add_commands(commands)
     return parser
 
 
@@ -56,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command in ("tenants", "keys", "audit", "cache"):
         return cli_admin.run(args)
+    if args.command == "rollout":
+        return cli_rollout.run(args)
     if args.command == "demo":
         run_demo(args.host, args.port)
         return 0

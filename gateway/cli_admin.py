@@ -123,20 +123,27 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None,
 
 
 def run(args: argparse.Namespace) -> int:
+    method, path, body, headers = _request(args)
+    return send(args.admin_url, method, path, body, headers)
+
+
+def send(
+    admin_url: str, method: str, path: str, body: dict[str, Any] | None, headers: dict[str, str]
+) -> int:
+    """Call the admin API and print its JSON reply; the exit status."""
     token = os.environ.get("GATEWAY_ADMIN_TOKEN")
     if not token:
         print("set GATEWAY_ADMIN_TOKEN to the gateway's admin token", file=sys.stderr)
         return 2
-    method, path, body, headers = _request(args)
     headers["Authorization"] = f"Bearer {token}"
-    with httpx.Client(base_url=args.admin_url, timeout=10.0, trust_env=False) as client:
+    with httpx.Client(base_url=admin_url, timeout=10.0, trust_env=False) as client:
         for attempt in range(_RETRIES):
             try:
                 response = client.request(method, path, json=body, headers=headers)
                 break
             except httpx.TransportError as exc:
                 if attempt == _RETRIES - 1:
-                    print(f"cannot reach {args.admin_url}: {exc}", file=sys.stderr)
+                    print(f"cannot reach {admin_url}: {exc}", file=sys.stderr)
                     return 1
     if response.status_code == 204:
         return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from gateway.backends import ADAPTERS, Adapter
 from gateway.backends.base import Target
 from gateway.backends.pool import ReplicaPool
 from gateway.caching import SingleFlight
-from gateway.config import Backend, Model, TensorSpec
+from gateway.config import Backend, TensorSpec
 from gateway.errors import (
     GatewayError,
     ModelNotFound,
@@ -138,21 +137,13 @@ class Runtime:
         if spec is None:
             raise ModelNotFound(f"model {model!r} is not served here")
         if version is None:
-            version = choose_version(spec)
+            version = spec.default_version  # the split is the traffic policy's (gateway.traffic)
         elif version not in spec.versions:
             raise VersionNotFound(f"model {model!r} has no version {version!r}")
         entry = spec.versions[version]
         live = self.backends[entry.backend]
         target = next(t for t in live.targets if t.model == model and t.version == version)
         return Resolved(model, version, target, live)
-
-
-def choose_version(model: Model) -> str:
-    """The weighted split when there is one, else the default version."""
-    if model.traffic:
-        versions = list(model.traffic)
-        return random.choices(versions, weights=[model.traffic[v] for v in versions])[0]
-    return model.default_version
 
 
 def _signature(

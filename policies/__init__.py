@@ -8,9 +8,11 @@ from gateway.chain import Policy
 from policies.auth import AuthPolicy
 from policies.cache import CachePolicy
 from policies.rate_limit import RateLimitPolicy
+from policies.traffic import TrafficPolicy
 
 POLICIES: dict[str, type[Policy]] = {
     "auth": AuthPolicy,
+    "traffic": TrafficPolicy,
     "rate_limit": RateLimitPolicy,
     "cache": CachePolicy,
 }

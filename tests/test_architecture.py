@@ -37,6 +37,8 @@ def test_policies_import_only_the_chain_errors_and_store(path: Path) -> None:
         "gateway.auth",  # credentials, for the auth policy
         "gateway.limits",  # which limits apply and the failure mode, for the rate-limit policy
         "gateway.caching",  # keys, entries and collapsing, for the cache policy
+        "gateway.traffic",  # the split, stickiness and health, for the traffic policy
+        "gateway.shadow",  # the shadow mirror, fed by the traffic policy
     )
     ours = {m for m in imports(path) if m.split(".")[0] in {"gateway", "policies"}}
     if path.name == "__init__.py":  # the registry names every policy

@@ -346,6 +346,46 @@ class Store(Protocol):
         (:func:`fnmatch.fnmatchcase`), e.g. ``"t:acme|*"``, ``"*|fraud:3:*"``; their number."""
         ...
 
+    async def lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take the lease ``name`` for ``ttl`` seconds if it is free, or renew it if ``holder``
+        holds it; ``True`` if ``holder`` holds it now (one rollout driver among replicas)."""
+        ...
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Free the lease if ``holder`` holds it."""
+
+    async def rollout_state(self, model: str) -> tuple[int, str | None]:
+        """The model's rollout state (JSON) and its revision; ``(0, None)`` when there is none."""
+        ...
+
+    async def rollout_swap(self, model: str, rev: int, state: str) -> bool:
+        """Write the state if its revision is still ``rev`` (it becomes ``rev + 1``); ``False``
+        when another writer got there first (compare and set)."""
+        ...
+
+    async def rollout_models(self) -> list[str]:
+        """Every model that ever had a rollout state, sorted."""
+        ...
+
+    async def rollout_event(self, model: str, event: str, cap: int) -> None:
+        """Append to the model's event log, which keeps the newest ``cap`` entries."""
+
+    async def rollout_events(self, model: str, limit: int) -> list[str]:
+        """The newest ``limit`` events, newest first."""
+        ...
+
+    async def rollout_count(
+        self, model: str, step: str, counts: Mapping[str, Mapping[str, int]], ttl: float
+    ) -> None:
+        """Add ``counts`` (version → field → increment) to the figures of one rollout step;
+        they are kept ``ttl`` seconds after the last addition."""
+
+    async def rollout_figures(
+        self, model: str, step: str, versions: Sequence[str]
+    ) -> dict[str, dict[str, int]]:
+        """The summed figures of one step, per version (empty for a version with none)."""
+        ...
+
     async def ping(self) -> bool:
         """``True`` if the store answers (for ``/readyz``); never raises for an outage."""
 

@@ -10,12 +10,13 @@ from dataclasses import replace
 
 from gateway.store.base import AUDIT_CAP, RESYNC, APIKey, AuditEntry, DelegatedLimits, Tenant
 from gateway.store.memory_limits import MemoryLimits
+from gateway.store.memory_rollout import MemoryRollouts
 
 SUBSCRIBER_BACKLOG = 1024
 """Messages a slow subscriber may fall behind before it is told to resync instead."""
 
 
-class MemoryStore(DelegatedLimits):
+class MemoryStore(DelegatedLimits, MemoryRollouts):
     """:class:`~gateway.store.base.Store` in this process's memory.
 
     Publish/subscribe fans out to in-process asyncio queues. A subscriber that falls
@@ -31,6 +32,7 @@ class MemoryStore(DelegatedLimits):
         self._audit: deque[AuditEntry] = deque(maxlen=audit_cap)
         self._subscribers: defaultdict[str, set[asyncio.Queue[str]]] = defaultdict(set)
         self._limits = MemoryLimits()
+        MemoryRollouts.__init__(self)
 
     async def put_tenant(self, tenant: Tenant) -> None:
         self._tenants[tenant.name] = tenant

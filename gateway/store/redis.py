@@ -10,6 +10,7 @@ Key layout, every key under the prefix ``P`` (``gw:`` by default)::
     P audit                list    AuditEntry JSON, newest first, trimmed to the cap
     P<channel>             pub/sub channel
     P{<group>}:l:… / :c:…  limits and cache entries: see :mod:`gateway.store.redis_limits`
+    P lease:… P rollouts P{rollout:<model>}:…  rollouts: see :mod:`gateway.store.redis_rollout`
 
 Every Lua call touches one key, or two keys of one hash slot (``{t:<name>}``); every other
 multi-key operation is a pipeline of single-key commands. So the store runs unchanged on a
@@ -37,6 +38,7 @@ from redis.commands.core import AsyncScript
 from gateway.store.base import AUDIT_CAP, RESYNC, APIKey, AuditEntry, DelegatedLimits, Tenant
 from gateway.store.redis_keys import UNAVAILABLE, KeyLayout, mapped
 from gateway.store.redis_limits import RedisLimits
+from gateway.store.redis_rollout import RedisRollouts
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +121,7 @@ class PackedConnection(Connection):
         return super().pack_command(*args)
 
 
-class RedisStore(DelegatedLimits):
+class RedisStore(DelegatedLimits, RedisRollouts):
     """:class:`~gateway.store.base.Store` on Redis, shared by every gateway process.
 
     Build it with :meth:`from_url`, or hand it a ``Redis`` / ``RedisCluster`` client made with
@@ -149,6 +151,7 @@ class RedisStore(DelegatedLimits):
         self._remember = client.register_script(REMEMBER)
         self._audit = client.register_script(AUDIT)
         self._limits = self._lua = RedisLimits(client, self._keys)
+        RedisRollouts.__init__(self, client, self._keys)
 
     @classmethod
     def from_url(

@@ -64,6 +64,22 @@ class KeyLayout:
     def channel(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
+    def lease(self, name: str) -> str:
+        return f"{self.prefix}lease:{name}"
+
+    def rollouts(self) -> str:
+        """The set of every model that has a rollout state."""
+        return f"{self.prefix}rollouts"
+
+    def rollout_state(self, model: str) -> str:
+        return f"{self.prefix}{{rollout:{model}}}:state"
+
+    def rollout_events(self, model: str) -> str:
+        return f"{self.prefix}{{rollout:{model}}}:events"
+
+    def rollout_figures(self, model: str, step: str, version: str) -> str:
+        return f"{self.prefix}{{rollout:{model}}}:f:{step}:{version}"
+
     def limit(self, group: str, name: str) -> str:
         """A limit's state (a window's gets ``:<window index>`` appended, by the Lua script)."""
         return f"{self.prefix}{{{group}}}:l:{name}"
