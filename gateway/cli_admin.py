@@ -20,14 +20,20 @@ import httpx
 _RETRIES = 3
 
 
-def add_commands(commands: Any) -> None:
-    """Register the subcommands on the ``gateway`` parser's subparsers."""
+def common_options() -> argparse.ArgumentParser:
+    """The options every admin subcommand takes (a parent parser)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--admin-url",
         default=os.environ.get("GATEWAY_ADMIN_URL", "http://127.0.0.1:8080"),
         help="the gateway's admin API (env GATEWAY_ADMIN_URL)",
     )
+    return common
+
+
+def add_commands(commands: Any) -> None:
+    """Register the subcommands on the ``gateway`` parser's subparsers."""
+    common = common_options()
 
     tenants = commands.add_parser("tenants", help="manage tenants").add_subparsers(
         dest="action", required=True

@@ -7,7 +7,6 @@ The admin API's rollout endpoints from the command line (URL and token as for
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 from urllib.parse import quote
 
@@ -15,12 +14,7 @@ from gateway import cli_admin
 
 
 def add_commands(commands: Any) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--admin-url",
-        default=os.environ.get("GATEWAY_ADMIN_URL", "http://127.0.0.1:8080"),
-        help="the gateway's admin API (env GATEWAY_ADMIN_URL)",
-    )
+    common = cli_admin.common_options()
     rollout = commands.add_parser("rollout", help="progressive rollouts").add_subparsers(
         dest="action", required=True
     )
