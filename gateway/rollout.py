@@ -116,10 +116,15 @@ class RolloutMetrics:
             "gateway_rollout_weight",
             "Share of a model's traffic a rollout gives each version, in percent.",
             ["model", "version"],
+            multiprocess_mode="livemax",
             registry=registry,
         )
         self.step = Gauge(
-            "gateway_rollout_step", "The rollout's step index.", ["model"], registry=registry
+            "gateway_rollout_step",
+            "The rollout's step index.",
+            ["model"],
+            multiprocess_mode="livemax",
+            registry=registry,
         )
         self.transitions = Counter(
             "gateway_rollout_transitions",
@@ -131,12 +136,14 @@ class RolloutMetrics:
             "gateway_rollout_error_rate",
             "5xx share of the current step, all replicas (on the driving replica).",
             ["model", "version"],
+            multiprocess_mode="livemax",
             registry=registry,
         )
         self.p99 = Gauge(
             "gateway_rollout_p99_seconds",
             "p99 latency of the current step, all replicas (on the driving replica).",
             ["model", "version"],
+            multiprocess_mode="livemax",
             registry=registry,
         )
 
@@ -163,6 +170,7 @@ class RolloutController:
         self._weights: dict[str, Mapping[str, float]] = {}  # what weights() answers
         self._steps: dict[str, str] = {}  # models whose traffic is counted → their step id
         self._table: Callable[[], RouteTable] | None = None
+        self._serving: Callable[[str, str], bool] | None = None
         self._task: asyncio.Task[None] | None = None
         self._warned = 0.0
 
@@ -170,6 +178,15 @@ class RolloutController:
 
     def weights(self, model: str) -> Mapping[str, float] | None:
         return self._weights.get(model)
+
+    def arm(self, model: str, version: str) -> str | None:
+        """``canary`` or ``stable`` while ``model`` has a rollout, else None (for traces)."""
+        state = self._states.get(model)
+        if state is None:
+            return None
+        return (
+            "canary" if version == state.canary else "stable" if version == state.stable else None
+        )
 
     def observe(self, model: str, version: str, status: int, seconds: float) -> None:
         if model in self._steps:
@@ -283,7 +300,20 @@ class RolloutController:
             return state
         return new
 
+    def watch_health(self, serving: Callable[[str, str], bool]) -> None:
+        """``serving(model, version)``: whether the version has a replica that can take
+        requests here. A canary that has none is rolled back: the traffic step routes around
+        it, so its error rate alone would stop showing the failure (and could pass a gate)."""
+        self._serving = serving
+
     async def _judge(self, state: RolloutState, plan: Plan, now: float) -> RolloutState | None:
+        if (
+            self._serving is not None
+            and state.status == "running"
+            and not self._serving(state.model, state.canary)
+        ):
+            reason = f"canary {state.canary!r} has no healthy replica"
+            return state.moved("rolled_back", reason, now)
         stable, canary = await self.book.figures(state)
         for version, figures in ((state.stable, stable), (state.canary, canary)):
             self.metrics.error_rate.labels(state.model, version).set(figures.error_rate)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 
 from gateway.config import Model
+from gateway.errors import NotFound
 from gateway.runtime import Runtime
 
 Weights = dict[str, float]
@@ -48,13 +49,20 @@ def healthy(runtime: Runtime, model: str, weights: Weights) -> Weights:
     if len(weights) < 2:
         return weights
     now = time.monotonic()
-    kept: Weights = {}
-    for version, weight in weights.items():
-        resolved = runtime.resolve(model, version)
-        key = resolved.target.key
-        if any(r.available(key, now) for r in resolved.backend.pool.replicas):
-            kept[version] = weight
+    kept = {v: w for v, w in weights.items() if serving(runtime, model, v, now)}
     return kept or weights
+
+
+def serving(runtime: Runtime, model: str, version: str, now: float | None = None) -> bool:
+    """Whether ``version`` of ``model`` has a replica that can take requests (not ejected,
+    ready for that model version); False for a name the table no longer has."""
+    try:
+        resolved = runtime.resolve(model, version)
+    except NotFound:
+        return False
+    key = resolved.target.key
+    now = time.monotonic() if now is None else now
+    return any(r.available(key, now) for r in resolved.backend.pool.replicas)
 
 
 def rendezvous(model: str, key: str, weights: Mapping[str, float]) -> str:

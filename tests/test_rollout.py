@@ -401,3 +401,26 @@ async def test_the_admin_api_and_the_cli_drive_a_rollout_through_a_gateway(
     finally:
         await v1.stop()
         await v2.stop()
+
+
+async def test_a_canary_with_no_healthy_replica_is_rolled_back(
+    stores: tuple[Store, Store], clock: Clock
+) -> None:
+    # The traffic step routes around a version with no healthy replica, so a dead canary's
+    # error rate stops growing (and could even pass a gate): its health is a gate of its own.
+    up = {"1": True, "2": True}
+    c = controller(stores[0], Table(routes()), clock, "a")
+    c.watch_health(lambda model, version: up[version])
+    await c.tick()
+    feed(c, "2", 20)
+    feed(c, "1", 20)
+    await c.tick()
+    assert c.weights("fraud") == {"1": 90, "2": 10}  # healthy: the step holds
+    up["2"] = False
+    await c.tick()  # no need to wait for the interval
+    assert c.weights("fraud") == {"1": 100}
+    assert (await reasons(c))[-1] == ("running", "rolled_back", "canary '2' has no healthy replica")
+    up["1"] = False  # the stable version's health is not the rollout's business
+    clock.now += 10
+    await c.tick()
+    assert c.weights("fraud") == {"1": 100}
