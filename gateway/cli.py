@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 
 import uvicorn
@@ -16,6 +18,7 @@ from gateway import __version__, cli_admin, cli_rollout
 from gateway.config import json_schema
 from gateway.demo import run_demo
 from gateway.diff import diff_tables
+from gateway.metrics import MULTIPROC_ENV
 from gateway.routes_file import ConfigError, load_config
 from gateway.settings import Settings
 
@@ -112,6 +115,19 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     if check(str(settings.config), None) != 0:
         return 1
+    if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        # Workers are processes: their metrics meet in files, added up by /metrics.
+        folder = tempfile.mkdtemp(prefix="gateway-metrics-")
+        os.environ[MULTIPROC_ENV] = folder
+        try:
+            return _serve(settings)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            del os.environ[MULTIPROC_ENV]
+    return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
     if settings.admin_port is None:
         uvicorn.run(
             "gateway.app:app_from_env",

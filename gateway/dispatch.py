@@ -23,6 +23,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import tracing
+from gateway.access_log import Observer, cache_result
 from gateway.chain import Context
 from gateway.errors import GatewayError, error_response
 from gateway.timing import CURRENT_TIMING, Timing
@@ -32,6 +34,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 
 Handler = Callable[[Request], Awaitable[Response]]
+UNOBSERVED = frozenset({"/healthz", "/readyz", "/metrics"})  # not traced, counted or logged
 
 
 def request_id_of(scope: Scope) -> str:
@@ -53,6 +56,7 @@ def _context_headers(request_id: str, timing: Timing) -> list[tuple[bytes, bytes
 class FastRoute:
     pattern: re.Pattern[str]
     handler: Handler
+    template: str = ""  # the path with its parameters named, for the span name
 
 
 def fast_route(path: str, handler: Handler) -> FastRoute:
@@ -61,7 +65,7 @@ def fast_route(path: str, handler: Handler) -> FastRoute:
     regex = "".join(
         f"(?P<{part}>[^/]+)" if i % 2 else re.escape(part) for i, part in enumerate(parts)
     )
-    return FastRoute(re.compile(f"^{regex}$"), handler)
+    return FastRoute(re.compile(f"^{regex}$"), handler, path)
 
 
 class RequestContextMiddleware:
@@ -76,17 +80,33 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = request_id_of(scope)
-        scope.setdefault("state", {})["ctx"] = Context(request_id=request_id)
+        ctx = Context(request_id=request_id)
+        scope.setdefault("state", {})["ctx"] = ctx
         timing = Timing()
         token = CURRENT_TIMING.set(timing)
+        observer: Observer | None = getattr(scope.get("app"), "observer", None)
+        if scope["path"] in UNOBSERVED:
+            observer = None
+        tracer = tracing.TRACER if observer is not None else None
+        span = trace_token = None
+        if tracer is not None:
+            span, trace_token = tracing.server_span(tracer, scope, scope["method"])
         started = False
+        status = 500
+        sent = 0
+        cache = ""
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status, sent, cache
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 headers = [*message.get("headers", []), *_context_headers(request_id, timing)]
+                if ctx.model is not None:
+                    cache = cache_result(headers)
                 message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
             await send(message)
 
         try:
@@ -103,6 +123,14 @@ class RequestContextMiddleware:
             await error_response(error, request_id)(scope, receive, send_with_headers)
         finally:
             CURRENT_TIMING.reset(token)
+            if observer is not None:
+                observer.done(scope, ctx, timing, status, sent, cache, span)
+            if span is not None:
+                route = getattr(scope.get("route"), "path", None)
+                if route:
+                    span.update_name(f"{scope['method']} {route}")
+                    span.set_attribute("http.route", route)
+                tracing.finish(span, trace_token, status)
 
 
 class GatewayApp(Starlette):
@@ -123,6 +151,7 @@ class GatewayApp(Starlette):
         super().__init__(routes=routes, **kwargs)
         self.router.default = fallback
         self.add_middleware(RequestContextMiddleware)
+        self.observer: Observer | None = None  # set by the lifespan: metrics and access log
         self._fast = tuple(fast)
         self._fallback = RequestContextMiddleware(fallback)
         claimed = [r.path for r in routes if isinstance(r, Route)]
@@ -138,7 +167,7 @@ class GatewayApp(Starlette):
                     if match is not None:
                         scope["app"] = self
                         scope["path_params"] = match.groupdict()
-                        await self._serve(route.handler, scope, receive, send)
+                        await self._serve(route, scope, receive, send)
                         return
             if path not in self._exact and not path.startswith(self._prefixes):
                 scope["app"] = self
@@ -146,15 +175,23 @@ class GatewayApp(Starlette):
                 return
         await super().__call__(scope, receive, send)
 
-    async def _serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, route: FastRoute, scope: Scope, receive: Receive, send: Send) -> None:
         """One fast-lane request: the chain's response, with the context headers added."""
         request_id = request_id_of(scope)
-        scope.setdefault("state", {})["ctx"] = Context(request_id=request_id)
+        ctx = Context(request_id=request_id)
+        scope.setdefault("state", {})["ctx"] = ctx
         timing = Timing()
         token = CURRENT_TIMING.set(timing)
+        observer = self.observer
+        span = trace_token = None
+        tracer = tracing.TRACER
+        if tracer is not None and observer is not None:
+            span, trace_token = tracing.server_span(tracer, scope, f"POST {route.template}")
+            span.set_attribute("http.route", route.template)
+        response: Response | None = None
         try:
             try:
-                response = await handler(Request(scope, receive))
+                response = await route.handler(Request(scope, receive))
             except GatewayError as exc:
                 response = error_response(exc, request_id)
             except ClientDisconnect:
@@ -167,3 +204,11 @@ class GatewayApp(Starlette):
             await response(scope, receive, send)
         finally:
             CURRENT_TIMING.reset(token)
+            status = response.status_code if response is not None else 499
+            if observer is not None:
+                body = getattr(response, "body", None)
+                sent = len(body) if isinstance(body, bytes | memoryview) else 0
+                cache = cache_result(response.raw_headers) if response is not None else ""
+                observer.done(scope, ctx, timing, status, sent, cache, span)
+            if span is not None:
+                tracing.finish(span, trace_token, status)

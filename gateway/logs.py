@@ -32,14 +32,29 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def log_config(level: str) -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` for the gateway and uvicorn (passed to uvicorn)."""
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+class TextFormatter(logging.Formatter):
+    """``time level logger message key=value ...``: the JSON line's fields, for a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = " ".join(
+            f"{k}={v}" for k, v in record.__dict__.items() if k not in _RESERVED and v is not None
+        )
+        return f"{line} {fields}" if fields else line
+
+
+def log_config(level: str, format: str = "json") -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for the gateway and uvicorn (passed to uvicorn);
+    ``format`` is ``json`` (one object per line) or ``text``."""
+    handler = {"class": "logging.StreamHandler", "formatter": format, "stream": "ext://sys.stderr"}
     logger = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": JSONFormatter}},
+        "formatters": {"json": {"()": JSONFormatter}, "text": {"()": TextFormatter}},
         "handlers": {"default": handler},
         "loggers": {
             "gateway": logger,

@@ -54,11 +54,13 @@ class ReloadMetrics:
         self.last_ok = Gauge(
             "gateway_config_last_reload_successful",
             "1 if the last routes.yaml reload was applied, 0 if it was rejected.",
+            multiprocess_mode="livemin",
             registry=registry,
         )
         self.loaded_at = Gauge(
             "gateway_config_loaded_timestamp_seconds",
             "When the running route table was loaded.",
+            multiprocess_mode="livemax",
             registry=registry,
         )
 

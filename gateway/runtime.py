@@ -35,6 +35,7 @@ from gateway.errors import (
 )
 from gateway.inference import Signature, TensorMeta
 from gateway.limits import Limiter, LimiterMetrics
+from gateway.metrics import BackendMetrics, PoolMetrics
 from gateway.routes_file import LoadedConfig
 from gateway.store import MemoryStore, Store
 
@@ -115,6 +116,7 @@ class Services:
     fallback: MemoryStore = field(default_factory=MemoryStore)  # limits while the store is out
     flights: SingleFlight = field(default_factory=SingleFlight)  # collapsed cache misses
     limiter_metrics: LimiterMetrics | None = None
+    pool_metrics: PoolMetrics | None = None  # backend health, ejections, retries, breaker
     traffic: TrafficControl | None = None  # progressive rollouts, when a model declares one
 
 
@@ -199,7 +201,7 @@ def build_runtime(
         if old is not None and old.spec == spec and old.targets == targets[name]:
             backends[name] = old
             continue
-        pool = ReplicaPool(name, spec, session)
+        pool = ReplicaPool(name, spec, session, _bind(services.pool_metrics, name))
         adapter = ADAPTERS[spec.kind](pool)
         backends[name] = LiveBackend(name, spec, pool, adapter, targets[name])
         pool.start_health_checks(adapter.probe, targets[name])
@@ -208,3 +210,7 @@ def build_runtime(
     metrics = services.limiter_metrics or LimiterMetrics(CollectorRegistry())
     limiter = Limiter(loaded.table, services.store, services.fallback, metrics)
     return Runtime(loaded, backends, auth, limiter), retired
+
+
+def _bind(metrics: PoolMetrics | None, backend: str) -> BackendMetrics | None:
+    return metrics.bind(backend) if metrics is not None else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,20 @@ class Settings(BaseSettings):
     port: int = 8080
     workers: int = 1
     log_level: str = "info"
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="Log lines as JSON objects or as text with key=value pairs."
+    )
+    access_log: bool = Field(default=True, description="One access line per request (info).")
+    tracing: bool | None = Field(
+        default=None,
+        description="OpenTelemetry traces; unset: on when OTEL_EXPORTER_OTLP_*ENDPOINT is set.",
+    )
+    tracing_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces sampled (parent-based) unless OTEL_TRACES_SAMPLER is set.",
+    )
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     watch: bool = Field(default=True, description="Reload routes.yaml when the file changes.")
     admin_token: str | None = Field(default=None, repr=False)
@@ -48,7 +63,7 @@ class Settings(BaseSettings):
             "host": self.host,
             "port": self.port,
             "log_level": self.log_level,
-            "log_config": log_config(self.log_level),
+            "log_config": log_config(self.log_level, self.log_format),
             "access_log": False,
             "server_header": False,
             "proxy_headers": self.forwarded_allow_ips is not None,

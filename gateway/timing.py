@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 class Timing:
     started: float = field(default_factory=time.perf_counter)
     upstream: float = 0.0
+    attempts: int = 0  # upstream attempts (retries = attempts - 1)
+    backend: str = ""  # the backend that served, for metrics and the access log
+    replica: str = ""  # the replica of the last attempt
 
     def header(self) -> str:
         total = time.perf_counter() - self.started

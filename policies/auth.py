@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.auth.authenticator import CHALLENGE
-from gateway.chain import Context, Next
-from gateway.errors import Unauthorized
+from gateway.chain import AUTH_FAILURE, Context, Next
+from gateway.errors import GatewayError, Unauthorized
 
 
 class AuthPolicy:
@@ -21,12 +21,21 @@ class AuthPolicy:
         auth = request.state.runtime.auth
         if auth is None:
             return await call_next(request, ctx)
-        caller = await auth.authenticate(request.headers)
+        try:
+            caller = await auth.authenticate(request.headers)
+        except GatewayError as exc:
+            ctx.extra[AUTH_FAILURE] = "invalid_credentials" if exc.status == 401 else exc.code
+            raise
         if caller is None:
             if auth.config.required:
+                ctx.extra[AUTH_FAILURE] = "missing_credentials"
                 raise Unauthorized("credentials required", headers=CHALLENGE)
             return await call_next(request, ctx)
-        auth.authorize(caller, ctx.required, ctx.model)
+        try:
+            auth.authorize(caller, ctx.required, ctx.model)
+        except GatewayError:
+            ctx.extra[AUTH_FAILURE] = "forbidden"
+            raise
         ctx.tenant = caller.principal.tenant
         ctx.scopes = caller.principal.scopes
         ctx.extra["principal"] = caller.principal

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gateway.caching import cache_spec, request_cache_key
-from gateway.chain import Context, Next
+from gateway.chain import RATELIMIT, Context, Next
 from gateway.limits import Limiter, Subject, headers
 from gateway.store import Limit
 
@@ -50,6 +50,8 @@ class RateLimitPolicy:
                     flights = request.app.state.gateway.services.flights
                     flights.hold("|".join(cache), spec.lock)
         fields = headers(limits, verdict)
+        if limits:
+            ctx.extra[RATELIMIT] = "allowed" if verdict.admitted else "rejected"
         if not verdict.admitted:
             rejection = limiter.rejection(verdict)
             rejection.headers.update(fields)

@@ -135,11 +135,17 @@ def test_kustomization_lists_existing_files_and_no_example_secret() -> None:
 def test_compose_stack() -> None:
     services: dict[str, dict[str, Any]] = _docs(DEPLOY / "compose.yaml")[0]["services"]
     gateway = services["gateway"]
+    observability = {"jaeger", "prometheus", "grafana"}  # their UIs, on loopback; not waited for
+    assert observability <= set(services)
     published = {name for name, svc in services.items() if svc.get("ports")}
-    assert published == {"gateway"}, "only the gateway publishes a port"
+    assert published == {"gateway"} | observability, "only the gateway and the UIs publish"
+    for name in published:
+        assert all(str(p).startswith("127.0.0.1:") for p in services[name]["ports"]), name
+    assert "COLLECTOR_OTLP_ENABLED" in services["jaeger"]["environment"]
+    assert gateway["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
     for name, svc in services.items():
-        assert "healthcheck" in svc, f"{name} has no healthcheck"
-    for name in set(services) - {"gateway"}:
+        assert name in observability or "healthcheck" in svc, f"{name} has no healthcheck"
+    for name in set(services) - {"gateway"} - observability:
         assert gateway["depends_on"][name]["condition"] == "service_healthy"
     torchserve = " ".join(str(w) for w in services["torchserve"]["healthcheck"]["test"])
     assert ":8081/models/" in torchserve
@@ -150,3 +156,21 @@ def test_compose_stack() -> None:
     assert "/v1/models/" in " ".join(services["tfserving"]["healthcheck"]["test"])
     assert any(v.endswith(":/etc/gateway/routes.yaml:ro") for v in gateway["volumes"])
     assert gateway["environment"]["GATEWAY_REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_grafana_dashboard_charts_the_gateways_metrics() -> None:
+    import json
+
+    dashboard = json.loads((DEPLOY / "grafana/dashboards/model-gateway.json").read_text())
+    exprs = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    for name in (
+        "gateway_requests_total",
+        "gateway_request_duration_seconds_bucket",
+        "gateway_overhead_duration_seconds_bucket",
+        "gateway_cache_requests_total",
+        "gateway_backend_replica_up",
+        "gateway_rollout_weight",
+    ):
+        assert name in exprs
+    scrape = _docs(DEPLOY / "prometheus.yml")[0]["scrape_configs"][0]
+    assert scrape["static_configs"][0]["targets"] == ["gateway:8080"]

@@ -25,12 +25,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from opentelemetry.trace import Span
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from gateway import tracing
 from gateway.backends.base import Target, UpstreamReply
 from gateway.config import Backend
 from gateway.errors import BadGateway, NoHealthyReplica, Overloaded, UpstreamTimeout
-from gateway.timing import record_upstream
+from gateway.metrics import BackendMetrics
+from gateway.timing import CURRENT_TIMING, record_upstream
 
 logger = logging.getLogger("gateway.pool")
 
@@ -111,10 +114,17 @@ class _Attempt:
     replica: Replica
     response: aiohttp.ClientResponse
     started: float
+    span: Span | None = None
 
     def discard(self) -> None:
         self.response.release()
         self.replica.outstanding -= 1
+        self.end_span()
+
+    def end_span(self) -> None:
+        if self.span is not None:
+            tracing.end_client_span(self.span, self.response.status, None)
+            self.span = None
 
 
 class _Retryable(Exception):
@@ -129,8 +139,15 @@ class _Retryable(Exception):
 class ReplicaPool:
     """The replicas of one backend, sharing the worker's ``aiohttp.ClientSession``."""
 
-    def __init__(self, name: str, spec: Backend, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: Backend,
+        session: aiohttp.ClientSession,
+        metrics: BackendMetrics | None = None,
+    ) -> None:
         self.name = name
+        self.metrics = metrics
         self.spec = spec
         self.session = session
         management: list[str | None] = [None] * len(spec.urls)
@@ -216,18 +233,26 @@ class ReplicaPool:
 
     def _enter(self) -> None:
         """The circuit breaker: at most ``max_in_flight`` requests to this backend."""
+        metrics = self.metrics
         if self.in_flight >= self.spec.max_in_flight:
+            if metrics is not None:
+                metrics.breaker_open.inc()
             raise Overloaded(
                 f"backend {self.name!r} has {self.in_flight} requests in flight",
                 headers={"Retry-After": "1"},
             )
         self.in_flight += 1
+        if metrics is not None:
+            metrics.in_flight.inc()
 
     def _leave(self, attempt: _Attempt | None) -> None:
         self.in_flight -= 1
+        if self.metrics is not None:
+            self.metrics.in_flight.dec()
         if attempt is not None:
             attempt.response.release()
             attempt.replica.outstanding -= 1
+            attempt.end_span()
 
     def _deadline_passed(self, attempt: _Attempt | None) -> UpstreamTimeout:
         if attempt is not None:
@@ -316,6 +341,20 @@ class ReplicaPool:
         base = replica.management_url if management and replica.management_url else replica.url
         idle = replica.outstanding == 0
         timeout = self._timeout
+        timing = CURRENT_TIMING.get()
+        number = 1
+        if timing is not None:
+            timing.attempts += 1
+            number = timing.attempts
+            timing.backend, timing.replica = self.name, replica.url
+        metrics = self.metrics
+        if metrics is not None and number > 1:
+            metrics.retries.inc()
+        span: Span | None = None
+        tracer = tracing.TRACER
+        if tracer is not None:
+            span = tracing.client_span(tracer, method, base + path, self.name, replica.url, number)
+            headers = tracing.inject(headers, span)
         replica.outstanding += 1
         started = time.perf_counter()
         try:
@@ -323,28 +362,41 @@ class ReplicaPool:
                 method, base + path, data=body, headers=headers, timeout=timeout
             )
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            replica.outstanding -= 1
-            self._failed(replica)
+            self._attempt_failed(replica, "retryable", span, exc)
             raise _Retryable(f"{replica.url}: {exc.__class__.__name__}") from exc
         except aiohttp.SocketTimeoutError as exc:
-            replica.outstanding -= 1
-            self._failed(replica)
+            self._attempt_failed(replica, "timeout", span, exc)
             raise UpstreamTimeout(
                 f"backend {self.name!r} did not answer within {self.spec.timeout:g}s"
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            replica.outstanding -= 1
-            self._failed(replica)
+            self._attempt_failed(replica, "error", span, exc)
             raise BadGateway(f"the connection to the model server failed: {exc}") from exc
-        except BaseException:
+        except BaseException as exc:
             replica.outstanding -= 1
+            if span is not None:
+                tracing.end_client_span(span, None, exc)
             raise
-        attempt = _Attempt(replica, response, started)
+        attempt = _Attempt(replica, response, started, span)
         if response.status == 503 and idle:
             # An idle replica that says 503 is not overloaded: it cannot serve. Try another.
+            if metrics is not None:
+                metrics.attempt["retryable"].inc()
             raise _Retryable(f"{replica.url}: 503 while idle", attempt)
+        if metrics is not None:
+            metrics.attempt["ok"].inc()
         self._succeeded(replica)
         return attempt
+
+    def _attempt_failed(
+        self, replica: Replica, outcome: str, span: Span | None, exc: BaseException
+    ) -> None:
+        replica.outstanding -= 1
+        self._failed(replica)
+        if self.metrics is not None:
+            self.metrics.attempt[outcome].inc()
+        if span is not None:
+            tracing.end_client_span(span, None, exc)
 
     # -- outlier ejection -------------------------------------------------------------------
 
@@ -361,6 +413,8 @@ class ReplicaPool:
         duration = min(self.spec.outlier.ejection * replica.ejections, _MAX_EJECTION)
         replica.ejected_until = now + duration
         replica.failures = 0
+        if self.metrics is not None:
+            self.metrics.ejected(replica.url)
         logger.warning(
             "ejected replica",
             extra={"backend": self.name, "replica": replica.url, "seconds": duration},
@@ -371,6 +425,8 @@ class ReplicaPool:
         if replica.ejected_until and time.monotonic() >= replica.ejected_until:
             replica.ejected_until = 0.0
             replica.ejections = 0
+            if self.metrics is not None:
+                self.metrics.replica_up(replica.url, True)
 
     # -- active health ----------------------------------------------------------------------
 
@@ -404,9 +460,13 @@ class ReplicaPool:
         if ok and key in replica.unready and streak >= self.spec.health.healthy_after:
             replica.unready.discard(key)
             replica.ejected_until = 0.0
+            if self.metrics is not None:
+                self.metrics.replica_up(replica.url, True)
             logger.info("replica ready", extra={"backend": self.name, "replica": replica.url})
         elif not ok and key not in replica.unready and -streak >= self.spec.health.unhealthy_after:
             replica.unready.add(key)
+            if self.metrics is not None:
+                self.metrics.replica_up(replica.url, False)
             logger.warning(
                 "replica not ready",
                 extra={"backend": self.name, "replica": replica.url, "model": target.name},

@@ -1,0 +1,203 @@
+"""Request and backend metrics (Prometheus), and ``/metrics`` in one or several worker processes.
+
+With several workers (``gateway serve --workers N``), ``PROMETHEUS_MULTIPROC_DIR`` is set
+before they start (``gateway.cli``): every worker writes its values to files there and
+``/metrics`` adds them up, whichever worker answers (``prometheus_client`` multiprocess mode).
+
+The per-request cost is a dict lookup of pre-bound label children, then a few increments.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+_MAX_BOUND = 4096  # label combinations kept pre-bound (model, version, class, backend)
+
+
+def render(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The exposition of ``registry``; in multiprocess mode, of every worker's files instead."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged), CONTENT_TYPE_LATEST
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead() -> None:
+    """Drop this worker's live gauges from the multiprocess files (at shutdown)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+@dataclass(slots=True)
+class _Bound:
+    requests: Any
+    duration: Any
+    overhead: Any
+    upstream: Any
+
+
+class RequestMetrics:
+    """What every request adds: counts and latencies, auth failures, limit and cache results."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["model", "version", "status_class", "backend"]
+        self.requests = Counter(
+            "gateway_requests",
+            "Requests answered, by model, version, status class (2xx...) and backend.",
+            labels,
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "gateway_request_duration_seconds",
+            "Whole request time in the gateway, first byte in to last byte out.",
+            labels,
+            buckets=_BUCKETS,
+            registry=registry,
+        )
+        self.overhead = Histogram(
+            "gateway_overhead_duration_seconds",
+            "The gateway's own share of a request: total minus time waiting on model servers.",
+            ["model", "backend"],
+            buckets=_OVERHEAD_BUCKETS,
+            registry=registry,
+        )
+        self.upstream = Histogram(
+            "gateway_upstream_duration_seconds",
+            "Time a request waited on model servers (every attempt), when it reached one.",
+            ["model", "backend"],
+            buckets=_BUCKETS,
+            registry=registry,
+        )
+        self.auth_failures = Counter(
+            "gateway_auth_failures",
+            "Requests refused by authentication or authorization, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.ratelimit = Counter(
+            "gateway_ratelimit_decisions",
+            "Rate-limit checks, by decision (allowed, rejected).",
+            ["decision"],
+            registry=registry,
+        )
+        self.cache = Counter(
+            "gateway_cache_requests",
+            "Requests to cached models, by result (hit, miss, stale, collapsed, bypass).",
+            ["result"],
+            registry=registry,
+        )
+        self._bound: dict[tuple[str, str, str, str], _Bound] = {}
+
+    def _bind(self, key: tuple[str, str, str, str]) -> _Bound:
+        model, _, _, backend = key
+        bound = _Bound(
+            self.requests.labels(*key),
+            self.duration.labels(*key),
+            self.overhead.labels(model, backend),
+            self.upstream.labels(model, backend),
+        )
+        if len(self._bound) < _MAX_BOUND:
+            self._bound[key] = bound
+        return bound
+
+    def observe(
+        self, model: str, version: str, status: int, backend: str, total: float, upstream: float
+    ) -> None:
+        key = (model, version, _CLASSES[min(status // 100, 5)], backend)
+        bound = self._bound.get(key) or self._bind(key)
+        bound.requests.inc()
+        bound.duration.observe(total)
+        bound.overhead.observe(max(0.0, total - upstream))
+        if upstream:
+            bound.upstream.observe(upstream)
+
+
+_CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+class PoolMetrics:
+    """Backends: replica health, ejections, circuit-breaker refusals, retries, attempts."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.replica_up = Gauge(
+            "gateway_backend_replica_up",
+            "1 while a replica takes traffic, 0 while it is ejected or not ready.",
+            ["backend", "replica"],
+            multiprocess_mode="livemin",
+            registry=registry,
+        )
+        self.ejections = Counter(
+            "gateway_backend_ejections",
+            "Replicas ejected by outlier detection (consecutive local failures).",
+            ["backend", "replica"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "gateway_backend_in_flight",
+            "Requests in flight to a backend (the circuit breaker opens at max_in_flight).",
+            ["backend"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.breaker_open = Counter(
+            "gateway_backend_circuit_open",
+            "Requests refused at once because the backend had max_in_flight in flight.",
+            ["backend"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "gateway_backend_retries",
+            "Upstream attempts after the first one (another replica).",
+            ["backend"],
+            registry=registry,
+        )
+        self.attempts = Counter(
+            "gateway_backend_attempts",
+            "Upstream attempts, by outcome (ok, retryable, timeout, error).",
+            ["backend", "outcome"],
+            registry=registry,
+        )
+
+    def bind(self, backend: str) -> BackendMetrics:
+        return BackendMetrics(self, backend)
+
+
+class BackendMetrics:
+    """One backend's children, bound once when its pool is built."""
+
+    __slots__ = ("_metrics", "attempt", "backend", "breaker_open", "in_flight", "retries")
+
+    def __init__(self, metrics: PoolMetrics, backend: str) -> None:
+        self._metrics = metrics
+        self.backend = backend
+        self.in_flight = metrics.in_flight.labels(backend)
+        self.breaker_open = metrics.breaker_open.labels(backend)
+        self.retries = metrics.retries.labels(backend)
+        outcomes = ("ok", "retryable", "timeout", "error")
+        self.attempt: dict[str, Any] = {o: metrics.attempts.labels(backend, o) for o in outcomes}
+
+    def replica_up(self, replica: str, up: bool) -> None:
+        self._metrics.replica_up.labels(self.backend, replica).set(1 if up else 0)
+
+    def ejected(self, replica: str) -> None:
+        self._metrics.ejections.labels(self.backend, replica).inc()
+        self.replica_up(replica, False)
