@@ -11,6 +11,7 @@ Fixtures:
     torchserve_server, triton_server, mlserver_server   session-scoped ServerHandle each
     all_servers        session-scoped AllServers: starts whichever are not yet running, in parallel
     start_triton       function-scoped factory: every call starts a NEW independent Triton
+                       (optional extra command-line arguments: start_triton("--trace-config", ...))
     model_server_pool  the session-scoped pool behind them (rarely needed directly)
 
 Each server gets free 127.0.0.1 ports and a private run directory (logs included) under
@@ -384,10 +385,13 @@ def _popen(cmd: list[str], run_dir: Path, env: dict[str, str]) -> subprocess.Pop
 class _Launch:
     """One server launch: Popen now, `wait_ready()` later (so several can start in parallel)."""
 
-    def __init__(self, kind: str, sd: Path, run_dir: Path) -> None:
+    def __init__(
+        self, kind: str, sd: Path, run_dir: Path, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.kind = kind
         self.sd = sd
         self.run_dir = run_dir
+        self.extra_args = extra_args  # appended to the server's command line (Triton only)
         self.attempt = 0
         self.handle: ServerHandle
         self._launch()
@@ -492,6 +496,7 @@ class _Launch:
             f"--metrics-port={met}",
             "--allow-gpu-metrics=false",
             "--exit-timeout-secs=3",
+            *self.extra_args,
         ]
         proc = _popen(cmd, rd, env)
         return ServerHandle(
@@ -644,15 +649,18 @@ def _ts_ready(client: httpx.Client, url: str, versions: set[str]) -> Callable[[]
     return check
 
 
-def start_servers(kinds: Iterable[str], run_dir: Path) -> dict[str, ServerHandle]:
+def start_servers(
+    kinds: Iterable[str], run_dir: Path, triton_args: tuple[str, ...] = ()
+) -> dict[str, ServerHandle]:
     """Start servers concurrently (Popen all, then wait for all); raise StartError on failure.
-    On failure the ones that did start are stopped too."""
+    On failure the ones that did start are stopped too. `triton_args` are appended to
+    Triton's command line."""
     sd = _checked_servers_dir()
     deadline = time.monotonic() + READY_TIMEOUT_S
     launches: list[_Launch] = []
     try:
         for kind in kinds:
-            launches.append(_Launch(kind, sd, run_dir))
+            launches.append(_Launch(kind, sd, run_dir, triton_args if kind == "triton" else ()))
     except (StartError, OSError) as exc:
         _stop_all(launch.handle for launch in launches)
         raise StartError(f"could not launch the servers: {exc}") from exc
@@ -752,15 +760,17 @@ def mlserver_server(model_server_pool: ServerPool) -> ServerHandle:
 
 
 @pytest.fixture
-def start_triton(tmp_path: Path) -> Iterator[Callable[[], ServerHandle]]:
+def start_triton(tmp_path: Path) -> Iterator[Callable[..., ServerHandle]]:
     """Factory: each call starts a NEW independent Triton (own ports, shared model repo).
+    Positional string arguments are appended to its command line.
     All of them are stopped (if still alive) at teardown."""
     started: list[ServerHandle] = []
 
-    def start() -> ServerHandle:
+    def start(*args: str) -> ServerHandle:
         error = ""
         try:
-            handle = start_servers(["triton"], tmp_path / f"triton-{len(started)}")["triton"]
+            run_dir = tmp_path / f"triton-{len(started)}"
+            handle = start_servers(["triton"], run_dir, args)["triton"]
         except StartError as exc:
             error = str(exc)
         if error:
