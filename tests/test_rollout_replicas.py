@@ -162,6 +162,9 @@ async def test_a_healthy_canary_advances_to_100_percent_alike_on_both_replicas(
                 done = await wait_until(
                     seen, "completed on both", lambda p: p[3] == p[4] == "completed"
                 )
+                await wait_until(  # the status is shared; each replica applies it next tick
+                    seen, "100% canary applied on both", lambda p: p[1] == p[2] == {"2": 100}
+                )
             figures = {
                 "seconds_to_complete": round(done - seen.polls[0][0], 2),
                 "calls": len(seen.calls),
@@ -224,8 +227,12 @@ async def test_a_failing_canary_is_rolled_back_within_one_interval(
                 for url in urls:
                     reloaded = await client.post(f"{url}/admin/config/reload", headers=ADMIN)
                     assert reloaded.status_code == 200, reloaded.text
+                # The status is the shared state; each replica applies it at its next tick.
                 back = await wait_until(
                     seen, "rolled back on both", lambda p: p[3] == p[4] == "rolled_back"
+                )
+                applied = await wait_until(
+                    seen, "stable 100% applied on both", lambda p: p[1] == p[2] == {"1": 100}
                 )
                 after = time.monotonic()
                 await asyncio.sleep(0.5)  # callers keep calling: every call now goes to "1"
@@ -245,6 +252,7 @@ async def test_a_failing_canary_is_rolled_back_within_one_interval(
                 "interval_s": interval,
                 "start_to_rollback_on_driver_s": round(on_driver, 3),
                 "first_error_to_rollback_seen_on_both_s": round(back - first_error, 3),
+                "first_error_to_stable_applied_on_both_s": round(applied - first_error, 3),
                 "errors_seen_by_callers": len(errors),
                 "last_error_after_first_s": round(errors[-1][0] - first_error, 3),
             }
