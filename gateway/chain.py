@@ -72,6 +72,10 @@ def _traced(policy: Policy, call_next: Next, tracer: Tracer) -> Next:
 
     async def step(request: Request, ctx: Context) -> Response:
         parent = otel_context.get_current()
+        if not trace.get_current_span(parent).is_recording():
+            # Not sampled: a child span would record nothing, so make none (sampled-out
+            # requests then cost about what they cost with tracing off).
+            return await policy(request, ctx, call_next)
         span = tracer.start_span(name, context=parent)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         ended = False
