@@ -12,23 +12,10 @@ import pytest
 from gateway.logs import JSONFormatter, TextFormatter
 from tests.conftest import StartGateway
 from tests.fakes import FakeReplica
+from tests.test_tracing import V2, routes
 
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-V2 = {"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
-INPUT = "{name: INPUT0, datatype: FP32, shape: [-1, 4]}"
-ROUTES = """
-backends:
-  fake: {{kind: kserve, urls: ["{url}"]}}
-models:
-  linear:
-    deterministic: true
-    cache: {{ttl: 60s}}
-    versions:
-      "1": {{backend: fake, inputs: [{input}]}}
-    default: "1"
-auth: {{}}
-"""
 
 
 class Lines(logging.Handler):
@@ -61,7 +48,7 @@ async def test_one_json_line_per_request_without_secrets(
     start_gateway: StartGateway, backend: FakeReplica, access: Lines
 ) -> None:
     gateway = await start_gateway(
-        ROUTES.format(url=backend.url, input=INPUT),
+        routes(backend.url),
         admin_token=ADMIN_TOKEN,
         secret="s-" + uuid.uuid4().hex,
     )
@@ -103,7 +90,7 @@ async def test_the_access_log_can_be_turned_off(
     start_gateway: StartGateway, backend: FakeReplica, access: Lines
 ) -> None:
     gateway = await start_gateway(
-        ROUTES.format(url=backend.url, input=INPUT).replace("auth: {}", ""),
+        routes(backend.url).replace("auth: {}", ""),
         access_log=False,
     )
     access.attach()
