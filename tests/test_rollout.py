@@ -22,6 +22,7 @@ from gateway.store import MemoryStore, RedisStore, Store
 from tests.conftest import StartGateway
 from tests.fakes import REPLY, FakeReplica
 from tests.test_auth_app import V2
+from tests.test_rollout_replicas import routes as replica_routes
 
 pytestmark = pytest.mark.anyio
 
@@ -320,22 +321,13 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def gateway_routes(v1: str, v2: str, interval: str = "300ms") -> str:
-    return f"""
-backends:
-  one: {{kind: kserve, urls: ["{v1}"]}}
-  two: {{kind: kserve, urls: ["{v2}"]}}
-models:
-  linear:
-    versions:
-      "1": {{backend: one, inputs: [{{name: INPUT0, datatype: FP32, shape: [-1, 4]}}]}}
-      "2": {{backend: two, inputs: [{{name: INPUT0, datatype: FP32, shape: [-1, 4]}}]}}
-    default: "1"
-    rollout:
+    rollout = f"""    rollout:
       canary: "2"
       steps: [50, 100]
       interval: {interval}
       gates: {{max_error_rate: 10%, min_requests: 5}}
 """
+    return replica_routes(v1, v2, rollout)
 
 
 async def test_the_admin_api_and_the_cli_drive_a_rollout_through_a_gateway(
