@@ -15,11 +15,18 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Only what the wheel needs (pyproject: packages gateway + policies, readme, version file).
+# Dependencies first, from the lock alone (a layer cached until it changes): the exact versions
+# and hashes of requirements/runtime.txt (scripts/lock makes it), the build backend included.
+COPY requirements/runtime.txt requirements/runtime.txt
+RUN pip install --require-hashes -r requirements/runtime.txt
+# Then the package: no dependency resolution, built by the locked hatchling (no unpinned backend
+# fetched). Only what the wheel needs (pyproject: packages gateway + policies, readme, version).
+# pip check fails the build if pyproject.toml asks for something the lock does not have.
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY policies ./policies
-RUN pip install . \
+RUN pip install --no-deps --no-build-isolation . \
+    && pip check \
     && gateway --version
 
 # ---- runtime: the venv, a default routes.yaml, a non-root user ------------------------------
