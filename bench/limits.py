@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.limits [--redis redis://127.0.0.1:6379/0] [-n 3000]
 
 A tenant plan with a bucket, a daily quota and a concurrency cap (three limits, one Lua call),
-with and without the cache lookup sharing that round trip; plus the cache key itself (parse the
-body, re-serialise it with sorted keys, SHA-256).
+with and without the cache lookup sharing that round trip; plus the cache key itself (decode the
+v2 body into tensors, SHA-256 over them).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from gateway.caching import cache_key
-from gateway.limits import plan_limits
-from gateway.limits_config import Plan
+from gateway.caching.keys import cache_key
+from gateway.codecs import v2
+from gateway.limits.config import Plan
+from gateway.limits.limiter import plan_limits
 from gateway.store import Store, open_store
 
 
@@ -71,7 +72,7 @@ async def main() -> None:
     ).encode()
 
     async def key() -> None:
-        cache_key("acme", False, "m", "1", "v2", body)
+        cache_key(v2.decode_request(body), "acme", False, "m", "1")
 
     rows = [("cache key of a 64-float v2 body", await timed(args.n, key))]
     memory = open_store(None)

@@ -122,7 +122,7 @@ def demo_model_app() -> Starlette:
     )
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
@@ -130,7 +130,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def run_demo(host: str, port: int) -> None:
-    model_port = free_port()
+    model_port = _free_port()
     folder = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
     routes = folder / "routes.yaml"
     routes.write_text(DEMO_ROUTES.format(url=f"http://127.0.0.1:{model_port}"), encoding="utf-8")

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.logs import log_config
+from gateway.telemetry.logs import log_config
 
 
 class Settings(BaseSettings):

@@ -1,43 +1,48 @@
-"""Authentication and authorization: the first policy of every chain.
+"""Authentication and authorization: the first step of every chain.
 
-It runs before anything touches a backend. A route table without an ``auth:`` section lets
-every call in; with one, a call without credentials is a 401 (unless ``required: false``), bad
-credentials are a 401 with ``WWW-Authenticate``, and good ones without the scope a 403. The
-caller's tenant and scopes are left in ``ctx`` for every later policy.
+It runs before anything touches a backend. A route table without an ``auth:`` section has no
+auth step (every call is let in); with one, a call without credentials is a 401 (unless
+``required: false``), bad credentials are a 401 with ``WWW-Authenticate``, and good ones
+without the scope a 403. The caller is left in ``call.caller`` for every later step.
 """
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import Response
+from typing import ClassVar, Self
 
-from gateway.auth.authenticator import CHALLENGE
-from gateway.chain import AUTH_FAILURE, Context, Next
+from gateway.auth.authenticator import CHALLENGE, Authenticator
+from gateway.call import CALL_KINDS, Call, CallKind, Next, Reply
+from gateway.config.live import Runtime
 from gateway.errors import GatewayError, Unauthorized
 
 
 class AuthPolicy:
-    async def __call__(self, request: Request, ctx: Context, call_next: Next) -> Response:
-        auth = request.state.runtime.auth
-        if auth is None:
-            return await call_next(request, ctx)
+    name: ClassVar[str] = "auth"
+    kinds: ClassVar[frozenset[CallKind]] = frozenset(CALL_KINDS)
+
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
+
+    @classmethod
+    def build(cls, runtime: Runtime) -> Self | None:
+        return cls(runtime.auth) if runtime.auth is not None else None
+
+    async def __call__(self, call: Call, call_next: Next) -> Reply:
+        auth = self.auth
         try:
-            caller = await auth.authenticate(request.headers)
+            caller = await auth.authenticate(call.headers)
         except GatewayError as exc:
-            ctx.extra[AUTH_FAILURE] = "invalid_credentials" if exc.status == 401 else exc.code
+            call.auth_failure = "invalid_credentials" if exc.status == 401 else exc.code
             raise
         if caller is None:
             if auth.config.required:
-                ctx.extra[AUTH_FAILURE] = "missing_credentials"
+                call.auth_failure = "missing_credentials"
                 raise Unauthorized("credentials required", headers=CHALLENGE)
-            return await call_next(request, ctx)
+            return await call_next(call)
         try:
-            auth.authorize(caller, ctx.required, ctx.model)
+            auth.authorize(caller, call.required, call.model)
         except GatewayError:
-            ctx.extra[AUTH_FAILURE] = "forbidden"
+            call.auth_failure = "forbidden"
             raise
-        ctx.tenant = caller.principal.tenant
-        ctx.scopes = caller.principal.scopes
-        ctx.extra["principal"] = caller.principal
-        ctx.extra["tenant_record"] = caller.tenant
-        return await call_next(request, ctx)
+        call.caller = caller
+        return await call_next(call)

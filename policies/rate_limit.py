@@ -1,84 +1,82 @@
 """Rate limits: the tenant's plan, per-key, model-wide and anonymous per-IP limits.
 
-Runs after auth (it charges the authenticated tenant) and before the cache: when the response
-may come from the cache, the limit check and the cache lookup are one store round trip, and the
-lookup's result is left in ``ctx`` for the cache policy. Every limited response carries the
-``RateLimit-Policy`` and ``RateLimit`` headers; a refused one is a 429 with ``Retry-After``.
+Runs after auth (it charges the authenticated caller) and traffic (a model's own limit), and
+before the cache: when the answer may come from the cache, the limit check and the cache lookup
+are one store round trip (the cache's ``probe``), whose result is left in ``call.probe`` for
+the cache step. Every limited answer carries the ``RateLimit-Policy`` and ``RateLimit``
+headers; a refused call is a 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import ClassVar, Self
 
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-
-from gateway.caching import cache_spec, request_cache_key
-from gateway.chain import RATELIMIT, Context, Next
-from gateway.limits import Limiter, Subject, headers
+from gateway.call import CALL_KINDS, Call, CallKind, Next, Reply
+from gateway.config.live import Runtime
+from gateway.limits.limiter import Limiter, Subject, headers
 from gateway.store import Limit
 
 
 class RateLimitPolicy:
-    async def __call__(self, request: Request, ctx: Context, call_next: Next) -> Response:
-        runtime = request.state.runtime
-        limiter = runtime.limiter
-        principal = ctx.extra.get("principal")
-        tenant = ctx.extra.get("tenant_record")
+    name: ClassVar[str] = "rate_limit"
+    kinds: ClassVar[frozenset[CallKind]] = frozenset(CALL_KINDS)
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.limiter = runtime.limiter
+        self.cache = runtime.cache
+
+    @classmethod
+    def build(cls, runtime: Runtime) -> Self | None:
+        return cls(runtime)
+
+    async def __call__(self, call: Call, call_next: Next) -> Reply:
+        limiter = self.limiter
+        caller = call.caller
+        principal = caller.principal if caller is not None else None
+        tenant = caller.tenant if caller is not None else None
         subject = Subject(
-            tenant=ctx.tenant,
+            tenant=principal.tenant if principal is not None else None,
             plan=tenant.plan if tenant is not None else None,
             key_id=principal.subject
             if principal is not None and principal.via == "api_key"
             else None,
-            client_ip=request.client.host if request.client else None,
-            model=ctx.model,
+            client_ip=call.peer,
+            model=call.model,
         )
         limits = limiter.limits_for(subject)
-        cache = await request_cache_key(request, ctx)
-        if not limits and cache is None:
-            return await call_next(request, ctx)
+        probe = await self.cache.probe(call) if call.kind == "infer" else None
+        if not limits and probe is None:
+            return await call_next(call)
         lease = uuid.uuid4().hex if any(limit.kind == "concurrency" for limit in limits) else None
-        spec = cache_spec(request, ctx) if cache is not None else None
-        verdict, cached = await limiter.take(limits, lease, cache, spec.lock if spec else None)
-        if cache is not None:
-            ctx.extra["cache_lookup"] = cached
-            if verdict.filling is not None:
-                ctx.extra["cache_filling"] = verdict.filling
-                if verdict.filling and spec is not None:
-                    flights = request.app.state.gateway.services.flights
-                    flights.hold("|".join(cache), spec.lock)
+        verdict = await limiter.take(limits, lease, probe)
+        call.probe = probe
         fields = headers(limits, verdict)
         if limits:
-            ctx.extra[RATELIMIT] = "allowed" if verdict.admitted else "rejected"
+            call.limited = "allowed" if verdict.admitted else "rejected"
         if not verdict.admitted:
             rejection = limiter.rejection(verdict)
             rejection.headers.update(fields)
             raise rejection
         try:
-            response = await call_next(request, ctx)
+            reply = await call_next(call)
         except BaseException:
             if lease is not None:
                 await limiter.release(limits, lease)
             raise
-        response.headers.update(fields)
+        reply.headers.extend(fields.items())
         if lease is not None:
-            if isinstance(response, StreamingResponse):  # in flight until the body is sent
-                response.body_iterator = _release_after(
-                    response.body_iterator, limiter, limits, lease
-                )
+            if reply.stream is not None:  # in flight until the body is sent
+                reply.stream = _release_after(reply.stream, limiter, limits, lease)
             else:
                 await limiter.release(limits, lease)
-        return response
+        return reply
 
 
 async def _release_after(
-    body: AsyncIterable[str | bytes | memoryview],
-    limiter: Limiter,
-    limits: Sequence[Limit],
-    lease: str,
-) -> AsyncIterator[str | bytes | memoryview]:
+    body: AsyncIterator[bytes], limiter: Limiter, limits: Sequence[Limit], lease: str
+) -> AsyncIterator[bytes]:
     try:
         async for chunk in body:
             yield chunk

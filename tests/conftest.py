@@ -15,9 +15,10 @@ import pytest
 import uvicorn
 
 from gateway.app import create_app
-from gateway.demo import demo_model_app, free_port
+from gateway.demo import demo_model_app
 from gateway.settings import Settings
 from tests.fakes import REPLY, FakeReplica
+from tests.support import free_port
 
 pytest_plugins = [
     "tests.servers.plugin",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from gateway.demo import free_port
+from tests.support import free_port
 
 # A KServe v2 reply with one output, for tests whose backend is a fake.
 REPLY = b'{"outputs": [{"name": "y", "datatype": "FP32", "shape": [1], "data": [7]}]}'

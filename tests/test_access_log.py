@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.logs import JSONFormatter, TextFormatter
+from gateway.telemetry.logs import JSONFormatter, TextFormatter
 from tests.conftest import StartGateway
 from tests.fakes import FakeReplica
 from tests.test_tracing import V2, routes

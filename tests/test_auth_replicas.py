@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.demo import free_port
 from tests.fakes import FakeReplica
+from tests.support import free_port
 from tests.test_auth_app import V2, routes
 
 pytestmark = pytest.mark.anyio

@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import RunningGateway, StartGateway
 from tests.doubles.plugin import TFServingHandle
 from tests.servers.plugin import AllServers
+from tests.support import error_of
 
 pytestmark = pytest.mark.anyio
 ROWS = [[1.0, 2.0, 3.0, 4.0], [0.5, 0.0, 0.0, 1.0]]
@@ -183,7 +184,7 @@ async def test_a_version_missing_on_the_server_is_404_with_its_message(
         f"/v1/models/{kind}/versions/9:predict", json={"instances": ROWS}
     )
     assert response.status_code == 404, response.text
-    assert message in response.json()["error"]["message"]
+    assert message in error_of(response)[1]
 
 
 async def test_torchserve_handler_failure_keeps_its_status_and_message(
@@ -193,7 +194,7 @@ async def test_torchserve_handler_failure_keeps_its_status_and_message(
         "/v1/models/ts-undeclared:predict", json={"instances": [[1.0, 2.0, 3.0]]}
     )
     assert response.status_code == 503
-    assert "Prediction failed" in response.json()["error"]["message"]
+    assert "Prediction failed" in error_of(response)[1]
 
 
 @pytest.mark.parametrize("kind", ["tfserving", "torchserve"])
@@ -273,7 +274,7 @@ async def test_several_named_inputs_and_outputs(gateway: RunningGateway) -> None
         json={"inputs": [{"name": "a", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]},
     )
     assert missing.status_code == 422
-    assert "missing input(s): b" in missing.json()["error"]["message"]
+    assert "missing input(s): b" in error_of(missing)[1]
 
 
 async def test_passthrough_to_torchserves_own_api(

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.caching import SingleFlight, wait_for_entry
+from gateway.caching.flight import SingleFlight, wait_for_entry
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import REPLY, FakeReplica
 from tests.test_auth_app import ADMIN, ADMIN_TOKEN, V2, forwarded
@@ -88,8 +88,19 @@ async def test_miss_then_hit_on_a_canonically_equal_body(
     assert second.json() == first.json()
     assert second.headers["X-Model-Version"] == "1"
     assert len(forwarded(backend)) == 1
-    other = await infer(gateway, key, json.dumps({**V2, "id": "x"}).encode())
-    assert status_of(other) == "model-gateway; fwd=miss; stored"
+    # The key is the tensors: the same values written as floats hit too, and the request id
+    # is not part of it (each caller gets its own id back); other values miss.
+    floats = {"inputs": [{**V2["inputs"][0], "data": [1.0, 2.0, 3.0, 4.0]}], "id": "x"}
+    third = await infer(gateway, key, json.dumps(floats).encode())
+    assert status_of(third).startswith("model-gateway; hit; ttl=")
+    assert third.json()["id"] == "x"
+    assert third.json()["outputs"] == first.json()["outputs"]
+    assert "id" not in second.json()
+    other = {"inputs": [{**V2["inputs"][0], "data": [1, 2, 3, 5]}]}
+    assert status_of(await infer(gateway, key, json.dumps(other).encode())) == (
+        "model-gateway; fwd=miss; stored"
+    )
+    assert len(forwarded(backend)) == 2
 
 
 async def test_client_directives(

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.demo import free_port
+from tests.support import free_port
 
 GATEWAY = str(Path(sys.executable).with_name("gateway"))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
 

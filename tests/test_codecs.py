@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from gateway import v1_json, v2_json
-from gateway.errors import BadGateway, BadRequest, GatewayError, InvalidTensor
-from gateway.inference import (
+from gateway.codecs import v1, v2
+from gateway.codecs.tensors import (
     InferenceRequest,
     InferenceResponse,
     Signature,
@@ -22,6 +21,7 @@ from gateway.inference import (
     flatten,
     nest,
 )
+from gateway.errors import BadGateway, BadRequest, GatewayError, InvalidTensor
 
 # (name, datatype, shape, data): a tensor without its parameters, for comparisons.
 Plain = tuple[str, str, list[int], list[Any]]
@@ -52,7 +52,7 @@ def signature(*inputs: TensorMeta) -> Signature:
     return Signature(inputs=inputs, outputs=())
 
 
-DECODE = {"v1": v1_json.decode_request, "v2": v2_json.decode_request}
+DECODE = {"v1": v1.decode_request, "v2": v2.decode_request}
 # What a reader of v1 JSON, which has no datatypes, infers from the numbers alone.
 V1_INFERS = {"FP16": "FP32", "FP64": "FP32", "BF16": "FP32", "INT32": "INT64", "INT8": "INT64"}
 
@@ -192,17 +192,17 @@ def test_flatten_rejects_ragged_lists(value: Any) -> None:
     ],
 )
 def test_v1_decode_request(body: bytes, columnar: bool, tensors: list[Plain]) -> None:
-    request = v1_json.decode_request(body)
+    request = v1.decode_request(body)
     assert plain(request.inputs) == tensors
-    assert request.protocol == "v1"
+    assert request.typed is False  # datatypes were guessed: fitted to the model later
     assert request.columnar is columnar
-    assert request.raw == body
+    assert request.v2_json is None
 
 
 def test_v1_signature_name_is_kept() -> None:
-    request = v1_json.decode_request(b'{"signature_name": "serving_default", "inputs": [1.0]}')
+    request = v1.decode_request(b'{"signature_name": "serving_default", "inputs": [1.0]}')
     assert request.signature_name == "serving_default"
-    sent = json.loads(v1_json.encode_request(request, columnar=True, named=False))
+    sent = json.loads(v1.encode_request(request, columnar=True, named=False))
     assert sent == {"signature_name": "serving_default", "inputs": [1.0]}
 
 
@@ -242,7 +242,7 @@ def test_v1_signature_name_is_kept() -> None:
     ],
 )
 def test_v1_bad_requests_are_400(body: bytes, fragment: str) -> None:
-    error = raises(BadRequest, 400, v1_json.decode_request, body)
+    error = raises(BadRequest, 400, v1.decode_request, body)
     assert error.code == "bad_request"
     assert fragment in error.message
 
@@ -264,27 +264,27 @@ def test_v1_bad_requests_are_400(body: bytes, fragment: str) -> None:
     ],
 )
 def test_v1_request_re_encodes_to_the_same_json(body: bytes, columnar: bool, named: bool) -> None:
-    encoded = v1_json.encode_request(v1_json.decode_request(body), columnar=columnar, named=named)
+    encoded = v1.encode_request(v1.decode_request(body), columnar=columnar, named=named)
     assert json.loads(encoded) == json.loads(body)
 
 
 @pytest.mark.parametrize("key", ["instances", "inputs"])
 def test_v1_non_finite_numbers_survive(key: str) -> None:
-    request = v1_json.decode_request(f'{{"{key}": [NaN, Infinity, -Infinity, 1.5]}}'.encode())
+    request = v1.decode_request(f'{{"{key}": [NaN, Infinity, -Infinity, 1.5]}}'.encode())
     [tensor] = request.inputs
     assert tensor.datatype == "FP32"
     assert math.isnan(tensor.data[0])
     assert tensor.data[1:] == [math.inf, -math.inf, 1.5]
 
-    encoded = v1_json.encode_request(request, columnar=key == "inputs", named=False)
+    encoded = v1.encode_request(request, columnar=key == "inputs", named=False)
     assert encoded.replace(b" ", b"") == f'{{"{key}":[NaN,Infinity,-Infinity,1.5]}}'.encode()
 
 
 def test_v1_response_writes_non_finite_numbers_as_tokens() -> None:
     response = InferenceResponse(outputs=[Tensor("y", "FP64", [2, 1], [math.nan, -math.inf])])
-    rows = v1_json.encode_response(response, columnar=False)
+    rows = v1.encode_response(response, columnar=False)
     assert rows.replace(b" ", b"") == b'{"predictions":[[NaN],[-Infinity]]}'
-    columns = v1_json.encode_response(response, columnar=True)
+    columns = v1.encode_response(response, columnar=True)
     assert columns.replace(b" ", b"") == b'{"outputs":[[NaN],[-Infinity]]}'
 
 
@@ -327,14 +327,14 @@ def test_v1_response_writes_non_finite_numbers_as_tokens() -> None:
     ],
 )
 def test_v1_encode_response(outputs: list[Tensor], columnar: bool, expected: Any) -> None:
-    encoded = v1_json.encode_response(InferenceResponse(outputs=outputs), columnar=columnar)
+    encoded = v1.encode_response(InferenceResponse(outputs=outputs), columnar=columnar)
     assert json.loads(encoded) == expected
 
 
 def test_v1_rows_need_a_shared_batch_dimension() -> None:
     outputs = [Tensor("a", "FP32", [2], [1.0, 2.0]), Tensor("b", "FP32", [3], [1.0, 2.0, 3.0])]
     response = InferenceResponse(outputs=outputs)
-    error = raises(BadGateway, 502, lambda: v1_json.encode_response(response, columnar=False))
+    error = raises(BadGateway, 502, lambda: v1.encode_response(response, columnar=False))
     assert "batch" in error.message
 
 
@@ -387,7 +387,7 @@ Y = TensorMeta("y", "FP32", (-1, 2))
 def test_v1_decode_response(
     body: bytes, sig: Signature | None, names: list[str] | None, tensors: list[Plain]
 ) -> None:
-    assert plain(v1_json.decode_response(body, sig, names).outputs) == tensors
+    assert plain(v1.decode_response(body, sig, names).outputs) == tensors
 
 
 @pytest.mark.parametrize(
@@ -404,7 +404,7 @@ def test_v1_decode_response(
     ],
 )
 def test_v1_bad_backend_replies_are_502(body: bytes, fragment: str) -> None:
-    error = raises(BadGateway, 502, v1_json.decode_response, body, None)
+    error = raises(BadGateway, 502, v1.decode_response, body, None)
     assert error.code == "bad_gateway"
     assert fragment in error.message
 
@@ -452,9 +452,9 @@ def test_v1_bad_backend_replies_are_502(body: bytes, fragment: str) -> None:
     ],
 )
 def test_v2_decode_request(body: bytes, tensors: list[Plain]) -> None:
-    request = v2_json.decode_request(body)
+    request = v2.decode_request(body)
     assert plain(request.inputs) == tensors
-    assert (request.protocol, request.columnar, request.raw) == ("v2", True, body)
+    assert (request.typed, request.columnar, request.v2_json) == (True, True, body)
 
 
 def test_v2_keeps_id_parameters_and_requested_outputs() -> None:
@@ -472,12 +472,12 @@ def test_v2_keeps_id_parameters_and_requested_outputs() -> None:
         ],
         "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": False}}],
     }
-    request = v2_json.decode_request(json.dumps(body).encode())
+    request = v2.decode_request(json.dumps(body).encode())
     assert request.id == "req-1"
     assert request.parameters == {"priority": 2}
     assert request.outputs == [{"name": "OUTPUT0", "parameters": {"binary_data": False}}]
     assert request.inputs[0].parameters == {"content_type": "np"}
-    assert json.loads(v2_json.encode_request(request)) == body
+    assert json.loads(v2.encode_request(request)) == body
 
 
 @pytest.mark.parametrize(
@@ -587,7 +587,7 @@ def test_v2_keeps_id_parameters_and_requested_outputs() -> None:
     ],
 )
 def test_v2_bad_requests_are_400(body: Any, fragment: str) -> None:
-    error = raises(BadRequest, 400, v2_json.decode_request, json.dumps(body).encode())
+    error = raises(BadRequest, 400, v2.decode_request, json.dumps(body).encode())
     assert fragment in error.message
 
 
@@ -596,7 +596,7 @@ def test_v2_decode_response() -> None:
         b'{"id":"req-1","model_name":"linear","model_version":2,"parameters":{"k":1},'
         b'"outputs":[{"name":"OUTPUT0","datatype":"FP32","shape":[2,2],"data":[2.0,18.0,1.0,2.0]}]}'
     )
-    response = v2_json.decode_response(body)
+    response = v2.decode_response(body)
     assert plain(response.outputs) == [("OUTPUT0", "FP32", [2, 2], [2.0, 18.0, 1.0, 2.0])]
     assert (response.id, response.parameters, response.model_version) == ("req-1", {"k": 1}, "2")
 
@@ -609,7 +609,7 @@ def test_v2_encode_response() -> None:
         ],
         id="req-1",
     )
-    encoded = v2_json.encode_response(response, "linear", "3")
+    encoded = v2.encode_response(response, "linear", "3")
     assert b"NaN" in encoded  # not null, which is what a strict encoder would write
     body = json.loads(encoded)
     assert same_values(body["outputs"][0].pop("data"), [math.nan, 1.0])
@@ -651,7 +651,7 @@ def test_v2_encode_response() -> None:
     ],
 )
 def test_v2_bad_backend_replies_are_502(body: bytes, fragment: str) -> None:
-    error = raises(BadGateway, 502, v2_json.decode_response, body)
+    error = raises(BadGateway, 502, v2.decode_response, body)
     assert fragment in error.message
 
 
@@ -684,19 +684,19 @@ def test_v2_bad_backend_replies_are_502(body: bytes, fragment: str) -> None:
     ],
 )
 def test_v1_request_through_v2_and_back(body: bytes, inputs: tuple[TensorMeta, ...]) -> None:
-    request = v1_json.decode_request(body)
+    request = v1.decode_request(body)
     check_inputs(request, signature(*inputs))
     expected = plain(request.inputs)
 
-    as_v2 = v2_json.decode_request(v2_json.encode_request(request))
+    as_v2 = v2.decode_request(v2.encode_request(request))
     assert [(n, d, s) for n, d, s, _ in plain(as_v2.inputs)] == [
         (n, d, s) for n, d, s, _ in expected
     ]
     for got, want in zip(as_v2.inputs, expected, strict=True):
         assert same_values(got.data, want[3])
 
-    back = v1_json.decode_request(
-        v1_json.encode_request(as_v2, columnar=request.columnar, named=True)
+    back = v1.decode_request(
+        v1.encode_request(as_v2, columnar=request.columnar, named=True)
     )
     check_inputs(back, signature(*inputs))
     for got, want in zip(back.inputs, expected, strict=True):
@@ -731,10 +731,10 @@ def test_v1_request_through_v2_and_back(body: bytes, inputs: tuple[TensorMeta, .
     ],
 )
 def test_v2_request_through_v1_and_back(tensors: list[Tensor], columnar: bool) -> None:
-    v2_body = v2_json.encode_request(InferenceRequest(inputs=tensors, protocol="v2"))
-    request = v2_json.decode_request(v2_body)
+    v2_body = v2.encode_request(InferenceRequest(inputs=tensors))
+    request = v2.decode_request(v2_body)
 
-    as_v1 = v1_json.decode_request(v1_json.encode_request(request, columnar=columnar, named=True))
+    as_v1 = v1.decode_request(v1.encode_request(request, columnar=columnar, named=True))
     for got, want in zip(as_v1.inputs, tensors, strict=True):
         # Rows of a single input are its bare values (PROTOCOLS.md §4.3): the name is not sent.
         name = want.name if columnar or len(tensors) > 1 else "input_0"
@@ -744,7 +744,7 @@ def test_v2_request_through_v1_and_back(tensors: list[Tensor], columnar: bool) -
 
     # The v1 server knows its own datatypes; the gateway learns them from its signature.
     check_inputs(as_v1, signature(*(TensorMeta(t.name, t.datatype, None) for t in tensors)))
-    back = v2_json.decode_request(v2_json.encode_request(as_v1))
+    back = v2.decode_request(v2.encode_request(as_v1))
     for got, want in zip(back.inputs, tensors, strict=True):
         assert (got.name, got.datatype, got.shape) == (want.name, want.datatype, want.shape)
         assert same_values(got.data, want.data)
@@ -898,18 +898,18 @@ def test_check_inputs_fits_the_request(
 
 
 def test_check_inputs_makes_v1_ints_floats_for_a_float_model() -> None:
-    request = v1_json.decode_request(b'{"instances": [[1, 2, 3, 4]]}')
+    request = v1.decode_request(b'{"instances": [[1, 2, 3, 4]]}')
     check_inputs(request, signature(X))
     [tensor] = request.inputs
     assert [type(v) for v in tensor.data] == [float] * 4
-    assert json.loads(v1_json.encode_request(request, columnar=False, named=False)) == {
+    assert json.loads(v1.encode_request(request, columnar=False, named=False)) == {
         "instances": [[1.0, 2.0, 3.0, 4.0]]
     }
 
 
 @pytest.mark.parametrize("sig", [None, Signature((), ())])
 def test_check_inputs_without_a_signature_changes_nothing(sig: Signature | None) -> None:
-    request = v1_json.decode_request(b'{"instances": [[1, 2]]}')
+    request = v1.decode_request(b'{"instances": [[1, 2]]}')
     check_inputs(request, sig)
     assert plain(request.inputs) == [("input_0", "INT64", [1, 2], [1, 2])]
 
@@ -928,4 +928,4 @@ def test_check_inputs_without_a_signature_changes_nothing(sig: Signature | None)
 def test_v2_values_must_fit_their_datatype(datatype: str, data: list[Any], wrong: str) -> None:
     tensor = {"name": "x", "shape": [2], "datatype": datatype, "data": data}
     with pytest.raises(BadRequest, match=f"holds {wrong} values, which a {datatype} tensor"):
-        v2_json.decode_request(json.dumps({"inputs": [tensor]}).encode())
+        v2.decode_request(json.dumps({"inputs": [tensor]}).encode())

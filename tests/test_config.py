@@ -10,9 +10,10 @@ import jsonschema
 import pytest
 import yaml
 
-from gateway.config import json_schema
-from gateway.config_types import parse_duration, parse_ratio
-from gateway.routes_file import ConfigError, ConfigIssue, load_config, parse_config
+from gateway.config.file import load_config, parse_config
+from gateway.config.model import json_schema
+from gateway.config.types import parse_duration, parse_ratio
+from gateway.errors import ConfigError, ConfigIssue
 
 REPO_ROUTES = Path(__file__).resolve().parent.parent / "routes.yaml"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.cli import main
+from gateway.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

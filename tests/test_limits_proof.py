@@ -31,10 +31,10 @@ import httpx
 import pytest
 import redis.asyncio as aredis
 
-from gateway.demo import free_port
 from gateway.store import cluster_client
 from tests.fakes import FakeReplica
 from tests.redis_plugin import RedisServer, StartRedis
+from tests.support import free_port
 from tests.test_auth_app import V2, forwarded
 
 pytestmark = pytest.mark.anyio

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from gateway.logs import JSONFormatter
+from gateway.telemetry.logs import JSONFormatter
 
 
 def test_a_record_becomes_one_json_object_with_its_extras() -> None:

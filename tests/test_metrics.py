@@ -12,9 +12,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.demo import free_port
 from tests.conftest import StartGateway
 from tests.fakes import REPLY, FakeReplica, dead_url
+from tests.support import free_port
 
 pytestmark = pytest.mark.anyio
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex

@@ -10,8 +10,10 @@ import aiohttp
 import pytest
 
 from gateway.backends.base import Target
-from gateway.backends.pool import Replica, ReplicaPool, RetryBudget
-from gateway.config import Backend
+from gateway.backends.pool import ReplicaPool
+from gateway.backends.replica import Replica
+from gateway.backends.retries import RetryBudget
+from gateway.config.model import Backend
 from gateway.errors import NoHealthyReplica, Overloaded, UpstreamTimeout
 from tests.fakes import FakeReplica, dead_url
 

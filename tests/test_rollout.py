@@ -14,11 +14,11 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from gateway.cli import main
-from gateway.config import RouteTable
+from gateway.cli.main import main
+from gateway.config.model import RouteTable
 from gateway.errors import GatewayError
-from gateway.rollout import RolloutController
 from gateway.store import MemoryStore, RedisStore, Store
+from gateway.traffic.rollout import RolloutController
 from tests.conftest import StartGateway
 from tests.fakes import REPLY, FakeReplica
 from tests.test_auth_app import V2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gateway.config import json_schema
+from gateway.config.model import json_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 

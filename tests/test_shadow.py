@@ -14,7 +14,9 @@ import httpx
 import pytest
 from aiohttp import web
 
-from gateway.shadow import compare
+from gateway.codecs import v1, v2
+from gateway.codecs.tensors import InferenceResponse
+from gateway.traffic.shadow import compare
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import FakeReplica
 from tests.test_auth_app import ADMIN, ADMIN_TOKEN, V2
@@ -223,13 +225,17 @@ async def test_the_shadow_report_needs_admin_credentials(
 
 
 def test_compare_exact_tolerance_names_and_shapes() -> None:
-    a = reply(1.0, 2.0)
-    assert compare("v2", a, a, 0.0) == (True, True)
-    assert compare("v2", a, reply(1.0, 2.0000001), 1e-6) == (False, True)
-    assert compare("v2", a, reply(1.0, 2.1), 1e-6) == (False, False)
-    assert compare("v2", a, reply(1.0), 1.0) == (False, False)
-    renamed = a.replace(b'"y"', b'"z"')
-    assert compare("v2", a, renamed, 1.0) == (False, False)
-    nan = b'{"predictions": [[NaN, 1e9]]}'
-    assert compare("v1", nan, b'{"predictions": [[NaN, 1000000001.0]]}', 1e-6) == (False, True)
-    assert compare("v1", nan, nan, 0.0) == (True, True)
+    def answer(body: bytes) -> InferenceResponse:
+        return v2.decode_response(body)
+
+    a = answer(reply(1.0, 2.0))
+    assert compare(a, a, 0.0) == (True, True)
+    assert compare(a, answer(reply(1.0, 2.0000001)), 1e-6) == (False, True)
+    assert compare(a, answer(reply(1.0, 2.1)), 1e-6) == (False, False)
+    assert compare(a, answer(reply(1.0)), 1.0) == (False, False)
+    renamed = answer(reply(1.0, 2.0).replace(b'"y"', b'"z"'))
+    assert compare(a, renamed, 1.0) == (False, False)
+    nan = v1.decode_response(b'{"predictions": [[NaN, 1e9]]}', None)
+    close = v1.decode_response(b'{"predictions": [[NaN, 1000000001.0]]}', None)
+    assert compare(nan, close, 1e-6) == (False, True)
+    assert compare(nan, nan, 0.0) == (True, True)

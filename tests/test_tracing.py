@@ -17,12 +17,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from gateway import tracing
 from gateway.app import create_app
-from gateway.demo import free_port
 from gateway.settings import Settings
+from gateway.telemetry import tracing
 from tests.conftest import StartGateway
 from tests.fakes import REPLY, FakeReplica
+from tests.support import free_port
 
 pytestmark = pytest.mark.anyio
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex

@@ -16,7 +16,7 @@ import aiohttp
 import httpx
 import pytest
 
-from gateway.traffic import Chooser, rendezvous
+from gateway.traffic.choose import Chooser, rendezvous
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import FakeReplica, dead_url
 from tests.test_auth_app import ADMIN, ADMIN_TOKEN, V2, make_key

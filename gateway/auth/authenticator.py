@@ -21,14 +21,11 @@ from gateway.auth.jwt import IssuerSpec, JWTVerifier, Principal
 from gateway.auth.keys import KeyVerifier, looks_like_key
 from gateway.auth.scopes import allowed, model_allowed, narrow
 from gateway.auth.tokens import TokenIssuer
-from gateway.errors import Forbidden, Unauthorized
+from gateway.errors import AuthSetupError, Forbidden, Unauthorized
+from gateway.headers import Headers
 from gateway.store import Tenant
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="model-gateway"'}
-
-
-class AuthSetupError(ValueError):
-    """The ``auth:`` section names a secret or key file that is not there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +43,12 @@ class Authenticator:
         self.jwts = jwts
         self.tokens = tokens
 
-    async def authenticate(self, headers: Mapping[str, str]) -> Caller | None:
-        """The caller, or None when no credentials were given. Bad credentials are a 401."""
-        api_key = headers.get(self.config.api_key_header.lower())
-        scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    async def authenticate(self, headers: Headers) -> Caller | None:
+        """The caller, or None when no credentials were given. Bad credentials are a 401; a
+        credential header sent twice is a 400 (a proxy that read the other one would disagree
+        with us about who is calling)."""
+        api_key = headers.one(self.config.api_key_header.lower())
+        scheme, _, credentials = (headers.one("authorization") or "").partition(" ")
         bearer = credentials.strip() if scheme.lower() == "bearer" else None
         if api_key is None and bearer is not None and looks_like_key(bearer):
             api_key, bearer = bearer, None

@@ -1,18 +1,16 @@
-"""The backend adapter contract and the values adapters and the pool exchange."""
+"""What adapters and the pool exchange: a model version as its server knows it, a buffered
+upstream reply, and how a model server's error replies map to the gateway's errors."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any
 
 import orjson
 
+from gateway.codecs.tensors import Signature
 from gateway.errors import BadGateway, UpstreamError, UpstreamTimeout
-from gateway.inference import InferenceRequest, InferenceResponse, Signature
-
-if TYPE_CHECKING:
-    from gateway.backends.pool import Replica, ReplicaPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,30 +40,6 @@ class UpstreamReply:
             return orjson.loads(self.body)
         except orjson.JSONDecodeError:
             return None
-
-
-class Adapter(Protocol):
-    """Translates the unified inference API to one server kind's protocol and back.
-
-    An adapter knows its server's URLs, request and reply shapes, error bodies and readiness
-    probe. It never knows about tenants or policies; replica choice, retries and deadlines are
-    the pool's.
-    """
-
-    kind: ClassVar[str]
-
-    def __init__(self, pool: ReplicaPool) -> None: ...
-
-    async def infer(
-        self, request: InferenceRequest, target: Target, signature: Signature | None
-    ) -> InferenceResponse:
-        """Run one inference; raise a GatewayError for every failure."""
-
-    async def metadata(self, target: Target) -> Signature | None:
-        """The model's inputs and outputs as the server reports them (None if it cannot)."""
-
-    async def probe(self, replica: Replica, target: Target) -> bool:
-        """Is ``target`` ready on ``replica``? The server kind's real readiness, not a ping."""
 
 
 def upstream_message(reply: UpstreamReply) -> str:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from gateway.backends.base import Target
-from gateway.backends.pool import Replica, ReplicaPool
+from gateway.backends.pool import ReplicaPool
+from gateway.backends.replica import Replica
+from gateway.backends.spec import BackendSpec
+from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature
 from gateway.errors import NotFound
-from gateway.inference import InferenceRequest, InferenceResponse, Signature
+
+
+class HTTPSpec(BackendSpec):
+    kind: Literal["http"]
 
 
 class HTTPBackend:
     kind: ClassVar[str] = "http"
+    spec: ClassVar[type[BackendSpec]] = HTTPSpec
+    serves_models: ClassVar[bool] = False
 
     def __init__(self, pool: ReplicaPool) -> None:
         self.pool = pool

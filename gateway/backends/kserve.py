@@ -8,20 +8,38 @@ FastAPI's ``{"detail": ...}`` shape; Triton answers 400 (not 404) for an unknown
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 from gateway.backends.base import Target, raise_for_status, require_json_object
-from gateway.backends.pool import Replica, ReplicaPool
+from gateway.backends.pool import ReplicaPool
+from gateway.backends.replica import Replica
+from gateway.backends.spec import BackendSpec
+from gateway.codecs.tensors import (
+    DATATYPES,
+    InferenceRequest,
+    InferenceResponse,
+    Signature,
+    TensorMeta,
+)
+from gateway.codecs.v2 import decode_response, encode_request
 from gateway.errors import BadGateway
-from gateway.inference import DATATYPES, InferenceRequest, InferenceResponse, Signature, TensorMeta
-from gateway.v2_json import decode_response, encode_request
 
 _JSON = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 
 
+class KServeSpec(BackendSpec):
+    kind: Literal["kserve"]
+
+
+class TritonSpec(BackendSpec):
+    kind: Literal["triton"]
+
+
 class KServeBackend:
     kind: ClassVar[str] = "kserve"
+    spec: ClassVar[type[BackendSpec]] = KServeSpec
+    serves_models: ClassVar[bool] = True
 
     def __init__(self, pool: ReplicaPool) -> None:
         self.pool = pool
@@ -37,7 +55,7 @@ class KServeBackend:
         self, request: InferenceRequest, target: Target, signature: Signature | None
     ) -> InferenceResponse:
         # A v2 client's body is already what the server wants: forward it untouched.
-        body = request.raw if request.protocol == "v2" and request.raw else encode_request(request)
+        body = request.v2_json if request.v2_json is not None else encode_request(request)
         reply = await self.pool.request(
             "POST", self._path(target) + "/infer", key=target.key, body=body, headers=_JSON
         )
@@ -59,6 +77,7 @@ class KServeBackend:
 
 class TritonBackend(KServeBackend):
     kind: ClassVar[str] = "triton"
+    spec: ClassVar[type[BackendSpec]] = TritonSpec
 
 
 def parse_metadata(obj: dict[str, Any]) -> Signature:

@@ -1,16 +1,12 @@
-"""A backend's replicas: balancing, health, outlier ejection, circuit breaking, retries, deadline.
+"""A backend's replicas: balancing, retries and the deadline, over the parts that watch them.
 
-- **Balancing**: power of two random choices on outstanding requests.
-- **Active health**: each replica × model version is probed with the server kind's real readiness
-  check every ``health.interval``; ``unhealthy_after`` failures take it out, ``healthy_after``
-  successes bring it back.
-- **Outlier ejection**: ``consecutive_failures`` local-origin failures (connect error, reset,
-  timeout) eject a replica for ``ejection × times ejected`` (at most 5 min), never more than
-  ``max_ejected`` of the replicas. HTTP error statuses do not count: TorchServe answers 503 for a
-  handler error caused by bad input, which says nothing about the replica.
-- **Circuit breaker**: at most ``max_in_flight`` requests per backend; beyond it, 503 at once.
+- **Balancing**: power of two random choices on outstanding requests, among the replicas that
+  are neither ejected (``replica``: outlier ejection) nor unready for the model version
+  (``health``: active checks).
+- **Circuit breaker** (``breaker``): at most ``max_in_flight`` requests per backend.
 - **Retries** (tenacity): only where safe — the connection was never made, or an idle replica
-  answered 503 — on another replica, within a retry budget, inside the overall deadline.
+  answered 503 — on another replica, within a retry budget (``retries``), inside the overall
+  deadline.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,85 +24,18 @@ import aiohttp
 from opentelemetry.trace import Span
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from gateway import tracing
 from gateway.backends.base import Target, UpstreamReply
-from gateway.config import Backend
-from gateway.errors import BadGateway, NoHealthyReplica, Overloaded, UpstreamTimeout
-from gateway.metrics import BackendMetrics
-from gateway.timing import CURRENT_TIMING, record_upstream
+from gateway.backends.breaker import CircuitBreaker
+from gateway.backends.health import HealthChecker, Probe
+from gateway.backends.replica import OutlierDetector, Replica, TargetKey
+from gateway.backends.retries import RetryBudget
+from gateway.backends.spec import BackendSpec
+from gateway.errors import BadGateway, NoHealthyReplica, UpstreamTimeout
+from gateway.telemetry import tracing
+from gateway.telemetry.metrics import BackendMetrics
+from gateway.telemetry.timing import CURRENT_TIMING, record_upstream
 
 logger = logging.getLogger("gateway.pool")
-
-Probe = Callable[["Replica", Target], Awaitable[bool]]
-_MAX_EJECTION = 300.0
-
-
-class Replica:
-    """One server address and what the pool has learnt about it."""
-
-    __slots__ = (
-        "ejected_until",
-        "ejections",
-        "failures",
-        "management_url",
-        "outstanding",
-        "probe_streaks",
-        "unready",
-        "url",
-    )
-
-    def __init__(self, url: str, management_url: str | None) -> None:
-        self.url = url
-        self.management_url = management_url
-        self.outstanding = 0
-        self.failures = 0
-        self.ejected_until = 0.0
-        self.ejections = 0
-        self.unready: set[tuple[str, str | None]] = set()
-        self.probe_streaks: dict[tuple[str, str | None], int] = {}
-
-    def available(self, key: tuple[str, str | None] | None, now: float) -> bool:
-        return now >= self.ejected_until and (key is None or key not in self.unready)
-
-    def state(self, now: float) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "outstanding": self.outstanding,
-            "ejected_for": round(max(0.0, self.ejected_until - now), 3),
-            "unready": sorted(f"{n}/{v or ''}" for n, v in self.unready),
-        }
-
-
-class RetryBudget:
-    """Retries may be at most ``ratio`` of requests over a 10 s window, plus a floor per second."""
-
-    _WINDOW = 10
-
-    def __init__(self, ratio: float, min_per_second: float) -> None:
-        self._ratio = ratio
-        self._floor = min_per_second * self._WINDOW
-        self._buckets: dict[int, list[int]] = {}
-
-    def _bucket(self) -> list[int]:
-        now = int(time.monotonic())
-        bucket = self._buckets.get(now)
-        if bucket is None:
-            for old in [t for t in self._buckets if t <= now - self._WINDOW]:
-                del self._buckets[old]
-            bucket = self._buckets[now] = [0, 0]
-        return bucket
-
-    def record_request(self) -> None:
-        self._bucket()[0] += 1
-
-    def try_spend(self) -> bool:
-        bucket = self._bucket()
-        requests = sum(b[0] for b in self._buckets.values())
-        retries = sum(b[1] for b in self._buckets.values())
-        if retries >= max(self._floor, self._ratio * requests):
-            return False
-        bucket[1] += 1
-        return True
 
 
 @dataclass(slots=True)
@@ -142,7 +71,7 @@ class ReplicaPool:
     def __init__(
         self,
         name: str,
-        spec: Backend,
+        spec: BackendSpec,
         session: aiohttp.ClientSession,
         metrics: BackendMetrics | None = None,
     ) -> None:
@@ -150,20 +79,18 @@ class ReplicaPool:
         self.metrics = metrics
         self.spec = spec
         self.session = session
-        management: list[str | None] = [None] * len(spec.urls)
-        if spec.management_urls is not None:
-            management = list(spec.management_urls)
-        self.replicas = [Replica(u, m) for u, m in zip(spec.urls, management, strict=True)]
-        self.in_flight = 0
+        self.replicas = [Replica(url, management) for url, management in spec.replica_urls()]
+        self.breaker = CircuitBreaker(name, spec.max_in_flight, metrics)
+        self.outliers = OutlierDetector(name, spec.outlier, self.replicas, metrics)
+        self.health = HealthChecker(name, spec.health, self.replicas, metrics)
         self.budget = RetryBudget(spec.retries.budget, spec.retries.min_per_second)
-        self._health_task: asyncio.Task[None] | None = None
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=spec.connect_timeout, sock_read=spec.timeout
         )
 
     # -- choosing ---------------------------------------------------------------------------
 
-    def choose(self, key: tuple[str, str | None] | None, tried: set[int]) -> Replica:
+    def choose(self, key: TargetKey | None, tried: set[int]) -> Replica:
         now = time.monotonic()
         candidates = [
             r for i, r in enumerate(self.replicas) if i not in tried and r.available(key, now)
@@ -182,7 +109,7 @@ class ReplicaPool:
         method: str,
         path: str,
         *,
-        key: tuple[str, str | None] | None = None,
+        key: TargetKey | None = None,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         management: bool = False,
@@ -214,7 +141,7 @@ class ReplicaPool:
         method: str,
         path: str,
         *,
-        key: tuple[str, str | None] | None = None,
+        key: TargetKey | None = None,
         body: Any = None,
         headers: Mapping[str, str] | list[tuple[str, str]] | None = None,
         management: bool = False,
@@ -231,24 +158,15 @@ class ReplicaPool:
         finally:
             self._leave(attempt)
 
+    @property
+    def in_flight(self) -> int:
+        return self.breaker.in_flight
+
     def _enter(self) -> None:
-        """The circuit breaker: at most ``max_in_flight`` requests to this backend."""
-        metrics = self.metrics
-        if self.in_flight >= self.spec.max_in_flight:
-            if metrics is not None:
-                metrics.breaker_open.inc()
-            raise Overloaded(
-                f"backend {self.name!r} has {self.in_flight} requests in flight",
-                headers={"Retry-After": "1"},
-            )
-        self.in_flight += 1
-        if metrics is not None:
-            metrics.in_flight.inc()
+        self.breaker.enter()
 
     def _leave(self, attempt: _Attempt | None) -> None:
-        self.in_flight -= 1
-        if self.metrics is not None:
-            self.metrics.in_flight.dec()
+        self.breaker.leave()
         if attempt is not None:
             attempt.response.release()
             attempt.replica.outstanding -= 1
@@ -256,7 +174,7 @@ class ReplicaPool:
 
     def _deadline_passed(self, attempt: _Attempt | None) -> UpstreamTimeout:
         if attempt is not None:
-            self._failed(attempt.replica)
+            self.outliers.failed(attempt.replica)
         return UpstreamTimeout(
             f"backend {self.name!r} did not answer within {self.spec.overall_deadline:g}s"
         )
@@ -265,7 +183,7 @@ class ReplicaPool:
         self,
         method: str,
         path: str,
-        key: tuple[str, str | None] | None,
+        key: TargetKey | None,
         body: Any,
         headers: Mapping[str, str] | list[tuple[str, str]] | None,
         management: bool,
@@ -286,7 +204,7 @@ class ReplicaPool:
         tried: set[int],
         method: str,
         path: str,
-        key: tuple[str, str | None] | None,
+        key: TargetKey | None,
         body: Any,
         headers: Mapping[str, str] | list[tuple[str, str]] | None,
         management: bool,
@@ -385,99 +303,29 @@ class ReplicaPool:
             raise _Retryable(f"{replica.url}: 503 while idle", attempt)
         if metrics is not None:
             metrics.attempt["ok"].inc()
-        self._succeeded(replica)
+        self.outliers.succeeded(replica)
         return attempt
 
     def _attempt_failed(
         self, replica: Replica, outcome: str, span: Span | None, exc: BaseException
     ) -> None:
         replica.outstanding -= 1
-        self._failed(replica)
+        self.outliers.failed(replica)
         if self.metrics is not None:
             self.metrics.attempt[outcome].inc()
         if span is not None:
             tracing.end_client_span(span, None, exc)
 
-    # -- outlier ejection -------------------------------------------------------------------
-
-    def _failed(self, replica: Replica) -> None:
-        replica.failures += 1
-        now = time.monotonic()
-        if replica.failures < self.spec.outlier.consecutive_failures or now < replica.ejected_until:
-            return
-        ejected = sum(1 for r in self.replicas if now < r.ejected_until)
-        allowed = max(1, int(self.spec.outlier.max_ejected * len(self.replicas)))
-        if ejected >= allowed:
-            return
-        replica.ejections += 1
-        duration = min(self.spec.outlier.ejection * replica.ejections, _MAX_EJECTION)
-        replica.ejected_until = now + duration
-        replica.failures = 0
-        if self.metrics is not None:
-            self.metrics.ejected(replica.url)
-        logger.warning(
-            "ejected replica",
-            extra={"backend": self.name, "replica": replica.url, "seconds": duration},
-        )
-
-    def _succeeded(self, replica: Replica) -> None:
-        replica.failures = 0
-        if replica.ejected_until and time.monotonic() >= replica.ejected_until:
-            replica.ejected_until = 0.0
-            replica.ejections = 0
-            if self.metrics is not None:
-                self.metrics.replica_up(replica.url, True)
-
-    # -- active health ----------------------------------------------------------------------
+    # -- watching ---------------------------------------------------------------------------
 
     def start_health_checks(self, probe: Probe, targets: list[Target]) -> None:
-        # Versions that name the same server model are one target: probe it once per round.
-        targets = list({t.key: t for t in targets}.values())
-        if targets and self._health_task is None:
-            self._health_task = asyncio.create_task(
-                self._health_loop(probe, targets), name=f"health:{self.name}"
-            )
+        self.health.start(probe, targets)
 
     async def check_once(self, probe: Probe, targets: list[Target]) -> None:
-        targets = list({t.key: t for t in targets}.values())
-        await asyncio.gather(*(self._probe(probe, r, t) for r in self.replicas for t in targets))
-
-    async def _health_loop(self, probe: Probe, targets: list[Target]) -> None:
-        while True:
-            await self.check_once(probe, targets)
-            await asyncio.sleep(self.spec.health.interval)
-
-    async def _probe(self, probe: Probe, replica: Replica, target: Target) -> None:
-        try:
-            async with asyncio.timeout(self.spec.health.timeout):
-                ok = await probe(replica, target)
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            ok = False
-        key = target.key
-        streak = replica.probe_streaks.get(key, 0)
-        streak = max(1, streak + 1) if ok else min(-1, streak - 1)
-        replica.probe_streaks[key] = streak
-        if ok and key in replica.unready and streak >= self.spec.health.healthy_after:
-            replica.unready.discard(key)
-            replica.ejected_until = 0.0
-            if self.metrics is not None:
-                self.metrics.replica_up(replica.url, True)
-            logger.info("replica ready", extra={"backend": self.name, "replica": replica.url})
-        elif not ok and key not in replica.unready and -streak >= self.spec.health.unhealthy_after:
-            replica.unready.add(key)
-            if self.metrics is not None:
-                self.metrics.replica_up(replica.url, False)
-            logger.warning(
-                "replica not ready",
-                extra={"backend": self.name, "replica": replica.url, "model": target.name},
-            )
+        await self.health.check_once(probe, targets)
 
     async def close(self) -> None:
-        if self._health_task is not None:
-            self._health_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
-            self._health_task = None
+        await self.health.close()
 
     def state(self) -> dict[str, Any]:
         now = time.monotonic()

@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 from gateway.backends.base import Target, raise_for_status, require_json_object
-from gateway.backends.pool import Replica, ReplicaPool
+from gateway.backends.pool import ReplicaPool
+from gateway.backends.replica import Replica
+from gateway.backends.spec import BackendSpec
+from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature, TensorMeta
+from gateway.codecs.v1 import DTYPES, decode_response, encode_request
 from gateway.errors import BadGateway
-from gateway.inference import InferenceRequest, InferenceResponse, Signature, TensorMeta
-from gateway.v1_json import decode_response, encode_request
 
 _JSON = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-DTYPES = {
-    "DT_BOOL": "BOOL",
-    "DT_UINT8": "UINT8",
-    "DT_UINT16": "UINT16",
-    "DT_UINT32": "UINT32",
-    "DT_UINT64": "UINT64",
-    "DT_INT8": "INT8",
-    "DT_INT16": "INT16",
-    "DT_INT32": "INT32",
-    "DT_INT64": "INT64",
-    "DT_HALF": "FP16",
-    "DT_BFLOAT16": "BF16",
-    "DT_FLOAT": "FP32",
-    "DT_DOUBLE": "FP64",
-    "DT_STRING": "BYTES",
-}
+
+
+class TFServingSpec(BackendSpec):
+    kind: Literal["tfserving"]
 
 
 class TFServingBackend:
     kind: ClassVar[str] = "tfserving"
+    spec: ClassVar[type[BackendSpec]] = TFServingSpec
+    serves_models: ClassVar[bool] = True
 
     def __init__(self, pool: ReplicaPool) -> None:
         self.pool = pool
@@ -46,7 +38,7 @@ class TFServingBackend:
     async def infer(
         self, request: InferenceRequest, target: Target, signature: Signature | None
     ) -> InferenceResponse:
-        named = signature is not None or request.protocol == "v2"
+        named = signature is not None or request.typed
         body = encode_request(request, columnar=request.columnar, named=named)
         reply = await self.pool.request(
             "POST", self._path(target) + ":predict", key=target.key, body=body, headers=_JSON

@@ -7,19 +7,43 @@ declared. The handler is sent TF-Serving row format (``{"instances": [...]}``) a
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal, Self
 from urllib.parse import quote
 
+from pydantic import Field, model_validator
+
 from gateway.backends.base import Target, raise_for_status
-from gateway.backends.pool import Replica, ReplicaPool
-from gateway.inference import InferenceRequest, InferenceResponse, Signature
-from gateway.v1_json import decode_response, encode_request
+from gateway.backends.pool import ReplicaPool
+from gateway.backends.replica import Replica
+from gateway.backends.spec import BackendSpec
+from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature
+from gateway.codecs.v1 import decode_response, encode_request
+from gateway.config.types import URL
 
 _JSON = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 
 
+class TorchServeSpec(BackendSpec):
+    kind: Literal["torchserve"]
+    management_urls: list[URL] = Field(
+        description="The management API, one per replica: readiness comes from there, since "
+        "/ping says Healthy while workers crash."
+    )
+
+    @model_validator(mode="after")
+    def _one_management_url_per_replica(self) -> Self:
+        if len(self.management_urls) != len(self.urls):
+            raise ValueError("management_urls needs one entry per url")
+        return self
+
+    def replica_urls(self) -> list[tuple[str, str | None]]:
+        return list(zip(self.urls, self.management_urls, strict=True))
+
+
 class TorchServeBackend:
     kind: ClassVar[str] = "torchserve"
+    spec: ClassVar[type[BackendSpec]] = TorchServeSpec
+    serves_models: ClassVar[bool] = True
 
     def __init__(self, pool: ReplicaPool) -> None:
         self.pool = pool

@@ -14,7 +14,7 @@ from typing import Any, Final, Literal, Protocol, Self, get_args
 
 import orjson
 
-from gateway.errors import GatewayError
+from gateway.errors import StoreUnavailable as StoreUnavailable  # what every method raises
 
 RESYNC: Final = "*"
 """Yielded by :meth:`Store.subscribe` once subscribed and after every reconnect: messages may have
@@ -22,12 +22,6 @@ been missed, so a subscriber drops whatever it cached from the channel."""
 
 AUDIT_CAP: Final = 10_000
 """How many audit entries a store keeps (the newest)."""
-
-
-class StoreUnavailable(GatewayError):
-    """The shared store cannot be reached (connection refused, timed out, cluster down)."""
-
-    status, code = 503, "store_unavailable"
 
 
 class _Record:

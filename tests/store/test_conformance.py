@@ -25,8 +25,8 @@ from gateway.store import (
     Tenant,
     open_store,
 )
-from gateway.store.memory import SUBSCRIBER_BACKLOG
-from gateway.store.redis_keys import KeyLayout
+from gateway.store.memory.store import SUBSCRIBER_BACKLOG
+from gateway.store.redis.keys import KeyLayout
 from tests.redis_plugin import StartRedis, free_port
 from tests.store.conftest import WAIT, MakeStore
 

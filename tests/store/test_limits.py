@@ -14,7 +14,7 @@ import redis.asyncio as aredis
 from redis.crc import key_slot
 
 from gateway.store import Limit, RedisStore, Store, StoreUnavailable, Verdict
-from gateway.store.redis_keys import KeyLayout
+from gateway.store.redis.keys import KeyLayout
 from tests.redis_plugin import StartRedis, free_port
 from tests.store.conftest import WAIT, MakeStore
 from tests.store.test_cache import CACHE_OPERATIONS

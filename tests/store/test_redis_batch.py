@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aredis
 from redis import exceptions as rx
 
-from gateway.store.redis_batch import AutoPipeline
+from gateway.store.redis.batch import AutoPipeline
 
 pytestmark = pytest.mark.anyio
 

@@ -1,0 +1,25 @@
+"""The admin API's routes: config, tenants, keys, rollouts, shadow traffic. Adding a part is
+one module with a class that has ``routes()``, and one line here."""
+
+from __future__ import annotations
+
+from gateway.admin.access import AdminAccess
+from gateway.admin.config import ConfigAPI
+from gateway.admin.keys import KeysAPI
+from gateway.admin.rollouts import RolloutsAPI
+from gateway.admin.shadow import ShadowAPI
+from gateway.admin.tenants import TenantsAPI
+from gateway.edge.http import Route
+from gateway.state import State
+
+
+def admin_routes(state: State) -> list[Route]:
+    access = AdminAccess(state)
+    tenants = TenantsAPI(state, access)
+    return [
+        *ConfigAPI(state, access).routes(),
+        *tenants.routes(),
+        *KeysAPI(state, access, tenants).routes(),
+        *RolloutsAPI(state, access).routes(),
+        *ShadowAPI(state, access).routes(),
+    ]

@@ -1,0 +1,38 @@
+"""The backend adapter contract: one module per server kind implements it (``ADAPTERS``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+from gateway.backends.base import Target
+from gateway.backends.pool import ReplicaPool
+from gateway.backends.replica import Replica
+from gateway.backends.spec import BackendSpec
+from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature
+
+
+class Adapter(Protocol):
+    """Translates a call's tensors to one server kind's protocol and back.
+
+    An adapter knows its server's URLs, request and reply shapes, error bodies and readiness
+    probe, and declares its own routes.yaml schema (``spec``: a :class:`BackendSpec` whose
+    ``kind`` is a ``Literal`` of its name, with its own keys and checks). It never knows about
+    tenants or policies; replica choice, retries and deadlines are the pool's.
+    """
+
+    kind: ClassVar[str]
+    spec: ClassVar[type[BackendSpec]]
+    serves_models: ClassVar[bool]  # False: passthrough routes only, no inference
+
+    def __init__(self, pool: ReplicaPool) -> None: ...
+
+    async def infer(
+        self, request: InferenceRequest, target: Target, signature: Signature | None
+    ) -> InferenceResponse:
+        """Run one inference; raise a GatewayError for every failure."""
+
+    async def metadata(self, target: Target) -> Signature | None:
+        """The model's inputs and outputs as the server reports them (None if it cannot)."""
+
+    async def probe(self, replica: Replica, target: Target) -> bool:
+        """Is ``target`` ready on ``replica``? The server kind's real readiness, not a ping."""

@@ -1,0 +1,100 @@
+"""A backend made live (its replica pool, adapter and targets, model metadata cached), and the
+version a call resolved to."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gateway.backends.adapter import Adapter
+from gateway.backends.base import Target
+from gateway.backends.pool import ReplicaPool
+from gateway.backends.replica import TargetKey
+from gateway.backends.spec import BackendSpec
+from gateway.codecs.tensors import Signature
+from gateway.config.model import RouteTable
+from gateway.errors import (
+    GatewayError,
+    ModelNotFound,
+    NoHealthyReplica,
+    Overloaded,
+    UpstreamTimeout,
+    VersionNotFound,
+)
+
+logger = logging.getLogger("gateway.backends")
+_METADATA_TTL = 60.0
+_METADATA_FAILURE_TTL = 2.0
+
+
+@dataclass(slots=True)
+class LiveBackend:
+    name: str
+    spec: BackendSpec
+    pool: ReplicaPool
+    adapter: Adapter
+    targets: list[Target]
+    _metadata: dict[TargetKey, tuple[float, Signature | None]] = field(default_factory=dict)
+    _pending: dict[TargetKey, asyncio.Future[Signature | None]] = field(default_factory=dict)
+
+    async def signature(self, target: Target) -> Signature | None:
+        """The target's inputs/outputs, cached; ``None`` when the server cannot tell."""
+        cached = self._metadata.get(target.key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        pending = self._pending.get(target.key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Signature | None] = asyncio.get_running_loop().create_future()
+        self._pending[target.key] = future
+        try:
+            signature = await self.adapter.metadata(target)
+            ttl = _METADATA_TTL
+        except GatewayError as exc:
+            if isinstance(exc, NoHealthyReplica | Overloaded | UpstreamTimeout):
+                # No replica can answer: inference would not either, so do not try twice.
+                future.set_exception(exc)
+                future.exception()  # retrieved: waiters re-raise it, nobody else must
+                raise
+            logger.info("metadata unavailable", extra={"model": target.name, "error": exc.message})
+            signature, ttl = None, _METADATA_FAILURE_TTL
+        finally:
+            del self._pending[target.key]
+        self._metadata[target.key] = (time.monotonic() + ttl, signature)
+        future.set_result(signature)
+        return signature
+
+    def serving(self, key: TargetKey, now: float | None = None) -> bool:
+        """Whether a replica can take requests for ``key`` (not ejected, ready for it)."""
+        now = time.monotonic() if now is None else now
+        return any(r.available(key, now) for r in self.pool.replicas)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The model version that serves a call: public names, the backend's target, the backend."""
+
+    model: str
+    version: str
+    target: Target
+    backend: LiveBackend
+
+
+def resolve(
+    table: RouteTable, backends: Mapping[str, LiveBackend], model: str, version: str | None
+) -> Resolved:
+    """``version`` of ``model`` (the default version for None) on its live backend; 404 for a
+    model or version the table does not serve. The split is the traffic policy's choice."""
+    spec = table.models.get(model)
+    if spec is None:
+        raise ModelNotFound(f"model {model!r} is not served here")
+    if version is None:
+        version = spec.default_version
+    elif version not in spec.versions:
+        raise VersionNotFound(f"model {model!r} has no version {version!r}")
+    live = backends[spec.versions[version].backend]
+    target = next(t for t in live.targets if t.model == model and t.version == version)
+    return Resolved(model, version, target, live)

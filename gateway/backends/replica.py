@@ -1,0 +1,101 @@
+"""One replica of a backend, and outlier ejection: what live traffic says about it.
+
+``consecutive_failures`` local-origin failures (connect error, reset, timeout) eject a replica
+for ``ejection × times ejected`` (at most 5 min), never more than ``max_ejected`` of the
+replicas. HTTP error statuses do not count: TorchServe answers 503 for a handler error caused
+by bad input, which says nothing about the replica.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.backends.spec import OutlierDetection
+from gateway.telemetry.metrics import BackendMetrics
+
+logger = logging.getLogger("gateway.pool")
+MAX_EJECTION = 300.0
+TargetKey = tuple[str, str | None]  # (backend-native model name, native version)
+
+
+class Replica:
+    """One server address and what the pool has learnt about it."""
+
+    __slots__ = (
+        "ejected_until",
+        "ejections",
+        "failures",
+        "management_url",
+        "outstanding",
+        "probe_streaks",
+        "unready",
+        "url",
+    )
+
+    def __init__(self, url: str, management_url: str | None) -> None:
+        self.url = url
+        self.management_url = management_url
+        self.outstanding = 0
+        self.failures = 0
+        self.ejected_until = 0.0
+        self.ejections = 0
+        self.unready: set[TargetKey] = set()
+        self.probe_streaks: dict[TargetKey, int] = {}
+
+    def available(self, key: TargetKey | None, now: float) -> bool:
+        return now >= self.ejected_until and (key is None or key not in self.unready)
+
+    def state(self, now: float) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "outstanding": self.outstanding,
+            "ejected_for": round(max(0.0, self.ejected_until - now), 3),
+            "unready": sorted(f"{n}/{v or ''}" for n, v in self.unready),
+        }
+
+
+class OutlierDetector:
+    """Ejects replicas that keep failing on live traffic, and readmits them when they answer."""
+
+    def __init__(
+        self,
+        backend: str,
+        spec: OutlierDetection,
+        replicas: Sequence[Replica],
+        metrics: BackendMetrics | None,
+    ) -> None:
+        self.backend = backend
+        self.spec = spec
+        self.replicas = replicas
+        self.metrics = metrics
+
+    def failed(self, replica: Replica) -> None:
+        replica.failures += 1
+        now = time.monotonic()
+        if replica.failures < self.spec.consecutive_failures or now < replica.ejected_until:
+            return
+        ejected = sum(1 for r in self.replicas if now < r.ejected_until)
+        allowed = max(1, int(self.spec.max_ejected * len(self.replicas)))
+        if ejected >= allowed:
+            return
+        replica.ejections += 1
+        duration = min(self.spec.ejection * replica.ejections, MAX_EJECTION)
+        replica.ejected_until = now + duration
+        replica.failures = 0
+        if self.metrics is not None:
+            self.metrics.ejected(replica.url)
+        logger.warning(
+            "ejected replica",
+            extra={"backend": self.backend, "replica": replica.url, "seconds": duration},
+        )
+
+    def succeeded(self, replica: Replica) -> None:
+        replica.failures = 0
+        if replica.ejected_until and time.monotonic() >= replica.ejected_until:
+            replica.ejected_until = 0.0
+            replica.ejections = 0
+            if self.metrics is not None:
+                self.metrics.replica_up(replica.url, True)

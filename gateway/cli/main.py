@@ -1,0 +1,61 @@
+"""The ``gateway`` command: its parser, and which module runs each subcommand (serve, check,
+demo, schema, and the admin commands: tenants, keys, audit, cache, rollout)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+
+from gateway import __version__
+from gateway.cli import admin as cli_admin
+from gateway.cli import rollout as cli_rollout
+from gateway.cli.check import check
+from gateway.cli.serve import serve
+from gateway.config.model import json_schema
+from gateway.demo import run_demo
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="The model gateway.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="routes.yaml (env GATEWAY_CONFIG)")
+    serve.add_argument("--host", help="bind address (env GATEWAY_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (env GATEWAY_PORT, default 8080)")
+    serve.add_argument("--workers", type=int, help="worker processes (env GATEWAY_WORKERS)")
+    serve.add_argument("--log-level", help="debug, info, warning (env GATEWAY_LOG_LEVEL)")
+    serve.add_argument("--no-watch", action="store_true", help="do not watch routes.yaml")
+    serve.add_argument("--admin-port", type=int, help="admin API only on this port")
+
+    check = commands.add_parser("check", help="validate routes.yaml and show what would change")
+    check.add_argument("config", help="the routes.yaml to check")
+    check.add_argument("--against", metavar="OLD", help="the routes.yaml now running")
+
+    demo = commands.add_parser("demo", help="run the gateway with a bundled demo model")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+
+    commands.add_parser("schema", help="print the JSON Schema of routes.yaml")
+    cli_admin.add_commands(commands)
+    cli_rollout.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check":
+        return check(args.config, args.against)
+    if args.command == "schema":
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    if args.command in ("tenants", "keys", "audit", "cache"):
+        return cli_admin.run(args)
+    if args.command == "rollout":
+        return cli_rollout.run(args)
+    if args.command == "demo":
+        run_demo(args.host, args.port)
+        return 0
+    return serve(args)

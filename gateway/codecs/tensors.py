@@ -1,0 +1,261 @@
+"""Tensors, model signatures and the JSON helpers every codec and adapter translates through.
+
+A tensor is held the way the Open Inference Protocol holds it: a name, a datatype, a shape and a
+flat row-major ``data`` list. Binary strings (TF Serving's ``{"b64": ...}``) are ``bytes``
+elements of a ``BYTES`` tensor, so they survive every translation. JSON is read with orjson and,
+only when a body holds ``NaN``/``Infinity`` (valid for TF Serving, not for strict JSON), with the
+standard library, which accepts and writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway.errors import BadRequest, InvalidTensor
+
+DATATYPES = frozenset(
+    {
+        "BOOL",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "FP16",
+        "FP32",
+        "FP64",
+        "BF16",
+        "BYTES",
+    }
+)
+FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64", "BF16"})
+INT_TYPES = frozenset(t for t in DATATYPES if "INT" in t)
+UNNAMED = "input_0"  # a TF Serving tensor the client did not name
+
+
+@dataclass(slots=True)
+class Tensor:
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TensorMeta:
+    """A declared input or output: ``-1`` in ``shape`` matches any size, ``None`` any rank."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...] | None
+
+    def as_json(self) -> dict[str, Any]:
+        shape = list(self.shape) if self.shape is not None else None
+        return {"name": self.name, "datatype": self.datatype, "shape": shape}
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    inputs: tuple[TensorMeta, ...]
+    outputs: tuple[TensorMeta, ...]
+
+    def input(self, name: str) -> TensorMeta | None:
+        return next((m for m in self.inputs if m.name == name), None)
+
+    def output(self, name: str) -> TensorMeta | None:
+        return next((m for m in self.outputs if m.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What a ``metadata``, ``ready`` or ``status`` call found out about a model."""
+
+    model: str
+    version: str | None  # None for a status call over every version
+    versions: tuple[str, ...]  # every version served, in version order
+    signature: Signature | None = None
+    ready: tuple[tuple[str, bool], ...] = ()  # per version asked about: ready to serve?
+
+
+@dataclass(slots=True)
+class InferenceRequest:
+    """A request's tensors, whatever wire format brought them.
+
+    Two facts about the data itself travel with it, for the adapters to translate faithfully:
+    ``typed`` is False when the datatypes were guessed from untyped values (TF Serving's JSON),
+    so they are fitted to the model's declared inputs; ``columnar`` says the tensors came as
+    named columns rather than rows (a TF Serving backend is asked the same way). ``v2_json`` is
+    the exact KServe v2 JSON the caller sent, when it did: a v2 backend gets it untouched.
+    """
+
+    inputs: list[Tensor]
+    typed: bool = True
+    columnar: bool = True
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[dict[str, Any]] | None = None
+    signature_name: str | None = None
+    v2_json: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class InferenceResponse:
+    outputs: list[Tensor]
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    model_version: str | None = None
+
+
+def loads(body: bytes, what: str = "the request body") -> Any:
+    """Parse JSON, accepting ``NaN``/``Infinity`` like TF Serving does. Raises BadRequest."""
+    if not body.strip():
+        raise BadRequest(f"{what} is empty; expected a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"{what} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # nested deeper than orjson allows, and then Python
+        raise BadRequest(f"{what} is nested too deeply") from exc
+
+
+def dumps(obj: Any, tensors: Iterable[Tensor] = ()) -> bytes:
+    """Serialise JSON; non-finite floats in ``tensors`` are written as ``NaN``/``Infinity``."""
+    for tensor in tensors:
+        if tensor.datatype in FLOAT_TYPES and not _all_finite(tensor.data):
+            return json.dumps(obj, separators=(",", ":"), allow_nan=True).encode()
+    return orjson.dumps(obj)
+
+
+def _all_finite(data: list[Any]) -> bool:
+    try:
+        return all(map(math.isfinite, data))
+    except TypeError:
+        return True
+
+
+def flatten(value: Any, what: str) -> tuple[list[Any], list[int]]:
+    """Nested lists → (flat row-major data, shape). A ragged nesting is a 400."""
+    shape: list[int] = []
+    probe = value
+    while isinstance(probe, list):
+        shape.append(len(probe))
+        if not probe:
+            break
+        probe = probe[0]
+    if not shape:
+        return [value], []
+    flat: list[Any] = value
+    for depth in range(1, len(shape)):
+        size = shape[depth]
+        next_level: list[Any] = []
+        for item in flat:
+            if not isinstance(item, list) or len(item) != size:
+                raise BadRequest(f"{what}: ragged nested list (every row needs {size} items)")
+            next_level.extend(item)
+        flat = next_level
+    if any(isinstance(x, list) for x in flat):
+        raise BadRequest(f"{what}: ragged nested list")
+    return flat, shape
+
+
+def nest(flat: list[Any], shape: list[int]) -> Any:
+    """Flat row-major data + shape → nested lists (a scalar for shape ``[]``)."""
+    if not shape:
+        return flat[0] if flat else None
+    nested: list[Any] = flat
+    for depth in range(len(shape) - 1, 0, -1):
+        # Count the groups from the shape, not the data: [2, 0] is [[], []], not [].
+        size, groups = shape[depth], math.prod(shape[:depth])
+        nested = [nested[i * size : (i + 1) * size] for i in range(groups)]
+    return nested
+
+
+def element_count(shape: list[int]) -> int:
+    return math.prod(shape)
+
+
+def infer_datatype(data: list[Any]) -> str:
+    """The datatype of untyped JSON values (TF Serving's row/columnar formats carry none)."""
+    if not data:
+        return "FP32"
+    kinds = {type(x) for x in data}
+    if kinds <= {bool}:
+        return "BOOL"
+    if kinds <= {str, bytes}:
+        return "BYTES"
+    if kinds <= {int}:
+        return "INT64"
+    if kinds <= {int, float}:
+        return "FP32"
+    raise BadRequest("a tensor mixes numbers, strings and booleans")
+
+
+def coerce(tensor: Tensor, datatype: str) -> None:
+    """Give ``tensor`` the declared ``datatype``, converting JSON ints for float tensors."""
+    if tensor.datatype == datatype:
+        pass
+    elif datatype in FLOAT_TYPES and tensor.datatype in INT_TYPES | FLOAT_TYPES:
+        tensor.data = [float(x) for x in tensor.data]
+    elif datatype in INT_TYPES and tensor.datatype in INT_TYPES:
+        pass
+    else:
+        raise InvalidTensor(
+            f"input {tensor.name!r} has datatype {tensor.datatype}, the model expects {datatype}"
+        )
+    tensor.datatype = datatype
+
+
+def shape_fits(shape: list[int], declared: tuple[int, ...] | None) -> bool:
+    if declared is None:
+        return True
+    return len(shape) == len(declared) and all(
+        d in (-1, s) for s, d in zip(shape, declared, strict=True)
+    )
+
+
+def check_inputs(request: InferenceRequest, signature: Signature | None) -> None:
+    """Fit the request to the model's declared inputs: names, datatypes, shapes (422)."""
+    if signature is None or not signature.inputs:
+        return
+    if (
+        not request.typed
+        and len(signature.inputs) == 1
+        and len(request.inputs) == 1
+        and request.inputs[0].name == UNNAMED
+    ):
+        request.inputs[0].name = signature.inputs[0].name  # unnamed TF Serving input
+    given = {t.name for t in request.inputs}
+    missing = [m.name for m in signature.inputs if m.name not in given]
+    if missing:
+        raise InvalidTensor(f"missing input(s): {', '.join(missing)}")
+    for tensor in request.inputs:
+        meta = signature.input(tensor.name)
+        if meta is None:
+            expected = ", ".join(m.name for m in signature.inputs)
+            raise InvalidTensor(f"unexpected input {tensor.name!r}; the model takes {expected}")
+        if not request.typed:
+            coerce(tensor, meta.datatype)
+        elif tensor.datatype != meta.datatype:
+            raise InvalidTensor(
+                f"input {tensor.name!r} has datatype {tensor.datatype}, "
+                f"the model expects {meta.datatype}"
+            )
+        if not shape_fits(tensor.shape, meta.shape):
+            raise InvalidTensor(
+                f"input {tensor.name!r} has shape {tensor.shape}, "
+                f"the model expects {list(meta.shape or ())}"
+            )

@@ -1,0 +1,163 @@
+"""The live route table: a validated routes.yaml made live, with a chain per call kind.
+
+The running gateway holds one :class:`Runtime` and replaces it whole on reload; a call runs on
+the runtime it started with. Backends whose definition did not change are carried over, so
+their connections, health state and metadata survive a reload; so is the authenticator with
+its key and token caches when the ``auth:`` section did not change.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+import httpx
+from prometheus_client import CollectorRegistry
+
+from gateway.auth.authenticator import Authenticator, build_authenticator
+from gateway.auth.keys import KeyVerifier
+from gateway.backends import ADAPTERS
+from gateway.backends.base import Target
+from gateway.backends.live import LiveBackend, Resolved, resolve
+from gateway.backends.pool import ReplicaPool
+from gateway.caching.cache import ResponseCache
+from gateway.caching.flight import SingleFlight
+from gateway.call import CallKind, Next
+from gateway.codecs.tensors import Signature, TensorMeta
+from gateway.config.file import LoadedConfig
+from gateway.config.model import TensorSpec
+from gateway.limits.limiter import Limiter, LimiterMetrics
+from gateway.store import MemoryStore, Store
+from gateway.telemetry.metrics import BackendMetrics, PoolMetrics
+from gateway.traffic.choose import Chooser, TrafficControl
+from gateway.traffic.shadow import ShadowWorker
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What outlives route tables: the worker's clients, the store, key cache, token signer,
+    and the per-process state of traffic (the split's round-robin, rollouts, shadow)."""
+
+    session: aiohttp.ClientSession
+    http: httpx.AsyncClient
+    store: Store
+    keys: KeyVerifier
+    secret: bytes = field(repr=False)
+    fallback: MemoryStore = field(default_factory=MemoryStore)  # limits while the store is out
+    flights: SingleFlight = field(default_factory=SingleFlight)  # collapsed cache misses
+    chooser: Chooser = field(default_factory=Chooser)  # the split's round-robin state
+    limiter_metrics: LimiterMetrics | None = None
+    pool_metrics: PoolMetrics | None = None  # backend health, ejections, retries, breaker
+    traffic: TrafficControl | None = None  # progressive rollouts, when a model declares one
+    shadow: ShadowWorker | None = None  # mirrors a share of a model's calls to another version
+
+
+Chains = Mapping[CallKind, Next]
+ChainFactory = Callable[["Runtime"], Chains]
+"""Builds the chain of every call kind for a runtime (``policies.build_chains``)."""
+
+
+class Runtime:
+    """One route table, live. Read-only once built: a reload builds another."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        services: Services,
+        backends: dict[str, LiveBackend],
+        auth: Authenticator | None,
+    ) -> None:
+        self.loaded = loaded
+        self.table = loaded.table
+        self.services = services
+        self.backends = backends
+        self.auth = auth
+        metrics = services.limiter_metrics or LimiterMetrics(CollectorRegistry())
+        self.limiter = Limiter(self.table, services.store, services.fallback, metrics)
+        specs = {name: m.cache for name, m in self.table.models.items() if m.cache is not None}
+        self.cache = ResponseCache(specs, services.store, services.flights)
+        self.chains: Chains = {}
+
+    def resolve(self, model: str, version: str | None) -> Resolved:
+        """``version`` of ``model`` (None: the default version); 404 when not served."""
+        return resolve(self.table, self.backends, model, version)
+
+    def serving(self, model: str, version: str, now: float | None = None) -> bool:
+        """Whether ``version`` of ``model`` has a replica that can take requests (not ejected,
+        ready for that model version); False for a name the table does not have."""
+        spec = self.table.models.get(model)
+        entry = spec.versions.get(version) if spec is not None else None
+        if entry is None:
+            return False
+        live = self.backends[entry.backend]
+        target = next(t for t in live.targets if t.model == model and t.version == version)
+        return live.serving(target.key, time.monotonic() if now is None else now)
+
+
+def _signature(
+    inputs: list[TensorSpec] | None, outputs: list[TensorSpec] | None
+) -> Signature | None:
+    if inputs is None and outputs is None:
+        return None
+    meta = [
+        tuple(TensorMeta(t.name, t.datatype, tuple(t.shape)) for t in ts or [])
+        for ts in (inputs, outputs)
+    ]
+    return Signature(inputs=meta[0], outputs=meta[1])
+
+
+def targets_by_backend(loaded: LoadedConfig) -> dict[str, list[Target]]:
+    result: dict[str, list[Target]] = {name: [] for name in loaded.table.backends}
+    for model_name, model in loaded.table.models.items():
+        for version_name, version in model.versions.items():
+            result[version.backend].append(
+                Target(
+                    model=model_name,
+                    version=version_name,
+                    name=version.name or model_name,
+                    native_version=version.version,
+                    declared=_signature(version.inputs, version.outputs),
+                )
+            )
+    return result
+
+
+def build_runtime(
+    loaded: LoadedConfig, services: Services, previous: Runtime | None, chains: ChainFactory
+) -> tuple[Runtime, list[LiveBackend]]:
+    """Make ``loaded`` live, reusing ``previous``'s unchanged backends and authenticator, and
+    build its chains. Returns the runtime and the previous backends it no longer uses (for the
+    caller to close). Raises AuthSetupError when the auth section names a secret or key file
+    that is missing.
+    """
+    auth = None
+    if loaded.table.auth is not None:
+        old_auth = previous.auth if previous else None
+        if old_auth is not None and old_auth.config == loaded.table.auth:
+            auth = old_auth  # keeps its JWKS and verified-token caches
+        else:
+            auth = build_authenticator(
+                loaded.table.auth, services.keys, services.http, services.secret
+            )
+    targets = targets_by_backend(loaded)
+    backends: dict[str, LiveBackend] = {}
+    for name, spec in loaded.table.backends.items():
+        old = previous.backends.get(name) if previous else None
+        if old is not None and old.spec == spec and old.targets == targets[name]:
+            backends[name] = old
+            continue
+        pool = ReplicaPool(name, spec, services.session, _bind(services.pool_metrics, name))
+        adapter = ADAPTERS[spec.kind](pool)
+        backends[name] = LiveBackend(name, spec, pool, adapter, targets[name])
+        pool.start_health_checks(adapter.probe, targets[name])
+    kept = {id(b) for b in backends.values()}
+    retired = [b for b in (previous.backends.values() if previous else []) if id(b) not in kept]
+    runtime = Runtime(loaded, services, backends, auth)
+    runtime.chains = chains(runtime)
+    return runtime, retired
+
+
+def _bind(metrics: PoolMetrics | None, backend: str) -> BackendMetrics | None:
+    return metrics.bind(backend) if metrics is not None else None

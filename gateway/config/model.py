@@ -1,0 +1,313 @@
+"""The routes.yaml model: a validated, frozen :class:`RouteTable`, and its JSON Schema.
+
+Validation is strict (unknown keys, bad durations, dangling references and weights that do not
+add up are all errors) and every error names its YAML path and line, so ``gateway check`` can
+point an operator at the exact place. The same pydantic models publish the file's JSON Schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
+
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails
+
+from gateway.auth.config import AuthConfig
+from gateway.backends import ADAPTERS
+from gateway.backends.spec import BackendSpec
+from gateway.caching.config import CacheSpec
+from gateway.codecs.tensors import DATATYPES
+from gateway.config.types import Strict
+from gateway.limits.config import LimitSpec, Plan, RateLimits
+from gateway.traffic.config import Rollout, Shadow, Sticky
+
+# A path below the model being checked, and what is wrong there.
+_Problem = tuple[tuple[str | int, ...], str]
+
+
+def _problems_error(
+    title: str, problems: Sequence[_Problem], errors: Sequence[ErrorDetails] = ()
+) -> ValidationError:
+    """One error holding pydantic's own ``errors`` and our cross-field ``problems``, each at its
+    own path (hence line), so one ``gateway check`` lists every mistake in the file."""
+    details = [
+        InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"], ctx=e.get("ctx", {}))
+        for e in errors
+    ]
+    details += [
+        InitErrorDetails(type="value_error", loc=loc, input=None, ctx={"error": ValueError(msg)})
+        for loc, msg in problems
+    ]
+    return ValidationError.from_exception_data(title, details)
+
+
+def _backend_by_kind(value: Any, handler: ValidatorFunctionWrapHandler) -> BackendSpec:
+    """Validate a backend with the spec its ``kind`` names in the adapter registry."""
+    if isinstance(value, BackendSpec):
+        return value
+    kind = value.get("kind") if isinstance(value, Mapping) else None
+    adapter = ADAPTERS.get(kind) if isinstance(kind, str) else None
+    if adapter is None:
+        known = ", ".join(f"'{k}'" for k in ADAPTERS)
+        given = "no kind" if kind is None else f"kind {kind!r}"
+        problem = f"{given}: the kind must be one of {known}"
+        raise _problems_error(BackendSpec.__name__, [(("kind",), problem)])
+    return adapter.spec.model_validate(value)
+
+
+# Each backend is validated by its own adapter's spec (gateway.backends.ADAPTERS); the JSON
+# Schema lists them all (json_schema below).
+Backend = Annotated[BackendSpec, WrapValidator(_backend_by_kind)]
+
+
+class TensorSpec(Strict):
+    name: str = Field(min_length=1)
+    datatype: str
+    shape: list[int]
+
+    @field_validator("datatype")
+    @classmethod
+    def _check_datatype(cls, value: str) -> str:
+        if value not in DATATYPES:
+            raise ValueError(f"unknown datatype {value!r}; one of {', '.join(sorted(DATATYPES))}")
+        return value
+
+
+class Version(Strict):
+    backend: str
+    name: str | None = Field(default=None, description="Backend-native model name.")
+    version: Annotated[str | None, WithJsonSchema({"type": ["string", "number", "null"]})] = Field(
+        default=None, description="Backend-native version."
+    )
+    inputs: list[TensorSpec] | None = Field(
+        default=None, description="Declared inputs; else read from the backend's metadata."
+    )
+    outputs: list[TensorSpec] | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: Any) -> Any:
+        return (
+            str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        )
+
+
+class Model(Strict):
+    versions: dict[str, Version] = Field(min_length=1)
+    default: Annotated[str | None, WithJsonSchema({"type": ["string", "integer", "null"]})] = Field(
+        default=None, description="Default version (else the highest)."
+    )
+    traffic: dict[str, int] | None = Field(
+        default=None, description="Weighted split between versions, in percent (sums to 100)."
+    )
+    deterministic: bool = Field(
+        default=False, description="Same input, same output: required for caching."
+    )
+    cache: CacheSpec | None = None
+    limits: LimitSpec | None = Field(default=None, description="A rate for the model, all callers.")
+    sticky: Sticky | None = Field(default=None, description="Keep each caller on one version.")
+    shadow: Shadow | None = Field(default=None, description="Mirror a share to another version.")
+    rollout: Rollout | None = Field(default=None, description="A progressive canary rollout.")
+
+    @field_validator("versions", "traffic", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: Any) -> Any:
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _default_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _check_versions(self) -> Model:
+        problems: list[_Problem] = []
+        if self.default is not None and self.default not in self.versions:
+            problems.append((("default",), f"default version {self.default!r} is not in versions"))
+        problem = _traffic_problem(self.traffic, self.versions)
+        if problem is not None:
+            problems.append((("traffic",), problem))
+        if self.cache is not None and not self.deterministic:
+            problems.append((("cache",), "caching needs deterministic: true on the model"))
+        problems += _shadow_problems(self) + _rollout_problems(self)
+        if problems:
+            raise _problems_error(type(self).__name__, problems)
+        return self
+
+    @property
+    def default_version(self) -> str:
+        if self.default is not None:
+            return self.default
+        return max(self.versions, key=version_sort_key)
+
+
+def _shadow_problems(model: Model) -> list[_Problem]:
+    shadow = model.shadow
+    if shadow is None or shadow.version in model.versions:
+        return []
+    return [(("shadow", "version"), f"shadow version {shadow.version!r} is not in versions")]
+
+
+def _rollout_problems(model: Model) -> list[_Problem]:
+    rollout = model.rollout
+    if rollout is None:
+        return []
+    problems: list[_Problem] = []
+    if rollout.canary not in model.versions:
+        problems.append((("rollout", "canary"), f"canary {rollout.canary!r} is not in versions"))
+    stable = rollout.stable if rollout.stable is not None else model.default_version
+    if rollout.stable is not None and rollout.stable not in model.versions:
+        problems.append((("rollout", "stable"), f"stable {rollout.stable!r} is not in versions"))
+    elif stable == rollout.canary:
+        problems.append((("rollout", "canary"), "the canary must differ from the stable version"))
+    return problems
+
+
+def _traffic_problem(traffic: Mapping[str, int] | None, versions: Mapping[str, Any]) -> str | None:
+    if traffic is None:
+        return None
+    unknown = sorted(set(traffic) - set(versions))
+    if unknown:
+        return f"traffic names unknown versions: {', '.join(unknown)}"
+    if any(w < 0 for w in traffic.values()):
+        return "traffic weights must not be negative"
+    if sum(traffic.values()) != 100:
+        return f"traffic weights add up to {sum(traffic.values())}, not 100"
+    return None
+
+
+def version_sort_key(version: str) -> tuple[int, float, str]:
+    try:
+        return (1, float(version), version)
+    except ValueError:
+        return (0, 0.0, version)
+
+
+class PassthroughRoute(Strict):
+    """An extra public path prefix forwarded as-is (streamed) to one backend."""
+
+    path: str = Field(pattern=r"^/[^\s]*/$", description="A prefix that starts and ends with '/'.")
+    backend: str
+    strip_prefix: bool = Field(default=False, description="Drop the prefix before forwarding.")
+    forward_authorization: bool = Field(
+        default=False, description="Forward the client's Authorization header."
+    )
+    methods: list[str] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+    scopes: list[str] | None = Field(
+        default=None,
+        description="Scopes a caller needs when auth is on (default: passthrough:<backend>).",
+    )
+
+
+class RouteTable(Strict):
+    """The whole validated routes.yaml; the running gateway holds one and swaps it atomically."""
+
+    backends: dict[str, Backend] = Field(min_length=1)
+    models: dict[str, Model] = {}
+    routes: list[PassthroughRoute] = []
+    plans: dict[str, Plan] = Field(default={}, description="Tenants' rate plans.")
+    rate_limits: RateLimits = RateLimits()
+    auth: AuthConfig | None = Field(
+        default=None, description="Authentication; without it every call is let in."
+    )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_references(
+        cls, data: Any, handler: ModelWrapValidatorHandler[RouteTable]
+    ) -> RouteTable:
+        # Names are read from the raw input, so a dangling reference is reported even when
+        # another part of the file fails validation (an after-validator would not run then).
+        problems = _reference_problems(data) if isinstance(data, Mapping) else []
+        try:
+            table = handler(data)
+        except ValidationError as exc:
+            if problems:
+                raise _problems_error(exc.title, problems, exc.errors()) from exc
+            raise
+        if problems:
+            raise _problems_error(cls.__name__, problems)
+        return table
+
+
+def _items(value: Any) -> list[tuple[str, Mapping[str, Any]]]:
+    """The mapping entries of a raw YAML value, keys as text; anything else has none."""
+    if not isinstance(value, Mapping):
+        return []
+    return [(str(k), v) for k, v in value.items() if isinstance(v, Mapping)]
+
+
+def _reference_problems(data: Mapping[str, Any]) -> list[_Problem]:
+    """Dangling backend names and clashing route paths, in the raw (unvalidated) file."""
+    backends = data.get("backends")
+    if not isinstance(backends, Mapping):
+        return []  # nothing to refer to; reported on its own
+    kinds = {str(k): b.get("kind") if isinstance(b, Mapping) else None for k, b in backends.items()}
+    problems: list[_Problem] = []
+    for model_name, model in _items(data.get("models")):
+        for version_name, version in _items(model.get("versions")):
+            backend = version.get("backend")
+            loc = ("models", model_name, "versions", version_name, "backend")
+            if not isinstance(backend, str):
+                continue
+            if backend not in kinds:
+                problems.append((loc, f"no backend named {backend!r}"))
+            elif not _serves_models(kinds[backend]):
+                problems.append((loc, f"{backend!r} is kind {kinds[backend]} (passthrough only)"))
+    routes = data.get("routes")
+    seen: set[str] = set()
+    for i, route in enumerate(routes if isinstance(routes, list) else []):
+        if not isinstance(route, Mapping):
+            continue
+        backend, path = route.get("backend"), route.get("path")
+        if isinstance(backend, str) and backend not in kinds:
+            problems.append((("routes", i, "backend"), f"no backend named {backend!r}"))
+        if not isinstance(path, str):
+            continue
+        if path in seen:
+            problems.append((("routes", i, "path"), f"{path!r} is listed twice"))
+        if path.startswith(("/v1/", "/v2/", "/admin/")) or path in {"/v1", "/v2"}:
+            problems.append((("routes", i, "path"), f"{path!r} shadows the inference API"))
+        seen.add(path)
+    plans = data.get("plans")
+    limits = data.get("rate_limits")
+    default_plan = limits.get("default_plan") if isinstance(limits, Mapping) else None
+    if isinstance(default_plan, str) and not (isinstance(plans, Mapping) and default_plan in plans):
+        problems.append((("rate_limits", "default_plan"), f"no plan named {default_plan!r}"))
+    return problems
+
+
+def _serves_models(kind: Any) -> bool:
+    adapter = ADAPTERS.get(kind) if isinstance(kind, str) else None
+    return adapter is None or adapter.serves_models  # an unknown kind is reported on its own
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema for routes.yaml (``gateway schema``): a backend is one of the
+    registered adapters' specs, told apart by ``kind``."""
+    schema = RouteTable.model_json_schema(mode="validation")
+    defs = schema.setdefault("$defs", {})
+    refs = {}
+    for kind, adapter in ADAPTERS.items():
+        spec = adapter.spec.model_json_schema(ref_template="#/$defs/{model}", mode="validation")
+        defs.update(spec.pop("$defs", {}))
+        defs[adapter.spec.__name__] = spec
+        refs[kind] = f"#/$defs/{adapter.spec.__name__}"
+    defs.pop(BackendSpec.__name__, None)
+    schema["properties"]["backends"]["additionalProperties"] = {
+        "oneOf": [{"$ref": ref} for ref in refs.values()],
+        "discriminator": {"propertyName": "kind", "mapping": refs},
+    }
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "model-gateway routes.yaml"
+    return schema

@@ -1,0 +1,172 @@
+"""Hot reload of routes.yaml: watch, SIGHUP or admin call → parse, validate, diff, swap.
+
+An invalid file never replaces the running table: the last good one stays, and the error is
+logged, shown by the status endpoint and counted in ``gateway_config_reloads_total``. The swap
+is a single reference assignment, so each request finishes on the table it started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from watchfiles import awatch
+
+from gateway.config.diff import diff_tables
+from gateway.config.file import load_config
+from gateway.config.live import ChainFactory, Runtime, Services, build_runtime
+from gateway.errors import AuthSetupError, ConfigError, ConfigIssue
+
+logger = logging.getLogger("gateway.reload")
+
+
+@dataclass(slots=True)
+class ReloadStatus:
+    source: str
+    digest: str
+    loaded_at: float
+    last_attempt_at: float
+    last_trigger: str = "startup"
+    last_ok: bool = True
+    last_errors: list[str] = field(default_factory=list)
+    last_changes: list[str] = field(default_factory=list)
+    reloads: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ReloadMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.reloads = Counter(
+            "gateway_config_reloads",
+            "routes.yaml reload attempts by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.last_ok = Gauge(
+            "gateway_config_last_reload_successful",
+            "1 if the last routes.yaml reload was applied, 0 if it was rejected.",
+            multiprocess_mode="livemin",
+            registry=registry,
+        )
+        self.loaded_at = Gauge(
+            "gateway_config_loaded_timestamp_seconds",
+            "When the running route table was loaded.",
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+
+
+class Reloader:
+    """Owns the current :class:`Runtime` and replaces it whole when routes.yaml changes."""
+
+    def __init__(
+        self, path: Path, services: Services, registry: CollectorRegistry, chains: ChainFactory
+    ) -> None:
+        self.path = path
+        self.services = services
+        self.chains = chains
+        self.metrics = ReloadMetrics(registry)
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop = asyncio.Event()
+        self.current: Runtime
+        self.status: ReloadStatus
+
+    async def start(self) -> None:
+        """Load the first table; an invalid file here is fatal (raises ConfigError)."""
+        loaded = await asyncio.to_thread(load_config, self.path)
+        try:
+            self.current, _ = build_runtime(loaded, self.services, None, self.chains)
+        except AuthSetupError as exc:
+            raise ConfigError(loaded.source, [ConfigIssue("auth", None, str(exc))]) from exc
+        now = time.time()
+        self.status = ReloadStatus(loaded.source, loaded.digest, now, now)
+        self.metrics.last_ok.set(1)
+        self.metrics.loaded_at.set(now)
+
+    async def reload(self, trigger: str) -> ReloadStatus:
+        async with self._lock:
+            self.status.last_attempt_at = time.time()
+            self.status.last_trigger = trigger
+            try:
+                loaded = await asyncio.to_thread(load_config, self.path)
+                if loaded.digest == self.status.digest:
+                    self._accepted("unchanged")
+                    return self.status
+                changes = diff_tables(self.current.table, loaded.table)
+                runtime, retired = build_runtime(loaded, self.services, self.current, self.chains)
+            except AuthSetupError as exc:
+                issue = ConfigIssue("auth", None, str(exc))
+                return self._rejected(trigger, ConfigError(str(self.path), [issue]))
+            except ConfigError as exc:
+                return self._rejected(trigger, exc)
+            self.current = runtime  # the atomic swap
+            for backend in retired:
+                await backend.pool.close()
+            self.status.digest, self.status.loaded_at = loaded.digest, time.time()
+            self.status.last_changes, self.status.reloads = changes, self.status.reloads + 1
+            self._accepted("success")
+            self.metrics.loaded_at.set(self.status.loaded_at)
+            logger.info("routes.yaml reloaded", extra={"trigger": trigger, "changes": changes})
+            return self.status
+
+    def _accepted(self, result: str) -> None:
+        self.status.last_ok, self.status.last_errors = True, []
+        self.metrics.reloads.labels(result).inc()
+        self.metrics.last_ok.set(1)
+
+    def _rejected(self, trigger: str, exc: ConfigError) -> ReloadStatus:
+        errors = [str(issue) for issue in exc.issues]
+        logger.error(
+            "routes.yaml rejected; keeping the last good table",
+            extra={"trigger": trigger, "source": exc.source, "errors": errors},
+        )
+        self.status.last_ok, self.status.last_errors = False, errors
+        self.metrics.reloads.labels("failure").inc()
+        self.metrics.last_ok.set(0)
+        return self.status
+
+    def watch(self) -> None:
+        """Reload when the file changes (editors' renames and Kubernetes' symlink swaps too)."""
+        task = asyncio.create_task(self._watch(), name="routes-watch")
+        self._tasks.add(task)
+
+    async def _watch(self) -> None:
+        # Not resolve(): in a ConfigMap mount that follows ..data into a folder the kubelet
+        # deletes on the next update; the mount folder itself sees every symlink swap.
+        directory = self.path.absolute().parent
+        name = self.path.name
+        async for changes in awatch(directory, stop_event=self._stop, debounce=200):
+            if any(Path(p).name in (name, "..data") for _, p in changes):
+                await self.reload("file")
+
+    def handle_sighup(self) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self) -> None:
+        task = asyncio.create_task(self.reload("sighup"))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for backend in self.current.backends.values():
+            await backend.pool.close()

@@ -1,0 +1,286 @@
+"""The HTTP frontend's ASGI application: one lane for every request.
+
+Every request, whichever endpoint serves it, goes through :meth:`HTTPEdge.__call__` once:
+its ``X-Request-ID`` (``edge.request_id``), its timing (``Server-Timing``) and server span, the
+endpoint, the one renderer of errors in the endpoint's protocol shape (``edge.errors``), and
+at the end the observer (metrics and the access line). Routes are declared once, as
+:class:`Route` values, by the frontends and the admin API; :class:`Router` compiles them into
+an exact-path table and ordered patterns, inference first, so the calls a gateway exists for
+are matched in a dict lookup and a regex or two, without Starlette's router and middleware.
+Starlette provides the request and response classes and the path syntax.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Sequence
+from dataclasses import dataclass, field
+
+from opentelemetry.trace import Span
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import compile_path
+from starlette.types import Message, Receive, Scope, Send
+
+from gateway.call import Call
+from gateway.edge.errors import ErrorShape, render, shape_of
+from gateway.edge.request_id import request_id_of
+from gateway.errors import GatewayError, InternalError, MethodNotAllowed, Unavailable
+from gateway.telemetry import tracing
+from gateway.telemetry.access_log import Observer
+from gateway.telemetry.timing import CURRENT_TIMING, Timing
+
+logger = logging.getLogger("gateway")
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One HTTP request's scope in the gateway: its id, timing and span, and the call it
+    became (with the names its route table serves), for the observer."""
+
+    request_id: str
+    timing: Timing
+    span: Span | None = None
+    call: Call | None = None
+    models: Container[str] = ()
+
+
+Endpoint = Callable[[Request, Exchange], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One endpoint: a Starlette-style path (``/v2/models/{model}/infer``), its methods (GET
+    also answers HEAD), the shape its errors take, and whether requests are observed."""
+
+    path: str
+    endpoint: Endpoint
+    methods: tuple[str, ...]
+    errors: ErrorShape = "gateway"
+    observe: bool = True
+    allowed: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        methods = set(self.methods) | ({"HEAD"} if "GET" in self.methods else set())
+        object.__setattr__(self, "allowed", frozenset(methods))
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    route: Route | None
+    params: dict[str, str]
+    allowed: tuple[str, ...] = ()  # the path matched, the method did not: these would
+
+
+_NO_MATCH = Match(None, {})
+
+
+class Router:
+    """The compiled route table: exact paths in a dict, the rest as patterns in the order
+    declared (a route that matches path and method wins over an earlier path-only match, as
+    in Starlette), with a prefix check that keeps unclaimed paths off the patterns."""
+
+    def __init__(self, routes: Sequence[Route], fallback: Endpoint, observer: Observer) -> None:
+        self.fallback = fallback
+        self.observer = observer
+        self._exact: dict[str, list[Route]] = {}
+        self._patterns: list[tuple[re.Pattern[str], Route]] = []
+        prefixes = set()
+        for route in routes:
+            if "{" not in route.path:
+                self._exact.setdefault(route.path, []).append(route)
+                continue
+            regex, _, _ = compile_path(route.path)
+            self._patterns.append((regex, route))
+            prefixes.add(route.path.split("{", 1)[0])
+        self._prefixes = tuple(sorted(prefixes))
+
+    def match(self, method: str, path: str) -> Match:
+        exact = self._exact.get(path)
+        if exact is not None:
+            for route in exact:
+                if method in route.allowed:
+                    return Match(route, {})
+            return Match(None, {}, _allowed(exact))
+        if not path.startswith(self._prefixes):
+            return _NO_MATCH
+        partial: list[Route] = []
+        for regex, route in self._patterns:
+            found = regex.match(path)
+            if found is not None:
+                if method in route.allowed:
+                    return Match(route, found.groupdict())
+                partial.append(route)
+        return Match(None, {}, _allowed(partial)) if partial else _NO_MATCH
+
+
+def _allowed(routes: Sequence[Route]) -> tuple[str, ...]:
+    return tuple(sorted({m for r in routes for m in r.allowed}))
+
+
+Opener = Callable[[], contextlib.AbstractAsyncContextManager[Router]]
+
+
+class HTTPEdge:
+    """The ASGI application. ``opener`` (the composition root's) builds the worker's state
+    and its routes in the lifespan's startup and closes them at shutdown."""
+
+    def __init__(self, opener: Opener) -> None:
+        self._opener = opener
+        self.router: Router | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        # websockets are not served: uvicorn refuses the upgrade when the app does not accept
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        stack = contextlib.AsyncExitStack()
+        try:
+            self.router = await stack.enter_async_context(self._opener())
+        except BaseException as exc:
+            logger.exception("the gateway could not start")
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        self.router = None
+        try:
+            await stack.aclose()
+        except BaseException as exc:
+            logger.exception("the gateway did not shut down cleanly")
+            await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method: str = scope["method"]
+        path: str = scope["path"]
+        request_id = request_id_of(scope["headers"])
+        router = self.router
+        match = router.match(method, path) if router is not None else _NO_MATCH
+        route = match.route
+        observer = router.observer if router is not None else None
+        if route is not None and not route.observe:
+            observer = None
+        timing = Timing()
+        token = CURRENT_TIMING.set(timing)
+        span = trace_token = None
+        tracer = tracing.TRACER
+        if tracer is not None and observer is not None:
+            name = f"{method} {route.path}" if route is not None else method
+            span, trace_token = tracing.server_span(tracer, scope, name)
+            if route is not None:
+                span.set_attribute("http.route", route.path)
+        exchange = Exchange(request_id, timing, span)
+        status, sent = 500, 0
+        try:
+            response = await self._respond(scope, receive, match, exchange, router)
+            if response is None:
+                status = 499  # the client left: nobody to answer
+                return
+            response.raw_headers += [
+                (b"x-request-id", request_id.encode()),
+                (b"server-timing", timing.header().encode()),
+            ]
+            status = response.status_code
+            sent = await _send(response, scope, receive, send)
+        finally:
+            CURRENT_TIMING.reset(token)
+            if observer is not None:
+                observer.done(
+                    method,
+                    path,
+                    status,
+                    sent,
+                    request_id,
+                    timing,
+                    span,
+                    exchange.call,
+                    exchange.models,
+                )
+            if span is not None:
+                tracing.finish(span, trace_token, status)
+
+    async def _respond(
+        self,
+        scope: Scope,
+        receive: Receive,
+        match: Match,
+        exchange: Exchange,
+        router: Router | None,
+    ) -> Response | None:
+        """The endpoint's response, or the error rendered; None when the client left."""
+        route = match.route
+        shape = route.errors if route is not None else shape_of(scope["path"])
+        try:
+            if router is None:
+                raise Unavailable("the gateway is starting", headers={"Retry-After": "1"})
+            if route is not None:
+                scope["path_params"] = match.params
+                return await route.endpoint(Request(scope, receive), exchange)
+            if match.allowed:
+                raise MethodNotAllowed(
+                    f"{scope['method']} is not allowed on {scope['path']}",
+                    headers={"Allow": ", ".join(match.allowed)},
+                )
+            return await router.fallback(Request(scope, receive), exchange)
+        except GatewayError as exc:
+            return render(exc, exchange.request_id, shape)
+        except ClientDisconnect:
+            return None
+        except Exception:
+            logger.exception("unhandled error", extra={"request_id": exchange.request_id})
+            return render(InternalError("internal error"), exchange.request_id, shape)
+
+
+async def _send(response: Response, scope: Scope, receive: Receive, send: Send) -> int:
+    """Send ``response``; the body bytes sent. A streamed body that fails after its headers
+    went out can only be cut short: the error propagates and the server drops the connection."""
+    if not isinstance(response, StreamingResponse):
+        await response(scope, receive, send)
+        body = response.body
+        return len(body) if isinstance(body, bytes | memoryview) else 0
+    sent = 0
+
+    async def counted(message: Message) -> None:
+        nonlocal sent
+        if message["type"] == "http.response.body":
+            sent += len(message.get("body", b""))
+        await send(message)
+
+    await response(scope, receive, counted)
+    return sent
+
+
+class UpstreamStream(StreamingResponse):
+    """A streamed reply whose upstream connection is released however the client leaves."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        status_code: int,
+        headers: list[tuple[bytes, bytes]],
+        close: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        super().__init__(content, status_code=status_code)
+        self.raw_headers = headers
+        self._close = close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self._close is not None:
+                await self._close()
+
+
+def raw_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Reply headers as ASGI wants them (lower-case latin-1 names)."""
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]

@@ -1,0 +1,39 @@
+"""Which store: :func:`open_store` picks the store from ``GATEWAY_REDIS_URL``:
+
+``redis://[user:password@]host:port/0?max_connections=128`` (``rediss://`` for TLS)
+    one Redis server (or a proxy in front of several); query-string options tune the pool.
+``redis+cluster://[user:password@]host:port[,host:port...]/?max_connections=100``
+    a Redis Cluster: the listed nodes are only where the slot map is first read, any reachable
+    one will do (list several so a node down at startup does not matter). Query-string options
+    are redis-py's connection options (``socket_timeout``, ``socket_connect_timeout``,
+    ``max_connections`` per node, ...). The client reads the slot map on its first command,
+    once, however many requests arrive together.
+none
+    in memory, one process (the embedded default).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from gateway.errors import SettingsError
+from gateway.store.base import Store
+from gateway.store.memory.store import MemoryStore
+from gateway.store.redis.cluster import CLUSTER_SCHEME, cluster_client
+from gateway.store.redis.store import RedisStore
+
+
+def open_store(url: str | None, *, prefix: str = "gw:") -> Store:
+    """A :class:`RedisStore` for a ``redis://``, ``rediss://`` or ``redis+cluster://`` URL
+    (see the module's docstring), else a :class:`MemoryStore`. Nothing is connected yet: the
+    first command connects, so this needs no event loop."""
+    if not url:
+        return MemoryStore()
+    scheme = urlsplit(url).scheme
+    if scheme == CLUSTER_SCHEME:
+        return RedisStore(cluster_client(url), prefix=prefix)
+    if scheme not in ("redis", "rediss"):
+        raise SettingsError(
+            f"store URL: expected redis://, rediss:// or redis+cluster://, got scheme {scheme!r}"
+        )
+    return RedisStore.from_url(url, prefix=prefix)

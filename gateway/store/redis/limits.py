@@ -1,0 +1,455 @@
+"""Limits and the response cache on Redis: the Lua behind :meth:`RedisStore.take` and friends.
+
+Key layout (under the store's prefix ``P``; ``{group}`` is the hash tag, so the keys of one
+group share a slot and one Lua call decides them all)::
+
+    P{<group>}:l:<name>            hash    a bucket: tokens, ts (server time), PEXPIRE ~ refill
+    P{<group>}:l:<name>:<index>    string  a window's count in window <index>, PEXPIRE past its end
+    P{<group>}:l:<name>            zset    a concurrency limit: lease ids scored by expiry
+    P{<group>}:c:<key>             string  a cache entry (bytes), PX
+    P{<group>}:c:<key>:lock        string  its fill lock, NX PX
+
+Values travel undecoded (``NEVER_DECODE``): cache entries are bytes, whatever the client's
+``decode_responses``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from itertools import groupby
+from typing import Any, Final
+
+from redis import exceptions as rx
+from redis.asyncio import Redis, RedisCluster
+from redis.client import NEVER_DECODE
+
+from gateway.store.base import Limit, LimitState, Verdict, check_cache_key, check_take
+from gateway.store.redis.batch import AutoPipeline
+from gateway.store.redis.keys import KeyLayout, mapped
+
+LIMITS: Final = """
+-- KEYS[1..n]  each limit's state, P{group}:l:<name>, all in the slot of {group}; a window
+--             counts in KEYS[i]..':'..<window index>, the index from the server's clock
+-- KEYS[n+1]   optional: a cache entry of the same slot (P{group}:c:<key>) to GET as well
+-- KEYS[n+2]   optional: that entry's fill lock, taken (SET NX PX) if the entry is missing and
+--             the request admitted
+-- ARGV[1]     'take'; 'peek' (decide, take nothing); 'refund' (give back an earlier take)
+-- ARGV[2]     cost (a bucket's tokens, a window's count); a concurrency limit takes one lease
+-- ARGV[3]     the lease id, or ''
+-- ARGV[4]     the fill lock's time to live in ms with KEYS[n+2], else ''
+-- ARGV[5..]   six per limit: kind, limit, rate, window (s), lease_ttl (s), mark; the mark is
+--             what 'take' returned for the limit (its window index; '1' if it added the
+--             lease), read by 'refund', else ''
+-- Returns {admitted 1|0, retry_after, then per limit: remaining, reset, mark; then the cache
+-- value when KEYS[n+1] is given; then 1|0, whether the fill lock was taken, with KEYS[n+2]}.
+-- Numbers as strings: a Lua number reply truncates.
+-- All limits admit or none is touched (expired leases are swept either way).
+local MARGIN = 1000  -- ms a key outlives its state's end
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = now_us / 1000000
+local mode, cost, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local n = (#ARGV - 4) / 6
+local function num(x) return string.format('%.17g', x) end
+local function ms(seconds) return string.format('%d', math.ceil(seconds * 1000) + MARGIN) end
+
+local L = {}
+for i = 1, n do
+  local a = 4 + (i - 1) * 6
+  local l = {key = KEYS[i], kind = ARGV[a + 1], limit = tonumber(ARGV[a + 2]),
+             rate = tonumber(ARGV[a + 3]), window = tonumber(ARGV[a + 4]),
+             ttl = tonumber(ARGV[a + 5]), mark = ARGV[a + 6]}
+  if l.kind == 'bucket' then
+    l.level = l.limit
+    local s = redis.call('HMGET', l.key, 'tokens', 'ts')
+    if s[1] then
+      l.level = math.min(l.limit, tonumber(s[1]) + math.max(0, now - tonumber(s[2])) * l.rate)
+    end
+  elseif l.kind == 'window' then
+    local w_us = math.floor(l.window * 1000000 + 0.5)
+    local index = math.floor(now_us / w_us)
+    l.ends = ((index + 1) * w_us - now_us) / 1000000
+    if mode == 'refund' and l.mark ~= '' then
+      local spent = l.key .. ':' .. l.mark
+      if redis.call('EXISTS', spent) == 1 then
+        if tonumber(redis.call('INCRBYFLOAT', spent, -cost)) <= 0 then
+          redis.call('DEL', spent)
+        end
+      end
+    end
+    l.wkey = l.key .. ':' .. string.format('%d', index)
+    l.index = string.format('%d', index)
+    l.level = tonumber(redis.call('GET', l.wkey) or '0')
+  else
+    redis.call('ZREMRANGEBYSCORE', l.key, '-inf', num(now))
+    if mode == 'refund' and l.mark == '1' then redis.call('ZREM', l.key, lease) end
+    l.held = redis.call('ZSCORE', l.key, lease)
+    l.level = redis.call('ZCARD', l.key)
+  end
+  if mode == 'refund' and l.kind == 'bucket' then
+    l.level = math.min(l.limit, l.level + cost)
+    redis.call('HSET', l.key, 'tokens', num(l.level), 'ts', num(now))
+    redis.call('PEXPIRE', l.key, ms((l.limit - l.level) / l.rate))
+  end
+  L[i] = l
+end
+
+local admitted, retry = true, 0
+for i = 1, n do
+  local l, wait = L[i], nil
+  if l.kind == 'bucket' and l.level < cost then
+    wait = (cost > l.limit) and math.huge or (cost - l.level) / l.rate
+  elseif l.kind == 'window' and l.level + cost > l.limit then
+    wait = (cost > l.limit) and math.huge or l.ends
+  elseif l.kind == 'concurrency' and not l.held and l.level >= l.limit then
+    wait = math.huge
+    local oldest = redis.call('ZRANGE', l.key, 0, 0, 'WITHSCORES')
+    if oldest[2] then wait = math.max(tonumber(oldest[2]) - now, 0.001) end
+  end
+  if wait then admitted, retry = false, math.max(retry, wait) end
+end
+
+local take = admitted and mode == 'take'
+local out = {admitted and 1 or 0, num(retry)}
+for i = 1, n do
+  local l, mark, remaining, reset = L[i], '', 0, 0
+  if l.kind == 'bucket' then
+    if take then
+      l.level = l.level - cost
+      redis.call('HSET', l.key, 'tokens', num(l.level), 'ts', num(now))
+      redis.call('PEXPIRE', l.key, ms((l.limit - l.level) / l.rate))
+    end
+    remaining, reset = math.floor(l.level), (l.limit - l.level) / l.rate
+  elseif l.kind == 'window' then
+    if take then
+      l.level = tonumber(redis.call('INCRBYFLOAT', l.wkey, cost))
+      redis.call('PEXPIRE', l.wkey, ms(l.ends))
+      mark = l.index
+    end
+    remaining, reset = l.limit - l.level, l.ends
+  else
+    if take then
+      redis.call('ZADD', l.key, num(now + l.ttl), lease)
+      if redis.call('PTTL', l.key) < l.ttl * 1000 + MARGIN then
+        redis.call('PEXPIRE', l.key, ms(l.ttl))
+      end
+      if not l.held then l.level, mark = l.level + 1, '1' end
+    end
+    remaining = l.limit - l.level
+  end
+  out[#out + 1] = num(remaining)
+  out[#out + 1] = num(reset)
+  out[#out + 1] = mark
+end
+if KEYS[n + 1] then
+  local value = redis.call('GET', KEYS[n + 1])
+  out[#out + 1] = value
+  if KEYS[n + 2] then
+    local locked = 0
+    if not value and take and redis.call('SET', KEYS[n + 2], '1', 'NX', 'PX', ARGV[4]) then
+      locked = 1
+    end
+    out[#out + 1] = locked
+  end
+end
+return out
+"""
+
+FILL: Final = """
+-- KEYS[1] a cache entry, KEYS[2] its fill lock; ARGV[1] the value, ARGV[2] its ttl in ms
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+_DELETE_BATCH: Final = 500
+_SPECS: Final = 10_000  # memoised limit specs (see RedisLimits._spec)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """One Lua call's answer for the limits of one group."""
+
+    admitted: bool
+    retry_after: float
+    states: list[LimitState]
+    marks: list[str]
+    cache: bytes | None
+    filling: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One Lua call: a mode on the limits of one group (and maybe a cache entry to read)."""
+
+    mode: str
+    limits: list[Limit]
+    marks: list[str] | None = None
+    cache_key: str | None = None
+    lock: tuple[str, int] | None = None  # the fill lock's key and ms, with cache_key
+
+
+class RedisLimits:
+    """The limits and cache half of :class:`~gateway.store.redis.RedisStore` (see there)."""
+
+    def __init__(self, client: Redis | RedisCluster, keys: KeyLayout) -> None:
+        self._client = client
+        self._keys = keys
+        self._script = client.register_script(LIMITS)
+        self._fill = client.register_script(FILL)
+        self._cluster = isinstance(client, RedisCluster)
+        self._batch = None if isinstance(client, RedisCluster) else AutoPipeline(client)
+        self._specs: dict[Limit, tuple[str, list[str]]] = {}
+
+    async def close(self) -> None:
+        if self._batch is not None:
+            await self._batch.close()
+
+    async def take(
+        self,
+        limits: Sequence[Limit],
+        *,
+        cost: float = 1.0,
+        lease: str | None = None,
+        cache: tuple[str, str] | None = None,
+        lock: float | None = None,
+    ) -> tuple[Verdict, bytes | None]:
+        check_take(limits, cost, lease)
+        fill = None
+        if cache is not None:
+            check_cache_key(*cache)
+            if lock is not None:
+                fill = (self._keys.cache_lock(*cache), _milliseconds(lock))
+        if not limits:
+            if fill is None:
+                admit = Verdict(admitted=True, states=(), retry_after=0.0)
+                return admit, await self._cache(cache)
+            assert cache is not None
+            with mapped("take"):
+                only = await self._decide(
+                    _Call("take", [], cache_key=self._keys.cache(*cache), lock=fill), 1.0, ""
+                )
+            return Verdict(True, (), 0.0, filling=only.filling), only.cache
+        groups = [list(g) for _, g in groupby(sorted(limits, key=lambda x: x.group), _group)]
+        args = (cost, lease or "")
+        inline = cache is not None and cache[0] == groups[0][0].group
+        decided: list[_Decision] = []
+        value: bytes | None = None
+        with mapped("take"):
+            for i, group in enumerate(groups):
+                if decided and not decided[-1].admitted:
+                    break
+                if i == 0 and cache is not None and not inline:  # another slot: same pipeline
+                    answers, value = await self._pipeline([_Call("take", group)], *args, cache)
+                    decided += answers
+                    continue
+                cache_key = self._keys.cache(*cache) if cache is not None and i == 0 else None
+                # the lock only when this call decides alone: a later group could still refuse
+                alone = cache_key is not None and len(groups) == 1
+                call = _Call("take", group, cache_key=cache_key, lock=fill if alone else None)
+                decided.append(await self._decide(call, *args))
+                value = decided[0].cache if cache_key is not None else value
+            rejected = len(decided) - 1
+            if not decided[rejected].admitted:  # give back what earlier groups took; see the rest
+                calls = [
+                    _Call("refund", g, d.marks)
+                    for g, d in zip(groups, decided[:rejected], strict=False)
+                ]
+                calls += [_Call("peek", group) for group in groups[rejected + 1 :]]
+                if calls:
+                    answers, _ = await self._pipeline(calls, *args)
+                    decided = [*answers[:rejected], decided[rejected], *answers[rejected:]]
+        verdict = _verdict(limits, decided, lease)
+        if inline and verdict.admitted and len(decided) == 1:
+            verdict = dataclasses.replace(verdict, filling=decided[0].filling)
+        return verdict, value
+
+    async def release(self, limits: Sequence[Limit], lease: str) -> None:
+        held = [x for x in limits if x.kind == "concurrency"]
+        if not held:
+            return
+        with mapped("release"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for limit in held:
+                    pipe.zrem(self._keys.limit(limit.group, limit.name), lease)
+                await pipe.execute()
+
+    async def cache_get(self, group: str, key: str) -> bytes | None:
+        check_cache_key(group, key)
+        return await self._cache((group, key))
+
+    async def cache_set(
+        self, group: str, key: str, value: bytes, ttl: float, *, unlock: bool = False
+    ) -> None:
+        check_cache_key(group, key)
+        entry, ms = self._keys.cache(group, key), _milliseconds(ttl)
+        with mapped("cache_set"):
+            if not unlock:
+                await self._client.set(entry, value, px=ms)
+                return
+            lock = self._keys.cache_lock(group, key)  # the same slot: one call, one trip
+            await self._eval(self._fill, "2", entry, lock, value, str(ms))
+
+    async def cache_lock(self, group: str, key: str, ttl: float) -> bool:
+        check_cache_key(group, key)
+        lock = self._keys.cache_lock(group, key)
+        with mapped("cache_lock"):
+            return bool(await self._client.set(lock, b"1", nx=True, px=_milliseconds(ttl)))
+
+    async def cache_unlock(self, group: str, key: str) -> None:
+        check_cache_key(group, key)
+        with mapped("cache_unlock"):
+            await self._client.delete(self._keys.cache_lock(group, key))
+
+    async def cache_purge(self, pattern: str) -> int:
+        # a literal group narrows the scan to its keys (group names hold no '|'); the glob
+        # itself is matched here
+        head, bar, _ = pattern.partition("|")
+        group = head if bar and not any(c in head for c in "*?[") else None
+        doomed: dict[str, None] = {}  # SCAN may return a key twice
+        with mapped("cache_purge"):
+            # SCAN on a RedisCluster client visits every master
+            async for name in self._client.scan_iter(self._keys.cache_match(group), 1000):
+                entry = self._keys.cache_entry(str(name), group)
+                if entry is not None and fnmatchcase(f"{entry[0]}|{entry[1]}", pattern):
+                    doomed[str(name)] = None
+            deleted = 0
+            names = list(doomed)
+            for start in range(0, len(names), _DELETE_BATCH):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for name in names[start : start + _DELETE_BATCH]:
+                        pipe.delete(name)
+                    deleted += sum(await pipe.execute())
+        return deleted
+
+    async def _cache(self, cache: tuple[str, str] | None) -> bytes | None:
+        if cache is None:
+            return None
+        with mapped("cache_get"):
+            value = await self._send("GET", self._keys.cache(*cache))
+        return None if value is None else bytes(value)
+
+    def _command(self, call: _Call, cost: float, lease: str) -> list[Any]:
+        keys, args = [], [call.mode, repr(float(cost)), lease, ""]
+        if call.lock is not None:
+            args[3] = str(call.lock[1])
+        for i, limit in enumerate(call.limits):
+            key, spec = self._spec(limit)
+            keys.append(key)
+            args += spec
+            args.append(call.marks[i] if call.marks is not None else "")
+        if call.cache_key is not None:
+            keys.append(call.cache_key)
+        if call.lock is not None:
+            keys.append(call.lock[0])
+        return [str(len(keys)), *keys, *args]  # all strings: hiredis packs them (PackedConnection)
+
+    def _spec(self, limit: Limit) -> tuple[str, list[str]]:
+        """A limit's key and its five script arguments, built once per limit (a limit is the
+        same on every request of its caller)."""
+        known = self._specs.get(limit)
+        if known is None:
+            if len(self._specs) >= _SPECS:
+                self._specs.clear()
+            spec = [limit.kind, repr(limit.limit), repr(limit.rate), repr(limit.window)]
+            spec.append(repr(limit.lease_ttl))
+            known = self._specs[limit] = (self._keys.limit(limit.group, limit.name), spec)
+        return known
+
+    async def _decide(self, call: _Call, cost: float, lease: str) -> _Decision:
+        """One Lua call: EVALSHA, or EVAL when the server lost the script (SCRIPT FLUSH,
+        restart, failover); EVAL caches it again."""
+        return _decision(call, await self._eval(self._script, *self._command(call, cost, lease)))
+
+    async def _eval(self, script: Any, *command: Any) -> Any:
+        try:
+            return await self._send("EVALSHA", script.sha, *command)
+        except rx.NoScriptError:
+            return await self._send("EVAL", script.script, *command)
+
+    async def _send(self, *command: Any) -> Any:
+        """One hot-path command, undecoded: auto-pipelined with its neighbours when it can be."""
+        if self._batch is not None:
+            return await self._batch.call(*command)
+        return await self._client.execute_command(*command, **{NEVER_DECODE: True})
+
+    async def _pipeline(
+        self, calls: list[_Call], cost: float, lease: str, cache: tuple[str, str] | None = None
+    ) -> tuple[list[_Decision], bytes | None]:
+        """Several Lua calls (and a cache GET) in one round trip per node. A RedisCluster
+        pipeline refuses EVALSHA, so it carries the script; elsewhere a call that found no
+        script is run again alone."""
+        verb, body = (
+            ("EVAL", self._script.script) if self._cluster else ("EVALSHA", self._script.sha)
+        )
+        async with self._client.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.execute_command(
+                    verb, body, *self._command(call, cost, lease), **{NEVER_DECODE: True}
+                )
+            if cache is not None:
+                pipe.execute_command("GET", self._keys.cache(*cache), **{NEVER_DECODE: True})
+            replies = await pipe.execute(raise_on_error=False)
+        decisions = []
+        for call, reply in zip(calls, replies, strict=False):  # then the GET
+            if isinstance(reply, rx.NoScriptError):
+                decisions.append(await self._decide(call, cost, lease))
+            elif isinstance(reply, Exception):
+                raise reply
+            else:
+                decisions.append(_decision(call, reply))
+        value = replies[-1] if cache is not None else None
+        if isinstance(value, Exception):
+            raise value
+        return decisions, None if value is None else bytes(value)
+
+
+def _group(limit: Limit) -> str:
+    return limit.group
+
+
+def _milliseconds(ttl: float) -> int:
+    if not (math.isfinite(ttl) and ttl > 0):
+        raise ValueError(f"cache: ttl must be positive, got {ttl}")
+    return max(1, math.ceil(ttl * 1000))
+
+
+def _decision(call: _Call, reply: list[Any]) -> _Decision:
+    states, marks = [], []
+    for i, limit in enumerate(call.limits):
+        remaining, reset, mark = reply[2 + 3 * i : 5 + 3 * i]
+        states.append(
+            LimitState(limit.group, limit.name, limit.limit, float(remaining), float(reset))
+        )
+        marks.append(bytes(mark).decode())
+    end = 2 + 3 * len(call.limits)
+    cache = reply[end] if call.cache_key is not None else None
+    admitted = int(reply[0]) == 1
+    filling = None
+    if call.lock is not None and cache is None and admitted:
+        filling = int(reply[end + 1]) == 1
+    return _Decision(
+        admitted=admitted,
+        retry_after=float(reply[1]),
+        states=states,
+        marks=marks,
+        cache=None if cache is None else bytes(cache),
+        filling=filling,
+    )
+
+
+def _verdict(limits: Sequence[Limit], decided: list[_Decision], lease: str | None) -> Verdict:
+    admitted = all(d.admitted for d in decided)
+    by_name = {(s.group, s.name): s for decision in decided for s in decision.states}
+    retry = 0.0 if admitted else max(d.retry_after for d in decided if not d.admitted)
+    held = admitted and any(x.kind == "concurrency" for x in limits)
+    return Verdict(
+        admitted=admitted,
+        states=tuple(by_name[(x.group, x.name)] for x in limits),
+        retry_after=retry,
+        lease=lease if held else None,
+    )
