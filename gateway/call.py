@@ -150,7 +150,7 @@ Next = Callable[[Call], Awaitable[Reply]]
 class Policy(Protocol):
     """One step of a chain: auth, traffic, rate limit, cache...
 
-    ``name`` is its routes.yaml / registry name, ``kinds`` the call kinds whose chains it
+    ``name`` names its span (``policy <name>``), ``kinds`` the call kinds whose chains it
     belongs to. Stateless per call (what it learns goes into the call); built once per route
     table by ``build``, which returns None when the table gives it nothing to do.
     """

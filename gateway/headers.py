@@ -28,7 +28,7 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name`` (for headers where repeats are harmless)."""
-        wanted = name.encode("latin-1")
+        wanted = name.lower().encode("latin-1")
         for key, value in self.raw:
             if key == wanted:
                 return value.decode("latin-1")
@@ -36,7 +36,7 @@ class Headers:
 
     def one(self, name: str) -> str | None:
         """The value of a header that may appear at most once; twice is a 400."""
-        wanted = name.encode("latin-1")
+        wanted = name.lower().encode("latin-1")
         found: bytes | None = None
         for key, value in self.raw:
             if key == wanted:
@@ -46,7 +46,7 @@ class Headers:
         return found.decode("latin-1") if found is not None else None
 
     def getall(self, name: str) -> list[str]:
-        wanted = name.encode("latin-1")
+        wanted = name.lower().encode("latin-1")
         return [v.decode("latin-1") for k, v in self.raw if k == wanted]
 
     def items(self) -> list[tuple[str, str]]:

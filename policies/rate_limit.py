@@ -20,7 +20,7 @@ from gateway.store import Limit
 
 
 class RateLimitPolicy:
-    name: ClassVar[str] = "rate_limit"
+    name: ClassVar[str] = "ratelimit"  # its span: "policy ratelimit"
     kinds: ClassVar[frozenset[CallKind]] = frozenset(CALL_KINDS)
 
     def __init__(self, runtime: Runtime) -> None:

@@ -695,9 +695,7 @@ def test_v1_request_through_v2_and_back(body: bytes, inputs: tuple[TensorMeta, .
     for got, want in zip(as_v2.inputs, expected, strict=True):
         assert same_values(got.data, want[3])
 
-    back = v1.decode_request(
-        v1.encode_request(as_v2, columnar=request.columnar, named=True)
-    )
+    back = v1.decode_request(v1.encode_request(as_v2, columnar=request.columnar, named=True))
     check_inputs(back, signature(*inputs))
     for got, want in zip(back.inputs, expected, strict=True):
         assert (got.name, got.datatype, got.shape) == want[:3]

@@ -197,7 +197,7 @@ CASES = [
     ),
     pytest.param(
         "backends:\n  ts:\n    kind: torchserve\n    urls: [http://127.0.0.1:8080]\n",
-        "backends.ts",
+        "backends.ts.management_urls",  # the missing key, at its backend's line
         2,
         "kind torchserve needs management_urls",
         id="torchserve-no-management",
@@ -215,7 +215,7 @@ CASES = [
         BACKEND + "    management_urls: [http://127.0.0.1:8001]\n",
         "backends.a.management_urls",
         5,
-        "only applies to kind: torchserve",
+        "unknown key 'management_urls'",  # kind triton's spec has no such key
         id="management-not-torchserve",
     ),
     pytest.param(
@@ -396,7 +396,7 @@ routes:
     found = {(issue.line, issue.path) for issue in issues_of(text)}
     assert found == {
         (5, "backends.a.timeout"),
-        (6, "backends.ts"),
+        (6, "backends.ts.management_urls"),
         (11, "models.m.default"),
         (14, "models.m.versions.2.backend"),
         (15, "models.m.traffic"),

@@ -80,7 +80,7 @@ async def calling(
             version = response.headers.get("x-model-version")
             body = response.json()
             ok = response.status_code == 200
-            data = body["outputs"][0]["data"] if ok else body.get("error", {}).get("code")
+            data = body["outputs"][0]["data"] if ok else body.get("code")
             answers.append(
                 Answer(sent, time.monotonic(), replica, response.status_code, version, data)
             )

@@ -18,26 +18,35 @@ from gateway.backends.replica import Replica
 from gateway.backends.spec import BackendSpec
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature
 from gateway.codecs.v1 import decode_response, encode_request
-from gateway.config.types import URL
+from gateway.config.types import URL, problems_error
 
 _JSON = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 
 
 class TorchServeSpec(BackendSpec):
     kind: Literal["torchserve"]
-    management_urls: list[URL] = Field(
-        description="The management API, one per replica: readiness comes from there, since "
-        "/ping says Healthy while workers crash."
+    management_urls: list[URL] | None = Field(
+        default=None,
+        description="The management API, one per replica (required): readiness comes from "
+        "there, since /ping says Healthy while workers crash.",
     )
 
     @model_validator(mode="after")
     def _one_management_url_per_replica(self) -> Self:
-        if len(self.management_urls) != len(self.urls):
-            raise ValueError("management_urls needs one entry per url")
+        problem = None
+        if self.management_urls is None:
+            problem = (
+                "kind torchserve needs management_urls: readiness comes from the management "
+                "API, since /ping says Healthy while workers crash"
+            )
+        elif len(self.management_urls) != len(self.urls):
+            problem = "management_urls needs one entry per url"
+        if problem is not None:
+            raise problems_error(type(self).__name__, [(("management_urls",), problem)])
         return self
 
     def replica_urls(self) -> list[tuple[str, str | None]]:
-        return list(zip(self.urls, self.management_urls, strict=True))
+        return list(zip(self.urls, self.management_urls or [], strict=True))
 
 
 class TorchServeBackend:

@@ -7,7 +7,7 @@ point an operator at the exact place. The same pydantic models publish the file'
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import (
@@ -20,35 +20,15 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, InitErrorDetails
 
 from gateway.auth.config import AuthConfig
 from gateway.backends import ADAPTERS
 from gateway.backends.spec import BackendSpec
 from gateway.caching.config import CacheSpec
 from gateway.codecs.tensors import DATATYPES
-from gateway.config.types import Strict
+from gateway.config.types import Problem, Strict, problems_error
 from gateway.limits.config import LimitSpec, Plan, RateLimits
 from gateway.traffic.config import Rollout, Shadow, Sticky
-
-# A path below the model being checked, and what is wrong there.
-_Problem = tuple[tuple[str | int, ...], str]
-
-
-def _problems_error(
-    title: str, problems: Sequence[_Problem], errors: Sequence[ErrorDetails] = ()
-) -> ValidationError:
-    """One error holding pydantic's own ``errors`` and our cross-field ``problems``, each at its
-    own path (hence line), so one ``gateway check`` lists every mistake in the file."""
-    details = [
-        InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"], ctx=e.get("ctx", {}))
-        for e in errors
-    ]
-    details += [
-        InitErrorDetails(type="value_error", loc=loc, input=None, ctx={"error": ValueError(msg)})
-        for loc, msg in problems
-    ]
-    return ValidationError.from_exception_data(title, details)
 
 
 def _backend_by_kind(value: Any, handler: ValidatorFunctionWrapHandler) -> BackendSpec:
@@ -61,7 +41,7 @@ def _backend_by_kind(value: Any, handler: ValidatorFunctionWrapHandler) -> Backe
         known = ", ".join(f"'{k}'" for k in ADAPTERS)
         given = "no kind" if kind is None else f"kind {kind!r}"
         problem = f"{given}: the kind must be one of {known}"
-        raise _problems_error(BackendSpec.__name__, [(("kind",), problem)])
+        raise problems_error(BackendSpec.__name__, [(("kind",), problem)])
     return adapter.spec.model_validate(value)
 
 
@@ -131,7 +111,7 @@ class Model(Strict):
 
     @model_validator(mode="after")
     def _check_versions(self) -> Model:
-        problems: list[_Problem] = []
+        problems: list[Problem] = []
         if self.default is not None and self.default not in self.versions:
             problems.append((("default",), f"default version {self.default!r} is not in versions"))
         problem = _traffic_problem(self.traffic, self.versions)
@@ -141,7 +121,7 @@ class Model(Strict):
             problems.append((("cache",), "caching needs deterministic: true on the model"))
         problems += _shadow_problems(self) + _rollout_problems(self)
         if problems:
-            raise _problems_error(type(self).__name__, problems)
+            raise problems_error(type(self).__name__, problems)
         return self
 
     @property
@@ -151,18 +131,18 @@ class Model(Strict):
         return max(self.versions, key=version_sort_key)
 
 
-def _shadow_problems(model: Model) -> list[_Problem]:
+def _shadow_problems(model: Model) -> list[Problem]:
     shadow = model.shadow
     if shadow is None or shadow.version in model.versions:
         return []
     return [(("shadow", "version"), f"shadow version {shadow.version!r} is not in versions")]
 
 
-def _rollout_problems(model: Model) -> list[_Problem]:
+def _rollout_problems(model: Model) -> list[Problem]:
     rollout = model.rollout
     if rollout is None:
         return []
-    problems: list[_Problem] = []
+    problems: list[Problem] = []
     if rollout.canary not in model.versions:
         problems.append((("rollout", "canary"), f"canary {rollout.canary!r} is not in versions"))
     stable = rollout.stable if rollout.stable is not None else model.default_version
@@ -233,10 +213,10 @@ class RouteTable(Strict):
             table = handler(data)
         except ValidationError as exc:
             if problems:
-                raise _problems_error(exc.title, problems, exc.errors()) from exc
+                raise problems_error(exc.title, problems, exc.errors()) from exc
             raise
         if problems:
-            raise _problems_error(cls.__name__, problems)
+            raise problems_error(cls.__name__, problems)
         return table
 
 
@@ -247,13 +227,13 @@ def _items(value: Any) -> list[tuple[str, Mapping[str, Any]]]:
     return [(str(k), v) for k, v in value.items() if isinstance(v, Mapping)]
 
 
-def _reference_problems(data: Mapping[str, Any]) -> list[_Problem]:
+def _reference_problems(data: Mapping[str, Any]) -> list[Problem]:
     """Dangling backend names and clashing route paths, in the raw (unvalidated) file."""
     backends = data.get("backends")
     if not isinstance(backends, Mapping):
         return []  # nothing to refer to; reported on its own
     kinds = {str(k): b.get("kind") if isinstance(b, Mapping) else None for k, b in backends.items()}
-    problems: list[_Problem] = []
+    problems: list[Problem] = []
     for model_name, model in _items(data.get("models")):
         for version_name, version in _items(model.get("versions")):
             backend = version.get("backend")
@@ -304,9 +284,16 @@ def json_schema() -> dict[str, Any]:
         defs[adapter.spec.__name__] = spec
         refs[kind] = f"#/$defs/{adapter.spec.__name__}"
     defs.pop(BackendSpec.__name__, None)
+    # if/then per kind (not oneOf): a validator then reports the one spec's own errors, at
+    # their own path, rather than "matches none of the schemas".
     schema["properties"]["backends"]["additionalProperties"] = {
-        "oneOf": [{"$ref": ref} for ref in refs.values()],
-        "discriminator": {"propertyName": "kind", "mapping": refs},
+        "type": "object",
+        "required": ["kind"],
+        "properties": {"kind": {"enum": list(refs)}},
+        "allOf": [
+            {"if": {"properties": {"kind": {"const": kind}}}, "then": {"$ref": ref}}
+            for kind, ref in refs.items()
+        ],
     }
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "model-gateway routes.yaml"

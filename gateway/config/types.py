@@ -1,11 +1,22 @@
-"""The building blocks of routes.yaml's schema: durations, shares, URLs, the strict base."""
+"""The building blocks of routes.yaml's schema: durations, shares, URLs, the strict base, and
+one error holding many problems (each at its own path, hence line)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -80,3 +91,23 @@ class Strict(BaseModel):
     """Unknown keys are errors; values are frozen once loaded."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# A path below the model being checked, and what is wrong there.
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def problems_error(
+    title: str, problems: Sequence[Problem], errors: Sequence[ErrorDetails] = ()
+) -> ValidationError:
+    """One error holding pydantic's own ``errors`` and our cross-field ``problems``, each at its
+    own path (hence line), so one ``gateway check`` lists every mistake in the file."""
+    details = [
+        InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"], ctx=e.get("ctx", {}))
+        for e in errors
+    ]
+    details += [
+        InitErrorDetails(type="value_error", loc=loc, input=None, ctx={"error": ValueError(msg)})
+        for loc, msg in problems
+    ]
+    return ValidationError.from_exception_data(title, details)
