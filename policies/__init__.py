@@ -43,11 +43,12 @@ POLICIES: Final[tuple[PolicyClass, ...]] = (
 
 
 def build_chains(
-    runtime: Runtime, max_body_bytes: int, policies: tuple[PolicyClass, ...] = POLICIES
+    runtime: Runtime, max_body_bytes: int, policies: tuple[PolicyClass, ...] | None = None
 ) -> Chains:
-    """The chain of every call kind for ``runtime``, each policy built once and shared."""
+    """The chain of every call kind for ``runtime``, each policy built once and shared by the
+    chains of its kinds; ``policies`` defaults to the registry as it is now."""
     built: list[Policy] = []
-    for policy in policies:
+    for policy in POLICIES if policies is None else policies:
         made = policy.build(runtime)
         if made is not None:
             built.append(made)
