@@ -1,0 +1,135 @@
+"""The real client libraries, as users run them against the gateway: tritonclient's and kserve's
+HTTP clients get an error they can print from every inference-endpoint error (KServe v2 and TF
+Serving define ``error`` as a string: an object there made ``str()`` of tritonclient's
+exception raise ``TypeError``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+from tritonclient.utils import InferenceServerException
+
+from tests.conftest import RunningGateway, StartGateway, demo_routes
+from tests.support import free_port
+
+pytestmark = pytest.mark.anyio
+
+DEAD = f"""
+  dead: {{kind: triton, urls: ["http://127.0.0.1:{free_port()}"], timeout: 1s,
+          health: {{interval: 100ms, unhealthy_after: 1}}}}
+"""
+
+
+def routes(demo: str) -> str:
+    """The demo model, and ``gone`` on a backend nobody listens on (503 once probed)."""
+    text = demo_routes(demo, "  gone:\n    versions:\n      '1': {backend: dead, name: gone}\n")
+    return text.replace("backends:\n", "backends:" + DEAD, 1)
+
+
+def triton_input(shape: list[int], binary: bool = False) -> triton.InferInput:
+    tensor = triton.InferInput("INPUT0", shape, "FP32")
+    tensor.set_data_from_numpy(np.ones(shape, dtype=np.float32), binary_data=binary)
+    return tensor
+
+
+async def triton_error(
+    gateway: RunningGateway, call: Callable[[triton.InferenceServerClient], object]
+) -> str:
+    """``str()`` of the exception tritonclient raises (its client is synchronous: a thread)."""
+
+    def run() -> str:
+        client = triton.InferenceServerClient(gateway.url.removeprefix("http://"))
+        try:
+            call(client)
+        except InferenceServerException as exc:
+            return str(exc)  # raised TypeError when the body's error was an object
+        finally:
+            client.close()
+        raise AssertionError("tritonclient raised nothing")
+
+    return await asyncio.to_thread(run)
+
+
+async def until_unready(gateway: RunningGateway) -> None:
+    for _ in range(100):
+        reply = await gateway.client.post("/v2/models/gone/infer", json={"inputs": []})
+        if reply.status_code == 503:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the dead backend never became unready")
+
+
+async def test_tritonclient_prints_every_inference_error(
+    start_gateway: StartGateway, demo_backend: str
+) -> None:
+    gateway = await start_gateway(routes(demo_backend))
+    await until_unready(gateway)
+    cases = [
+        (lambda c: c.infer("nope", [triton_input([1, 4])]), "model 'nope' is not served here"),
+        (lambda c: c.infer("linear", [triton_input([1, 4], binary=True)]), "not valid JSON"),
+        (lambda c: c.infer("linear", [triton_input([1, 3])]), "the model expects [-1, 4]"),
+        (lambda c: c.infer("gone", [triton_input([1, 4])]), "no healthy replica"),
+        (lambda c: c.get_model_metadata("nope"), "model 'nope' is not served here"),
+    ]
+    for call, fragment in cases:
+        text = await triton_error(gateway, call)
+        assert fragment in text, text
+
+    # and the client still works against the same gateway
+    def infer() -> list[list[float]]:
+        client = triton.InferenceServerClient(gateway.url.removeprefix("http://"))
+        try:
+            result = client.infer("linear", [triton_input([1, 4])])
+        finally:
+            client.close()
+        output: list[list[float]] = result.as_numpy("OUTPUT0").tolist()
+        return output
+
+    assert await asyncio.to_thread(infer) == [[1.0, 3.0]]
+
+
+async def test_kserve_rest_client_prints_every_inference_error(
+    start_gateway: StartGateway, demo_backend: str
+) -> None:
+    gateway = await start_gateway(routes(demo_backend))
+    await until_unready(gateway)
+    client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=10))
+
+    def request(shape: list[int]) -> InferRequest:
+        tensor = InferInput("INPUT0", shape, "FP32")
+        tensor.set_data_from_numpy(np.ones(shape, dtype=np.float32), binary_data=False)
+        return InferRequest(model_name="linear", infer_inputs=[tensor])
+
+    try:
+        await kserve_cases(gateway, client, request)
+    finally:
+        await client.close()
+
+
+async def kserve_cases(
+    gateway: RunningGateway,
+    client: InferenceRESTClient,
+    request: Callable[[list[int]], InferRequest],
+) -> None:
+    cases = [
+        ("nope", request([1, 4]), 404, "model 'nope' is not served here"),
+        ("linear", request([1, 3]), 422, "input 'INPUT0' has shape [1, 3]"),
+        ("gone", request([1, 4]), 503, "no healthy replica"),
+    ]
+    for model, data, status, fragment in cases:
+        with pytest.raises(httpx.HTTPStatusError) as info:
+            await client.infer(gateway.url, data, model_name=model)
+        assert info.value.response.status_code == status
+        assert str(info.value).startswith(fragment), str(info.value)
+    with pytest.raises(httpx.HTTPStatusError) as bad:
+        await client.infer(gateway.url, {"inputs": "no"}, model_name="linear")
+    assert bad.value.response.status_code == 400
+    assert str(bad.value).startswith("'inputs' must be a non-empty list"), str(bad.value)
+    answer = await client.infer(gateway.url, request([1, 4]), model_name="linear")
+    assert answer.outputs[0].data == [1.0, 3.0]
