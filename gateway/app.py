@@ -26,6 +26,7 @@ from gateway.admin.api import admin_routes
 from gateway.auth.keys import KeyVerifier
 from gateway.config.live import Services
 from gateway.config.reload import Reloader
+from gateway.edge.errors import shape_of
 from gateway.edge.http import HTTPEdge, Router
 from gateway.edge.inference import InferenceHTTP
 from gateway.edge.oauth import OAuthHTTP
@@ -61,7 +62,13 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
                 *admin_routes(state),
                 *OAuthHTTP(state).routes(),
             ]
-            router = Router(routes, fallback=PassthroughHTTP(state), observer=state.observer)
+            legacy = settings.inference_errors == "legacy"
+            router = Router(
+                routes,
+                fallback=PassthroughHTTP(state),
+                observer=state.observer,
+                unmatched=(lambda path: "gateway") if legacy else shape_of,
+            )
             # Everything built so far lives as long as the worker: keep it out of the cyclic
             # collector's full passes, which otherwise walk it all (p99 at concurrency 16:
             # 50 ms before, 8 ms after; bench/README.md).

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         description="Share of new traces sampled (parent-based) unless OTEL_TRACES_SAMPLER is set.",
     )
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    inference_errors: Literal["protocol", "legacy"] = Field(
+        default="protocol",
+        description="Errors on /v1/ and /v2/: the protocols' {\"error\": \"<message>\"} or, "
+        "deprecated, the object shape of earlier versions.",
+    )
     watch: bool = Field(default=True, description="Reload routes.yaml when the file changes.")
     admin_token: str | None = Field(default=None, repr=False)
     admin_port: int | None = Field(

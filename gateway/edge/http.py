@@ -82,9 +82,16 @@ class Router:
     declared (a route that matches path and method wins over an earlier path-only match, as
     in Starlette), with a prefix check that keeps unclaimed paths off the patterns."""
 
-    def __init__(self, routes: Sequence[Route], fallback: Endpoint, observer: Observer) -> None:
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        fallback: Endpoint,
+        observer: Observer,
+        unmatched: Callable[[str], ErrorShape] = shape_of,
+    ) -> None:
         self.fallback = fallback
         self.observer = observer
+        self.unmatched = unmatched  # the error shape of a path no route claims
         self._exact: dict[str, list[Route]] = {}
         self._patterns: list[tuple[re.Pattern[str], Route]] = []
         prefixes = set()
@@ -218,7 +225,10 @@ class HTTPEdge:
     ) -> Response | None:
         """The endpoint's response, or the error rendered; None when the client left."""
         route = match.route
-        shape = route.errors if route is not None else shape_of(scope["path"])
+        if route is not None:
+            shape = route.errors
+        else:
+            shape = router.unmatched(scope["path"]) if router is not None else "gateway"
         try:
             if router is None:
                 raise Unavailable("the gateway is starting", headers={"Retry-After": "1"})

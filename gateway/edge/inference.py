@@ -10,6 +10,8 @@ come back in the protocol's own terms, whatever the backend. Errors take the pro
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,12 +19,14 @@ from gateway.call import Call, CallKind, Decoder, Reply
 from gateway.codecs import v1, v2
 from gateway.codecs.tensors import ModelInfo, dumps
 from gateway.edge.body import HTTPPayload
+from gateway.edge.errors import ErrorShape
 from gateway.edge.http import Exchange, Route, raw_headers
 from gateway.errors import BadGateway, ModelNotReady
 from gateway.headers import Headers
 from gateway.state import State
 from gateway.traffic.choose import VERSION_HEADER
 
+logger = logging.getLogger("gateway")
 _JSON = "application/json"
 _PIN = VERSION_HEADER.lower()
 
@@ -31,6 +35,14 @@ class InferenceHTTP:
     def __init__(self, state: State) -> None:
         self.state = state
         self.limit = state.settings.max_body_bytes
+        self.errors: ErrorShape = "protocol"
+        if state.settings.inference_errors == "legacy":
+            self.errors = "gateway"
+            logger.warning(
+                "GATEWAY_INFERENCE_ERRORS=legacy is deprecated: the v1/v2 endpoints answer "
+                '{"error": {"code", "message"}}, which KServe v2 and TF Serving clients cannot '
+                'read; move clients to {"error": "<message>", "code": ...} and unset it'
+            )
 
     def routes(self) -> list[Route]:
         """The inference endpoints first: the router tries them first."""
@@ -50,7 +62,7 @@ class InferenceHTTP:
             (f"{v2_model}/ready", self.ready_v2, "GET"),
             (f"{v2_model}{pinned}/ready", self.ready_v2, "GET"),
         ]
-        return [Route(p, e, (m,), errors="protocol") for p, e, m in routes]  # type: ignore[arg-type]
+        return [Route(p, e, (m,), errors=self.errors) for p, e, m in routes]  # type: ignore[arg-type]
 
     # -- the endpoints ----------------------------------------------------------------------
 
