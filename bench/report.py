@@ -78,7 +78,7 @@ def rows(measurements: list[Measurement], baselines: dict[str, str]) -> list[dic
 
 
 _COLUMNS = (
-    ("scenario", "scenario", "<20", ""),
+    ("scenario", "scenario", "<24", ""),
     ("concurrency", "conc", ">4", "d"),
     ("rps", "req/s", ">9", ",.0f"),
     ("p50_ms", "p50 ms", ">7", ".2f"),
@@ -93,18 +93,98 @@ _COLUMNS = (
 
 
 def table(table_rows: list[dict[str, Any]]) -> str:
+    return _format(table_rows, _COLUMNS)
+
+
+def _format(
+    table_rows: list[dict[str, Any]], columns: tuple[tuple[str, str, str, str], ...]
+) -> str:
     def cell(value: Any, align: str, spec: str) -> str:
         return format("–" if value is None else format(value, spec), align)
 
-    lines = ["  ".join(format(title, align) for _, title, align, _ in _COLUMNS)]
+    lines = ["  ".join(format(title, align) for _, title, align, _ in columns)]
     lines.append("-" * len(lines[0]))
     previous = None
     for row in table_rows:
         if previous is not None and row["concurrency"] != previous:
             lines.append("")
         previous = row["concurrency"]
-        lines.append("  ".join(cell(row[key], align, spec) for key, _, align, spec in _COLUMNS))
+        lines.append("  ".join(cell(row[key], align, spec) for key, _, align, spec in columns))
     return "\n".join(lines)
+
+
+def _round_cpu_us(r: dict[str, Any]) -> float | None:
+    return float(r["cpu_seconds"]) * 1e6 / r["requests"] if r["requests"] else None
+
+
+def compare(table_rows: list[dict[str, Any]], pairs: dict[str, str]) -> list[dict[str, Any]]:
+    """Each scenario against its twin on the baseline gateway (``pairs``: scenario -> twin), per
+    concurrency: both medians and new/base ratios of CPU µs per request and of req/s, plus the
+    ratio of each round's pair (measured one right after the other): their spread is the noise
+    to expect when the two gateways run the same code (their median is the paired estimate)."""
+    by_key = {(r["scenario"], r["concurrency"]): r for r in table_rows}
+    out: list[dict[str, Any]] = []
+    for row in table_rows:
+        twin_name = pairs.get(row["scenario"])
+        base = by_key.get((twin_name, row["concurrency"])) if twin_name else None
+        if base is None:
+            continue
+        base_rounds = {r["round"]: r for r in base["rounds"]}
+        cpu_rounds: list[float | None] = []
+        rps_rounds: list[float | None] = []
+        for r in row["rounds"]:
+            b = base_rounds.get(r["round"])
+            cpu_rounds.append(_ratio(_round_cpu_us(r), _round_cpu_us(b)) if b else None)
+            rps_rounds.append(_ratio(r["rps"], b["rps"]) if b else None)
+        present = [v for v in cpu_rounds if v is not None]
+        out.append(
+            {
+                "scenario": row["scenario"],
+                "baseline_scenario": base["scenario"],
+                "concurrency": row["concurrency"],
+                "rps": row["rps"],
+                "base_rps": base["rps"],
+                "rps_ratio": _ratio(row["rps"], base["rps"]),
+                "cpu_us_per_request": row["cpu_us_per_request"],
+                "base_cpu_us_per_request": base["cpu_us_per_request"],
+                "cpu_ratio": _ratio(row["cpu_us_per_request"], base["cpu_us_per_request"]),
+                "cpu_ratio_median": _median(cpu_rounds),
+                "cpu_ratio_min": min(present) if present else None,
+                "cpu_ratio_max": max(present) if present else None,
+                "cpu_ratio_rounds": cpu_rounds,
+                "rps_ratio_rounds": rps_rounds,
+                "errors": row["errors"] + base["errors"],
+            }
+        )
+    return out
+
+
+_COMPARE_COLUMNS = (
+    ("scenario", "scenario", "<24", ""),
+    ("concurrency", "conc", ">4", "d"),
+    ("rps", "req/s", ">9", ",.0f"),
+    ("base_rps", "base req/s", ">10", ",.0f"),
+    ("rps_ratio", "req/s new/base", ">14", ".3f"),
+    ("cpu_us_per_request", "CPU µs/req", ">10", ".0f"),
+    ("base_cpu_us_per_request", "base µs/req", ">11", ".0f"),
+    ("cpu_ratio", "CPU new/base", ">12", ".3f"),
+    ("cpu_ratio_median", "pairs median", ">12", ".3f"),
+    ("cpu_ratio_min", "min", ">5", ".3f"),
+    ("cpu_ratio_max", "max", ">5", ".3f"),
+)
+
+
+def compare_table(comparison: list[dict[str, Any]]) -> str:
+    """The extra table "against the baseline gateway"."""
+    return _format(comparison, _COMPARE_COLUMNS)
+
+
+COMPARE_LEGEND = (
+    "against the baseline gateway: each gateway scenario and its twin <name>@base on the\n"
+    "baseline gateway (--baseline-gateway), measured one right after the other in every round.\n"
+    "new/base: ratio of the medians (CPU < 1.000: the gateway under test spends less CPU per\n"
+    "request); pairs median, min, max: of the CPU ratios of each round's pair."
+)
 
 
 LEGEND = (

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import report, scenarios, wrk
+from bench import report, scenarios, systems, wrk
 from bench.procs import BenchError, Processes, cpu_list, cpu_seconds, find_tool, rss_kib
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -71,6 +71,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--json", type=Path, help="where to write the results (bench/results/<UTC>.json)")
     add("--soak", type=float, metavar="SECONDS", help="soak mode: gateway-full at c=16")
     add("--soak-interval", type=float, default=30.0, help="RSS sample interval in soak (30)")
+    add(
+        "--baseline-gateway",
+        metavar="PATH",
+        help="the gateway executable of another installation (an older commit's venv): its "
+        "gateways run too, and every gateway scenario gets a twin <name>@base right after it",
+    )
     args = parser.parse_args(argv)
     if args.cpus is None:
         args.cpus = [min(os.sched_getaffinity(0))]
@@ -79,7 +85,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.load_cpus = rest or list(args.cpus)
     if args.seconds <= 0 or args.warmup < 0 or args.rounds < 1 or args.workers < 1:
         parser.error("--seconds > 0, --warmup >= 0, --rounds >= 1, --workers >= 1")
+    if args.baseline_gateway is not None:
+        args.baseline_gateway = _executable(parser, args.baseline_gateway)
+        if args.soak is not None:
+            parser.error("--baseline-gateway does not apply to --soak")
+        if not set(args.scenarios) & scenarios.GATEWAYS:
+            parser.error("--baseline-gateway needs at least one gateway-* scenario")
     return args
+
+
+def _executable(parser: argparse.ArgumentParser, path: str) -> str:
+    """An absolute path to an executable file (a venv's ``bin/gateway``)."""
+    found = Path(path).expanduser().absolute()
+    if not found.is_file() or not os.access(found, os.X_OK):
+        parser.error(f"--baseline-gateway: {path} is not an executable file")
+    return str(found)
 
 
 def ensure_tools(redis: bool) -> str:
@@ -120,8 +140,35 @@ def pinning(args: argparse.Namespace) -> str:
     return text
 
 
+def gateways(baseline: str | None) -> dict[str, dict[str, str | None]]:
+    """The gateway executables compared and the code each one imports (for the JSON; a note
+    when the baseline runs the very same files as the gateway under test)."""
+    current = systems.gateway_code(systems.GATEWAY)
+    out = {"current": {"executable": systems.GATEWAY, "code": current}}
+    if baseline is not None:
+        code = systems.gateway_code(baseline)
+        out["baseline"] = {"executable": baseline, "code": code}
+        if code is not None and code == current:
+            print(
+                f"bench: note: the baseline gateway runs the same code as the gateway under "
+                f"test ({code})",
+                file=sys.stderr,
+                flush=True,
+            )
+    return out
+
+
 def bench(args: argparse.Namespace, procs: Processes, nginx: str) -> dict[str, Any]:
-    setup = scenarios.start(args.scenarios, procs, nginx, args.cpus, args.load_cpus, args.workers)
+    compared = gateways(args.baseline_gateway)
+    setup = scenarios.start(
+        args.scenarios,
+        procs,
+        nginx,
+        args.cpus,
+        args.load_cpus,
+        args.workers,
+        args.baseline_gateway,
+    )
     for name, why in setup.skipped.items():
         print(f"bench: scenario {name} skipped: {why}", file=sys.stderr, flush=True)
     measured: list[report.Measurement] = []
@@ -142,13 +189,20 @@ def bench(args: argparse.Namespace, procs: Processes, nginx: str) -> dict[str, A
                 measured.append(m)
                 cpu = m.cpu_us_per_request
                 print(
-                    f"  c={concurrency:<3} round {round_} {s.name:20s} {result.rps:9.0f} req/s"
+                    f"  c={concurrency:<3} round {round_} {s.name:24s} {result.rps:9.0f} req/s"
                     f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
                     f"  errors {result.errors}  cpu {cpu or 0:6.0f} µs/req",
                     file=sys.stderr,
                     flush=True,
                 )
-    return {"rows": report.rows(measured, scenarios.BASELINE), "skipped": setup.skipped}
+    baselines = scenarios.BASELINE | {scenarios.twin(k): v for k, v in scenarios.BASELINE.items()}
+    rows = report.rows(measured, baselines)
+    out: dict[str, Any] = {"rows": rows, "skipped": setup.skipped}
+    if args.baseline_gateway is not None:
+        pairs = {s.name: scenarios.twin(s.name) for s in setup.scenarios}
+        out["gateways"] = compared
+        out["against_baseline"] = report.compare(rows, pairs)
+    return out
 
 
 def soak(args: argparse.Namespace, procs: Processes, nginx: str) -> dict[str, Any]:
@@ -268,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(report.table(result["rows"]))
         print(report.LEGEND)
+        if "against_baseline" in result:
+            base = result["gateways"]["baseline"]
+            print(f"\nagainst the baseline gateway {base['executable']}")
+            print(report.compare_table(result["against_baseline"]))
+            print(report.COMPARE_LEGEND)
         for name, why in result["skipped"].items():
             print(f"skipped {name}: {why}")
     print(f"results: {path}")

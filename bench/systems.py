@@ -7,6 +7,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -187,6 +188,36 @@ class Gateway:
     url: str
 
 
+def gateway_env(executable: str, **extra: str) -> tuple[dict[str, str], Path]:
+    """The environment and working directory of a gateway process. Another installation's
+    gateway (a baseline) runs outside this tree and without PYTHONPATH, so that it can only
+    import its own code."""
+    env = clean_env(**extra)
+    if executable == GATEWAY:
+        return env, ROOT
+    env.pop("PYTHONPATH", None)
+    return env, Path(tempfile.gettempdir())
+
+
+def gateway_code(executable: str) -> str | None:
+    """Where the ``gateway`` package that ``executable`` runs is (its interpreter, read from the
+    console script's ``#!`` line, imports it as the gateway would), or None if unknown."""
+    try:
+        with open(executable, "rb") as script:
+            first = script.readline().decode(errors="replace")
+    except OSError:
+        return None
+    python = first[2:].strip() if first.startswith("#!") else ""
+    if not python or not Path(python).is_file():
+        return None
+    env, cwd = gateway_env(executable)
+    code = "import gateway; print(gateway.__file__)"
+    done = subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, env=env, cwd=cwd, check=False
+    )
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+
+
 def start_gateway(
     procs: Processes,
     name: str,
@@ -194,15 +225,18 @@ def start_gateway(
     cpus: Sequence[int],
     workers: int,
     env: dict[str, str] | None = None,
+    executable: str = GATEWAY,
 ) -> Gateway:
+    """``executable serve`` (this venv's gateway, or another installation's) with ``routes``."""
     path = procs.workdir / f"{name}.yaml"
     path.write_text(routes)
     port = free_port()
-    cmd = [GATEWAY, "serve", "--config", str(path), "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [executable, "serve", "--config", str(path), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--no-watch", "--log-level", "warning"]
     if workers > 1:
         cmd += ["--workers", str(workers)]
-    proc = procs.spawn(name, cmd, cpus, env=clean_env(**(env or {})), cwd=ROOT)
+    full_env, cwd = gateway_env(executable, **(env or {}))
+    proc = procs.spawn(name, cmd, cpus, env=full_env, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -221,17 +255,41 @@ class Credentials:
     token: str
 
 
-def start_full_gateway(
-    procs: Processes, cpus: Sequence[int], workers: int, upstream: str, redis: str
-) -> tuple[Gateway, Credentials]:
-    """The full chain, then a tenant on the high plan with an API key, and a signed RS256 JWT."""
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = procs.workdir / "jwt-public.pem"
-    pem.write_bytes(
-        private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+@dataclass(frozen=True)
+class JwtSigner:
+    """A fresh RSA-2048 key: its public PEM (which the auth config names) and an RS256 token
+    for the bench tenant. One per run, shared by the gateway under test and the baseline."""
+
+    public_pem: Path
+    token: str
+
+    @classmethod
+    def new(cls, pem: Path) -> JwtSigner:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem.write_bytes(
+            private.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
         )
-    )
+        now = int(time.time())
+        claims: dict[str, object] = {"iss": ISSUER, "sub": "bench-client", "aud": AUDIENCE}
+        claims |= {"tenant": TENANT, "scope": "predict:linear", "iat": now, "exp": now + 7 * 86400}
+        token = jwt.encode(claims, private, algorithm="RS256", headers={"kid": "k1"})
+        return cls(pem, token)
+
+
+def start_full_gateway(
+    procs: Processes,
+    cpus: Sequence[int],
+    workers: int,
+    upstream: str,
+    redis: str,
+    signer: JwtSigner,
+    name: str = "gateway-auth",
+    executable: str = GATEWAY,
+) -> tuple[Gateway, Credentials]:
+    """The full chain (its own Redis prefix), then a tenant on the high plan with an API key,
+    created through the admin API; the JWT is the signer's."""
     admin = secrets.token_urlsafe(24)
     env = {
         "GATEWAY_REDIS_URL": redis,
@@ -239,23 +297,22 @@ def start_full_gateway(
         "GATEWAY_SECRET": secrets.token_urlsafe(32),
         "GATEWAY_ADMIN_TOKEN": admin,
     }
-    gateway = start_gateway(procs, "gateway-auth", full_routes(upstream, pem), cpus, workers, env)
+    routes = full_routes(upstream, signer.public_pem)
+    gateway = start_gateway(procs, name, routes, cpus, workers, env, executable)
     headers = {"Authorization": f"Bearer {admin}"}
     with httpx.Client(base_url=gateway.url, headers=headers, timeout=10) as client:
         tenant = {"name": TENANT, "plan": "bench", "scopes": ["predict:*"]}
         made = client.post("/admin/tenants", json=tenant)
         if made.status_code != 201:
-            raise BenchError(f"POST /admin/tenants -> {made.status_code} {made.text}")
+            raise BenchError(f"{name}: POST /admin/tenants -> {made.status_code} {made.text}")
         key = client.post(
             f"/admin/tenants/{TENANT}/keys", json={"name": "bench", "scopes": ["predict:linear"]}
         )
         if key.status_code != 201:
-            raise BenchError(f"POST /admin/tenants/{TENANT}/keys -> {key.status_code} {key.text}")
-    now = int(time.time())
-    claims: dict[str, object] = {"iss": ISSUER, "sub": "bench-client", "aud": AUDIENCE}
-    claims |= {"tenant": TENANT, "scope": "predict:linear", "iat": now, "exp": now + 7 * 86400}
-    token = jwt.encode(claims, private, algorithm="RS256", headers={"kid": "k1"})
-    return gateway, Credentials(api_key=key.json()["key"], token=token)
+            raise BenchError(
+                f"{name}: POST /admin/tenants/{TENANT}/keys -> {key.status_code} {key.text}"
+            )
+    return gateway, Credentials(api_key=key.json()["key"], token=signer.token)
 
 
 def triton_available() -> str | None:

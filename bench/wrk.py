@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 import signal
 import subprocess
 import time
@@ -25,21 +26,51 @@ def lua_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# Unique bodies (cache misses) differ in their tensor data, not only in ``id``: a gateway may
+# key its cache on the decoded tensors and leave the echoed ``id`` out. The data are
+# [lo, nonce, hi, 4]: ``nonce`` a per-script random integer, ``lo`` the request counter modulo
+# 2**24, ``hi`` 3 + the counter divided by 2**24. Every value is an integer below 2**24, so
+# exact in FP32: no two requests of a run, nor of two runs, decode to the same tensor.
+FP32_EXACT = 2**24
+NONCE_LOW = 1_000_000  # nonces have 7 or 8 digits: the bodies keep one size class
+
+
+def new_nonce() -> int:
+    return NONCE_LOW + secrets.randbelow(FP32_EXACT - NONCE_LOW)
+
+
+def unique_parts(id_prefix: str, nonce: int) -> tuple[str, str, str, str]:
+    """The text around the counters of a unique body: ``head + n + mid + lo + sep + hi +
+    tail`` (see ``unique_body``)."""
+    if not 0 < nonce < FP32_EXACT:
+        raise ValueError(f"nonce {nonce} is not an FP32-exact positive integer")
+    head = '{"id":"' + id_prefix + "-"
+    mid = '","inputs":[{"name":"INPUT0","shape":[1,4],"datatype":"FP32","data":['
+    return head, mid, f",{nonce},", ",4]}]}"
+
+
+def unique_body(id_prefix: str, nonce: int, n: int) -> str:
+    """Request ``n`` (1, 2, ...) of a unique-body script, as its Lua ``request()`` builds it."""
+    head, mid, sep, tail = unique_parts(id_prefix, nonce)
+    return f"{head}{n}{mid}{n % FP32_EXACT}{sep}{3 + n // FP32_EXACT}{tail}"
+
+
 def lua_script(headers: Mapping[str, str], unique: bool) -> str:
-    """POST with these headers; ``unique``: every body differs (a fresh ``id`` per request, with
-    a per-script nonce so that a warm-up's bodies never come back in the measured run)."""
+    """POST with these headers; ``unique``: every body differs, in its ``id`` and in its input
+    data (``unique_body``), with a per-script nonce so that a warm-up's bodies never come back
+    in the measured run."""
     lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"']
     lines += [f"wrk.headers[{lua_string(k)}] = {lua_string(v)}" for k, v in headers.items()]
     if not unique:
         lines.append(f"wrk.body = {lua_string(BODY)}")
         return "\n".join(lines) + "\n"
-    head = lua_string('{"id":"' + uuid.uuid4().hex + "-")
-    tail = lua_string('",' + INPUTS + "}")
+    head, mid, sep, tail = (lua_string(p) for p in unique_parts(uuid.uuid4().hex, new_nonce()))
     lines += [
         "local n = 0",
         "request = function()",
         "  n = n + 1",
-        f"  return wrk.format(nil, nil, nil, {head} .. n .. {tail})",
+        f"  local lo, hi = n % {FP32_EXACT}, 3 + math.floor(n / {FP32_EXACT})",
+        f"  return wrk.format(nil, nil, nil, {head} .. n .. {mid} .. lo .. {sep} .. hi .. {tail})",
         "end",
     ]
     return "\n".join(lines) + "\n"
