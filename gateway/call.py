@@ -24,6 +24,7 @@ from opentelemetry.trace import Tracer
 
 from gateway.auth.authenticator import Caller
 from gateway.backends.live import Resolved
+from gateway.codecs import v2
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, ModelInfo
 from gateway.config.model import PassthroughRoute
 from gateway.errors import BadRequest
@@ -123,16 +124,24 @@ class Call:
 
 @dataclass(slots=True, eq=False)
 class Reply:
-    """What the chain answers; the frontend encodes it. Tensors for ``infer``, a
+    """What the chain answers; the frontend encodes it. Tensors for ``infer`` (or, from the
+    cache, their encoding in KServe v2 JSON, which a v2 frontend may send as it is), a
     :class:`ModelInfo` for the describing kinds, bytes or a stream for ``passthrough``."""
 
     status: int = 200
     response: InferenceResponse | None = None
+    v2_json: bytes | None = None  # the answer already encoded (KServe v2 JSON, no id)
     info: ModelInfo | None = None
     body: bytes | None = None
     stream: AsyncIterator[bytes] | None = None
     close: Callable[[], Awaitable[None]] | None = None  # releases the stream's connection
     headers: list[tuple[str, str]] = field(default_factory=list)  # sent with the answer
+
+    def tensors(self) -> InferenceResponse | None:
+        """The answer's tensors (decoded from ``v2_json`` when that is all there is)."""
+        if self.response is None and self.v2_json is not None:
+            self.response = v2.decode_response(self.v2_json)
+        return self.response
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()

@@ -13,7 +13,6 @@ fails.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, ClassVar, Self
 
 from gateway.caching.cache import ResponseCache
@@ -21,6 +20,7 @@ from gateway.caching.entry import Entry
 from gateway.caching.flight import wait_for_entry
 from gateway.caching.keys import directives
 from gateway.call import Call, CallKind, Next, Reply
+from gateway.codecs.tensors import InferenceResponse
 from gateway.config.live import Runtime
 from gateway.errors import GatewayError
 
@@ -32,10 +32,10 @@ def _status(*params: str) -> str:
     return "; ".join((NAME, *params))
 
 
-def _from_entry(entry: Entry, status: str) -> Reply:
+def _from_entry(entry: Entry, status: str, response: InferenceResponse | None = None) -> Reply:
     headers = [*entry.headers.items(), ("Cache-Status", status)]
     headers.append(("Age", str(math.floor(entry.age()))))
-    return Reply(response=entry.response, headers=headers)
+    return Reply(response=response, v2_json=entry.body, headers=headers)
 
 
 class CachePolicy:
@@ -102,21 +102,22 @@ class CachePolicy:
                 )
                 fresh = Entry.decode(raw) if raw is not None else None
                 if fresh is not None and fresh.age() < spec.ttl:
-                    return "collapsed", fresh
+                    return "collapsed", (fresh, None)
                 locked = flights.holds(flight)
             try:
                 reply = await call_next(call)
-                if reply.status != 200 or reply.response is None:
+                response = reply.response
+                if reply.status != 200 or response is None:
                     return "reply", reply  # not stored: nothing to share either
                 kept = {k: v for k, v in reply.headers if k.lower() in _KEPT_HEADERS}
-                produced = Entry(time.time(), kept, reply.response)
-                value = produced.encode(model, version)
+                produced = Entry.of(response, model, version, kept)
+                value = produced.encode()
                 stored = len(value) <= spec.max_entry_bytes
                 if stored:
                     ttl = spec.ttl + (spec.stale_if_error or 0.0)
                     stored = await cache.put(probe, value, ttl, locked)
                     locked = locked and not stored  # a stored entry's lock went with it
-                return ("stored" if stored else "fresh"), produced
+                return ("stored" if stored else "fresh"), (produced, response)
             finally:
                 flights.drop(flight)
                 if locked:
@@ -136,7 +137,9 @@ class CachePolicy:
             reply = value
             reply.set_header("Cache-Status", _status(fwd, f"fwd-status={reply.status}"))
             return reply  # type: ignore[no-any-return]
+        produced, response = value
         if kind == "collapsed" or collapsed:
             call.cache = "collapsed"
-            return _from_entry(value, _status(fwd, "collapsed"))
-        return _from_entry(value, _status(fwd, "stored") if kind == "stored" else _status(fwd))
+            return _from_entry(produced, _status(fwd, "collapsed"))
+        status = _status(fwd, "stored") if kind == "stored" else _status(fwd)
+        return _from_entry(produced, status, response)  # the tensors too, for the shadow

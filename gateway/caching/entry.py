@@ -1,8 +1,9 @@
-"""A cache entry: the answer's tensors, when it was stored, and the headers kept with it.
+"""A cache entry: the answer, when it was stored, and the headers kept with it.
 
-Stored as one line of JSON (time, headers) and the answer in KServe v2 JSON, protocol-neutral
-tensors that every frontend encodes in its own format. The caller-specific ``id`` is not
-stored. An entry stays readable after its TTL so it can answer while the backend fails
+Stored as one line of JSON (time, headers) and the answer in KServe v2 JSON for the model and
+version of its key, without the caller-specific ``id``: protocol-neutral tensors that every
+frontend encodes in its own format (a v2 caller without an ``id`` gets these very bytes). An
+entry stays readable after its TTL so it can answer while the backend fails
 (``stale_if_error``).
 """
 
@@ -17,30 +18,34 @@ import orjson
 
 from gateway.codecs import v2
 from gateway.codecs.tensors import InferenceResponse
-from gateway.errors import GatewayError
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
     stored_at: float
     headers: dict[str, str]
-    response: InferenceResponse
+    body: bytes  # the answer: KServe v2 JSON, no id
 
-    def encode(self, model: str, version: str) -> bytes:
-        head = {"t": self.stored_at, "h": self.headers}
-        anonymous = dataclasses.replace(self.response, id=None)
-        return orjson.dumps(head) + b"\n" + v2.encode_response(anonymous, model, version)
+    @classmethod
+    def of(
+        cls, response: InferenceResponse, model: str, version: str, headers: dict[str, str]
+    ) -> Entry:
+        anonymous = dataclasses.replace(response, id=None)
+        return cls(time.time(), headers, v2.encode_response(anonymous, model, version))
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"t": self.stored_at, "h": self.headers}) + b"\n" + self.body
 
     @classmethod
     def decode(cls, raw: bytes) -> Entry | None:
         head, sep, body = raw.partition(b"\n")
+        if not body.startswith(b'{"model_name":'):
+            return None  # not an answer this version wrote: a miss
         try:
             meta: dict[str, Any] = orjson.loads(head) if sep else {}
-            stored_at, headers = float(meta["t"]), dict(meta["h"])
-            response = v2.decode_response(body)
-        except (ValueError, KeyError, TypeError, GatewayError):
-            return None  # written by something else (another version): a miss
-        return cls(stored_at, headers, response)
+            return cls(float(meta["t"]), dict(meta["h"]), body)
+        except (ValueError, KeyError, TypeError):  # orjson.JSONDecodeError is a ValueError
+            return None  # written by something else: a miss
 
     def age(self) -> float:
         return max(0.0, time.time() - self.stored_at)

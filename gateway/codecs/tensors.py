@@ -167,7 +167,7 @@ def flatten(value: Any, what: str) -> tuple[list[Any], list[int]]:
                 raise BadRequest(f"{what}: ragged nested list (every row needs {size} items)")
             next_level.extend(item)
         flat = next_level
-    if any(isinstance(x, list) for x in flat):
+    if list in map(type, flat):  # (a C-speed scan: JSON lists are exactly list)
         raise BadRequest(f"{what}: ragged nested list")
     return flat, shape
 

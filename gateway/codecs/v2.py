@@ -131,7 +131,7 @@ _VALUE_TYPES: dict[str, tuple[type, ...]] = {
 
 def _check_values(flat: list[Any], datatype: str, what: str, error: type[GatewayError]) -> None:
     """Values must be JSON of the datatype's kind: no strings in FP32, no null, no 1 for BOOL."""
-    wrong = {type(x) for x in flat} - set(_VALUE_TYPES[datatype])
+    wrong = set(map(type, flat)).difference(_VALUE_TYPES[datatype])
     if wrong:
         kinds = ", ".join(sorted("null" if t is type(None) else t.__name__ for t in wrong))
         raise error(f"{what}.data holds {kinds} values, which a {datatype} tensor cannot hold")

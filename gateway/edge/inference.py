@@ -68,16 +68,19 @@ class InferenceHTTP:
 
     async def infer_v2(self, request: Request, exchange: Exchange) -> Response:
         call, reply = await self._run(request, exchange, "infer", v2.decode_request)
-        resolved, response = call.resolved, reply.response
+        resolved = call.resolved
+        caller_id = call.request.id if call.request is not None else None
+        if reply.v2_json is not None and caller_id is None:
+            return _answer(reply.v2_json, reply)  # already this answer's v2 JSON (the cache)
+        response = reply.tensors()
         if resolved is None or response is None:
             raise BadGateway("the call produced no tensors")
-        caller_id = call.request.id if call.request is not None else None
         body = v2.encode_response(response, resolved.model, resolved.version, caller_id)
         return _answer(body, reply)
 
     async def predict_v1(self, request: Request, exchange: Exchange) -> Response:
         call, reply = await self._run(request, exchange, "infer", v1.decode_request)
-        response = reply.response
+        response = reply.tensors()
         if response is None:
             raise BadGateway("the call produced no tensors")
         columnar = call.request.columnar if call.request is not None else False
