@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     inference_errors: Literal["protocol", "legacy"] = Field(
         default="protocol",
-        description="Errors on /v1/ and /v2/: the protocols' {\"error\": \"<message>\"} or, "
+        description='Errors on /v1/ and /v2/: the protocols\' {"error": "<message>"} or, '
         "deprecated, the object shape of earlier versions.",
     )
     watch: bool = Field(default=True, description="Reload routes.yaml when the file changes.")
