@@ -9,10 +9,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.backends.base import Target
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
 from gateway.backends.retries import RetryBudget
+from gateway.backends.upstream import Target
 from gateway.config.model import Backend
 from gateway.errors import NoHealthyReplica, Overloaded, UpstreamTimeout
 from tests.fakes import FakeReplica, dead_url

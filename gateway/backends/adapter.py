@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Protocol
 
-from gateway.backends.base import Target
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
 from gateway.backends.spec import BackendSpec
+from gateway.backends.upstream import Target
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature
 
 

@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
 
-from gateway.backends.base import Target
 from gateway.backends.replica import Replica
 from gateway.backends.spec import HealthCheck
+from gateway.backends.upstream import Target
 from gateway.telemetry.metrics import BackendMetrics
 
 logger = logging.getLogger("gateway.pool")

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.backends.adapter import Adapter
-from gateway.backends.base import Target
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import TargetKey
 from gateway.backends.spec import BackendSpec
+from gateway.backends.upstream import Target
 from gateway.codecs.tensors import Signature
 from gateway.config.model import RouteTable
 from gateway.errors import (

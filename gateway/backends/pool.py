@@ -24,12 +24,12 @@ import aiohttp
 from opentelemetry.trace import Span
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from gateway.backends.base import Target, UpstreamReply
 from gateway.backends.breaker import CircuitBreaker
 from gateway.backends.health import HealthChecker, Probe
 from gateway.backends.replica import OutlierDetector, Replica, TargetKey
 from gateway.backends.retries import RetryBudget
 from gateway.backends.spec import BackendSpec
+from gateway.backends.upstream import Target, UpstreamReply
 from gateway.errors import BadGateway, NoHealthyReplica, UpstreamTimeout
 from gateway.telemetry import tracing
 from gateway.telemetry.metrics import BackendMetrics

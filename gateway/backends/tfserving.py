@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-from gateway.backends.base import Target, raise_for_status, require_json_object
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
 from gateway.backends.spec import BackendSpec
+from gateway.backends.upstream import Target, raise_for_status, require_json_object
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature, TensorMeta
 from gateway.codecs.v1 import DTYPES, decode_response, encode_request
 from gateway.errors import BadGateway

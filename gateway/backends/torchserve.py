@@ -12,10 +12,10 @@ from urllib.parse import quote
 
 from pydantic import Field, model_validator
 
-from gateway.backends.base import Target, raise_for_status
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
 from gateway.backends.spec import BackendSpec
+from gateway.backends.upstream import Target, raise_for_status
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature
 from gateway.codecs.v1 import decode_response, encode_request
 from gateway.config.types import URL, problems_error

@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry
 from gateway.auth.authenticator import Authenticator, build_authenticator
 from gateway.auth.keys import KeyVerifier
 from gateway.backends import ADAPTERS
-from gateway.backends.base import Target
 from gateway.backends.live import LiveBackend, Resolved, resolve
 from gateway.backends.pool import ReplicaPool
+from gateway.backends.upstream import Target
 from gateway.caching.cache import ResponseCache
 from gateway.caching.flight import SingleFlight
 from gateway.call import CallKind, Next
