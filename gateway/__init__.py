@@ -1,3 +1,3 @@
 """A model gateway: one public entrypoint in front of ML model servers."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
