@@ -106,6 +106,28 @@ async def test_the_tenants_scopes_narrow_the_keys(
     assert downstream.calls == [predict]
 
 
+async def test_a_gateway_token_sets_the_caller_narrowed_by_its_tenant(
+    make_runtime: MakeRuntime, services: Services
+) -> None:
+    policy = await auth_policy(make_runtime)
+    await services.store.put_tenant(Tenant("acme", scopes=("predict:m",)))
+    token, _ = policy.auth.tokens.issue("client-1", "acme", ["predict:*", "metadata:*"])
+    downstream = Downstream()
+    call = make_call(headers=[("Authorization", f"Bearer {token}")])
+    await policy(call, downstream)
+    assert downstream.calls == [call]
+    assert call.caller is not None
+    assert call.caller.principal.via == "jwt"
+    assert call.caller.principal.scopes == {"predict:m"}
+    assert call.tenant == "acme"
+    await services.store.put_tenant(Tenant("globex", disabled=True))
+    disabled, _ = policy.auth.tokens.issue("client-2", "globex", ["*"])
+    refused = make_call(headers=[("Authorization", f"Bearer {disabled}")])
+    with pytest.raises(Unauthorized, match="disabled"):
+        await policy(refused, downstream)
+    assert refused.auth_failure == "invalid_credentials"
+
+
 async def test_a_missing_scope_is_a_403(make_runtime: MakeRuntime, services: Services) -> None:
     policy = await auth_policy(make_runtime)
     key = await new_key(services, key_scopes=["predict:other"])

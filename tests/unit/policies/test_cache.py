@@ -136,13 +136,16 @@ async def test_the_key_is_what_decides_the_answer(
     assert len(downstream.calls) == (1 if same else 2)
 
 
-async def test_versions_do_not_share_entries(make_runtime: MakeRuntime) -> None:
+async def test_the_key_holds_the_resolved_version(make_runtime: MakeRuntime) -> None:
     runtime = await make_runtime(cached())
     policy, downstream = cache_of(runtime), Downstream()
     await policy(call_for(runtime, pin="1"), downstream)
     other = call_for(runtime, pin="2")
     await policy(other, downstream)
     assert other.cache == "miss"
+    unpinned = call_for(runtime)  # the default version, "1": the pinned call's entry
+    await policy(unpinned, downstream)
+    assert unpinned.cache == "hit"
     assert downstream.versions == ["1", "2"]
 
 
