@@ -12,17 +12,18 @@ fails.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any, ClassVar, Self
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Self
 
 from gateway.caching.cache import ResponseCache
 from gateway.caching.entry import Entry
 from gateway.caching.flight import wait_for_entry
 from gateway.caching.keys import directives
 from gateway.call import Call, CallKind, Next, Reply
-from gateway.codecs.tensors import InferenceResponse
 from gateway.config.live import Runtime
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, InternalError
 
 NAME = "model-gateway"
 _KEPT_HEADERS = ("x-model-version",)
@@ -32,10 +33,10 @@ def _status(*params: str) -> str:
     return "; ".join((NAME, *params))
 
 
-def _from_entry(entry: Entry, status: str, response: InferenceResponse | None = None) -> Reply:
+def _from_entry(entry: Entry, status: str) -> Reply:
     headers = [*entry.headers.items(), ("Cache-Status", status)]
     headers.append(("Age", str(math.floor(entry.age()))))
-    return Reply(response=response, v2_json=entry.body, headers=headers)
+    return Reply(v2_json=entry.body, headers=headers)
 
 
 class CachePolicy:
@@ -84,7 +85,7 @@ class CachePolicy:
         flight = probe.flight
         model, version = call.resolved.model if call.resolved else "", call.version or ""
 
-        async def fill() -> tuple[str, Any]:
+        async def fill() -> _Filled:
             # the rate-limit step's round trip may have tried the lock already, for this call
             # or for one that will join this flight (see SingleFlight)
             if probe.filling is None:
@@ -102,13 +103,13 @@ class CachePolicy:
                 )
                 fresh = Entry.decode(raw) if raw is not None else None
                 if fresh is not None and fresh.age() < spec.ttl:
-                    return "collapsed", (fresh, None)
+                    return _Filled("collapsed", fresh, None)
                 locked = flights.holds(flight)
             try:
                 reply = await call_next(call)
                 response = reply.response
                 if reply.status != 200 or response is None:
-                    return "reply", reply  # not stored: nothing to share either
+                    return _Filled("reply", None, reply)  # not stored
                 kept = {k: v for k, v in reply.headers if k.lower() in _KEPT_HEADERS}
                 produced = Entry.of(response, model, version, kept)
                 value = produced.encode()
@@ -117,14 +118,14 @@ class CachePolicy:
                     ttl = spec.ttl + (spec.stale_if_error or 0.0)
                     stored = await cache.put(probe, value, ttl, locked)
                     locked = locked and not stored  # a stored entry's lock went with it
-                return ("stored" if stored else "fresh"), (produced, response)
+                return _Filled("stored" if stored else "fresh", produced, reply)
             finally:
                 flights.drop(flight)
                 if locked:
                     await cache.unlock(probe)
 
         try:
-            (kind, value), collapsed = await flights.run(flight, fill)
+            filled, collapsed = await flights.run(flight, fill)
         except GatewayError as exc:
             stale = spec.stale_if_error
             if entry is not None and stale and exc.status >= 500 and entry.age() < spec.ttl + stale:
@@ -133,13 +134,40 @@ class CachePolicy:
                     entry, _status("fwd=stale", f"fwd-status={exc.status}", "detail=stale-if-error")
                 )
             raise
-        if kind == "reply":
-            reply = value
-            reply.set_header("Cache-Status", _status(fwd, f"fwd-status={reply.status}"))
-            return reply  # type: ignore[no-any-return]
-        produced, response = value
-        if kind == "collapsed" or collapsed:
+        return _answer(call, filled, collapsed, fwd)
+
+
+@dataclass(frozen=True, slots=True)
+class _Filled:
+    """What one flight produced. ``reply`` is the leader's own answer: a caller that joined
+    the flight gets its own Reply, from the entry or a copy, never the leader's object."""
+
+    kind: Literal["stored", "fresh", "collapsed", "reply"]
+    entry: Entry | None
+    reply: Reply | None
+
+
+def _answer(call: Call, filled: _Filled, joined: bool, fwd: str) -> Reply:
+    entry, reply = filled.entry, filled.reply
+    if entry is None or reply is None or joined or filled.kind == "collapsed":
+        if entry is not None:  # another caller's answer, from the store or this process
             call.cache = "collapsed"
-            return _from_entry(produced, _status(fwd, "collapsed"))
-        status = _status(fwd, "stored") if kind == "stored" else _status(fwd)
-        return _from_entry(produced, status, response)  # the tensors too, for the shadow
+            return _from_entry(entry, _status(fwd, "collapsed"))
+        if reply is None:  # cannot happen: a flight without an entry has the leader's reply
+            raise InternalError("a cache flight produced nothing")
+        if joined:  # not stored: a copy of the leader's answer, headers its own
+            call.cache = "collapsed"
+            reply = dataclasses.replace(reply, headers=list(reply.headers))
+            reply.set_header(
+                "Cache-Status", _status(fwd, f"fwd-status={reply.status}", "collapsed")
+            )
+            return reply
+        reply.set_header("Cache-Status", _status(fwd, f"fwd-status={reply.status}"))
+        return reply
+    # The leader's own reply (headers set nearer the backend kept), answered as the cache will.
+    reply.v2_json = entry.body
+    reply.set_header(
+        "Cache-Status", _status(fwd, "stored") if filled.kind == "stored" else _status(fwd)
+    )
+    reply.set_header("Age", "0")
+    return reply

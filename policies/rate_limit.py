@@ -68,17 +68,43 @@ class RateLimitPolicy:
         reply.headers.extend(fields.items())
         if lease is not None:
             if reply.stream is not None:  # in flight until the body is sent
-                reply.stream = _release_after(reply.stream, limiter, limits, lease)
+                _release_when_done(reply, _Release(limiter, limits, lease))
             else:
                 await limiter.release(limits, lease)
         return reply
 
 
-async def _release_after(
-    body: AsyncIterator[bytes], limiter: Limiter, limits: Sequence[Limit], lease: str
-) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in body:
-            yield chunk
-    finally:
-        await limiter.release(limits, lease)
+class _Release:
+    """Gives a concurrency slot back once, whichever of the stream's end or its close comes
+    first (a client that leaves before the first chunk never runs the stream at all)."""
+
+    def __init__(self, limiter: Limiter, limits: Sequence[Limit], lease: str) -> None:
+        self.limiter, self.limits, self.lease = limiter, limits, lease
+        self.done = False
+
+    async def __call__(self) -> None:
+        if not self.done:
+            self.done = True
+            await self.limiter.release(self.limits, self.lease)
+
+
+def _release_when_done(reply: Reply, release: _Release) -> None:
+    body, close = reply.stream, reply.close
+    if body is None:
+        return
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in body:
+                yield chunk
+        finally:
+            await release()
+
+    async def closed() -> None:
+        try:
+            if close is not None:
+                await close()
+        finally:
+            await release()
+
+    reply.stream, reply.close = stream(), closed

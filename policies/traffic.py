@@ -79,15 +79,17 @@ class TrafficPolicy:
         seconds: float,
         reply: Reply | None = None,
     ) -> None:
-        """The answer, for the rollout controller and, on a model with ``shadow:``, the mirror."""
+        """The answer, for the rollout controller and, on a model with ``shadow:``, the mirror.
+        An answer from the cache is neither: it is not this version's work, and counting it
+        would flatter a canary's error rate and p99."""
+        if call.cache in ("hit", "collapsed"):
+            return
         if self.control is not None:
             self.control.observe(model, version, status, seconds)
         spec = self.models[model]
         if spec.shadow is None or self.shadow is None:
             return
         response = reply.response if reply is not None else None
-        if call.cache in ("hit", "collapsed"):
-            response = None  # not this version's work: nothing to compare the shadow's with
         self.shadow.offer(
             self.runtime.resolve, spec, model, version, status, call.request, response, seconds
         )

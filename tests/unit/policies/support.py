@@ -90,8 +90,10 @@ def answer(value: float) -> Reply:
 
 
 def value_of(reply: Reply) -> float:
-    assert reply.response is not None
-    data = reply.response.outputs[0].data
+    """The one value of the answer's tensors (decoded from the cache's v2 JSON when needed)."""
+    response = reply.tensors()
+    assert response is not None
+    data = response.outputs[0].data
     assert len(data) == 1
     return float(data[0])
 

@@ -4,6 +4,7 @@ client directives, collapsed misses, stale-if-error, and what is never stored or
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from gateway.auth.authenticator import Caller
 from gateway.caching.entry import Entry
 from gateway.caching.keys import digest
 from gateway.call import Call, Reply
+from gateway.codecs import v2
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Tensor
 from gateway.config.live import Runtime, Services
 from gateway.errors import BadGateway, GatewayError, UpstreamError, UpstreamTimeout
@@ -74,7 +76,7 @@ async def test_a_miss_is_forwarded_once_and_stored(make_runtime: MakeRuntime) ->
     assert call.probe is not None
     entry = await runtime.cache.get(call.probe)
     assert entry is not None
-    assert entry.response.outputs[0].data == [1]
+    assert v2.decode_response(entry.body).outputs[0].data == [1]
 
 
 async def test_the_same_tensors_again_are_a_hit(make_runtime: MakeRuntime) -> None:
@@ -243,12 +245,6 @@ async def test_a_reply_other_than_200_is_not_stored(make_runtime: MakeRuntime) -
     assert len(downstream.calls) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="policies/cache.py hands the leader's Reply object itself to every collapsed caller "
-    "when the answer is not stored (not 200, or no tensors): one mutable Reply shared by "
-    "several calls, each caller's outer steps adding their headers to the others' answers",
-)
 async def test_collapsed_callers_of_an_unstored_reply_each_get_their_own(
     make_runtime: MakeRuntime,
 ) -> None:
@@ -263,12 +259,6 @@ async def test_collapsed_callers_of_an_unstored_reply_each_get_their_own(
     assert len({id(r) for r in replies}) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="policies/cache.py answers a miss with _from_entry(produced, ...), a new Reply built "
-    "from the stored entry: the headers a step nearer the backend set on the reply are lost "
-    "(only X-Model-Version is kept), though Reply.set_header says they win",
-)
 async def test_a_miss_keeps_the_headers_set_nearer_the_backend(make_runtime: MakeRuntime) -> None:
     runtime = await make_runtime(cached())
 
@@ -313,7 +303,8 @@ async def put_entry(runtime: Runtime, call: Call, value: float, age: float) -> N
     spec = runtime.cache.specs["m"]
     probe = await runtime.cache.key(call, spec)
     response = InferenceResponse(outputs=[Tensor("y", "FP32", [1], [value])])
-    raw = Entry(time.time() - age, {}, response).encode("m", call.version or "")
+    fresh = Entry.of(response, "m", call.version or "", {})
+    raw = dataclasses.replace(fresh, stored_at=time.time() - age).encode()
     assert await runtime.cache.put(probe, raw, 3600, unlock=False)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gateway.call import Call, Reply
+from gateway.call import CacheResult, Call, Reply
 from gateway.config.live import Runtime
 from gateway.errors import BadGateway
 from gateway.traffic.choose import rendezvous
@@ -249,6 +249,23 @@ async def test_live_weights_win_and_every_answer_is_observed(make_runtime: MakeR
         await policy(make_call(), downstream)
     assert downstream.versions == ["1"] * 5
     assert len(control.seen) == 15
+
+
+@pytest.mark.parametrize("cache", ["hit", "collapsed", "miss", None])
+async def test_answers_from_the_cache_are_not_the_versions_work(
+    make_runtime: MakeRuntime, cache: CacheResult | None
+) -> None:
+    """A hit or a collapsed answer would flatter a canary's error rate and p99: the rollout
+    controller sees only answers the version computed."""
+    control = FakeControl({"1": 100})
+    runtime = await make_runtime(toy_routes('    traffic: {"1": 100}'), traffic=control)
+
+    async def from_the_cache(call: Call) -> Reply:
+        call.cache = cache
+        return answer(1)
+
+    await traffic(runtime)(make_call(), from_the_cache)
+    assert control.seen == ([] if cache in ("hit", "collapsed") else [("m", "1", 200)])
 
 
 async def test_live_weights_naming_unknown_versions_fall_back_to_routes_yaml(

@@ -13,10 +13,10 @@ from typing import ClassVar, Literal, Self
 
 from pydantic import Field
 
-from gateway.backends.base import Target
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
 from gateway.backends.spec import BackendSpec
+from gateway.backends.upstream import Target
 from gateway.call import Call, CallKind, Next, Reply
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature, Tensor
 from gateway.config.live import Runtime
