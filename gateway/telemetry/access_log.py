@@ -1,7 +1,7 @@
 """The access log: one structured line per request, and the per-request bookkeeping behind it.
 
 :class:`Observer` runs once when a request is answered (the last byte sent): it adds the
-request to the metrics (``gateway.metrics``), names the server span's gateway attributes and
+request to the metrics (``gateway.telemetry.metrics``), names the server span's gateway attributes and
 writes one ``gateway.access`` line (JSON by default; ``GATEWAY_LOG_FORMAT=text``)::
 
     {"time": "...", "level": "info", "logger": "gateway.access", "message": "access",

@@ -1,5 +1,5 @@
 """Limits and the response cache in this process's memory: the math of
-:data:`~gateway.store.redis_limits.LIMITS`, with ``time.time()`` as the clock."""
+:data:`~gateway.store.redis.limits.LIMITS`, with ``time.time()`` as the clock."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ Key layout, every key under the prefix ``P`` (``gw:`` by default)::
     P idem:<key>           string  a remember() value, expiring (PX)
     P audit                list    AuditEntry JSON, newest first, trimmed to the cap
     P<channel>             pub/sub channel
-    P{<group>}:l:… / :c:…  limits and cache entries: see :mod:`gateway.store.redis_limits`
-    P lease:… P rollouts P{rollout:<model>}:…  rollouts: see :mod:`gateway.store.redis_rollout`
+    P{<group>}:l:… / :c:…  limits and cache entries: see :mod:`gateway.store.redis.limits`
+    P lease:… P rollouts P{rollout:<model>}:…  rollouts: see :mod:`gateway.store.redis.rollout`
 
 Every Lua call touches one key, or two keys of one hash slot (``{t:<name>}``); every other
 multi-key operation is a pipeline of single-key commands. So the store runs unchanged on a
