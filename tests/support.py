@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import httpx
+
+REPO = Path(__file__).resolve().parent.parent  # the repository's root
 
 
 def free_port(host: str = "127.0.0.1") -> int:

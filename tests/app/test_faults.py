@@ -1,0 +1,119 @@
+"""Faults against real servers: a killed replica, a stopped backend, a slow or failing one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.app.test_reload import eventually
+from tests.conftest import StartGateway
+from tests.doubles.plugin import StartTFServing
+from tests.servers.plugin import ServerHandle
+from tests.support import error_of
+
+pytestmark = pytest.mark.anyio
+V2 = {"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+V1 = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
+ADMIN = {"Authorization": "Bearer fault-token"}
+
+
+async def test_a_killed_triton_replica_is_ejected_and_traffic_continues(
+    start_gateway: StartGateway, start_triton: Callable[[], ServerHandle]
+) -> None:
+    first, second = start_triton(), start_triton()
+    gateway = await start_gateway(
+        f"""
+backends:
+  triton:
+    kind: triton
+    urls: ["{first.url}", "{second.url}"]
+    health: {{interval: 200ms, timeout: 1s, unhealthy_after: 1}}
+    outlier: {{consecutive_failures: 1, ejection: 30s}}
+models:
+  linear: {{versions: {{"1": {{backend: triton, name: linear, version: "1"}}}}}}
+""",
+        admin_token="fault-token",
+    )
+    for _ in range(20):
+        response = await gateway.client.post("/v2/models/linear/infer", json=V2)
+        assert response.json()["outputs"][0]["data"] == [1.0, 9.0]
+    first.kill()
+    statuses = []
+    for _ in range(60):
+        statuses.append((await gateway.client.post("/v2/models/linear/infer", json=V2)).status_code)
+    # Sequential requests: nothing was in flight on the killed replica, so none may fail.
+    assert statuses == [200] * 60
+
+    async def ejected() -> bool:
+        state = (await gateway.client.get("/admin/config", headers=ADMIN)).json()
+        killed = state["backends"]["triton"]["replicas"][0]
+        return bool(killed["ejected_for"] > 0 or killed["unready"])
+
+    await eventually(ejected)
+
+
+async def test_a_stopped_backend_answers_503_at_once(
+    start_gateway: StartGateway, start_tfserving: StartTFServing
+) -> None:
+    tfs = start_tfserving()
+    gateway = await start_gateway(
+        f"""
+backends:
+  tfs: {{kind: tfserving, urls: ["{tfs.url}"], timeout: 60s}}
+models:
+  linear: {{versions: {{"1": {{backend: tfs, name: linear, version: 1}}}}}}
+"""
+    )
+    assert (await gateway.client.post("/v1/models/linear:predict", json=V1)).status_code == 200
+    tfs.stop()
+    response = await gateway.client.post("/v1/models/linear:predict", json=V1)
+    # Connection refused is not waited out: 503 "no healthy replica", not a 504 after 60 s.
+    assert response.status_code == 503
+    assert error_of(response)[0] == "no_healthy_replica"
+
+
+async def test_an_idle_replicas_503_is_retried_on_another(
+    start_gateway: StartGateway, start_tfserving: StartTFServing
+) -> None:
+    replicas = [start_tfserving(), start_tfserving()]
+    gateway = await start_gateway(
+        f"""
+backends:
+  tfs: {{kind: tfserving, urls: ["{replicas[0].url}", "{replicas[1].url}"]}}
+models:
+  linear: {{versions: {{"1": {{backend: tfs, name: linear, version: 1}}}}}}
+"""
+    )
+    async with httpx.AsyncClient() as knobs:
+        for replica in replicas:
+            await knobs.post(f"{replica.url}/__double__/fail", json={"status": 503, "count": 1})
+    for _ in range(4):
+        response = await gateway.client.post("/v1/models/linear:predict", json=V1)
+        assert response.status_code == 200, response.text
+    async with httpx.AsyncClient() as knobs:
+        stats = [(await knobs.get(f"{r.url}/__double__/stats")).json() for r in replicas]
+    injected = [s["injected_failures"] for s in stats]
+    assert sum(injected) >= 1
+
+
+async def test_a_slow_backend_hits_the_deadline(
+    start_gateway: StartGateway, start_tfserving: StartTFServing
+) -> None:
+    tfs = start_tfserving()
+    gateway = await start_gateway(
+        f"""
+backends:
+  tfs: {{kind: tfserving, urls: ["{tfs.url}"], timeout: 300ms}}
+models:
+  linear: {{versions: {{"1": {{backend: tfs, name: linear, version: 1}}}}}}
+"""
+    )
+    async with httpx.AsyncClient() as knobs:
+        await knobs.post(f"{tfs.url}/__double__/delay", json={"seconds": 3, "count": 1})
+    response = await gateway.client.post("/v1/models/linear:predict", json=V1)
+    assert response.status_code == 504
+    assert error_of(response)[0] == "upstream_timeout"
+    again = await gateway.client.post("/v1/models/linear:predict", json=V1)
+    assert again.status_code == 200
