@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.telemetry.logs import JSONFormatter, TextFormatter
+from gateway.telemetry.logs import JSONFormatter
 from tests.app.test_tracing import V2, routes
 from tests.conftest import StartGateway
 from tests.fakes import FakeReplica
@@ -96,10 +96,3 @@ async def test_the_access_log_can_be_turned_off(
     access.attach()
     assert (await gateway.client.post("/v2/models/linear/infer", json=V2)).status_code == 200
     assert access.lines == []
-
-
-def test_text_format_keeps_the_fields() -> None:
-    record = logging.LogRecord("gateway.access", logging.INFO, "", 0, "access", None, None)
-    record.status, record.model, record.tenant = 200, "linear", None
-    line = TextFormatter().format(record)
-    assert line.endswith("INFO gateway.access access status=200 model=linear")

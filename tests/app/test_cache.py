@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.caching.flight import SingleFlight, wait_for_entry
 from tests.app.test_auth import ADMIN, ADMIN_TOKEN, V2, forwarded
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import REPLY, FakeReplica
@@ -194,28 +193,3 @@ async def test_purge_by_model_version_and_tenant(
     purged = await gateway.client.post("/admin/cache/purge", json={"tenant": name}, headers=ADMIN)
     assert purged.json()["purged"] == 2
     assert "fwd=miss" in status_of(await infer(gateway, key))
-
-
-async def test_a_waiting_leader_takes_over_when_its_process_gets_the_lock() -> None:
-    # Two requests of one process miss together; the lock holder's store reply comes back
-    # second, so the other leads the flight and starts waiting for an entry nobody else will
-    # write. It must stop waiting once the holder registers the lock, not after the lock's TTL.
-    flights = SingleFlight()
-    polls: list[float] = []
-
-    async def get() -> bytes | None:
-        polls.append(asyncio.get_running_loop().time())
-        return None
-
-    async def holder_arrives() -> None:
-        await asyncio.sleep(0.05)
-        flights.hold("t:a|k", 5.0)
-
-    arrival = asyncio.ensure_future(holder_arrives())
-    raw = await wait_for_entry(get, 5.0, lambda: flights.holds("t:a|k"))
-    await arrival
-    assert raw is None
-    assert flights.holds("t:a|k")
-    assert len(polls) < 20  # stopped at the first poll after the hold (a 20 ms period), not at 5 s
-    flights.drop("t:a|k")
-    assert not flights.holds("t:a|k")

@@ -1,4 +1,4 @@
-"""The installed ``gateway`` command as a user runs it: demo and serve, as real processes."""
+"""The installed ``gateway`` command as a user runs it: demo, serve and check, as real processes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import free_port
+from tests.support import REPO, free_port
 
 GATEWAY = str(Path(sys.executable).with_name("gateway"))
 
@@ -136,3 +136,31 @@ def test_the_admin_api_can_live_on_its_own_port(
     private = httpx.get(f"http://127.0.0.1:{admin_port}/admin/tenants", headers=headers)
     assert private.status_code == 200
     assert private.json() == {"tenants": []}
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "stream", "first_line"),
+    [
+        (None, 0, "stdout", "routes.yaml: ok ("),
+        ("backends: {}\n", 1, "stderr", "routes.yaml: invalid (1 problem(s))"),
+    ],
+)
+def test_the_console_script(
+    tmp_path: Path, text: str | None, code: int, stream: str, first_line: str
+) -> None:
+    script = Path(sys.executable).with_name("gateway")
+    assert script.is_file(), "the package is not installed with its console script"
+    cwd = REPO if text is None else tmp_path
+    if text is not None:
+        (tmp_path / "routes.yaml").write_text(text, encoding="utf-8")
+    done = subprocess.run(
+        [str(script), "check", "routes.yaml"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    output = done.stdout if stream == "stdout" else done.stderr
+    assert output.splitlines()[0].startswith(first_line)

@@ -12,7 +12,6 @@ import pytest
 from gateway.backends.base import Target
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
-from gateway.backends.retries import RetryBudget
 from gateway.config.model import Backend
 from gateway.errors import NoHealthyReplica, Overloaded, UpstreamTimeout
 from tests.fakes import FakeReplica, dead_url
@@ -111,14 +110,6 @@ async def test_no_retries_without_budget(
         except NoHealthyReplica:
             failures += 1
     assert failures > 0
-
-
-def test_retry_budget_allows_a_share_of_requests() -> None:
-    budget = RetryBudget(ratio=0.1, min_per_second=0)
-    for _ in range(100):
-        budget.record_request()
-    spent = sum(budget.try_spend() for _ in range(50))
-    assert spent == 10
 
 
 async def test_circuit_breaker_caps_requests_in_flight(

@@ -11,7 +11,6 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aredis
-from redis.crc import key_slot
 
 from gateway.store import (
     AUDIT_CAP,
@@ -26,7 +25,6 @@ from gateway.store import (
     open_store,
 )
 from gateway.store.memory.store import SUBSCRIBER_BACKLOG
-from gateway.store.redis.keys import KeyLayout
 from tests.redis_plugin import StartRedis, free_port
 from tests.system.store.conftest import WAIT, MakeStore
 
@@ -408,22 +406,6 @@ async def test_a_dead_redis_is_store_unavailable(
         assert await store.ping() is False
     finally:
         await store.close()
-
-
-NASTY_NAMES = ["acme", "", "}", "{", "{}", "}x{", "a}b", "{acme}", "t:{x}", "ünï cødé", "a" * 300]
-
-
-@pytest.mark.parametrize("prefix", ["gw:", "", "{gw}:", "gw}:"])
-@pytest.mark.parametrize("name", NASTY_NAMES)
-def test_the_keys_of_one_lua_call_share_a_hash_slot(prefix: str, name: str) -> None:
-    layout = KeyLayout(prefix)
-    assert key_slot(layout.tenant(name).encode()) == key_slot(layout.tenant_keys(name).encode())
-
-
-@pytest.mark.parametrize("prefix", ["gw{:", "{}:", "gw:{", "g{}w"])
-def test_a_prefix_that_would_split_a_hash_tag_is_refused(prefix: str) -> None:
-    with pytest.raises(ValueError, match="hash tag"):
-        KeyLayout(prefix)
 
 
 async def test_open_store_chooses_by_url(redis_url: str) -> None:

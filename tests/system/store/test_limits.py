@@ -11,10 +11,8 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aredis
-from redis.crc import key_slot
 
 from gateway.store import Limit, RedisStore, Store, StoreUnavailable, Verdict
-from gateway.store.redis.keys import KeyLayout
 from tests.redis_plugin import StartRedis, free_port
 from tests.system.store.conftest import WAIT, MakeStore
 from tests.system.store.test_cache import CACHE_OPERATIONS
@@ -210,24 +208,6 @@ async def test_a_take_it_cannot_decide_is_refused(
         await call(store)
 
 
-@pytest.mark.parametrize(
-    ("options", "match"),
-    [
-        ({"kind": "bucket", "limit": 5}, "rate"),
-        ({"kind": "bucket", "limit": -1, "rate": 1}, "limit"),
-        ({"kind": "bucket", "limit": math.inf, "rate": 1}, "limit"),
-        ({"kind": "window", "limit": 5}, "window"),
-        ({"kind": "concurrency", "limit": 5, "lease_ttl": 0}, "lease_ttl"),
-        ({"kind": "leaky", "limit": 5}, "kind"),
-        ({"group": "", "kind": "bucket", "limit": 5, "rate": 1}, "group"),
-        ({"group": "}x", "kind": "bucket", "limit": 5, "rate": 1}, "group"),
-    ],
-)
-def test_a_limit_that_makes_no_sense_is_refused(options: dict[str, Any], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        Limit(**{"group": "t:acme", "name": "x", **options})
-
-
 # Redis only
 
 
@@ -262,15 +242,6 @@ async def test_the_layout_of_limit_keys(
         assert 29_000 < await admin.pttl(leases) <= 31_000
     finally:
         await admin.aclose()
-
-
-@pytest.mark.parametrize("prefix", ["gw:", "", "{gw}:"])
-@pytest.mark.parametrize("group", ["t:acme", "{", "{}", "a}b", "ip:10.0.0.1", "ünï", "x" * 300])
-def test_the_keys_of_a_group_share_a_hash_slot(prefix: str, group: str) -> None:
-    layout = KeyLayout(prefix)
-    keys = [layout.limit(group, "rate"), layout.limit(group, "day") + ":29000000"]
-    keys += [layout.cache(group, "fraud:3:ab"), layout.cache_lock(group, "fraud:3:ab")]
-    assert len({key_slot(k.encode()) for k in keys}) == 1
 
 
 async def test_the_script_is_loaded_again_after_a_script_flush(start_redis: StartRedis) -> None:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from gateway.cli.main import main
-from tests.support import REPO
 
 BASE = """\
 backends:
@@ -300,31 +297,3 @@ def test_check_needs_a_file(capsys: pytest.CaptureFixture[str]) -> None:
         main(["check"])
     assert caught.value.code == 2
     assert "config" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    ("text", "code", "stream", "first_line"),
-    [
-        (None, 0, "stdout", "routes.yaml: ok ("),
-        ("backends: {}\n", 1, "stderr", "routes.yaml: invalid (1 problem(s))"),
-    ],
-)
-def test_the_console_script(
-    tmp_path: Path, text: str | None, code: int, stream: str, first_line: str
-) -> None:
-    script = Path(sys.executable).with_name("gateway")
-    assert script.is_file(), "the package is not installed with its console script"
-    cwd = REPO if text is None else tmp_path
-    if text is not None:
-        (tmp_path / "routes.yaml").write_text(text, encoding="utf-8")
-    done = subprocess.run(
-        [str(script), "check", "routes.yaml"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == code, done.stderr
-    output = done.stdout if stream == "stdout" else done.stderr
-    assert output.splitlines()[0].startswith(first_line)

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any
 
-import jsonschema
 import pytest
-import yaml
 
 from gateway.config.file import load_config, parse_config
-from gateway.config.model import json_schema
-from gateway.config.types import parse_duration, parse_ratio
 from gateway.errors import ConfigError, ConfigIssue
 from tests.support import REPO
 
@@ -423,39 +417,6 @@ def test_an_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     assert caught.value.source == str(missing)
 
 
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [
-        ("250ms", 0.25),
-        ("30d", 30 * 86400.0),
-        ("2s", 2.0),
-        ("1.5s", 1.5),
-        ("5m", 300.0),
-        ("1h", 3600.0),
-        (" 2 s ", 2.0),
-        (3, 3.0),
-        (0.5, 0.5),
-    ],
-)
-def test_durations_parse_to_seconds(value: object, seconds: float) -> None:
-    parsed = parse_duration(value)
-    assert isinstance(parsed, float)
-    assert parsed == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("value", ["2 seconds", "-1s", "1w", "", "ms", True, False, None, [1]])
-def test_bad_durations_are_rejected(value: object) -> None:
-    with pytest.raises(ValueError, match="duration"):
-        parse_duration(value)
-
-
-@pytest.mark.parametrize(
-    ("value", "ratio"), [("20%", 0.2), ("0%", 0.0), ("100%", 1.0), (" 5% ", 0.05), (0.3, 0.3)]
-)
-def test_ratios_parse(value: object, ratio: float) -> None:
-    assert parse_ratio(value) == pytest.approx(ratio)
-
-
 def test_durations_and_ratios_reach_the_table() -> None:
     text = BACKEND + (
         "    timeout: 250ms\n"
@@ -492,51 +453,6 @@ def test_the_repository_routes_yaml_is_valid() -> None:
         assert model.default_version in model.versions
         for version in model.versions.values():
             assert version.backend in table.backends
-
-
-def _example() -> dict[str, Any]:
-    data = yaml.safe_load(REPO_ROUTES.read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return data
-
-
-def test_json_schema_is_valid_and_accepts_the_example() -> None:
-    schema = json_schema()
-    jsonschema.Draft202012Validator.check_schema(schema)
-    errors = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(_example())]
-    assert errors == []
-
-
-@pytest.mark.parametrize(
-    "where",
-    [
-        (),
-        ("backends", "triton"),
-        ("backends", "triton", "health"),
-        ("models", "fraud"),
-        ("models", "fraud", "versions", "1"),
-        ("routes", 0),
-    ],
-    ids=lambda where: ".".join(map(str, where)) or "top",
-)
-def test_json_schema_rejects_an_unknown_key(where: tuple[str | int, ...]) -> None:
-    data = copy.deepcopy(_example())
-    node: Any = data
-    for step in where:
-        node = node[step]
-    node["surprise"] = 1
-    validator = jsonschema.Draft202012Validator(json_schema())
-    [error] = list(validator.iter_errors(data))
-    assert tuple(error.absolute_path) == where
-    assert "'surprise' was unexpected" in error.message
-
-
-@pytest.mark.parametrize("timeout", ["2 seconds", "-1s", True, 0])
-def test_json_schema_rejects_a_bad_duration(timeout: object) -> None:
-    data = copy.deepcopy(_example())
-    data["backends"]["triton"]["timeout"] = timeout
-    validator = jsonschema.Draft202012Validator(json_schema())
-    assert not validator.is_valid(data)
 
 
 def test_duplicate_keys_are_errors_with_their_line() -> None:
