@@ -10,12 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.telemetry.logs import JSONFormatter
-from tests.app.test_tracing import V2, routes
+from tests.app.test_tracing import routes
 from tests.conftest import StartGateway
 from tests.fakes import FakeReplica
-
-ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+from tests.support import ADMIN, ADMIN_TOKEN, V2
 
 
 class Lines(logging.Handler):
@@ -90,7 +88,7 @@ async def test_the_access_log_can_be_turned_off(
     start_gateway: StartGateway, backend: FakeReplica, access: Lines
 ) -> None:
     gateway = await start_gateway(
-        routes(backend.url).replace("auth: {}", ""),
+        routes(backend.url, auth=False),
         access_log=False,
     )
     access.attach()

@@ -5,15 +5,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+import yaml
 
-from tests.conftest import StartGateway, demo_routes
+from tests.conftest import StartGateway
 from tests.fakes import FakeReplica
-from tests.support import error_of
+from tests.support import (
+    INPUT0,
+    V2,
+    backend,
+    demo_routes,
+    error_of,
+    model,
+    routes_yaml,
+    versions,
+)
 
 pytestmark = pytest.mark.anyio
-V2_BODY = {
-    "inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]
-}
 
 
 @pytest.mark.parametrize(
@@ -34,7 +41,7 @@ async def test_v2_inference_and_version_pinning(
     outputs: list[float],
 ) -> None:
     gateway = await start_gateway(demo_routes(demo_backend))
-    response = await gateway.client.post(path, json={**V2_BODY, "id": "r-7"}, headers=headers)
+    response = await gateway.client.post(path, json={**V2, "id": "r-7"}, headers=headers)
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["model_name"], body["model_version"], body["id"]) == ("linear", version, "r-7")
@@ -46,7 +53,7 @@ async def test_every_response_carries_request_id_and_timing(
     start_gateway: StartGateway, demo_backend: str
 ) -> None:
     gateway = await start_gateway(demo_routes(demo_backend))
-    ok = await gateway.client.post("/v2/models/linear/infer", json=V2_BODY)
+    ok = await gateway.client.post("/v2/models/linear/infer", json=V2)
     mine = await gateway.client.get("/v2/models/nope", headers={"X-Request-ID": "abc-123"})
     assert len(ok.headers["X-Request-ID"]) == 32
     assert mine.headers["X-Request-ID"] == "abc-123"
@@ -109,7 +116,7 @@ async def test_bad_input_gets_a_json_error(
     found, message = error_of(response)  # in the endpoint's shape, request id included
     assert found == code
     assert message
-    again = await gateway.client.post("/v2/models/linear/infer", json=V2_BODY)
+    again = await gateway.client.post("/v2/models/linear/infer", json=V2)
     assert again.status_code == 200  # and the gateway keeps serving
 
 
@@ -149,17 +156,10 @@ async def test_backend_errors_keep_their_message(
 ) -> None:
     fake = await FakeReplica(status=upstream_status, body=upstream_body).start()
     try:
-        gateway = await start_gateway(
-            f"""
-backends:
-  fake: {{kind: kserve, urls: ["{fake.url}"], retries: {{attempts: 1}}}}
-models:
-  m:
-    versions:
-      "1": {{backend: fake, inputs: [{{name: INPUT0, datatype: FP32, shape: [-1, 4]}}]}}
-"""
-        )
-        response = await gateway.client.post("/v2/models/m/infer", json=V2_BODY)
+        fake_backend = backend("kserve", fake.url, retries={"attempts": 1})
+        m = model(versions("fake", "1", inputs=[INPUT0]))
+        gateway = await start_gateway(routes_yaml({"fake": fake_backend}, {"m": m}))
+        response = await gateway.client.post("/v2/models/m/infer", json=V2)
         assert response.status_code == status
         assert message in error_of(response)[1]
     finally:
@@ -172,10 +172,9 @@ models:
 async def test_traffic_weights_choose_the_version(
     start_gateway: StartGateway, demo_backend: str, weights: str, version: str
 ) -> None:
-    routes = demo_routes(demo_backend).replace('default: "1"', f"traffic: {weights}")
-    gateway = await start_gateway(routes)
+    gateway = await start_gateway(demo_routes(demo_backend, traffic=yaml.safe_load(weights)))
     for _ in range(5):
-        response = await gateway.client.post("/v2/models/linear/infer", json=V2_BODY)
+        response = await gateway.client.post("/v2/models/linear/infer", json=V2)
         assert response.json()["model_version"] == version
 
 
@@ -202,7 +201,7 @@ async def test_readiness_of_a_model_whose_server_is_down(start_gateway: StartGat
     response = await gateway.client.get("/v2/models/linear/ready")
     assert response.status_code == 503
     assert error_of(response)[0] == "model_not_ready"
-    infer = await gateway.client.post("/v2/models/linear/infer", json=V2_BODY)
+    infer = await gateway.client.post("/v2/models/linear/infer", json=V2)
     assert infer.status_code == 503
     assert error_of(infer)[0] == "no_healthy_replica"
 

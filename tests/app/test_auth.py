@@ -19,33 +19,10 @@ import httpx
 import pytest
 
 from tests.conftest import RunningGateway, StartGateway
-from tests.fakes import FakeReplica
-from tests.support import error_of, free_port
+from tests.fakes import FakeReplica, forwarded
+from tests.support import ADMIN, ADMIN_TOKEN, V2, auth_routes, error_of, free_port
 
 pytestmark = pytest.mark.anyio
-ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-V2 = {"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
-
-
-def routes(url: str, auth: str = "auth: {}") -> str:
-    return f"""
-backends:
-  fake: {{kind: kserve, urls: ["{url}"]}}
-  raw: {{kind: http, urls: ["{url}"]}}
-models:
-  linear:
-    versions:
-      "1": &v {{backend: fake, inputs: [{{name: INPUT0, datatype: FP32, shape: [-1, 4]}}]}}
-      "2": *v
-    default: "1"
-  other:
-    versions: {{"1": *v}}
-routes:
-  - {{path: /raw/, backend: raw}}
-plans: {{free: {{}}}}
-{auth}
-"""
 
 
 @pytest.fixture
@@ -53,7 +30,7 @@ async def gateway(
     start_gateway: StartGateway, backend: FakeReplica, store_settings: dict[str, Any]
 ) -> RunningGateway:
     return await start_gateway(
-        routes(backend.url),
+        auth_routes(backend.url),
         admin_token=ADMIN_TOKEN,
         secret="server-secret-" + uuid.uuid4().hex,
         **store_settings,
@@ -72,11 +49,6 @@ async def make_key(gateway: RunningGateway, *scopes: str, **tenant: Any) -> str:
     assert key.status_code == 201, key.text
     text: str = key.json()["key"]
     return text
-
-
-def forwarded(backend: FakeReplica) -> list[str]:
-    """The requests that reached the backend, health probes aside."""
-    return [r.path for r in backend.seen if not r.path.endswith("/ready")]
 
 
 async def predict(gateway: RunningGateway, key: str | None, path: str = "") -> httpx.Response:
@@ -315,7 +287,7 @@ async def test_readiness_declares_a_store_that_is_down(
     start_gateway: StartGateway, backend: FakeReplica
 ) -> None:
     gateway = await start_gateway(
-        routes(backend.url),
+        auth_routes(backend.url),
         secret="s",
         redis_url=f"redis://127.0.0.1:{free_port()}/0",
     )

@@ -11,29 +11,32 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.app.test_auth import ADMIN, ADMIN_TOKEN, V2, forwarded
 from tests.conftest import RunningGateway, StartGateway
-from tests.fakes import REPLY, FakeReplica
+from tests.fakes import REPLY, FakeReplica, forwarded
+from tests.support import (
+    ADMIN,
+    ADMIN_TOKEN,
+    INPUT0,
+    V2,
+    backend,
+    model,
+    routes_yaml,
+    versions,
+)
 
 pytestmark = pytest.mark.anyio
-INPUT = "{name: INPUT0, datatype: FP32, shape: [-1, 4]}"
 
 
-def routes(url: str, cache: str = "{ttl: 60s}", extra: str = "") -> str:
-    return f"""
-backends:
-  fake: {{kind: kserve, urls: ["{url}"]}}
-models:
-  linear:
-    deterministic: true
-    cache: {cache}
-    versions:
-      "1": {{backend: fake, inputs: [{INPUT}]}}
-      "2": {{backend: fake, inputs: [{INPUT}]}}
-    default: "1"
-{extra}
-auth: {{}}
-"""
+def routes(url: str, **cache: Any) -> str:
+    """Model ``linear`` (versions "1" and "2") on a fake at ``url``, cached for 60 s unless
+    ``cache`` says otherwise."""
+    linear = model(
+        versions("fake", "1", "2", inputs=[INPUT0]),
+        deterministic=True,
+        cache={"ttl": "60s", **cache},
+        default="1",
+    )
+    return routes_yaml({"fake": backend("kserve", url)}, {"linear": linear}, auth={})
 
 
 async def start(
@@ -132,9 +135,7 @@ async def test_entries_never_cross_tenants_or_versions(
 async def test_a_shared_cache_serves_every_tenant(
     start_gateway: StartGateway, backend: FakeReplica, store_settings: dict[str, Any]
 ) -> None:
-    gateway = await start(
-        start_gateway, routes(backend.url, "{ttl: 60s, shared: true}"), store_settings
-    )
+    gateway = await start(start_gateway, routes(backend.url, shared=True), store_settings)
     assert "fwd=miss" in status_of(await infer(gateway, await key_for(gateway)))
     assert "hit" in status_of(await infer(gateway, await key_for(gateway)))
 
@@ -155,7 +156,7 @@ async def test_stale_if_error_and_size_limit(
     start_gateway: StartGateway, backend: FakeReplica, store_settings: dict[str, Any]
 ) -> None:
     gateway = await start(
-        start_gateway, routes(backend.url, "{ttl: 1s, stale_if_error: 60s}"), store_settings
+        start_gateway, routes(backend.url, ttl="1s", stale_if_error="60s"), store_settings
     )
     key = await key_for(gateway)
     fresh = await infer(gateway, key)
@@ -166,9 +167,7 @@ async def test_stale_if_error_and_size_limit(
     assert stale.json() == fresh.json()
     assert status_of(stale) == ("model-gateway; fwd=stale; fwd-status=502; detail=stale-if-error")
     backend.status, backend.body = 200, REPLY
-    small = await start(
-        start_gateway, routes(backend.url, "{ttl: 60s, max_entry_bytes: 10}"), store_settings
-    )
+    small = await start(start_gateway, routes(backend.url, max_entry_bytes=10), store_settings)
     small_key = await key_for(small)
     first_small = await infer(small, small_key)
     assert first_small.status_code == 200, first_small.text

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import REPO, free_port
+from tests.support import REPO, backend, free_port, model, routes_yaml, versions
 
 GATEWAY = str(Path(sys.executable).with_name("gateway"))
 
@@ -33,6 +33,12 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
                 process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+def table(name: str) -> str:
+    """Model ``name`` on a backend where nothing listens."""
+    b = backend("kserve", "http://127.0.0.1:9")
+    return routes_yaml({"b": b}, {name: model(versions("b", "1"))})
 
 
 def wait_for(url: str, process: subprocess.Popen[str], seconds: float = 30) -> None:
@@ -71,10 +77,7 @@ def test_serve_reloads_on_sighup_and_refuses_a_bad_file(
     processes: list[subprocess.Popen[str]], tmp_path: Path
 ) -> None:
     routes = tmp_path / "routes.yaml"
-    routes.write_text(
-        "backends:\n  b: {kind: kserve, urls: ['http://127.0.0.1:9']}\n"
-        "models:\n  first: {versions: {'1': {backend: b}}}\n"
-    )
+    routes.write_text(table("first"))
     port = free_port()
     env = {**os.environ, "GATEWAY_ADMIN_TOKEN": "cli-test-token"}
     serve = subprocess.Popen(
@@ -86,7 +89,7 @@ def test_serve_reloads_on_sighup_and_refuses_a_bad_file(
     base = f"http://127.0.0.1:{port}"
     wait_for(f"{base}/readyz", serve)
     assert httpx.get(f"{base}/v2/models/first").status_code != 404
-    routes.write_text(routes.read_text().replace("first", "second"))
+    routes.write_text(table("second"))
     serve.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
     while httpx.get(f"{base}/v2/models/second").status_code == 404:
@@ -107,10 +110,7 @@ def test_the_admin_api_can_live_on_its_own_port(
     processes: list[subprocess.Popen[str]], tmp_path: Path
 ) -> None:
     routes = tmp_path / "routes.yaml"
-    routes.write_text(
-        "backends:\n  b: {kind: kserve, urls: ['http://127.0.0.1:9']}\n"
-        "models:\n  m: {versions: {'1': {backend: b}}}\n"
-    )
+    routes.write_text(table("m"))
     port, admin_port = free_port(), free_port()
     env = {**os.environ, "GATEWAY_ADMIN_TOKEN": "port-test-token"}
     serve = subprocess.Popen(

@@ -3,31 +3,30 @@ replica of a real Triton: ``tests/system/test_faults_triton.py``.)"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
 from tests.conftest import StartGateway
 from tests.doubles.plugin import StartTFServing
-from tests.support import error_of
+from tests.support import backend, error_of, model, routes_yaml, versions
 
 pytestmark = pytest.mark.anyio
-V2 = {"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
 V1 = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
-ADMIN = {"Authorization": "Bearer fault-token"}
+
+
+def routes(*urls: str, **options: Any) -> str:
+    """Model ``linear`` (the double's, version 1) on doubles at ``urls``, backend ``options``."""
+    linear = model(versions("tfs", "1", name="linear", version=1))
+    return routes_yaml({"tfs": backend("tfserving", *urls, **options)}, {"linear": linear})
 
 
 async def test_a_stopped_backend_answers_503_at_once(
     start_gateway: StartGateway, start_tfserving: StartTFServing
 ) -> None:
     tfs = start_tfserving()
-    gateway = await start_gateway(
-        f"""
-backends:
-  tfs: {{kind: tfserving, urls: ["{tfs.url}"], timeout: 60s}}
-models:
-  linear: {{versions: {{"1": {{backend: tfs, name: linear, version: 1}}}}}}
-"""
-    )
+    gateway = await start_gateway(routes(tfs.url, timeout="60s"))
     assert (await gateway.client.post("/v1/models/linear:predict", json=V1)).status_code == 200
     tfs.stop()
     response = await gateway.client.post("/v1/models/linear:predict", json=V1)
@@ -40,14 +39,7 @@ async def test_an_idle_replicas_503_is_retried_on_another(
     start_gateway: StartGateway, start_tfserving: StartTFServing
 ) -> None:
     replicas = [start_tfserving(), start_tfserving()]
-    gateway = await start_gateway(
-        f"""
-backends:
-  tfs: {{kind: tfserving, urls: ["{replicas[0].url}", "{replicas[1].url}"]}}
-models:
-  linear: {{versions: {{"1": {{backend: tfs, name: linear, version: 1}}}}}}
-"""
-    )
+    gateway = await start_gateway(routes(replicas[0].url, replicas[1].url))
     async with httpx.AsyncClient() as knobs:
         for replica in replicas:
             await knobs.post(f"{replica.url}/__double__/fail", json={"status": 503, "count": 1})
@@ -64,14 +56,7 @@ async def test_a_slow_backend_hits_the_deadline(
     start_gateway: StartGateway, start_tfserving: StartTFServing
 ) -> None:
     tfs = start_tfserving()
-    gateway = await start_gateway(
-        f"""
-backends:
-  tfs: {{kind: tfserving, urls: ["{tfs.url}"], timeout: 300ms}}
-models:
-  linear: {{versions: {{"1": {{backend: tfs, name: linear, version: 1}}}}}}
-"""
-    )
+    gateway = await start_gateway(routes(tfs.url, timeout="300ms"))
     async with httpx.AsyncClient() as knobs:
         await knobs.post(f"{tfs.url}/__double__/delay", json={"seconds": 3, "count": 1})
     response = await gateway.client.post("/v1/models/linear:predict", json=V1)

@@ -10,26 +10,35 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.app.test_auth import ADMIN, ADMIN_TOKEN, V2, forwarded
 from tests.conftest import RunningGateway, StartGateway
-from tests.fakes import FakeReplica
-from tests.support import error_of, free_port
+from tests.fakes import FakeReplica, forwarded
+from tests.support import (
+    ADMIN,
+    ADMIN_TOKEN,
+    INPUT0,
+    V2,
+    backend,
+    error_of,
+    free_port,
+    model,
+    routes_yaml,
+    versions,
+)
 
 pytestmark = pytest.mark.anyio
 
 
-def routes(url: str, plans: str, extra: str = "", auth: str = "auth: {}") -> str:
-    return f"""
-backends:
-  fake: {{kind: kserve, urls: ["{url}"]}}
-models:
-  linear:
-    versions: {{"1": {{backend: fake, inputs: [{{name: INPUT0, datatype: FP32, shape: [-1, 4]}}]}}}}
-{extra}
-plans:
-{plans}
-{auth}
-"""
+def routes(
+    url: str, plans: dict[str, Any], limits: dict[str, Any] | None = None, **sections: Any
+) -> str:
+    """Model ``linear`` (with its own ``limits``, if any) on a fake at ``url``, ``plans``, and
+    ``auth: {}`` unless ``sections`` (``rate_limits``, ``auth``) say otherwise."""
+    linear = model(versions("fake", "1", inputs=[INPUT0]), limits=limits)
+    return routes_yaml(
+        {"fake": backend("kserve", url)},
+        {"linear": linear},
+        **{"plans": plans, "auth": {}, **sections},
+    )
 
 
 async def start(
@@ -67,7 +76,7 @@ async def test_a_plans_bucket_admits_the_burst_then_429(
     start_gateway: StartGateway, backend: FakeReplica, store_settings: dict[str, Any]
 ) -> None:
     gateway = await start(
-        start_gateway, routes(backend.url, "  small: {rate: 1/min, burst: 5}"), store_settings
+        start_gateway, routes(backend.url, {"small": {"rate": "1/min", "burst": 5}}), store_settings
     )
     key = await tenant_key(gateway, "small")
     statuses = [(await call(gateway, key)).status_code for _ in range(7)]
@@ -85,7 +94,7 @@ async def test_a_plans_bucket_admits_the_burst_then_429(
 async def test_quotas_and_all_or_nothing(
     start_gateway: StartGateway, backend: FakeReplica, store_settings: dict[str, Any]
 ) -> None:
-    plans = "  quota: {rate: 1/min, burst: 10, quota: [3/day]}"
+    plans = {"quota": {"rate": "1/min", "burst": 10, "quota": ["3/day"]}}
     gateway = await start(start_gateway, routes(backend.url, plans), store_settings)
     key = await tenant_key(gateway, "quota")
     statuses = [(await call(gateway, key)).status_code for _ in range(5)]
@@ -100,11 +109,9 @@ async def test_quotas_and_all_or_nothing(
 async def test_per_key_and_model_wide_limits(
     start_gateway: StartGateway, backend: FakeReplica, store_settings: dict[str, Any]
 ) -> None:
-    plans = "  keyed: {rate: 100/s, burst: 100, per_key: {rate: 1/min, burst: 2}}"
-    extra = "    limits: {rate: 1/min, burst: 5}"
-    text = routes(backend.url, plans).replace(
-        '    versions: {"1"', f'{extra}\n    versions: {{"1"', 1
-    )
+    per_key = {"rate": "1/min", "burst": 2}
+    plans = {"keyed": {"rate": "100/s", "burst": 100, "per_key": per_key}}
+    text = routes(backend.url, plans, limits={"rate": "1/min", "burst": 5})
     gateway = await start(start_gateway, text, store_settings)
     first, second = await tenant_key(gateway, "keyed"), await tenant_key(gateway, "keyed")
     assert [(await call(gateway, first)).status_code for _ in range(3)] == [200, 200, 429]
@@ -121,9 +128,9 @@ async def test_anonymous_callers_are_limited_per_ip(
 ) -> None:
     text = routes(
         backend.url,
-        "  none: {}",
-        extra="rate_limits: {anonymous: {rate: 1/min, burst: 2}}",
-        auth="auth: {required: false}",
+        {"none": {}},
+        rate_limits={"anonymous": {"rate": "1/min", "burst": 2}},
+        auth={"required": False},
     )
     gateway = await start(start_gateway, text, store_settings)
     assert [(await call(gateway, None)).status_code for _ in range(3)] == [200, 200, 429]
@@ -135,7 +142,7 @@ async def test_concurrency_limit_gives_back_pressure(
 ) -> None:
     backend.delay = 0.5
     gateway = await start(
-        start_gateway, routes(backend.url, "  one: {concurrency: 1}"), store_settings
+        start_gateway, routes(backend.url, {"one": {"concurrency": 1}}), store_settings
     )
     key = await tenant_key(gateway, "one")
     first = asyncio.create_task(call(gateway, key))
@@ -152,9 +159,9 @@ async def test_a_dead_store_follows_the_declared_failure_mode(
 ) -> None:
     text = routes(
         backend.url,
-        "  none: {}",
-        extra=f"rate_limits: {{failure_mode: {mode}, anonymous: {{rate: 1/min, burst: 2}}}}",
-        auth="auth: {required: false}",
+        {"none": {}},
+        rate_limits={"failure_mode": mode, "anonymous": {"rate": "1/min", "burst": 2}},
+        auth={"required": False},
     )
     gateway = await start(start_gateway, text, {"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     statuses = [(await call(gateway, None)).status_code for _ in range(3)]

@@ -7,6 +7,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,32 +15,31 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import StartGateway
 from tests.fakes import REPLY, FakeReplica, dead_url
-from tests.support import free_port
+from tests.support import (
+    ADMIN,
+    ADMIN_TOKEN,
+    INPUT0,
+    V2,
+    backend,
+    free_port,
+    model,
+    routes_yaml,
+    versions,
+)
 
 pytestmark = pytest.mark.anyio
-ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-V2 = {"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
-INPUT = "{name: INPUT0, datatype: FP32, shape: [-1, 4]}"
 
 
-def routes(urls: str, extra: str = "") -> str:
-    return f"""
-backends:
-  fake: {{kind: kserve, urls: [{urls}], outlier: {{consecutive_failures: 1}}}}
-models:
-  linear:
-    deterministic: true
-    cache: {{ttl: 60s}}
-    versions:
-      "1": {{backend: fake, inputs: [{INPUT}]}}
-    default: "1"
-  open:
-    versions:
-      "1": {{backend: fake, inputs: [{INPUT}]}}
-    default: "1"
-{extra}
-"""
+def routes(*urls: str, **sections: Any) -> str:
+    """Models ``linear`` (cached) and ``open`` on fakes at ``urls``, ejected at the first
+    failure; ``sections`` add to the table."""
+    on_fake = versions("fake", "1", inputs=[INPUT0])
+    linear = model(on_fake, deterministic=True, cache={"ttl": "60s"}, default="1")
+    return routes_yaml(
+        {"fake": backend("kserve", *urls, outlier={"consecutive_failures": 1})},
+        {"linear": linear, "open": model(on_fake, default="1")},
+        **sections,
+    )
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -68,10 +68,10 @@ async def scrape(client: httpx.AsyncClient) -> Samples:
 async def test_requests_latency_cache_auth_and_limits_are_counted(
     start_gateway: StartGateway, backend: FakeReplica
 ) -> None:
-    auth = "auth: {required: true}\nplans:\n  small: {rate: 1/min, burst: 3}"
-    gateway = await start_gateway(
-        routes(f'"{backend.url}"', auth), admin_token=ADMIN_TOKEN, secret="s-" + uuid.uuid4().hex
+    text = routes(
+        backend.url, auth={"required": True}, plans={"small": {"rate": "1/min", "burst": 3}}
     )
+    gateway = await start_gateway(text, admin_token=ADMIN_TOKEN, secret="s-" + uuid.uuid4().hex)
     client = gateway.client
     created = await client.post(
         "/admin/tenants", json={"name": "acme", "plan": "small"}, headers=ADMIN
@@ -123,7 +123,7 @@ async def test_requests_latency_cache_auth_and_limits_are_counted(
 async def test_retries_ejections_and_replica_health(start_gateway: StartGateway) -> None:
     live = await FakeReplica(body=REPLY).start()
     try:
-        gateway = await start_gateway(routes(f'"{dead_url()}", "{live.url}"'))
+        gateway = await start_gateway(routes(dead_url(), live.url))
         for _ in range(6):
             response = await gateway.client.post("/v2/models/open/infer", json=V2)
             assert response.status_code == 200
@@ -145,7 +145,7 @@ async def test_two_workers_count_every_request_whichever_answers(
     tmp_path: Path, backend: FakeReplica
 ) -> None:
     config = tmp_path / "routes.yaml"
-    config.write_text(routes(f'"{backend.url}"'), encoding="utf-8")
+    config.write_text(routes(backend.url), encoding="utf-8")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
     gateway = await asyncio.create_subprocess_exec(

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import StartGateway
 from tests.fakes import FakeReplica, dead_url
-from tests.support import error_of
+from tests.support import backend, error_of, routes_yaml
 
 pytestmark = pytest.mark.anyio
 
@@ -22,13 +22,10 @@ async def upstream() -> AsyncIterator[FakeReplica]:
 
 
 def routes(url: str, **route: object) -> str:
-    extra = "".join(f", {k}: {str(v).lower()}" for k, v in route.items())
-    return f"""
-backends:
-  files: {{kind: http, urls: ["{url}"]}}
-routes:
-  - {{path: /files/, backend: files{extra}}}
-"""
+    """The passthrough route ``/files/`` (its other keys: ``route``) to ``url``."""
+    return routes_yaml(
+        {"files": backend("http", url)}, routes=[{"path": "/files/", "backend": "files", **route}]
+    )
 
 
 async def test_binary_bodies_stream_both_ways(
@@ -105,17 +102,14 @@ async def test_upstream_status_and_headers_come_back(
 async def test_limits_methods_and_dead_backends(
     start_gateway: StartGateway, upstream: FakeReplica
 ) -> None:
-    gateway = await start_gateway(
-        f"""
-backends:
-  files: {{kind: http, urls: ["{upstream.url}"]}}
-  dead: {{kind: http, urls: ["{dead_url()}"]}}
-routes:
-  - {{path: /files/, backend: files, methods: [GET]}}
-  - {{path: /dead/, backend: dead}}
-""",
-        max_body_bytes=1000,
+    text = routes_yaml(
+        {"files": backend("http", upstream.url), "dead": backend("http", dead_url())},
+        routes=[
+            {"path": "/files/", "backend": "files", "methods": ["GET"]},
+            {"path": "/dead/", "backend": "dead"},
+        ],
     )
+    gateway = await start_gateway(text, max_body_bytes=1000)
     refused = await gateway.client.post("/files/x", content=b"x")
     assert refused.status_code == 405
     assert refused.headers["Allow"] == "GET"

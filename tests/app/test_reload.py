@@ -6,27 +6,17 @@ import asyncio
 import os
 import shutil
 import signal
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningGateway, StartGateway, demo_routes
+from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import FakeReplica
+from tests.support import backend, demo_routes, eventually, model, routes_yaml, versions
 
 pytestmark = pytest.mark.anyio
 ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
 V1_BODY = {"instances": [[1, 2, 3, 4]]}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) -> None:
-    """Poll ``check`` until it holds (bounded); reloads are asynchronous."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 async def serves(gateway: RunningGateway, model: str) -> bool:
@@ -38,15 +28,13 @@ async def test_invalid_file_keeps_the_last_good_table(
     start_gateway: StartGateway, demo_backend: str
 ) -> None:
     gateway = await start_gateway(demo_routes(demo_backend), admin_token=ADMIN["Authorization"][7:])
-    gateway.routes.write_text(
-        demo_routes(demo_backend).replace("timeout: 5s", "timeout: soon"), encoding="utf-8"
-    )
+    gateway.routes.write_text(demo_routes(demo_backend, timeout="soon"), encoding="utf-8")
     rejected = await gateway.client.post("/admin/config/reload", headers=ADMIN)
     assert rejected.status_code == 422
     status = rejected.json()
     assert status["last_ok"] is False
     assert status["last_errors"] == [
-        "line 3: backends.demo.timeout: bad duration 'soon': use e.g. '250ms', '2s', '5m', '1h'"
+        "line 5: backends.demo.timeout: bad duration 'soon': use e.g. '250ms', '2s', '5m', '1h'"
     ]
     assert await serves(gateway, "linear")  # still on the good table
     metrics = (await gateway.client.get("/metrics")).text
@@ -56,9 +44,7 @@ async def test_invalid_file_keeps_the_last_good_table(
     assert shown["status"]["last_ok"] is False
     assert (await gateway.client.get("/readyz")).json()["last_reload_ok"] is False
 
-    gateway.routes.write_text(
-        demo_routes(demo_backend).replace("  linear:", "  renamed:"), encoding="utf-8"
-    )
+    gateway.routes.write_text(demo_routes(demo_backend, "renamed"), encoding="utf-8")
     applied = await gateway.client.post("/admin/config/reload", headers=ADMIN)
     assert applied.status_code == 200
     assert "- model linear" in applied.json()["last_changes"]
@@ -72,14 +58,14 @@ async def test_file_changes_are_picked_up(start_gateway: StartGateway, demo_back
     gateway = await start_gateway(demo_routes(demo_backend), watch=True)
     await asyncio.sleep(0.3)  # let the watcher start
     replacement = gateway.routes.with_suffix(".new")
-    replacement.write_text(demo_routes(demo_backend).replace("  linear:", "  watched:"))
+    replacement.write_text(demo_routes(demo_backend, "watched"))
     os.replace(replacement, gateway.routes)  # as editors and config managers do
     await eventually(lambda: serves(gateway, "watched"))
 
 
 async def test_sighup_reloads(start_gateway: StartGateway, demo_backend: str) -> None:
     gateway = await start_gateway(demo_routes(demo_backend))
-    gateway.routes.write_text(demo_routes(demo_backend).replace("  linear:", "  hupped:"))
+    gateway.routes.write_text(demo_routes(demo_backend, "hupped"))
     os.kill(os.getpid(), signal.SIGHUP)
     await eventually(lambda: serves(gateway, "hupped"))
 
@@ -90,20 +76,19 @@ async def test_in_flight_requests_finish_on_the_table_they_started_with(
     body = b'{"outputs": [{"name": "y", "datatype": "FP32", "shape": [1], "data": [%d]}]}'
     old = await FakeReplica(body=body % 1, delay=1.0).start()
     new = await FakeReplica(body=body % 2).start()
-    routes = """
-backends:
-  b: {{kind: kserve, urls: ["{url}"]}}
-models:
-  m:
-    versions:
-      "1": {{backend: b, inputs: [{{name: x, datatype: FP32, shape: [-1]}}]}}
-"""
+
+    def routes(url: str) -> str:
+        x = {"name": "x", "datatype": "FP32", "shape": [-1]}
+        return routes_yaml(
+            {"b": backend("kserve", url)}, {"m": model(versions("b", "1", inputs=[x]))}
+        )
+
     try:
-        gateway = await start_gateway(routes.format(url=old.url), admin_token="t0ken")
+        gateway = await start_gateway(routes(old.url), admin_token="t0ken")
         request = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [0]}]}
         slow = asyncio.create_task(gateway.client.post("/v2/models/m/infer", json=request))
         await eventually(lambda: asyncio.sleep(0, result=old.calls == 1))
-        gateway.routes.write_text(routes.format(url=new.url))
+        gateway.routes.write_text(routes(new.url))
         reloaded = await gateway.client.post(
             "/admin/config/reload", headers={"Authorization": "Bearer t0ken"}
         )
@@ -124,22 +109,22 @@ async def test_configmap_symlink_swaps_are_picked_up_every_time(
     mount = tmp_path / "mount"
     mount.mkdir()
 
-    def publish(generation: int, model: str) -> None:
+    def publish(generation: int, name: str) -> None:
         folder = mount / f"..gen_{generation}"
         folder.mkdir()
-        (folder / "routes.yaml").write_text(demo_routes(demo_backend).replace("  linear:", model))
+        (folder / "routes.yaml").write_text(demo_routes(demo_backend, name))
         (mount / "..data_tmp").symlink_to(folder.name)
         os.replace(mount / "..data_tmp", mount / "..data")
         if generation > 0:
             shutil.rmtree(mount / f"..gen_{generation - 1}")
 
-    publish(0, "  first:")
+    publish(0, "first")
     (mount / "routes.yaml").symlink_to("..data/routes.yaml")
     gateway = await start_gateway(
         demo_routes(demo_backend), watch=True, config=mount / "routes.yaml"
     )
     assert await serves(gateway, "first")
     await asyncio.sleep(0.3)  # let the watcher start
-    for generation, model in enumerate(["second", "third", "fourth"], start=1):
-        publish(generation, f"  {model}:")
-        await eventually(lambda model=model: serves(gateway, model))  # type: ignore[misc]
+    for generation, name in enumerate(["second", "third", "fourth"], start=1):
+        publish(generation, name)
+        await eventually(lambda name=name: serves(gateway, name))  # type: ignore[misc]

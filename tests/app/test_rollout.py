@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,29 +18,22 @@ from gateway.config.model import RouteTable
 from gateway.errors import GatewayError
 from gateway.store import MemoryStore, RedisStore, Store
 from gateway.traffic.rollout import RolloutController
-from tests.app.test_auth import V2
 from tests.conftest import StartGateway
 from tests.fakes import REPLY, FakeReplica
-from tests.system.test_rollout_replicas import routes as replica_routes
+from tests.support import ADMIN, ADMIN_TOKEN, INPUT0, V2, backend, model, routes_yaml, versions
 
 pytestmark = pytest.mark.anyio
 
-GATES = "{max_error_rate: 5%, max_p99: 200ms, min_requests: 20}"
+GATES = {"max_error_rate": "5%", "max_p99": "200ms", "min_requests": 20}
+ROLLOUT = {"canary": "2", "steps": [10, 50, 100], "interval": "1s", "gates": GATES}
 
 
-def routes(
-    rollout: str = f'{{canary: "2", steps: [10, 50, 100], interval: 1s, gates: {GATES}}}',
-    extra: str = "",
-) -> RouteTable:
-    text = f"""
-backends:
-  b: {{kind: kserve, urls: ["http://127.0.0.1:9"]}}
-models:
-  fraud:
-    default: "1"
-    versions: {{"1": {{backend: b}}, "2": {{backend: b}}, "3": {{backend: b}}}}
-    {"rollout: " + rollout if rollout else ""}
-{extra}"""
+def routes(rollout: dict[str, Any] | None = ROLLOUT, **models: dict[str, Any]) -> RouteTable:
+    """Model ``fraud`` (versions "1" to "3", "1" the default) with ``rollout``, and ``models``
+    beside it, as the gateway holds its table."""
+    fraud = model(versions("b", "1", "2", "3"), default="1", rollout=rollout)
+    backends = {"b": backend("kserve", "http://127.0.0.1:9")}
+    text = routes_yaml(backends, {"fraud": fraud, **models})
     return RouteTable.model_validate(yaml.safe_load(text))
 
 
@@ -188,8 +180,7 @@ async def test_a_slow_canary_fails_the_p99_gates(stores: tuple[Store, Store], cl
 async def test_the_p99_ratio_gate_compares_with_the_stable_version(
     stores: tuple[Store, Store], clock: Clock, canary_seconds: float, passes: bool
 ) -> None:
-    gates = "{max_p99_ratio: 1.5, min_requests: 20}"
-    table = routes(f'{{canary: "2", steps: [10, 50, 100], interval: 1s, gates: {gates}}}')
+    table = routes({**ROLLOUT, "gates": {"max_p99_ratio": 1.5, "min_requests": 20}})
     c = controller(stores[0], Table(table), clock, "a")
     await c.tick()
     feed(c, "1", 20, seconds=0.01)
@@ -281,24 +272,24 @@ async def test_routes_yaml_edits_restart_abort_or_leave_the_rollout(
     before = await a.status("fraud")
     assert before["step"] == 1
     # unrelated edit: another model, the default's backend timeout; the rollout runs on
-    table.table = routes(extra="  other: {versions: {'1': {backend: b}}}")
+    table.table = routes(other=model(versions("b", "1")))
     await a.tick()
     await b.tick()
     after = await a.status("fraud")
     assert (after["step"], after["step_started_at"]) == (1, before["step_started_at"])
     assert b.weights("fraud") == {"1": 50, "2": 50}
     # a changed plan restarts at step 0
-    table.table = routes(f'{{canary: "2", steps: [20, 100], interval: 1s, gates: {GATES}}}')
+    table.table = routes({**ROLLOUT, "steps": [20, 100]})
     await a.tick()
     await b.tick()
     assert a.weights("fraud") == b.weights("fraud") == {"1": 80, "2": 20}
     assert (await reasons(a))[-1][2] == "the plan changed in routes.yaml: restarting from step 0"
     # a new canary is a new plan too
-    table.table = routes(f'{{canary: "3", steps: [20, 100], interval: 1s, gates: {GATES}}}')
+    table.table = routes({**ROLLOUT, "canary": "3", "steps": [20, 100]})
     await a.tick()
     assert a.weights("fraud") == {"1": 80, "3": 20}
     # removed: aborted, and routes.yaml's weights hold again (None) on every replica
-    table.table = routes(rollout="")
+    table.table = routes(rollout=None)
     await a.tick()
     await b.tick()
     assert a.weights("fraud") is None
@@ -316,18 +307,19 @@ async def test_routes_yaml_edits_restart_abort_or_leave_the_rollout(
 
 # ---------------------------------------------------------------------------- one real gateway
 
-ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
 
 def gateway_routes(v1: str, v2: str, interval: str = "300ms") -> str:
-    rollout = f"""    rollout:
-      canary: "2"
-      steps: [50, 100]
-      interval: {interval}
-      gates: {{max_error_rate: 10%, min_requests: 5}}
-"""
-    return replica_routes(v1, v2, rollout)
+    """Model ``linear``: version "1" on a fake at ``v1``, "2" at ``v2``, rolled out to "2"."""
+    gates = {"max_error_rate": "10%", "min_requests": 5}
+    rollout = {"canary": "2", "steps": [50, 100], "interval": interval, "gates": gates}
+    served = {
+        "1": {"backend": "one", "inputs": [INPUT0]},
+        "2": {"backend": "two", "inputs": [INPUT0]},
+    }
+    return routes_yaml(
+        {"one": backend("kserve", v1), "two": backend("kserve", v2)},
+        {"linear": model(served, default="1", rollout=rollout)},
+    )
 
 
 async def test_the_admin_api_and_the_cli_drive_a_rollout_through_a_gateway(

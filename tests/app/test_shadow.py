@@ -12,15 +12,16 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from aiohttp import web
 
-from tests.app.test_auth import ADMIN, ADMIN_TOKEN, V2
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import FakeReplica
+from tests.support import ADMIN, ADMIN_TOKEN, INPUT0, V2, backend, model, routes_yaml, versions
 
 pytestmark = pytest.mark.anyio
-INPUT = "{name: INPUT0, datatype: FP32, shape: [-1, 4]}"
 V1 = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
+SHADOW = {"version": "2"}  # the shadow of most tests: every call copied to version "2"
 
 
 def reply(*values: float) -> bytes:
@@ -57,19 +58,14 @@ async def shadow() -> AsyncIterator[FakeReplica]:
     await fake.stop()
 
 
-def routes(primary: str, shadow: str, spec: str | None = "{version: '2'}") -> str:
-    return f"""
-backends:
-  p: {{kind: kserve, urls: ["{primary}"]}}
-  s: {{kind: kserve, urls: ["{shadow}"]}}
-models:
-  m:
-    default: "1"
-    versions:
-      "1": {{backend: p, inputs: [{INPUT}]}}
-      "2": {{backend: s, inputs: [{INPUT}]}}
-{f"    shadow: {spec}" if spec else ""}
-"""
+def routes(primary: str, shadow: str, spec: dict[str, Any] | None = SHADOW) -> str:
+    """Model ``m``: version "1" on a fake at ``primary``, "2" at ``shadow``; ``spec`` is its
+    ``shadow`` (None: no shadow)."""
+    served = {**versions("p", "1", inputs=[INPUT0]), **versions("s", "2", inputs=[INPUT0])}
+    return routes_yaml(
+        {"p": backend("kserve", primary), "s": backend("kserve", shadow)},
+        {"m": model(served, default="1", shadow=spec)},
+    )
 
 
 def inferred(fake: FakeReplica) -> int:
@@ -144,7 +140,7 @@ async def test_a_disagreeing_shadow_shows_in_metrics_and_admin(
     agree: bool,
 ) -> None:
     shadow.body = reply(*answer)
-    spec = f"{{version: '2', tolerance: {tolerance}}}"
+    spec = {"version": "2", "tolerance": yaml.safe_load(tolerance)}  # as routes.yaml reads it
     gateway = await start_gateway(routes(primary.url, shadow.url, spec), admin_token=ADMIN_TOKEN)
     replies = await calls(gateway, 6)
     assert all(r.headers["X-Model-Version"] == "1" for r in replies)
@@ -162,7 +158,7 @@ async def test_a_disagreeing_shadow_shows_in_metrics_and_admin(
 async def test_the_share_is_exact_not_a_coin_flip(
     start_gateway: StartGateway, primary: FakeReplica, shadow: FakeReplica
 ) -> None:
-    spec = "{version: '2', share: 10%}"
+    spec = {"version": "2", "share": "10%"}
     gateway = await start_gateway(routes(primary.url, shadow.url, spec), admin_token=ADMIN_TOKEN)
     await calls(gateway, 25)  # 50 requests
     stats = await report(gateway)
@@ -195,7 +191,7 @@ async def held() -> AsyncIterator[HeldReplica]:
 async def test_a_stalled_shadow_never_holds_the_caller_and_a_full_queue_drops(
     start_gateway: StartGateway, primary: FakeReplica, held: HeldReplica
 ) -> None:
-    spec = "{version: '2', queue: 1}"
+    spec = {"version": "2", "queue": 1}
     gateway = await start_gateway(routes(primary.url, held.url, spec), admin_token=ADMIN_TOKEN)
     replies = await calls(gateway, 10)  # every caller answered while the shadow answers nobody
     assert len(replies) == 20

@@ -11,8 +11,6 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from aiohttp import web
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -21,32 +19,33 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.telemetry import tracing
 from tests.conftest import StartGateway
-from tests.fakes import REPLY, FakeReplica
-from tests.support import free_port
+from tests.fakes import PARENT_ID, REPLY, TRACE_ID, TRACEPARENT, FakeReplica, Receiver
+from tests.support import (
+    ADMIN,
+    ADMIN_TOKEN,
+    INPUT0,
+    V2,
+    backend,
+    free_port,
+    model,
+    routes_yaml,
+    versions,
+)
 
 pytestmark = pytest.mark.anyio
-ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-V2 = {"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
-INPUT = "{name: INPUT0, datatype: FP32, shape: [-1, 4]}"
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-PARENT_ID = "00f067aa0ba902b7"
-TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 
 
-def routes(url: str) -> str:
-    return f"""
-backends:
-  fake: {{kind: kserve, urls: ["{url}"]}}
-models:
-  linear:
-    deterministic: true
-    cache: {{ttl: 60s}}
-    versions:
-      "1": {{backend: fake, inputs: [{INPUT}]}}
-    default: "1"
-auth: {{}}
-"""
+def routes(url: str, auth: bool = True) -> str:
+    """Model ``linear`` on a fake at ``url``, cached, behind ``auth: {}`` if ``auth``."""
+    linear = model(
+        versions("fake", "1", inputs=[INPUT0]),
+        deterministic=True,
+        cache={"ttl": "60s"},
+        default="1",
+    )
+    return routes_yaml(
+        {"fake": backend("kserve", url)}, {"linear": linear}, auth={} if auth else None
+    )
 
 
 Start = Callable[..., Awaitable[httpx.AsyncClient]]
@@ -158,7 +157,7 @@ async def test_health_and_metrics_are_not_traced_and_ratio_zero_follows_the_pare
     traced: Start, backend: FakeReplica
 ) -> None:
     exporter = InMemorySpanExporter()
-    text = routes(backend.url).replace("auth: {}", "")
+    text = routes(backend.url, auth=False)
     client = await traced(text, exporter, tracing_ratio=0.0)
     for path in ("/healthz", "/readyz", "/metrics"):
         assert (await client.get(path)).status_code == 200
@@ -171,40 +170,6 @@ async def test_health_and_metrics_are_not_traced_and_ratio_zero_follows_the_pare
     assert "POST /v2/models/{model}/infer" in names  # the caller sampled it: so do we
 
 
-class Receiver:
-    """An OTLP/HTTP trace receiver: POST /v1/traces, protobuf, decoded with opentelemetry-proto."""
-
-    def __init__(self) -> None:
-        self.spans: list[Any] = []
-        self.services: set[str] = set()
-        self.port = free_port()
-        self._runner: web.AppRunner | None = None
-
-    async def _traces(self, request: web.Request) -> web.Response:
-        assert request.content_type == "application/x-protobuf"
-        message = ExportTraceServiceRequest()
-        message.ParseFromString(await request.read())
-        for resource in message.resource_spans:
-            for attribute in resource.resource.attributes:
-                if attribute.key == "service.name":
-                    self.services.add(attribute.value.string_value)
-            for scope in resource.scope_spans:
-                self.spans.extend(scope.spans)
-        return web.Response(status=200, content_type="application/x-protobuf", body=b"")
-
-    async def start(self) -> Receiver:
-        app = web.Application()
-        app.router.add_post("/v1/traces", self._traces)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
 async def test_spans_arrive_over_otlp_http(
     start_gateway: StartGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -214,7 +179,7 @@ async def test_spans_arrive_over_otlp_http(
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")  # export from the SDK's thread soon
     monkeypatch.setenv("OTEL_SERVICE_NAME", "gateway-under-test")
     try:
-        gateway = await start_gateway(routes(replica.url).replace("auth: {}", ""))
+        gateway = await start_gateway(routes(replica.url, auth=False))
         headers = {"traceparent": TRACEPARENT}
         response = await gateway.client.post("/v2/models/linear/infer", json=V2, headers=headers)
         assert response.status_code == 200

@@ -10,17 +10,18 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 import aiohttp
 import httpx
 import pytest
 
-from tests.app.test_auth import ADMIN, ADMIN_TOKEN, V2, make_key
+from tests.app.test_auth import make_key
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import FakeReplica, dead_url
+from tests.support import ADMIN, ADMIN_TOKEN, INPUT0, V2, backend, model, routes_yaml
 
 pytestmark = pytest.mark.anyio
-INPUT = "{name: INPUT0, datatype: FP32, shape: [-1, 4]}"
 BODY = json.dumps(V2).encode()
 JSON = {"Content-Type": "application/json"}
 
@@ -40,23 +41,20 @@ async def fakes() -> AsyncIterator[dict[str, FakeReplica]]:
         await fake.stop()
 
 
-def routes(urls: Mapping[str, str], model: str = "", extra: str = "", health: str = "") -> str:
-    backends = "\n".join(
-        f'  b{v}: {{kind: kserve, urls: ["{url}"]{health if v == "2" else ""}}}'
+def routes(
+    urls: Mapping[str, str],
+    health: dict[str, Any] | None = None,
+    auth: dict[str, Any] | None = None,
+    **options: Any,
+) -> str:
+    """Model ``m``, each version ``v`` of ``urls`` on its own backend ``b<v>`` (``b2`` with
+    ``health`` checks), default "1", with ``options`` (``traffic``, ``sticky``)."""
+    backends = {
+        f"b{v}": backend("kserve", url, health=health if v == "2" else None)
         for v, url in urls.items()
-    )
-    versions = "\n".join(f'      "{v}": {{backend: b{v}, inputs: [{INPUT}]}}' for v in urls)
-    return f"""
-backends:
-{backends}
-models:
-  m:
-    default: "1"
-    versions:
-{versions}
-{model}
-{extra}
-"""
+    }
+    served = {v: {"backend": f"b{v}", "inputs": [INPUT0]} for v in urls}
+    return routes_yaml(backends, {"m": model(served, default="1", **options)}, auth=auth)
 
 
 def answered(fake: FakeReplica) -> int:
@@ -110,7 +108,7 @@ async def test_the_split_is_accurate_over_10000_requests(
     start_gateway: StartGateway, fakes: dict[str, FakeReplica], weights: dict[str, int]
 ) -> None:
     urls = {v: fakes[v].url for v in weights}
-    gateway = await start_gateway(routes(urls, f"    traffic: {json.dumps(weights)}"))
+    gateway = await start_gateway(routes(urls, traffic=weights))
     n = 10_000
     reported = await many(gateway, n)
     served = {v: answered(fakes[v]) for v in weights}
@@ -130,10 +128,10 @@ async def test_sticky_by_header_keeps_callers_and_a_weight_change_moves_the_mini
 ) -> None:
     urls = {v: fakes[v].url for v in ("1", "2")}
 
-    def text(weights: str) -> str:
-        return routes(urls, f"    traffic: {weights}\n    sticky: {{by: header, name: X-User}}")
+    def text(weights: dict[str, int]) -> str:
+        return routes(urls, traffic=weights, sticky={"by": "header", "name": "X-User"})
 
-    gateway = await start_gateway(text('{"1": 90, "2": 10}'), admin_token=ADMIN_TOKEN)
+    gateway = await start_gateway(text({"1": 90, "2": 10}), admin_token=ADMIN_TOKEN)
     one = await send(gateway, [{"X-User": "alice"}] * 50)
     assert len(set(one)) == 1
     callers = [f"user-{i}" for i in range(400)]
@@ -146,7 +144,7 @@ async def test_sticky_by_header_keeps_callers_and_a_weight_change_moves_the_mini
     before = await versions()
     assert before == await versions()  # stable
     assert 0.04 < Counter(before.values())["2"] / len(callers) < 0.16  # ~10%
-    gateway.routes.write_text(text('{"1": 70, "2": 30}'), encoding="utf-8")
+    gateway.routes.write_text(text({"1": 70, "2": 30}), encoding="utf-8")
     reload = await gateway.client.post("/admin/config/reload", headers=ADMIN)
     assert reload.status_code == 200, reload.text
     after = await versions()
@@ -159,8 +157,8 @@ async def test_sticky_by_header_keeps_callers_and_a_weight_change_moves_the_mini
 
 async def test_sticky_by_cookie(start_gateway: StartGateway, fakes: dict[str, FakeReplica]) -> None:
     urls = {v: fakes[v].url for v in ("1", "2")}
-    model = '    traffic: {"1": 50, "2": 50}\n    sticky: {by: cookie, name: uid}'
-    gateway = await start_gateway(routes(urls, model))
+    sticky = {"by": "cookie", "name": "uid"}
+    gateway = await start_gateway(routes(urls, traffic={"1": 50, "2": 50}, sticky=sticky))
     seen: dict[str, set[str]] = {}
     for caller in (f"c{i}" for i in range(20)):
         replies = await send(gateway, [{"Cookie": f"other=1; uid={caller}"}] * 50)
@@ -174,10 +172,8 @@ async def test_sticky_by_tenant_and_by_api_key(
     start_gateway: StartGateway, fakes: dict[str, FakeReplica], by: str
 ) -> None:
     urls = {v: fakes[v].url for v in ("1", "2")}
-    model = f'    traffic: {{"1": 50, "2": 50}}\n    sticky: {{by: {by}}}'
-    gateway = await start_gateway(
-        routes(urls, model, "auth: {}"), admin_token=ADMIN_TOKEN, secret=uuid.uuid4().hex
-    )
+    text = routes(urls, auth={}, traffic={"1": 50, "2": 50}, sticky={"by": by})
+    gateway = await start_gateway(text, admin_token=ADMIN_TOKEN, secret=uuid.uuid4().hex)
     keys = [await make_key(gateway, "*") for _ in range(12)]
     chosen: list[str] = []
     for key in keys:
@@ -198,7 +194,7 @@ async def test_pinning_needs_the_pin_scope_and_is_reported(
 ) -> None:
     urls = {v: fakes[v].url for v in ("1", "2", "3")}
     gateway = await start_gateway(
-        routes(urls, '    traffic: {"1": 100}', "auth: {}"),
+        routes(urls, auth={}, traffic={"1": 100}),
         admin_token=ADMIN_TOKEN,
         secret=uuid.uuid4().hex,
     )
@@ -237,8 +233,8 @@ async def test_a_version_without_a_live_replica_gets_no_traffic(
     start_gateway: StartGateway, fakes: dict[str, FakeReplica]
 ) -> None:
     urls = {"1": fakes["1"].url, "2": dead_url()}
-    health = ", health: {interval: 100ms, unhealthy_after: 1}"
-    text = routes(urls, '    traffic: {"1": 50, "2": 50}', health=health)
+    health = {"interval": "100ms", "unhealthy_after": 1}
+    text = routes(urls, health, traffic={"1": 50, "2": 50})
     gateway = await start_gateway(text, admin_token=ADMIN_TOKEN)
     await wait_unready(gateway, "b2")
     seen = await many(gateway, 300)  # asserts every reply is a 200
@@ -250,9 +246,9 @@ async def test_when_every_version_is_down_the_backend_error_is_returned(
     start_gateway: StartGateway,
 ) -> None:
     urls = {"1": dead_url(), "2": dead_url()}
-    health = ", health: {interval: 100ms, unhealthy_after: 1}"
+    health = {"interval": "100ms", "unhealthy_after": 1}
     gateway = await start_gateway(
-        routes(urls, '    traffic: {"1": 50, "2": 50}', health=health), admin_token=ADMIN_TOKEN
+        routes(urls, health, traffic={"1": 50, "2": 50}), admin_token=ADMIN_TOKEN
     )
     await wait_unready(gateway, "b2")
     replies = [await infer(gateway) for _ in range(4)]

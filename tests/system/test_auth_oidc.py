@@ -15,11 +15,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.app.test_auth import ADMIN, ADMIN_TOKEN, V2, forwarded, routes
 from tests.conftest import RunningGateway, StartGateway
-from tests.fakes import FakeReplica
+from tests.fakes import FakeReplica, forwarded
 from tests.oidc.plugin import OIDCProvider
-from tests.support import error_of
+from tests.support import ADMIN, ADMIN_TOKEN, V2, auth_routes, error_of
 
 pytestmark = pytest.mark.anyio
 
@@ -28,16 +27,17 @@ pytestmark = pytest.mark.anyio
 async def gateway(
     start_gateway: StartGateway, backend: FakeReplica, oidc_provider: OIDCProvider
 ) -> RunningGateway:
-    auth = f"""auth:
-  jwt:
-    - issuer: "{oidc_provider.issuer}"
-      discovery: true
-      algorithms: [RS256, PS256, ES256]
-      audience: ["{oidc_provider.resource}"]
-      tenant_claim: tenant
-"""
+    issuer = {
+        "issuer": oidc_provider.issuer,
+        "discovery": True,
+        "algorithms": ["RS256", "PS256", "ES256"],
+        "audience": [oidc_provider.resource],
+        "tenant_claim": "tenant",
+    }
     return await start_gateway(
-        routes(backend.url, auth), admin_token=ADMIN_TOKEN, secret="s-" + uuid.uuid4().hex
+        auth_routes(backend.url, jwt=[issuer]),
+        admin_token=ADMIN_TOKEN,
+        secret="s-" + uuid.uuid4().hex,
     )
 
 

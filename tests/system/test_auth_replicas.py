@@ -17,9 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.app.test_auth import V2, routes
 from tests.fakes import FakeReplica
-from tests.support import free_port
+from tests.support import V2, auth_routes, free_port
 
 pytestmark = pytest.mark.anyio
 GATEWAY = str(Path(sys.executable).with_name("gateway"))
@@ -42,7 +41,7 @@ async def replicas(
 ) -> AsyncIterator[list[tuple[str, Path]]]:
     """Two `gateway serve` processes on one Redis; yields (base URL, log file) for each."""
     config = tmp_path / "routes.yaml"
-    config.write_text(routes(backend.url))
+    config.write_text(auth_routes(backend.url))
     started: list[subprocess.Popen[bytes]] = []
     out = []
     for i in range(2):

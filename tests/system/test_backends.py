@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import RunningGateway, StartGateway
 from tests.doubles.plugin import TFServingHandle
 from tests.servers.plugin import AllServers
-from tests.support import error_of
+from tests.support import backend, error_of, model, routes_yaml, versions
 
 pytestmark = pytest.mark.anyio
 ROWS = [[1.0, 2.0, 3.0, 4.0], [0.5, 0.0, 0.0, 1.0]]
@@ -32,43 +32,36 @@ KINDS = list(INPUT_NAME)
 
 def routes(servers: AllServers, tfserving: TFServingHandle) -> str:
     ts, triton, mls = servers.torchserve, servers.triton, servers.mlserver
-    return f"""
-backends:
-  ts: {{kind: torchserve, urls: ["{ts.url}"], management_urls: ["{ts.management_url}"]}}
-  triton: {{kind: triton, urls: ["{triton.url}"]}}
-  mls: {{kind: kserve, urls: ["{mls.url}"]}}
-  tfs: {{kind: tfserving, urls: ["{tfserving.url}"]}}
-models:
-  torchserve:
-    versions:
-      "1": &ts {{backend: ts, name: linear, version: "1.0",
-                inputs: [{{name: x, datatype: FP32, shape: [-1, 4]}}],
-                outputs: [{{name: y, datatype: FP32, shape: [-1, 2]}}]}}
-      "2": {{<<: *ts, version: "2.0"}}
-      "9": {{<<: *ts, version: "9.0"}}
-    default: "1"
-  triton:
-    versions: {{"1": {{backend: triton, name: linear, version: "1"}},
-               "2": {{backend: triton, name: linear, version: "2"}},
-               "9": {{backend: triton, name: linear, version: "9"}}}}
-    default: "1"
-  mlserver:
-    versions: {{"1": {{backend: mls, name: linear, version: "1"}},
-               "2": {{backend: mls, name: linear, version: "2"}},
-               "9": {{backend: mls, name: linear, version: "9"}}}}
-    default: "1"
-  tfserving:
-    versions: {{"1": {{backend: tfs, name: linear, version: "1"}},
-               "2": {{backend: tfs, name: linear, version: "2"}},
-               "9": {{backend: tfs, name: linear, version: "9"}}}}
-    default: "1"
-  multi:
-    versions: {{"1": {{backend: tfs, name: multi, version: 1}}}}
-  bytes:
-    versions: {{"1": {{backend: tfs, name: echo_bytes, version: 1}}}}
-  ts-undeclared:
-    versions: {{"1": {{backend: ts, name: linear, version: "1.0"}}}}
-"""
+    backends = {
+        "ts": backend("torchserve", ts.url, management_urls=[ts.management_url]),
+        "triton": backend("triton", triton.url),
+        "mls": backend("kserve", mls.url),
+        "tfs": backend("tfserving", tfserving.url),
+    }
+    declared = {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}],
+    }
+    on_torchserve = {
+        v: {"backend": "ts", "name": "linear", "version": f"{v}.0", **declared}
+        for v in ("1", "2", "9")
+    }
+
+    def linear(on: str) -> dict[str, Any]:
+        """The server's own ``linear``, versions 1, 2 and 9 (which it does not have)."""
+        served = {v: {"backend": on, "name": "linear", "version": v} for v in ("1", "2", "9")}
+        return model(served, default="1")
+
+    models = {
+        "torchserve": model(on_torchserve, default="1"),
+        "triton": linear("triton"),
+        "mlserver": linear("mls"),
+        "tfserving": linear("tfs"),
+        "multi": model(versions("tfs", "1", name="multi", version=1)),
+        "bytes": model(versions("tfs", "1", name="echo_bytes", version=1)),
+        "ts-undeclared": model(versions("ts", "1", name="linear", version="1.0")),
+    }
+    return routes_yaml(backends, models)
 
 
 @pytest.fixture

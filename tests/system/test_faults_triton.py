@@ -6,12 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.app.test_reload import eventually
 from tests.conftest import StartGateway
 from tests.servers.plugin import ServerHandle
+from tests.support import V2, backend, eventually, model, routes_yaml, versions
 
 pytestmark = pytest.mark.anyio
-V2 = {"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
 ADMIN = {"Authorization": "Bearer fault-token"}
 
 
@@ -19,18 +18,16 @@ async def test_a_killed_triton_replica_is_ejected_and_traffic_continues(
     start_gateway: StartGateway, start_triton: Callable[[], ServerHandle]
 ) -> None:
     first, second = start_triton(), start_triton()
+    triton = backend(
+        "triton",
+        first.url,
+        second.url,
+        health={"interval": "200ms", "timeout": "1s", "unhealthy_after": 1},
+        outlier={"consecutive_failures": 1, "ejection": "30s"},
+    )
+    linear = model(versions("triton", "1", name="linear", version="1"))
     gateway = await start_gateway(
-        f"""
-backends:
-  triton:
-    kind: triton
-    urls: ["{first.url}", "{second.url}"]
-    health: {{interval: 200ms, timeout: 1s, unhealthy_after: 1}}
-    outlier: {{consecutive_failures: 1, ejection: 30s}}
-models:
-  linear: {{versions: {{"1": {{backend: triton, name: linear, version: "1"}}}}}}
-""",
-        admin_token="fault-token",
+        routes_yaml({"triton": triton}, {"linear": linear}), admin_token="fault-token"
     )
     for _ in range(20):
         response = await gateway.client.post("/v2/models/linear/infer", json=V2)

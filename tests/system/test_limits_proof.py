@@ -32,16 +32,22 @@ import pytest
 import redis.asyncio as aredis
 
 from gateway.store import cluster_client
-from tests.app.test_auth import V2, forwarded
-from tests.fakes import FakeReplica
+from tests.fakes import FakeReplica, forwarded
 from tests.redis_plugin import RedisServer, StartRedis
-from tests.support import free_port
+from tests.support import (
+    ADMIN,
+    ADMIN_TOKEN,
+    INPUT0,
+    V2,
+    backend,
+    free_port,
+    model,
+    routes_yaml,
+    versions,
+)
 
 pytestmark = pytest.mark.anyio
 GATEWAY = str(Path(sys.executable).with_name("gateway"))
-ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-INPUT = "{name: INPUT0, datatype: FP32, shape: [-1, 4]}"
 BODY = json.dumps(V2).encode()
 INFER = "/v2/models/linear/infer"
 
@@ -233,19 +239,18 @@ async def hammer(
 # --------------------------------------------------------------------------- conformance
 
 
-def plan_routes(backend: str, extra: str = "") -> str:
-    return f"""
-backends:
-  fake: {{kind: kserve, urls: ["{backend}"]}}
-models:
-  linear:
-    versions: {{"1": {{backend: fake, inputs: [{INPUT}]}}}}
-plans:
-  shared: {{rate: {RATE:g}/s, burst: {BURST:g}}}
-  small: {{rate: 1/min, burst: 5}}
-{extra}
-auth: {{}}
-"""
+def plan_routes(url: str, **sections: Any) -> str:
+    """Model ``linear`` on the fake at ``url``, plans ``shared`` and ``small``, ``auth: {}``;
+    ``sections`` add to the table or replace its ``auth``."""
+    plans = {
+        "shared": {"rate": f"{RATE:g}/s", "burst": int(BURST)},
+        "small": {"rate": "1/min", "burst": 5},
+    }
+    return routes_yaml(
+        {"fake": backend("kserve", url)},
+        {"linear": model(versions("fake", "1", inputs=[INPUT0]))},
+        **{"plans": plans, "auth": {}, **sections},
+    )
 
 
 async def server_time(client: aredis.Redis | aredis.RedisCluster, key: str) -> float:
@@ -270,7 +275,7 @@ async def prove_conformance(
     # whose event loop was saturated on two shared cores timed out on a healthy Redis and fell
     # back to its in-process bucket, admitting up to 4 over the bound; hence the 250 ms
     # default, and this test checks that no decision fell back.)
-    routes = plan_routes(backend.url, "")
+    routes = plan_routes(backend.url)
     async with replicas(tmp_path, routes, env) as running:
         urls = [r.url for r in running]
         tenant, key = await tenant_key(urls[0], "shared")
@@ -356,11 +361,13 @@ ANON_RATE, ANON_BURST = 100.0, 20.0  # per client IP; every caller here is 127.0
 KILL_AT, RESTART_AT, OUTAGE_LOAD = 0.7, 1.9, 3.0  # seconds into the load
 
 
-def outage_routes(backend: str, mode: str) -> str:
-    anonymous = f"{{rate: {ANON_RATE:g}/s, burst: {ANON_BURST:g}}}"
+def outage_routes(url: str, mode: str) -> str:
+    anonymous = {"rate": f"{ANON_RATE:g}/s", "burst": int(ANON_BURST)}
     return plan_routes(
-        backend, f"rate_limits: {{failure_mode: {mode}, anonymous: {anonymous}}}"
-    ).replace("auth: {}", "auth: {required: false}")
+        url,
+        rate_limits={"failure_mode": mode, "anonymous": anonymous},
+        auth={"required": False},
+    )
 
 
 @dataclass
@@ -545,22 +552,15 @@ async def test_fail_closed_refuses_quickly_while_redis_is_down_and_recovers(
 # --------------------------------------------------------------------------- response cache
 
 
-def cache_routes(one: str, two: str, traffic: str = "") -> str:
-    return f"""
-backends:
-  one: {{kind: kserve, urls: ["{one}"]}}
-  two: {{kind: kserve, urls: ["{two}"]}}
-models:
-  linear:
-    deterministic: true
-    cache: {{ttl: 60s}}
-    versions:
-      "1": {{backend: one, inputs: [{INPUT}]}}
-      "2": {{backend: two, inputs: [{INPUT}]}}
-    default: "1"
-    {traffic}
-auth: {{}}
-"""
+def cache_routes(one: str, two: str, **traffic: Any) -> str:
+    """Model ``linear``, cached: version "1" on a fake at ``one``, "2" at ``two``."""
+    served = {**versions("one", "1", inputs=[INPUT0]), **versions("two", "2", inputs=[INPUT0])}
+    linear = model(served, deterministic=True, cache={"ttl": "60s"}, default="1", **traffic)
+    return routes_yaml(
+        {"one": backend("kserve", one), "two": backend("kserve", two)},
+        {"linear": linear},
+        auth={},
+    )
 
 
 def reply(version: int) -> bytes:
@@ -616,7 +616,7 @@ async def test_canary_versions_never_share_a_cache_entry(tmp_path: Path, redis_u
     one = await FakeReplica(body=reply(1), delay=0.05).start()
     two = await FakeReplica(body=reply(2), delay=0.05).start()
     try:
-        text = cache_routes(one.url, two.url, 'traffic: {"1": 50, "2": 50}')
+        text = cache_routes(one.url, two.url, traffic={"1": 50, "2": 50})
         async with replicas(tmp_path, text, gateway_env(redis_url)) as running:
             urls = [r.url for r in running]
             _, key = await tenant_key(urls[0])

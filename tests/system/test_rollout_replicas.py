@@ -21,9 +21,9 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tests.app.test_auth import V2
 from tests.fakes import REPLY, FakeReplica
-from tests.system.test_limits_proof import ADMIN, gateway_env, replicas, report
+from tests.support import ADMIN, INPUT0, V2, backend, model, routes_yaml
+from tests.system.test_limits_proof import gateway_env, replicas, report
 
 pytestmark = pytest.mark.anyio
 INFER = "/v2/models/linear/infer"
@@ -44,18 +44,17 @@ class FailingInfer(FakeReplica):
         return web.Response(status=200, body=self.body, content_type="application/json")
 
 
-def routes(v1: str, v2: str, rollout: str) -> str:
-    return f"""
-backends:
-  one: {{kind: kserve, urls: ["{v1}"]}}
-  two: {{kind: kserve, urls: ["{v2}"]}}
-models:
-  linear:
-    versions:
-      "1": {{backend: one, inputs: [{{name: INPUT0, datatype: FP32, shape: [-1, 4]}}]}}
-      "2": {{backend: two, inputs: [{{name: INPUT0, datatype: FP32, shape: [-1, 4]}}]}}
-    default: "1"
-{rollout}"""
+def routes(v1: str, v2: str, **rollout: Any) -> str:
+    """Model ``linear``: version "1" on a fake at ``v1``, "2" at ``v2``; ``rollout``, if any,
+    as its rollout."""
+    served = {
+        "1": {"backend": "one", "inputs": [INPUT0]},
+        "2": {"backend": "two", "inputs": [INPUT0]},
+    }
+    linear = model(served, default="1", rollout=rollout or None)
+    return routes_yaml(
+        {"one": backend("kserve", v1), "two": backend("kserve", v2)}, {"linear": linear}
+    )
 
 
 @dataclass
@@ -147,14 +146,14 @@ async def test_a_healthy_canary_advances_to_100_percent_alike_on_both_replicas(
     tmp_path: Path, redis_url: str, backend: FakeReplica
 ) -> None:
     canary = await FakeReplica(body=REPLY).start()
-    rollout = """    rollout:
-      canary: "2"
-      steps: [5, 25, 50, 100]
-      interval: 500ms
-      gates: {max_error_rate: 1%, max_p99: 2s, min_requests: 5}
-"""
+    rollout = {
+        "canary": "2",
+        "steps": [5, 25, 50, 100],
+        "interval": "500ms",
+        "gates": {"max_error_rate": "1%", "max_p99": "2s", "min_requests": 5},
+    }
     try:
-        text = routes(backend.url, canary.url, rollout)
+        text = routes(backend.url, canary.url, **rollout)
         async with replicas(tmp_path, text, gateway_env(redis_url)) as running:
             urls = [r.url for r in running]
             seen = Seen()
@@ -209,21 +208,21 @@ async def test_a_failing_canary_is_rolled_back_within_one_interval(
 ) -> None:
     canary = await FailingInfer(body=REPLY).start()
     interval = 1.0
-    rollout = f"""    rollout:
-      canary: "2"
-      steps: [50, 100]
-      interval: {interval}s
-      gates: {{max_error_rate: 10%, min_requests: 5}}
-"""
+    rollout = {
+        "canary": "2",
+        "steps": [50, 100],
+        "interval": f"{interval}s",
+        "gates": {"max_error_rate": "10%", "min_requests": 5},
+    }
     try:
-        config = routes(backend.url, canary.url, "")  # no rollout yet: traffic flows first
+        config = routes(backend.url, canary.url)  # no rollout yet: traffic flows first
         async with replicas(tmp_path, config, gateway_env(redis_url)) as running:
             urls = [r.url for r in running]
             path = next(tmp_path.glob("routes-*.yaml"))  # noqa: ASYNC240 - a tmp dir listing
             seen = Seen()
             async with watching(urls, seen), httpx.AsyncClient(timeout=10) as client:
                 await wait_until(seen, "serving", lambda p: p[1] is None and len(seen.calls) > 20)
-                path.write_text(routes(backend.url, canary.url, rollout))
+                path.write_text(routes(backend.url, canary.url, **rollout))
                 for url in urls:
                     reloaded = await client.post(f"{url}/admin/config/reload", headers=ADMIN)
                     assert reloaded.status_code == 200, reloaded.text

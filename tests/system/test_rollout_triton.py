@@ -22,33 +22,29 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.app.test_auth import V2
 from tests.servers.plugin import ServerHandle
-from tests.system.test_limits_proof import ADMIN, gateway_env, replicas, report
+from tests.support import ADMIN, V2, backend, model, routes_yaml
+from tests.system.test_limits_proof import gateway_env, replicas, report
 from tests.system.test_rollout_replicas import INFER, WAIT, Seen, events, wait_until, watching
 
 pytestmark = pytest.mark.anyio
 EXPECTED = {"1": [1.0, 9.0], "2": [2.0, 18.0]}  # v * [1, 9]: what each Triton version answers
 
 
-def routes(stable: str, canary: str, rollout: str = "") -> str:
-    """``linear`` "1" on backend ``stable`` and "2" on ``canary`` (two backends' YAML bodies),
-    naming Triton's model ``linear`` versions 1 and 2."""
-    return f"""
-backends:
-  a: {stable}
-  b: {canary}
-models:
-  linear:
-    versions:
-      "1": {{backend: a, name: linear, version: "1"}}
-      "2": {{backend: b, name: linear, version: "2"}}
-    default: "1"
-{rollout}"""
+def routes(stable: dict[str, Any], canary: dict[str, Any], **rollout: Any) -> str:
+    """``linear`` "1" on backend ``stable`` and "2" on ``canary`` (two backends), naming
+    Triton's model ``linear`` versions 1 and 2; ``rollout``, if any, as its rollout."""
+    served = {
+        "1": {"backend": "a", "name": "linear", "version": "1"},
+        "2": {"backend": "b", "name": "linear", "version": "2"},
+    }
+    linear = model(served, default="1", rollout=rollout or None)
+    return routes_yaml({"a": stable, "b": canary}, {"linear": linear})
 
 
 @dataclass(frozen=True)
@@ -111,16 +107,16 @@ async def triton_successes(server: ServerHandle) -> dict[str, int]:
 async def test_a_healthy_canary_on_real_triton_advances_to_100_percent(
     tmp_path: Path, redis_url: str, triton_server: ServerHandle
 ) -> None:
-    backend = f'{{kind: triton, urls: ["{triton_server.url}"]}}'
-    rollout = """    rollout:
-      canary: "2"
-      steps: [25, 100]
-      interval: 500ms
-      gates: {max_error_rate: 1%, min_requests: 5}
-"""
+    triton = backend("triton", triton_server.url)
+    rollout = {
+        "canary": "2",
+        "steps": [25, 100],
+        "interval": "500ms",
+        "gates": {"max_error_rate": "1%", "min_requests": 5},
+    }
     before = await triton_successes(triton_server)
     async with replicas(
-        tmp_path, routes(backend, backend, rollout), gateway_env(redis_url)
+        tmp_path, routes(triton, triton, **rollout), gateway_env(redis_url)
     ) as running:
         urls = [r.url for r in running]
         seen = Seen()
@@ -187,22 +183,25 @@ async def test_a_canary_whose_triton_dies_is_rolled_back_and_the_errors_stop(
 ) -> None:
     doomed = start_triton()  # its own process: killed by PID below, reaped at teardown
     interval = 2.0
-    stable = f'{{kind: triton, urls: ["{triton_server.url}"]}}'
+    stable = backend("triton", triton_server.url)
     # Health checks every 5 s (2 failed probes to drop it) and no passive ejection: what
     # reacts to the dead canary is the rollout's error-rate gate. (With the default ejection
     # after 5 failures the canary leaves the split after ~10 errors; killed late in the step,
     # 10 errors of ~230 pass the 10% gate, the dead canary is promoted to 100% and only then
     # rolled back, as measured once while writing this test.)
-    canary = (
-        f'{{kind: triton, urls: ["{doomed.url}"], timeout: 2s, health: {{interval: 5s}}, '
-        "outlier: {consecutive_failures: 1000000}}"
+    canary = backend(
+        "triton",
+        doomed.url,
+        timeout="2s",
+        health={"interval": "5s"},
+        outlier={"consecutive_failures": 1000000},
     )
-    rollout = f"""    rollout:
-      canary: "2"
-      steps: [50, 100]
-      interval: {interval:g}s
-      gates: {{max_error_rate: 10%, min_requests: 5}}
-"""
+    rollout = {
+        "canary": "2",
+        "steps": [50, 100],
+        "interval": f"{interval:g}s",
+        "gates": {"max_error_rate": "10%", "min_requests": 5},
+    }
     both_50 = {"1": 50, "2": 50}
     async with replicas(tmp_path, routes(stable, canary), gateway_env(redis_url)) as running:
         urls = [r.url for r in running]
@@ -211,7 +210,7 @@ async def test_a_canary_whose_triton_dies_is_rolled_back_and_the_errors_stop(
         answers: list[Answer] = []
         async with calling(urls, seen, answers), httpx.AsyncClient(timeout=10) as client:
             await wait_until(seen, "serving", lambda p: p[1] is None and len(answers) > 20)
-            path.write_text(routes(stable, canary, rollout))
+            path.write_text(routes(stable, canary, **rollout))
             for url in urls:
                 reloaded = await client.post(f"{url}/admin/config/reload", headers=ADMIN)
                 assert reloaded.status_code == 200, reloaded.text

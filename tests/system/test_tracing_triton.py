@@ -1,6 +1,6 @@
 """One trace across the gateway and a REAL Triton (``tests/servers``) in OpenTelemetry trace mode.
 
-Both export over OTLP/HTTP to the receiver of ``tests.test_tracing``, run in this test. The
+Both export over OTLP/HTTP to the receiver of ``tests.fakes``, run in this test. The
 gateway injects its client span's context as ``traceparent`` into the request to Triton; Triton
 continues that W3C trace context, so its spans carry the gateway's trace id and its root-most
 span's parent is the gateway's client span.
@@ -20,9 +20,10 @@ from google.protobuf import json_format  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests.app.test_tracing import TRACE_ID, TRACEPARENT, V2, Receiver
 from tests.conftest import StartGateway
+from tests.fakes import TRACE_ID, TRACEPARENT, Receiver
 from tests.servers.plugin import ServerHandle
+from tests.support import V2, backend, model, routes_yaml, versions
 
 pytestmark = pytest.mark.anyio
 GATEWAY_SERVICE = "model-gateway"
@@ -55,7 +56,7 @@ def ids_to_base64(value: Any) -> Any:
 
 
 class ServiceReceiver(Receiver):
-    """The receiver of test_tracing, also taking OTLP/HTTP JSON (Triton's exporter, which has no
+    """The receiver of tests.fakes, also taking OTLP/HTTP JSON (Triton's exporter, which has no
     protobuf setting) and noting each span's ``service.name``."""
 
     def __init__(self) -> None:
@@ -100,13 +101,9 @@ async def test_one_trace_spans_the_gateway_and_triton(
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{receiver.port}")
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
         monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)  # the default: model-gateway
+        linear = model(versions("triton", "1", name="linear", version="1"))
         gateway = await start_gateway(
-            f"""
-backends:
-  triton: {{kind: triton, urls: ["{triton.url}"]}}
-models:
-  linear: {{versions: {{"1": {{backend: triton, name: linear, version: "1"}}}}}}
-"""
+            routes_yaml({"triton": backend("triton", triton.url)}, {"linear": linear})
         )
         response = await gateway.client.post(
             "/v2/models/linear/infer", json=V2, headers={"traceparent": TRACEPARENT}

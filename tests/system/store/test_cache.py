@@ -244,4 +244,4 @@ CACHE_OPERATIONS: list[tuple[str, Callable[[Store], Awaitable[object]]]] = [
 ]
 
 
-# A dead Redis for every operation here: tests/store/test_limits.py, with CACHE_OPERATIONS.
+# A dead Redis for every operation here: tests/system/store/test_limits.py, CACHE_OPERATIONS.

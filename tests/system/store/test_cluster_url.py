@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from gateway.store import Limit, RedisStore, StoreUnavailable, Tenant, open_store
-from tests.redis_plugin import free_port
+from tests.support import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -25,7 +25,8 @@ from gateway.store import (
     open_store,
 )
 from gateway.store.memory.store import SUBSCRIBER_BACKLOG
-from tests.redis_plugin import StartRedis, free_port
+from tests.redis_plugin import StartRedis
+from tests.support import free_port
 from tests.system.store.conftest import WAIT, MakeStore
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,8 @@ import pytest
 import redis.asyncio as aredis
 
 from gateway.store import Limit, RedisStore, Store, StoreUnavailable, Verdict
-from tests.redis_plugin import StartRedis, free_port
+from tests.redis_plugin import StartRedis
+from tests.support import free_port
 from tests.system.store.conftest import WAIT, MakeStore
 from tests.system.store.test_cache import CACHE_OPERATIONS
 

@@ -460,3 +460,22 @@ def test_duplicate_keys_are_errors_with_their_line() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(text)
     assert [str(i) for i in caught.value.issues] == ["line 3: backends.a: duplicate key 'a'"]
+
+
+def test_anchors_aliases_and_merge_keys_are_resolved() -> None:
+    # routes.yaml files share a version's settings this way (the tests' builder no longer does)
+    text = BACKEND + (
+        "models:\n"
+        "  m:\n"
+        "    versions:\n"
+        '      "1": &v {backend: a, name: x, version: "1.0",\n'
+        "               inputs: [{name: i, datatype: FP32, shape: [-1]}]}\n"
+        '      "2": {<<: *v, version: "2.0"}\n'
+        "  n:\n"
+        '    versions: {"1": *v}\n'
+    )
+    models = parse_config(text).table.models
+    one, two = models["m"].versions["1"], models["m"].versions["2"]
+    assert (one.name, one.version, two.name, two.version) == ("x", "1.0", "x", "2.0")
+    assert two.inputs == one.inputs
+    assert models["n"].versions["1"] == one
