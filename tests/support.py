@@ -58,6 +58,13 @@ def routes_yaml(
     return yaml.dump(table, Dumper=_Dumper, sort_keys=False, default_flow_style=None)
 
 
+class _Dumper(yaml.SafeDumper):
+    """Writes a value used twice in full each time, not as a YAML anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def backend(kind: str, *urls: str, **options: Any) -> dict[str, Any]:
     """A backend of ``kind`` on ``urls``, with its other keys (``timeout``, ``health``...);
     an option that is None is left out, as in the two helpers below."""
@@ -77,13 +84,6 @@ def model(served: Mapping[str, Mapping[str, Any]], **options: Any) -> dict[str, 
 
 def _given(options: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
-
-
-class _Dumper(yaml.SafeDumper):
-    """Writes a value used twice in full each time, not as a YAML anchor and alias."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
 
 
 def demo_routes(

@@ -34,10 +34,9 @@ def routes(
     """Model ``linear`` (with its own ``limits``, if any) on a fake at ``url``, ``plans``, and
     ``auth: {}`` unless ``sections`` (``rate_limits``, ``auth``) say otherwise."""
     linear = model(versions("fake", "1", inputs=[INPUT0]), limits=limits)
+    sections.setdefault("auth", {})
     return routes_yaml(
-        {"fake": backend("kserve", url)},
-        {"linear": linear},
-        **{"plans": plans, "auth": {}, **sections},
+        {"fake": backend("kserve", url)}, {"linear": linear}, plans=plans, **sections
     )
 
 

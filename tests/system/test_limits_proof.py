@@ -246,10 +246,12 @@ def plan_routes(url: str, **sections: Any) -> str:
         "shared": {"rate": f"{RATE:g}/s", "burst": int(BURST)},
         "small": {"rate": "1/min", "burst": 5},
     }
+    sections.setdefault("auth", {})
     return routes_yaml(
         {"fake": backend("kserve", url)},
         {"linear": model(versions("fake", "1", inputs=[INPUT0]))},
-        **{"plans": plans, "auth": {}, **sections},
+        plans=plans,
+        **sections,
     )
 
 

@@ -44,14 +44,14 @@ class FailingInfer(FakeReplica):
         return web.Response(status=200, body=self.body, content_type="application/json")
 
 
-def routes(v1: str, v2: str, **rollout: Any) -> str:
+def routes(v1: str, v2: str, rollout: dict[str, Any] | None = None) -> str:
     """Model ``linear``: version "1" on a fake at ``v1``, "2" at ``v2``; ``rollout``, if any,
     as its rollout."""
     served = {
         "1": {"backend": "one", "inputs": [INPUT0]},
         "2": {"backend": "two", "inputs": [INPUT0]},
     }
-    linear = model(served, default="1", rollout=rollout or None)
+    linear = model(served, default="1", rollout=rollout)
     return routes_yaml(
         {"one": backend("kserve", v1), "two": backend("kserve", v2)}, {"linear": linear}
     )
@@ -153,7 +153,7 @@ async def test_a_healthy_canary_advances_to_100_percent_alike_on_both_replicas(
         "gates": {"max_error_rate": "1%", "max_p99": "2s", "min_requests": 5},
     }
     try:
-        text = routes(backend.url, canary.url, **rollout)
+        text = routes(backend.url, canary.url, rollout)
         async with replicas(tmp_path, text, gateway_env(redis_url)) as running:
             urls = [r.url for r in running]
             seen = Seen()
@@ -222,7 +222,7 @@ async def test_a_failing_canary_is_rolled_back_within_one_interval(
             seen = Seen()
             async with watching(urls, seen), httpx.AsyncClient(timeout=10) as client:
                 await wait_until(seen, "serving", lambda p: p[1] is None and len(seen.calls) > 20)
-                path.write_text(routes(backend.url, canary.url, **rollout))
+                path.write_text(routes(backend.url, canary.url, rollout))
                 for url in urls:
                     reloaded = await client.post(f"{url}/admin/config/reload", headers=ADMIN)
                     assert reloaded.status_code == 200, reloaded.text

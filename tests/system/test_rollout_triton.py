@@ -36,14 +36,16 @@ pytestmark = pytest.mark.anyio
 EXPECTED = {"1": [1.0, 9.0], "2": [2.0, 18.0]}  # v * [1, 9]: what each Triton version answers
 
 
-def routes(stable: dict[str, Any], canary: dict[str, Any], **rollout: Any) -> str:
+def routes(
+    stable: dict[str, Any], canary: dict[str, Any], rollout: dict[str, Any] | None = None
+) -> str:
     """``linear`` "1" on backend ``stable`` and "2" on ``canary`` (two backends), naming
     Triton's model ``linear`` versions 1 and 2; ``rollout``, if any, as its rollout."""
     served = {
         "1": {"backend": "a", "name": "linear", "version": "1"},
         "2": {"backend": "b", "name": "linear", "version": "2"},
     }
-    linear = model(served, default="1", rollout=rollout or None)
+    linear = model(served, default="1", rollout=rollout)
     return routes_yaml({"a": stable, "b": canary}, {"linear": linear})
 
 
@@ -116,7 +118,7 @@ async def test_a_healthy_canary_on_real_triton_advances_to_100_percent(
     }
     before = await triton_successes(triton_server)
     async with replicas(
-        tmp_path, routes(triton, triton, **rollout), gateway_env(redis_url)
+        tmp_path, routes(triton, triton, rollout), gateway_env(redis_url)
     ) as running:
         urls = [r.url for r in running]
         seen = Seen()
@@ -210,7 +212,7 @@ async def test_a_canary_whose_triton_dies_is_rolled_back_and_the_errors_stop(
         answers: list[Answer] = []
         async with calling(urls, seen, answers), httpx.AsyncClient(timeout=10) as client:
             await wait_until(seen, "serving", lambda p: p[1] is None and len(answers) > 20)
-            path.write_text(routes(stable, canary, **rollout))
+            path.write_text(routes(stable, canary, rollout))
             for url in urls:
                 reloaded = await client.post(f"{url}/admin/config/reload", headers=ADMIN)
                 assert reloaded.status_code == 200, reloaded.text
