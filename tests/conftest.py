@@ -109,16 +109,3 @@ async def demo_backend() -> AsyncIterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await asyncio.wait_for(task, 10)
-
-
-def demo_routes(url: str, extra: str = "") -> str:
-    return f"""
-backends:
-  demo: {{kind: triton, urls: ["{url}"], timeout: 5s}}
-models:
-  linear:
-    default: "1"
-    versions:
-      "1": {{backend: demo, name: linear, version: "1"}}
-      "2": {{backend: demo, name: linear, version: "2"}}
-{extra}"""

@@ -1,11 +1,14 @@
-"""A controllable HTTP server (aiohttp.web, in the test's loop) for pool and proxy edge cases."""
+"""Fake servers in the test's event loop (aiohttp.web): a controllable model server replica, for
+pool and proxy edge cases, and an OTLP/HTTP trace receiver."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.support import free_port
 
@@ -53,6 +56,51 @@ class FakeReplica:
             self._runner = None
 
 
+def forwarded(backend: FakeReplica) -> list[str]:
+    """The paths of the requests that reached ``backend``, health probes aside."""
+    return [r.path for r in backend.seen if not r.path.endswith("/ready")]
+
+
 def dead_url() -> str:
     """A loopback URL where nothing listens (connection refused)."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+# A caller's W3C trace context (the example of the Trace Context specification).
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+
+
+class Receiver:
+    """An OTLP/HTTP trace receiver: POST /v1/traces, protobuf, decoded with opentelemetry-proto."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+        self.services: set[str] = set()
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        assert request.content_type == "application/x-protobuf"
+        message = ExportTraceServiceRequest()
+        message.ParseFromString(await request.read())
+        for resource in message.resource_spans:
+            for attribute in resource.resource.attributes:
+                if attribute.key == "service.name":
+                    self.services.add(attribute.value.string_value)
+            for scope in resource.scope_spans:
+                self.spans.extend(scope.spans)
+        return web.Response(status=200, content_type="application/x-protobuf", body=b"")
+
+    async def start(self) -> Receiver:
+        app = web.Application()
+        app.router.add_post("/v1/traces", self._traces)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support import free_port
+
 STARTUP_TIMEOUT = 20.0
 
 
@@ -45,12 +47,6 @@ class RedisServer:
 
 
 StartRedis = Callable[..., RedisServer]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def answers_ping(port: int) -> bool:

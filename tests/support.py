@@ -1,17 +1,118 @@
-"""What many tests share: free loopback ports and the routes.yaml builder."""
+"""What tests at every level share: free loopback ports, the routes.yaml builder, the shape of an
+error answer, and the request and admin token most gateway tests use."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent  # the repository's root
+
+# The input the models in front of a fake declare, and a KServe v2 request for it.
+INPUT0 = {"name": "INPUT0", "datatype": "FP32", "shape": [-1, 4]}
+V2 = {"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+
+# For gateways started with ``admin_token=ADMIN_TOKEN`` (or GATEWAY_ADMIN_TOKEN).
+ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct free TCP ports on ``host`` (all held open together, then released)."""
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    [port] = free_ports(1, host)
+    return port
+
+
+# ---------------------------------------------------------------------------------------------
+# routes.yaml, for tests that need a valid route table (tests of the parser write their YAML)
+
+
+def routes_yaml(
+    backends: Mapping[str, Mapping[str, Any]],
+    models: Mapping[str, Mapping[str, Any]] | None = None,
+    **sections: Any,
+) -> str:
+    """A routes.yaml of ``backends`` and ``models`` (by name), then the other top-level
+    sections (``routes``, ``plans``, ``rate_limits``, ``auth``...) in the order given; a
+    section that is None is left out."""
+    table: dict[str, Any] = {"backends": dict(backends)}
+    if models is not None:
+        table["models"] = dict(models)
+    table.update(_given(sections))
+    return yaml.dump(table, Dumper=_Dumper, sort_keys=False, default_flow_style=None)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes a value used twice in full each time, not as a YAML anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def backend(kind: str, *urls: str, **options: Any) -> dict[str, Any]:
+    """A backend of ``kind`` on ``urls``, with its other keys (``timeout``, ``health``...);
+    an option that is None is left out, as in the two helpers below."""
+    return {"kind": kind, "urls": list(urls), **_given(options)}
+
+
+def versions(backend: str, *names: str, **options: Any) -> dict[str, dict[str, Any]]:
+    """Versions ``names`` of a model, each served by ``backend`` with the same other keys
+    (``inputs``, ``name``, ``version``)."""
+    return {name: {"backend": backend, **_given(options)} for name in names}
+
+
+def model(served: Mapping[str, Mapping[str, Any]], **options: Any) -> dict[str, Any]:
+    """A model of the versions ``served``, with its other keys (``default``, ``traffic``...)."""
+    return {"versions": dict(served), **_given(options)}
+
+
+def _given(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def demo_routes(
+    url: str, name: str = "linear", timeout: str = "5s", traffic: dict[str, int] | None = None
+) -> str:
+    """The bundled demo server (``demo_backend``) at ``url`` as backend ``demo``, its model
+    ``linear`` (versions "1" and "2") served as model ``name``: version "1" by default, or
+    the split of ``traffic``."""
+    served = {v: {"backend": "demo", "name": "linear", "version": v} for v in ("1", "2")}
+    linear = model(served, default=None if traffic else "1", traffic=traffic)
+    return routes_yaml({"demo": backend("triton", url, timeout=timeout)}, {name: linear})
+
+
+def auth_routes(url: str, **auth: Any) -> str:
+    """The table of the authentication tests: models ``linear`` (versions "1" and "2") and
+    ``other`` on a counting fake at ``url``, the passthrough route ``/raw/`` to it, a plan
+    ``free``, and ``auth`` (its keys as given)."""
+    on_fake = versions("fake", "1", "2", inputs=[INPUT0])
+    return routes_yaml(
+        {"fake": backend("kserve", url), "raw": backend("http", url)},
+        {"linear": model(on_fake, default="1"), "other": model({"1": on_fake["1"]})},
+        routes=[{"path": "/raw/", "backend": "raw"}],
+        plans={"free": {}},
+        auth=auth,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# answers and waits
 
 
 def error_of(response: httpx.Response) -> tuple[str, str]:
@@ -26,3 +127,13 @@ def error_of(response: httpx.Response) -> tuple[str, str]:
         return body["code"], body["error"]
     assert set(body["error"]) == {"code", "message"}, body
     return body["error"]["code"], body["error"]["message"]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) -> None:
+    """Poll ``check`` until it holds (bounded): for what the gateway does asynchronously."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)

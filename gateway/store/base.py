@@ -237,7 +237,7 @@ class Store(Protocol):
 
     Implemented by :class:`~gateway.store.redis.RedisStore` (shared by every gateway process) and
     :class:`~gateway.store.memory.MemoryStore` (one process); both pass one conformance suite,
-    ``tests/store/test_conformance.py``. Every method of the Redis store raises
+    ``tests/system/store/test_conformance.py``. Every method of the Redis store raises
     :class:`StoreUnavailable` when Redis cannot be reached, except :meth:`ping`, which answers
     ``False``, and :meth:`subscribe`, which reconnects.
     """

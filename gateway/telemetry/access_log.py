@@ -1,8 +1,8 @@
 """The access log: one structured line per request, and the per-request bookkeeping behind it.
 
 :class:`Observer` runs once when a request is answered (the last byte sent): it adds the
-request to the metrics (``gateway.telemetry.metrics``), names the server span's gateway attributes and
-writes one ``gateway.access`` line (JSON by default; ``GATEWAY_LOG_FORMAT=text``)::
+request to the metrics (``gateway.telemetry.metrics``), names the server span's gateway
+attributes and writes one ``gateway.access`` line (JSON by default; ``GATEWAY_LOG_FORMAT=text``)::
 
     {"time": "...", "level": "info", "logger": "gateway.access", "message": "access",
      "request_id": "...", "trace_id": "...", "method": "POST", "path": "/v2/models/m/infer",

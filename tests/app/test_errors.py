@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import StartGateway, demo_routes
+from tests.conftest import StartGateway
+from tests.support import demo_routes
 
 pytestmark = pytest.mark.anyio
 

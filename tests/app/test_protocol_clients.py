@@ -15,21 +15,24 @@ import tritonclient.http as triton
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import RunningGateway, StartGateway, demo_routes
-from tests.support import free_port
+from tests.conftest import RunningGateway, StartGateway
+from tests.support import backend, free_port, model, routes_yaml, versions
 
 pytestmark = pytest.mark.anyio
-
-DEAD = f"""
-  dead: {{kind: triton, urls: ["http://127.0.0.1:{free_port()}"], timeout: 1s,
-          health: {{interval: 100ms, unhealthy_after: 1}}}}
-"""
 
 
 def routes(demo: str) -> str:
     """The demo model, and ``gone`` on a backend nobody listens on (503 once probed)."""
-    text = demo_routes(demo, "  gone:\n    versions:\n      '1': {backend: dead, name: gone}\n")
-    return text.replace("backends:\n", "backends:" + DEAD, 1)
+    served = {v: {"backend": "demo", "name": "linear", "version": v} for v in ("1", "2")}
+    dead = f"http://127.0.0.1:{free_port()}"
+    health = {"interval": "100ms", "unhealthy_after": 1}
+    return routes_yaml(
+        {
+            "demo": backend("triton", demo, timeout="5s"),
+            "dead": backend("triton", dead, timeout="1s", health=health),
+        },
+        {"linear": model(served, default="1"), "gone": model(versions("dead", "1", name="gone"))},
+    )
 
 
 def triton_input(shape: list[int], binary: bool = False) -> triton.InferInput:
@@ -122,9 +125,9 @@ async def kserve_cases(
         ("linear", request([1, 3]), 422, "input 'INPUT0' has shape [1, 3]"),
         ("gone", request([1, 4]), 503, "no healthy replica"),
     ]
-    for model, data, status, fragment in cases:
+    for name, data, status, fragment in cases:
         with pytest.raises(httpx.HTTPStatusError) as info:
-            await client.infer(gateway.url, data, model_name=model)
+            await client.infer(gateway.url, data, model_name=name)
         assert info.value.response.status_code == status
         assert str(info.value).startswith(fragment), str(info.value)
     with pytest.raises(httpx.HTTPStatusError) as bad:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ from typing import Protocol
 
 import httpx
 import pytest
+
+from tests.support import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 30.0
@@ -86,13 +87,6 @@ class StartTFServing(Protocol):
     ) -> TFServingHandle: ...
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _ready(client: httpx.Client, url: str) -> bool:
     try:
         reply = client.get(f"{url}/v1/models/linear")
@@ -118,7 +112,7 @@ def start_tfserving_double(
     )
     env["PYTHONUNBUFFERED"] = "1"
     for attempt in range(1, _START_ATTEMPTS + 1):
-        port = _free_port()
+        port = free_port()
         argv = [sys.executable, "-m", "tests.doubles.tfserving", "--host", "127.0.0.1"]
         argv += ["--port", str(port), "--parent-pid", str(os.getpid())]
         if timeout_ms is not None:

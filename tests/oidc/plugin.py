@@ -17,7 +17,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,6 +26,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import free_port
+
 HERE = Path(__file__).resolve().parent
 CLIENT_ID = "gateway-test"
 CLIENT_SECRET = "gateway-test-secret"
@@ -34,13 +35,6 @@ RESOURCE = "https://gateway.test/api"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 _START_ATTEMPTS = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -128,7 +122,7 @@ def start_oidc_provider(run_dir: Path, *, alg: str = "RS256") -> OIDCProvider:
     run_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(_START_ATTEMPTS):
         log_path = run_dir / f"op-{attempt}.log"
-        env = {**os.environ, "OP_PORT": str(_free_port()), "OP_ALG": alg, "NODE_ENV": "test"}
+        env = {**os.environ, "OP_PORT": str(free_port()), "OP_ALG": alg, "NODE_ENV": "test"}
         with log_path.open("wb") as log:  # the child keeps its own descriptor
             process = subprocess.Popen(
                 [node, str(HERE / "op.mjs")],

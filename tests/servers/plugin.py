@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support import free_ports
 
 HERE = Path(__file__).resolve().parent
 KINDS: tuple[str, ...] = ("torchserve", "triton", "mlserver")
@@ -333,20 +334,6 @@ class StartError(Exception):
     pass
 
 
-def _free_ports(n: int) -> list[int]:
-    """n distinct free TCP ports on 127.0.0.1 (all held open together, then released)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _server_env(venv: Path, **extra: str) -> dict[str, str]:
     env = {
         k: v
@@ -414,7 +401,7 @@ class _Launch:
 
     def _launch_torchserve(self, rd: Path) -> ServerHandle:
         venv = self.sd / "ts-venv"
-        inf, mgmt, met, g_inf, g_mgmt = _free_ports(5)
+        inf, mgmt, met, g_inf, g_mgmt = free_ports(5)
         # Private TMPDIR: pid file (.model_server.pid), worker unix sockets, unpacked .mar files.
         # Short path under /tmp because of the 108-byte unix-socket path limit.
         tmp = Path(tempfile.mkdtemp(prefix="gw-ts-", dir="/tmp" if Path("/tmp").is_dir() else None))
@@ -482,7 +469,7 @@ class _Launch:
     def _launch_triton(self, rd: Path) -> ServerHandle:
         venv = self.sd / "tr-venv"
         sp = _site_packages(venv)
-        http, grpc, met = _free_ports(3)
+        http, grpc, met = free_ports(3)
         env = _server_env(venv, LD_LIBRARY_PATH=str(sp / "nvidia_pytriton.libs"))
         cmd = [
             str(sp / "pytriton" / "tritonserver" / "bin" / "tritonserver"),
@@ -513,7 +500,7 @@ class _Launch:
 
     def _launch_mlserver(self, rd: Path) -> ServerHandle:
         venv = self.sd / "ml-venv"
-        http, grpc, met = _free_ports(3)
+        http, grpc, met = free_ports(3)
         models = rd / "models"  # per-run copy: settings.json holds this run's ports
         shutil.copytree(self.sd / "mls" / "models", models)
         settings = {

@@ -1,0 +1,176 @@
+"""The replica pool against real local HTTP servers: balancing, retries, ejection, breaker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.backends.pool import ReplicaPool
+from gateway.backends.replica import Replica
+from gateway.backends.upstream import Target
+from gateway.config.model import Backend
+from gateway.errors import NoHealthyReplica, Overloaded, UpstreamTimeout
+from tests.fakes import FakeReplica, dead_url
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def replicas() -> AsyncIterator[list[FakeReplica]]:
+    started = [await FakeReplica().start(), await FakeReplica().start()]
+    yield started
+    for replica in started:
+        await replica.stop()
+
+
+def make_pool(session: aiohttp.ClientSession, urls: list[str], **spec: Any) -> ReplicaPool:
+    backend = Backend.model_validate({"kind": "triton", "urls": urls, **spec})
+    return ReplicaPool("test", backend, session)
+
+
+async def test_power_of_two_choices_prefers_the_less_busy_replica(
+    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+) -> None:
+    slow, fast = replicas
+    slow.delay = 0.2
+    pool = make_pool(session, [slow.url, fast.url])
+
+    async def client() -> None:
+        for _ in range(8):
+            reply = await pool.request("GET", "/")
+            assert reply.status == 200
+
+    await asyncio.gather(*(client() for _ in range(4)))
+    assert slow.calls + fast.calls == 32
+    assert fast.calls > 2 * slow.calls
+
+
+async def test_connect_errors_retry_on_another_replica_and_eject(
+    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+) -> None:
+    live = replicas[0]
+    pool = make_pool(session, [dead_url(), live.url], outlier={"consecutive_failures": 2})
+    for _ in range(20):
+        assert (await pool.request("POST", "/x", body=b"{}")).status == 200
+    assert live.calls == 20
+    dead = pool.state()["replicas"][0]
+    assert dead["ejected_for"] > 0  # ejected after two connect failures
+
+
+async def test_every_replica_down_is_503_not_a_hang(session: aiohttp.ClientSession) -> None:
+    pool = make_pool(session, [dead_url(), dead_url()], timeout="30s")
+    with pytest.raises(NoHealthyReplica) as caught:
+        await pool.request("GET", "/")
+    assert caught.value.status == 503
+
+
+async def test_503_from_an_idle_replica_is_retried_elsewhere(
+    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+) -> None:
+    broken, healthy = replicas
+    broken.status = 503
+    pool = make_pool(session, [broken.url, healthy.url])
+    for _ in range(20):
+        assert (await pool.request("GET", "/")).status == 200
+    assert broken.calls > 0  # it was tried, and its 503 never reached the caller
+
+
+async def test_503_is_returned_when_no_other_replica_can_take_it(
+    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+) -> None:
+    only = replicas[0]
+    only.status, only.body = 503, b'{"error": "unavailable"}'
+    reply = await make_pool(session, [only.url]).request("GET", "/")
+    assert (reply.status, reply.body) == (503, b'{"error": "unavailable"}')
+
+
+async def test_no_retries_without_budget(
+    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+) -> None:
+    pool = make_pool(
+        session,
+        [dead_url(), replicas[0].url],
+        retries={"attempts": 3, "budget": 0, "min_per_second": 0},
+        outlier={"consecutive_failures": 1000},
+    )
+    failures = 0
+    for _ in range(30):
+        try:
+            await pool.request("GET", "/")
+        except NoHealthyReplica:
+            failures += 1
+    assert failures > 0
+
+
+async def test_circuit_breaker_caps_requests_in_flight(
+    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+) -> None:
+    replicas[0].delay = 0.5
+    pool = make_pool(session, [replicas[0].url], max_in_flight=2)
+    first = [asyncio.create_task(pool.request("GET", "/")) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    with pytest.raises(Overloaded) as caught:
+        await pool.request("GET", "/")
+    assert caught.value.status == 503
+    assert caught.value.headers["Retry-After"] == "1"
+    assert [r.status for r in await asyncio.gather(*first)] == [200, 200]
+
+
+async def test_per_try_timeout_is_504(
+    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+) -> None:
+    replicas[0].delay = 2
+    pool = make_pool(session, [replicas[0].url], timeout="200ms")
+    with pytest.raises(UpstreamTimeout) as caught:
+        await pool.request("GET", "/")
+    assert caught.value.status == 504
+
+
+async def test_overall_deadline_is_504(
+    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+) -> None:
+    replicas[0].delay = 2
+    pool = make_pool(session, [replicas[0].url], timeout="10s", deadline="300ms")
+    with pytest.raises(UpstreamTimeout, match=r"0\.3s"):
+        await pool.request("GET", "/")
+    assert pool.in_flight == 0
+    assert pool.replicas[0].outstanding == 0
+
+
+async def test_active_health_checks_take_replicas_out_and_back(
+    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+) -> None:
+    first, second = replicas
+    pool = make_pool(
+        session, [first.url, second.url], health={"unhealthy_after": 2, "healthy_after": 1}
+    )
+    target = Target("m", "1", "m", "1")
+    ready = {first.url: False, second.url: True}
+
+    async def probe(replica: Replica, _: Target) -> bool:
+        return ready[replica.url]
+
+    for _ in range(2):
+        await pool.check_once(probe, [target])
+    for _ in range(10):
+        await pool.request("GET", "/", key=target.key)
+    assert (first.calls, second.calls) == (0, 10)
+    ready[first.url] = True
+    await pool.check_once(probe, [target])
+    assert pool.replicas[0].available(target.key, 0.0)
+    ready[second.url] = False
+    for _ in range(2):
+        await pool.check_once(probe, [target])
+    assert pool.choose(target.key, set()) is pool.replicas[0]
+    with pytest.raises(NoHealthyReplica):
+        pool.choose(target.key, {0})  # the other one is excluded, this one is not ready

@@ -1,0 +1,189 @@
+"""The benchmark harness (bench/README.md), run for real and small: every scenario asked for is
+measured, without errors, with its CPU accounted. No timing thresholds: only the accounting."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from tests.support import REPO
+
+SCENARIOS = ["upstream", "forwarder", "gateway-full", "gateway-hit"]
+
+
+def run_harness(*args: str) -> str:
+    """``python -m bench.run`` as a user runs it; a hung run is stopped the way Ctrl-C stops it
+    (the harness then stops every process it started)."""
+    command = [sys.executable, "-m", "bench.run", *args]
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        output, _ = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = process.communicate(timeout=45)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+        pytest.fail(f"the harness did not finish in 120 s:\n{output}")
+    assert process.returncode == 0, output
+    return output
+
+
+def test_harness_measures_every_scenario(tmp_path: Path) -> None:
+    results = tmp_path / "bench.json"
+    output = run_harness(
+        "--seconds", "1", "--warmup", "0.5", "--concurrency", "4",
+        "--scenarios", ",".join(SCENARIOS), "--json", str(results),
+    )  # fmt: skip
+    assert "pinning: systems under test on core" in output
+    data = json.loads(results.read_text())
+    rows = {row["scenario"]: row for row in data["rows"]}
+    assert sorted(rows) == sorted(SCENARIOS), output
+    for name, row in rows.items():
+        assert row["concurrency"] == 4, name
+        assert row["rps"] > 0, (name, output)
+        assert row["errors"] == 0, (name, output)
+        assert row["cpu_us_per_request"] > 0, (name, output)
+    assert rows["forwarder"]["vs_forwarder"] == pytest.approx(1.0)
+    # A hit skips the backend call and the cache write: less CPU per request (accounting, not
+    # timing: both are CPU time of the same gateway process divided by requests completed).
+    hit, miss = rows["gateway-hit"], rows["gateway-full"]
+    assert hit["cpu_us_per_request"] < miss["cpu_us_per_request"], output
+
+
+def test_harness_against_a_baseline_gateway(tmp_path: Path) -> None:
+    """``--baseline-gateway``: a twin ``<name>@base`` right after each gateway scenario, on the
+    other installation's gateways (here this venv's own, so the same code), and the pairs'
+    ratios in the JSON and the printed table."""
+    results = tmp_path / "bench.json"
+    gateway = str(Path(sys.executable).with_name("gateway"))
+    output = run_harness(
+        "--seconds", "1", "--warmup", "0", "--concurrency", "4",
+        "--scenarios", "gateway-v2,gateway-full", "--json", str(results),
+        "--baseline-gateway", gateway,
+    )  # fmt: skip
+    data = json.loads(results.read_text())
+    order = [row["scenario"] for row in data["rows"]]
+    assert order == ["gateway-v2", "gateway-v2@base", "gateway-full", "gateway-full@base"]
+    for row in data["rows"]:
+        assert row["errors"] == 0, (row["scenario"], output)
+        assert row["cpu_us_per_request"] > 0, (row["scenario"], output)
+    assert data["gateways"]["baseline"]["executable"] == gateway
+    assert "the baseline gateway runs the same code" in output
+    pairs = {p["scenario"]: p for p in data["against_baseline"]}
+    assert sorted(pairs) == ["gateway-full", "gateway-v2"]
+    for name, pair in pairs.items():
+        assert pair["baseline_scenario"] == name + "@base"
+        assert pair["cpu_ratio"] == pytest.approx(
+            pair["cpu_us_per_request"] / pair["base_cpu_us_per_request"]
+        )
+        assert pair["rps_ratio"] == pytest.approx(pair["rps"] / pair["base_rps"])
+        assert len(pair["cpu_ratio_rounds"]) == 1
+    assert "against the baseline gateway" in output
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--baseline-gateway", "/nonexistent/gateway"], "is not an executable file"),
+        (["--baseline-gateway", sys.executable, "--scenarios", "forwarder"], "gateway-*"),
+        (["--baseline-gateway", sys.executable, "--soak", "5"], "--soak"),
+    ],
+)
+def test_baseline_gateway_option_is_checked(
+    argv: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.run import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert problem in capsys.readouterr().err
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with 200 and keeps its body (keep-alive, as wrk expects)."""
+
+    protocol_version = "HTTP/1.1"
+    bodies: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        self.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _wrk_bodies(script: str, tmp_path: Path) -> list[dict[str, Any]]:
+    """Every body one short wrk run of ``script`` sends to a local recording server."""
+    from bench.wrk import run
+
+    _Recorder.bodies = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        path = tmp_path / "unique.lua"
+        path.write_text(script)
+        url = f"http://127.0.0.1:{server.server_address[1]}/v2/models/linear/infer"
+        result = run(url, 2, 1.0, path, sorted(os.sched_getaffinity(0)))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert result.errors == 0
+    assert len(_Recorder.bodies) > 10
+    return [json.loads(body) for body in _Recorder.bodies]
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install -y wrk)")
+def test_miss_bodies_differ_in_their_tensor_data(tmp_path: Path) -> None:
+    """The cache-miss script: every request has its own ``id`` and its own input data (a
+    gateway may key its cache on the decoded tensors alone), valid JSON with finite numbers
+    that are exact in FP32; two scripts (a warm-up and a measured run) share no data. And the
+    Lua script builds the very body ``unique_body`` describes, past the 2**24 wrap too."""
+    from bench.wrk import BODY, FP32_EXACT, lua_script, unique_body
+
+    runs = []
+    for start in (0, FP32_EXACT - 3):
+        script = lua_script({"X-API-Key": "k"}, unique=True)
+        assert "local n = 0\n" in script
+        bodies = _wrk_bodies(script.replace("local n = 0\n", f"local n = {start}\n"), tmp_path)
+        data = []
+        for body in bodies:
+            (tensor,) = body["inputs"]
+            assert tensor["shape"] == [1, 4]
+            assert tensor["datatype"] == "FP32"
+            values = tensor["data"]
+            assert len(values) == 4
+            assert all(isinstance(v, int) and 0 <= v < FP32_EXACT for v in values), values
+            assert all(math.isfinite(float(v)) and float(v) == v for v in values)
+            prefix, _, n = body["id"].rpartition("-")
+            assert int(n) > start
+            expected = unique_body(prefix, values[1], int(n))
+            assert json.loads(expected) == body
+            assert len(expected) <= len(BODY) + 72  # one size class
+            data.append(tuple(values))
+        assert len(set(data)) == len(data), "two requests with the same tensor data"
+        assert len({b["id"] for b in bodies}) == len(bodies)
+        runs.append(set(data))
+    assert not runs[0] & runs[1]
+    assert unique_body("x", 1_234_567, FP32_EXACT + 5).endswith('"data":[5,1234567,4,4]}]}')
