@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.wrk import WrkResult
+from bench.loadgen import LoadResult
 
 
 @dataclass(frozen=True)
@@ -14,14 +15,23 @@ class Measurement:
     scenario: str
     concurrency: int
     round: int
-    wrk: WrkResult
-    cpu_seconds: float  # of the system under test during the measured wrk run
+    load: LoadResult  # what the load generator (wrk, h2load) reported, and its own CPU
+    cpu_seconds: float  # of the system under test during the measured run
+    # gRPC: the failures the server itself counted during the run (its metrics), and 2xx
+    # answers that carried no reply message; both are errors h2load cannot see
+    server_errors: int = 0
+    unanswered: int = 0
+    server_ok: int | None = None  # the successes the server counted (a cross-check)
 
     @property
     def cpu_us_per_request(self) -> float | None:
-        if self.wrk.requests == 0:
+        if self.load.requests == 0:
             return None
-        return self.cpu_seconds * 1e6 / self.wrk.requests
+        return self.cpu_seconds * 1e6 / self.load.requests
+
+    @property
+    def errors(self) -> int:
+        return self.load.errors + self.server_errors + self.unanswered
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -37,10 +47,17 @@ def _minus(value: float | None, base: float | None) -> float | None:
     return value - base if value is not None and base is not None else None
 
 
-def rows(measurements: list[Measurement], baselines: dict[str, str]) -> list[dict[str, Any]]:
+def rows(
+    measurements: list[Measurement],
+    baselines: dict[str, str | None],
+    forwarders: dict[str, str | None] | None = None,
+) -> list[dict[str, Any]]:
     """One row per (scenario, concurrency), in the order measured: medians over the rounds,
-    errors summed; req/s relative to forwarder and nginx-proxy; at concurrency 1 the latency
-    added over the scenario's baseline (``upstream``, or ``triton`` for ``gateway-triton``)."""
+    errors summed; req/s relative to the scenario's forwarder (``forwarders``, default
+    ``forwarder``; None: no ratio, and none to nginx-proxy either) and to nginx-proxy; at
+    concurrency 1 the latency added over the scenario's baseline (``baselines``, default
+    ``upstream``; None: none)."""
+    forwarders = forwarders or {}
     groups: dict[tuple[str, int], list[Measurement]] = {}
     for m in measurements:
         groups.setdefault((m.scenario, m.concurrency), []).append(m)
@@ -50,41 +67,120 @@ def rows(measurements: list[Measurement], baselines: dict[str, str]) -> list[dic
             {
                 "scenario": scenario,
                 "concurrency": concurrency,
-                "rps": _median([m.wrk.rps for m in ms]),
-                "p50_ms": _median([m.wrk.p50_ms for m in ms]),
-                "p99_ms": _median([m.wrk.p99_ms for m in ms]),
-                "errors": sum(m.wrk.errors for m in ms),
-                "non_2xx": sum(m.wrk.non_2xx for m in ms),
-                "socket_errors": sum(m.wrk.socket_errors for m in ms),
-                "requests": sum(m.wrk.requests for m in ms),
+                "tool": ms[0].load.tool,
+                "rps": _median([m.load.rps for m in ms]),
+                "mean_ms": _median([m.load.mean_ms for m in ms]),
+                "p50_ms": _median([m.load.p50_ms for m in ms]),
+                "p99_ms": _median([m.load.p99_ms for m in ms]),
+                "errors": sum(m.errors for m in ms),
+                "non_2xx": sum(m.load.non_2xx for m in ms),
+                "socket_errors": sum(m.load.socket_errors for m in ms),
+                "server_errors": sum(m.server_errors for m in ms),
+                "unanswered": sum(m.unanswered for m in ms),
+                "requests": sum(m.load.requests for m in ms),
+                "server_ok": _sum_or_none([m.server_ok for m in ms]),
                 "cpu_us_per_request": _median([m.cpu_us_per_request for m in ms]),
+                "load_cpu_us_per_request": _median([m.load.load_cpu_us_per_request for m in ms]),
+                "load_utilisation": _median([m.load.utilisation for m in ms]),
                 "baseline": baselines.get(scenario, "upstream"),
+                "forwarder": forwarders.get(scenario, "forwarder"),
                 "rounds": [
-                    {**asdict(m.wrk), "cpu_seconds": m.cpu_seconds, "round": m.round} for m in ms
+                    {
+                        **asdict(m.load),
+                        "cpu_seconds": m.cpu_seconds,
+                        "server_errors": m.server_errors,
+                        "unanswered": m.unanswered,
+                        "server_ok": m.server_ok,
+                        "round": m.round,
+                    }
+                    for m in ms
                 ],
             }
         )
     by_key = {(r["scenario"], r["concurrency"]): r for r in out}
     for row in out:
         c = row["concurrency"]
-        fwd, proxy = by_key.get(("forwarder", c)), by_key.get(("nginx-proxy", c))
+        fwd = by_key.get((row["forwarder"], c)) if row["forwarder"] else None
+        proxy = by_key.get(("nginx-proxy", c)) if row["forwarder"] == "forwarder" else None
         row["vs_forwarder"] = _ratio(row["rps"], fwd["rps"] if fwd else None)
         row["vs_nginx_proxy"] = _ratio(row["rps"], proxy["rps"] if proxy else None)
-        base = by_key.get((row["baseline"], c)) if c == 1 else None
-        for key in ("p50_ms", "p99_ms"):
+        base = by_key.get((row["baseline"], c)) if c == 1 and row["baseline"] else None
+        for key in ("mean_ms", "p50_ms", "p99_ms"):
             added = None if base is None or base is row else _minus(row[key], base[key])
             row[f"added_{key}"] = added
     return out
+
+
+def _sum_or_none(values: list[int | None]) -> int | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def ratios(
+    table_rows: list[dict[str, Any]], pairs: Sequence[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """Each (scenario, against) pair measured at the same concurrency: req/s and CPU µs per
+    request of both, their ratios (scenario / against) and the mean latency added."""
+    by_key = {(r["scenario"], r["concurrency"]): r for r in table_rows}
+    out: list[dict[str, Any]] = []
+    for row in table_rows:
+        for scenario, against in pairs:
+            base = by_key.get((against, row["concurrency"]))
+            if row["scenario"] != scenario or base is None:
+                continue
+            out.append(
+                {
+                    "scenario": scenario,
+                    "against": against,
+                    "concurrency": row["concurrency"],
+                    "rps": row["rps"],
+                    "against_rps": base["rps"],
+                    "rps_ratio": _ratio(row["rps"], base["rps"]),
+                    "added_mean_ms": _minus(row["mean_ms"], base["mean_ms"]),
+                    "cpu_us_per_request": row["cpu_us_per_request"],
+                    "against_cpu_us_per_request": base["cpu_us_per_request"],
+                    "cpu_ratio": _ratio(row["cpu_us_per_request"], base["cpu_us_per_request"]),
+                }
+            )
+    return out
+
+
+_RATIO_COLUMNS = (
+    ("scenario", "scenario", "<22", ""),
+    ("against", "against", "<22", ""),
+    ("concurrency", "conc", ">4", "d"),
+    ("rps_ratio", "req/s ratio", ">11", ".2f"),
+    ("added_mean_ms", "+mean ms", ">8", ".2f"),
+    ("cpu_us_per_request", "CPU µs/req", ">10", ",.0f"),
+    ("against_cpu_us_per_request", "against µs/req", ">14", ",.0f"),
+    ("cpu_ratio", "CPU ratio", ">9", ".2f"),
+)
+
+
+def ratio_table(ratio_rows: list[dict[str, Any]]) -> str:
+    return _format(ratio_rows, _RATIO_COLUMNS)
+
+
+RATIO_LEGEND = (
+    "ratios: scenario / against at the same concurrency, of the medians. req/s ratio < 1: the\n"
+    "scenario is slower; +mean ms: mean latency added; CPU ratio: CPU µs per request of the\n"
+    "scenario's system under test over the other's (gateway-tensor-json against\n"
+    "gateway-tensor-binary: how many times the JSON body costs the gateway what the binary one\n"
+    "does; the target is at least 5)."
+)
 
 
 _COLUMNS = (
     ("scenario", "scenario", "<24", ""),
     ("concurrency", "conc", ">4", "d"),
     ("rps", "req/s", ">9", ",.0f"),
+    ("mean_ms", "mean ms", ">7", ".2f"),
     ("p50_ms", "p50 ms", ">7", ".2f"),
     ("p99_ms", "p99 ms", ">7", ".2f"),
     ("errors", "errors", ">6", "d"),
-    ("cpu_us_per_request", "CPU µs/req", ">10", ".0f"),
+    ("cpu_us_per_request", "CPU µs/req", ">10", ",.0f"),
+    ("load_cpu_us_per_request", "load µs/req", ">11", ".0f"),
+    ("load_utilisation", "load %", ">6", ".0%"),
     ("vs_forwarder", "x fwd", ">6", ".2f"),
     ("vs_nginx_proxy", "x nginx", ">7", ".2f"),
     ("added_p50_ms", "+p50 ms", ">7", ".2f"),
@@ -188,9 +284,15 @@ COMPARE_LEGEND = (
 
 
 LEGEND = (
-    "req/s, p50, p99 and CPU: medians over the rounds; errors: non-2xx + socket errors, summed.\n"
+    "req/s, latencies and CPU: medians over the rounds; errors: non-2xx + socket errors (and for\n"
+    "gRPC the failures the server counted + answers without a reply message), summed. h2load\n"
+    '(the *-grpc rows) reports min/max/mean/sd of request times, no percentiles: p50, p99 "–".\n'
     "CPU µs/req: utime+stime of the system under test (with its child processes) during the\n"
-    "measured run / requests completed. x fwd, x nginx: req/s relative to forwarder and\n"
-    "nginx-proxy at the same concurrency. +p50, +p99 (concurrency 1): latency added over\n"
-    "upstream (over triton for gateway-triton)."
+    "measured run / requests completed. load µs/req, load %: the load generator's own CPU per\n"
+    "request and its CPU time over its run's wall time (100%: its one thread never idle).\n"
+    "x fwd, x nginx: req/s relative to forwarder and nginx-proxy at the same concurrency\n"
+    "(gateway-tensor-json: to forwarder-tensor, the same body; none for the gRPC rows and\n"
+    "gateway-tensor-binary). +p50, +p99 (concurrency 1): latency added over upstream (over\n"
+    "triton for gateway-triton, forwarder-tensor for gateway-tensor-json; the gRPC rows: see\n"
+    "+mean ms in the ratios below)."
 )

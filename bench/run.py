@@ -3,15 +3,15 @@
     .venv/bin/python -m bench.run [--seconds 10] [--concurrency 1,16,64] [--rounds 1]
     .venv/bin/python -m bench.run --soak 600        # memory over a long gateway-full run
 
-For each concurrency, for each round, every scenario in turn: a wrk warm-up, then a measured
-wrk run with the CPU time of the system under test read from /proc before and after. Prints a
-table and writes bench/results/<UTC timestamp>.json. See bench/README.md.
+For each concurrency, for each round, every scenario in turn: a warm-up, then a measured run of
+its load generator (wrk; h2load for gRPC) with the CPU time of the system under test read from
+/proc before and after, and the generator's own from its rusage. Prints a table and writes
+bench/results/<UTC timestamp>.json. See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
@@ -30,7 +30,9 @@ from bench import report, scenarios, systems, wrk
 from bench.procs import BenchError, Processes, cpu_list, cpu_seconds, find_tool, rss_kib
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PACKAGES = {"wrk": "wrk", "nginx": "nginx-light"}
+# tool -> its Debian package; h2load only when a gRPC scenario is chosen
+PACKAGES = {"wrk": "wrk", "nginx": "nginx-light", "h2load": "nghttp2-client"}
+NGINX_FALLBACK = "/usr/sbin/nginx"
 
 
 def _cpus(text: str) -> list[int]:
@@ -102,9 +104,15 @@ def _executable(parser: argparse.ArgumentParser, path: str) -> str:
     return str(found)
 
 
-def ensure_tools(redis: bool) -> str:
-    """wrk and nginx (apt-get installs them as root with a non-interactive apt); nginx's path."""
-    tools = {"wrk": find_tool("wrk"), "nginx": find_tool("nginx", "/usr/sbin/nginx")}
+def _find(names: list[str]) -> dict[str, str | None]:
+    return {n: find_tool(n, *([NGINX_FALLBACK] if n == "nginx" else [])) for n in names}
+
+
+def ensure_tools(redis: bool, grpc: bool = False) -> str:
+    """wrk, nginx and for gRPC h2load (apt-get installs them as root with a non-interactive
+    apt); nginx's path."""
+    names = ["wrk", "nginx", *(["h2load"] if grpc else [])]
+    tools = _find(names)
     missing = [PACKAGES[name] for name, path in tools.items() if path is None]
     if missing and os.geteuid() == 0 and shutil.which("apt-get"):
         print(f"bench: installing {' '.join(missing)} with apt-get", file=sys.stderr, flush=True)
@@ -114,7 +122,7 @@ def ensure_tools(redis: bool) -> str:
             done = subprocess.run(cmd, stdin=subprocess.DEVNULL, env=env, check=False)
             if cmd is install and done.returncode == 0:
                 break
-        tools = {"wrk": find_tool("wrk"), "nginx": find_tool("nginx", "/usr/sbin/nginx")}
+        tools = _find(names)
         missing = [PACKAGES[name] for name, path in tools.items() if path is None]
     if missing:
         raise BenchError(
@@ -125,15 +133,16 @@ def ensure_tools(redis: bool) -> str:
         if shutil.which(tool) is None:
             package = "util-linux" if tool == "taskset" else "redis-server"
             raise BenchError(f"the benchmark needs {tool}: sudo apt-get install -y {package}")
-    assert tools["nginx"] is not None
-    return tools["nginx"]
+    nginx = tools["nginx"]
+    assert nginx is not None
+    return nginx
 
 
 def pinning(args: argparse.Namespace) -> str:
     sut, load = cpu_list(args.cpus), cpu_list(args.load_cpus)
     text = (
-        f"pinning: systems under test on core {sut} (taskset -c {sut}); wrk, upstream nginx, "
-        f"redis and triton on core {load} (taskset -c {load})"
+        f"pinning: systems under test on core {sut} (taskset -c {sut}); wrk, h2load, upstream "
+        f"nginx, redis and triton on core {load} (taskset -c {load})"
     )
     if set(args.cpus) & set(args.load_cpus):
         text += "\n  WARNING: the load shares cores with the system under test"
@@ -175,34 +184,65 @@ def bench(args: argparse.Namespace, procs: Processes, nginx: str) -> dict[str, A
     for concurrency in args.concurrency:
         for round_ in range(1, args.rounds + 1):
             for s in setup.scenarios:
-                if args.warmup > 0:
-                    wrk.run(
-                        s.url, concurrency, args.warmup, s.script(procs.workdir), args.load_cpus
-                    )
-                script = s.script(procs.workdir)
-                before = cpu_seconds([s.sut.pid])
-                result = wrk.run(s.url, concurrency, args.seconds, script, args.load_cpus)
-                used = cpu_seconds([s.sut.pid]) - before
-                if not s.sut.alive():
-                    raise BenchError(f"{s.sut.name} died during {s.name}:\n{s.sut.log_tail()}")
-                m = report.Measurement(s.name, concurrency, round_, result, used)
-                measured.append(m)
-                cpu = m.cpu_us_per_request
-                print(
-                    f"  c={concurrency:<3} round {round_} {s.name:24s} {result.rps:9.0f} req/s"
-                    f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
-                    f"  errors {result.errors}  cpu {cpu or 0:6.0f} µs/req",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                measured.append(measure(s, procs, concurrency, round_, args))
     baselines = scenarios.BASELINE | {scenarios.twin(k): v for k, v in scenarios.BASELINE.items()}
-    rows = report.rows(measured, baselines)
-    out: dict[str, Any] = {"rows": rows, "skipped": setup.skipped}
+    forwarders = scenarios.FORWARDER | {
+        scenarios.twin(k): v for k, v in scenarios.FORWARDER.items()
+    }
+    rows = report.rows(measured, baselines, forwarders)
+    out: dict[str, Any] = {
+        "rows": rows,
+        "ratios": report.ratios(rows, scenarios.RATIOS),
+        "skipped": setup.skipped,
+    }
     if args.baseline_gateway is not None:
         pairs = {s.name: scenarios.twin(s.name) for s in setup.scenarios}
         out["gateways"] = compared
         out["against_baseline"] = report.compare(rows, pairs)
     return out
+
+
+def measure(
+    s: scenarios.Scenario,
+    procs: Processes,
+    concurrency: int,
+    round_: int,
+    args: argparse.Namespace,
+) -> report.Measurement:
+    """A warm-up, then the measured run with the CPU of the system under test read before and
+    after (and the server's own counts of answers and failures, where it has them)."""
+    if args.warmup > 0:
+        s.load(procs.workdir, concurrency, args.warmup, args.load_cpus)
+    counted = s.counts() if s.counts is not None else None
+    before = cpu_seconds([s.sut.pid])
+    result = s.load(procs.workdir, concurrency, args.seconds, args.load_cpus)
+    used = cpu_seconds([s.sut.pid]) - before
+    if not s.sut.alive():
+        raise BenchError(f"{s.sut.name} died during {s.name}:\n{s.sut.log_tail()}")
+    server_errors, server_ok = 0, None
+    if s.counts is not None and counted is not None:
+        now = s.counts()
+        server_errors, server_ok = now.failed - counted.failed, now.ok - counted.ok
+    m = report.Measurement(
+        s.name, concurrency, round_, result, used, server_errors, s.unanswered(result), server_ok
+    )
+    problems = ""
+    if m.server_errors or m.unanswered:
+        problems = f" (server errors {m.server_errors}, no reply message {m.unanswered})"
+    print(
+        f"  c={concurrency:<3} round {round_} {s.name:24s} {result.rps:9.0f} req/s"
+        f"  mean {result.mean_ms:7.2f} ms  p50 {_ms(result.p50_ms)}  p99 {_ms(result.p99_ms)}"
+        f"  errors {m.errors}{problems}  cpu {m.cpu_us_per_request or 0:6.0f} µs/req"
+        f"  {result.tool} {result.load_cpu_us_per_request or 0:4.0f} µs/req"
+        f" {result.utilisation or 0:4.0%}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return m
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:7.2f} ms" if value is not None else "      – ms"
 
 
 def soak(args: argparse.Namespace, procs: Processes, nginx: str) -> dict[str, Any]:
@@ -212,16 +252,15 @@ def soak(args: argparse.Namespace, procs: Processes, nginx: str) -> dict[str, An
         wrk.run(s.url, 16, args.warmup, s.script(procs.workdir), args.load_cpus)
     samples: list[tuple[float, int]] = [(0.0, rss_kib([s.sut.pid]))]
     before = cpu_seconds([s.sut.pid])
-    started = time.monotonic()
     proc = wrk.start(s.url, 16, args.soak, s.script(procs.workdir), args.load_cpus)
-    while proc.poll() is None:
+    started = proc.started
+    while not proc.exited():
         next_at = started + len(samples) * args.soak_interval
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(max(0.0, min(next_at, started + args.soak) - time.monotonic()))
-        if proc.poll() is None and time.monotonic() >= next_at:
+        proc.exited(max(0.0, min(next_at, started + args.soak) - time.monotonic()))
+        if not proc.exited() and time.monotonic() >= next_at:
             samples.append((round(time.monotonic() - started, 1), rss_kib([s.sut.pid])))
             print(f"  soak t={samples[-1][0]:.0f}s rss {samples[-1][1]} KiB", file=sys.stderr)
-    result = wrk.finish(proc, args.soak, started)
+    result = wrk.finish(proc, args.soak)
     used = cpu_seconds([s.sut.pid]) - before
     samples.append((round(time.monotonic() - started, 1), rss_kib([s.sut.pid])))
     m = report.Measurement(s.name, 16, 1, result, used)
@@ -275,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = False
     try:
         needs_redis = args.soak is not None or bool(set(args.scenarios) & scenarios.FULL)
-        nginx = ensure_tools(needs_redis)
+        needs_h2load = args.soak is None and bool(set(args.scenarios) & scenarios.GRPC)
+        nginx = ensure_tools(needs_redis, needs_h2load)
         print(pinning(args), file=sys.stderr, flush=True)
         result = soak(args, procs, nginx) if args.soak else bench(args, procs, nginx)
         ok = True
@@ -299,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         "pinning": {"sut_cpus": args.cpus, "load_cpus": args.load_cpus, "text": pinning(args)},
         "host": _host(),
         "legend": report.LEGEND,
+        "ratio_legend": report.RATIO_LEGEND,
         **result,
     }
     path = args.json or RESULTS / f"{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
@@ -317,11 +358,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print(
-            f"wrk -t1, {args.seconds:g} s per run after {args.warmup:g} s warm-up, "
-            f"{args.rounds} round(s), gateway workers: {args.workers}"
+            f"wrk -t1 (h2load -t1 -m1 for gRPC), {args.seconds:g} s per run after "
+            f"{args.warmup:g} s warm-up, {args.rounds} round(s), gateway workers: {args.workers}"
         )
         print(report.table(result["rows"]))
         print(report.LEGEND)
+        if result["ratios"]:
+            print()
+            print(report.ratio_table(result["ratios"]))
+            print(report.RATIO_LEGEND)
         if "against_baseline" in result:
             base = result["gateways"]["baseline"]
             print(f"\nagainst the baseline gateway {base['executable']}")

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import grpc
 import httpx
 
-from bench import systems
+from bench import grpc_calls, h2load, systems, tensor, wrk
+from bench.loadgen import LoadResult
 from bench.procs import BenchError, Proc, Processes
 from bench.wrk import BODY, lua_script, new_nonce, unique_body
 
@@ -29,13 +31,62 @@ SCENARIOS: dict[str, str] = {
     "gateway-hit": "API key + Redis rate limit + cache, every request a HIT",
     "triton": "real Triton (python backend) alone, v2 infer on linear",
     "gateway-triton": "the gateway (no auth) in front of that Triton",
+    "triton-grpc": "h2load: KServe v2 gRPC ModelInfer straight to Triton's gRPC port",
+    "gateway-grpc": "h2load: gRPC ModelInfer to the gateway, Triton behind it over HTTP",
+    "gateway-grpc-grpc": "h2load: gRPC ModelInfer to the gateway, Triton behind it over gRPC",
+    "forwarder-tensor": "the forwarder relaying a 1x3x224x224 FP32 tensor as v2 JSON",
+    "gateway-tensor-json": "gateway: that tensor as v2 JSON (every number as text)",
+    "gateway-tensor-binary": "gateway: that tensor as binary tensor data (header + raw bytes)",
 }
-BASELINE = {"gateway-triton": "triton"}  # added latency is over this; others: over upstream
-OPEN = {"gateway-passthrough", "gateway-v2", "gateway-triton"}
+# added latency (and the ratios' table) is over this; any other scenario: over upstream
+BASELINE: dict[str, str | None] = {
+    "gateway-triton": "triton",
+    "triton-grpc": None,
+    "gateway-grpc": "triton-grpc",
+    "gateway-grpc-grpc": "triton-grpc",
+    "forwarder-tensor": None,
+    "gateway-tensor-json": "forwarder-tensor",
+    "gateway-tensor-binary": None,
+}
+# req/s "x fwd" is over this forwarder (none: no column) and "x nginx" over the proxy, for the
+# scenarios that send the small v2 body over HTTP/1.1
+FORWARDER: dict[str, str | None] = {
+    "triton-grpc": None,
+    "gateway-grpc": None,
+    "gateway-grpc-grpc": None,
+    "forwarder-tensor": "forwarder-tensor",
+    "gateway-tensor-json": "forwarder-tensor",
+    "gateway-tensor-binary": None,
+}
+# (scenario, against): the ratios printed below the table and kept in the JSON
+RATIOS = (
+    ("gateway-triton", "triton"),
+    ("gateway-grpc", "triton-grpc"),
+    ("gateway-grpc-grpc", "triton-grpc"),
+    ("gateway-grpc", "gateway-triton"),
+    ("gateway-tensor-json", "gateway-tensor-binary"),
+    ("gateway-tensor-json", "forwarder-tensor"),
+)
+GRPC = {"triton-grpc", "gateway-grpc", "gateway-grpc-grpc"}
+TENSOR = {"forwarder-tensor", "gateway-tensor-json", "gateway-tensor-binary"}
+OPEN = {
+    "gateway-passthrough",
+    "gateway-v2",
+    "gateway-triton",
+    "gateway-grpc",
+    "gateway-grpc-grpc",
+    "gateway-tensor-json",
+    "gateway-tensor-binary",
+}
 FULL = {"gateway-full", "gateway-jwt", "gateway-hit"}
-TRITON = {"triton", "gateway-triton"}
+TRITON = {"triton", "gateway-triton", "triton-grpc", "gateway-grpc", "gateway-grpc-grpc"}
 GATEWAYS = OPEN | FULL  # with --baseline-gateway each gets a twin "<name>@base"
+# twins that an older baseline gateway may not serve (no gRPC frontend, no binary tensors, no
+# gRPC backends): skipped with the reason instead of stopping the run
+NEWER = GRPC | TENSOR
 TWIN = "@base"
+TENSOR_PATH = "/v2/models/tensor/infer"
+OUTPUT_SHAPE = [1, 2]
 
 
 def twin(name: str) -> str:
@@ -48,6 +99,25 @@ def original(name: str) -> str:
     return name.removesuffix(TWIN)
 
 
+@dataclass(frozen=True)
+class FixedBody:
+    """One fixed body from a file, sent on every request (the large tensor)."""
+
+    path: Path
+    content_type: str
+
+
+@dataclass
+class GrpcCall:
+    """A unary gRPC call h2load makes: ``message`` (a serialized ModelInferRequest) to
+    ``address``; ``reply_frame`` is the size of the reply's length-prefixed message, learnt
+    from the check call."""
+
+    address: str
+    message: bytes
+    reply_frame: int = 0
+
+
 @dataclass
 class Scenario:
     name: str
@@ -57,16 +127,44 @@ class Scenario:
     unique: bool = False  # a different body on every request (cache misses)
     cache: str | None = None  # the Cache-Status it must answer: "fwd=miss" or "hit"
     limited: bool = False  # must answer RateLimit headers
+    body: FixedBody | None = None  # a fixed body from a file (else the v2 BODY)
+    grpc: GrpcCall | None = None  # h2load, a gRPC unary call (else wrk, HTTP/1.1)
+    # the server's own count of answered and failed requests, read around each measured run
+    counts: Callable[[], grpc_calls.Counts] | None = None
 
     @property
-    def baseline(self) -> str:
+    def baseline(self) -> str | None:
         return BASELINE.get(original(self.name), "upstream")
+
+    @property
+    def tool(self) -> str:
+        return "h2load" if self.grpc is not None else "wrk"
 
     def script(self, workdir: Path) -> Path:
         """A fresh Lua script (a new nonce for unique bodies) for one wrk run."""
         path = workdir / f"{self.name}.lua"
-        path.write_text(lua_script(self.headers, self.unique))
+        body, kind = (self.body.path, self.body.content_type) if self.body else (None, None)
+        path.write_text(lua_script(self.headers, self.unique, body, kind or "application/json"))
         return path
+
+    def load(
+        self, workdir: Path, concurrency: int, seconds: float, cpus: Sequence[int]
+    ) -> LoadResult:
+        """One run of this scenario's load generator."""
+        if self.grpc is None:
+            return wrk.run(self.url, concurrency, seconds, self.script(workdir), cpus)
+        path = workdir / f"{self.name}.grpc"
+        if not path.exists():
+            path.write_bytes(h2load.frame(self.grpc.message))
+        return h2load.run(self.url, concurrency, seconds, path, cpus)
+
+    def unanswered(self, result: LoadResult) -> int:
+        """gRPC: 2xx answers that carried no reply message (an error is HTTP 200 with a
+        ``grpc-status`` trailer and no DATA): completed 2xx minus DATA bytes / reply frame."""
+        if self.grpc is None or result.data_bytes is None or not self.grpc.reply_frame:
+            return 0
+        answered = result.data_bytes // self.grpc.reply_frame
+        return max(0, result.requests - result.non_2xx - answered)
 
 
 @dataclass
@@ -89,39 +187,56 @@ def start(
     started from it too, and every gateway scenario gets a twin ``<name>@base`` right after it."""
     wanted = set(names)
     skipped: dict[str, str] = {}
-    triton: Proc | None = None
-    triton_url: str | None = None
+    triton: systems.Triton | None = None
     if wanted & TRITON:
         why = systems.triton_available()
         if why is None:
-            triton, answer = systems.start_triton(procs, load_cpus)
-            triton_url, why = (answer, None) if triton is not None else (None, answer)
+            started = systems.start_triton(procs, load_cpus)
+            triton, why = (
+                (started, None) if isinstance(started, systems.Triton) else (None, started)
+            )
         if why is not None:
             skipped |= {name: why for name in sorted(wanted & TRITON)}
             wanted -= TRITON
+    bodies = tensor.write(procs.workdir) if wanted & TENSOR else None
     upstream, up = systems.start_upstream(procs, nginx, load_cpus)
     made: dict[str, Scenario] = {"upstream": Scenario("upstream", up + INFER, upstream)}
     if "nginx-proxy" in wanted:
         proxy, url = systems.start_proxy(procs, nginx, sut_cpus, up)
         made["nginx-proxy"] = Scenario("nginx-proxy", url + INFER, proxy)
-    if "forwarder" in wanted:
+    if wanted & {"forwarder", "forwarder-tensor"}:
         forwarder, url = systems.start_forwarder(procs, sut_cpus, up)
         made["forwarder"] = Scenario("forwarder", url + INFER, forwarder)
-    if triton is not None and triton_url is not None:
-        url = triton_url + "/v2/models/linear/versions/1/infer"
-        made["triton"] = Scenario("triton", url, triton)
+        if bodies is not None:
+            json_body = FixedBody(bodies.json, "application/json")
+            made["forwarder-tensor"] = Scenario(
+                "forwarder-tensor", url + INFER, forwarder, body=json_body
+            )
+    if triton is not None:
+        url = triton.url + "/v2/models/linear/versions/1/infer"
+        made["triton"] = Scenario("triton", url, triton.proc)
+        made["triton-grpc"] = Scenario(
+            "triton-grpc",
+            f"http://{triton.grpc_address}{h2load.MODEL_INFER}",
+            triton.proc,
+            grpc=GrpcCall(triton.grpc_address, h2load.linear_request("linear", "1")),
+            counts=lambda: grpc_calls.triton_counts(triton.metrics_url + "/metrics"),
+        )
     # (suffix, executable): the gateway under test, then the baseline installation's
     gateways = [("", systems.GATEWAY)]
     if baseline_gateway is not None:
         gateways.append((TWIN, baseline_gateway))
     if wanted & OPEN:
-        routes = systems.open_routes(up, triton_url)
         for suffix, exe in gateways:
+            routes, grpc_on, not_served = _open_config(exe, wanted, procs.workdir, up, triton)
             gw = systems.start_gateway(
-                procs, "gateway-open" + suffix, routes, sut_cpus, workers, executable=exe
-            )
-            for s in _open_scenarios(gw, triton_url is not None):
-                made[s.name + suffix] = _renamed(s, suffix)
+                procs, "gateway-open" + suffix, routes, sut_cpus, workers, executable=exe,
+                grpc=grpc_on,
+            )  # fmt: skip
+            skipped |= {n + suffix: why for n, why in not_served.items() if n in wanted}
+            for s in _open_scenarios(gw, triton, bodies):
+                if s.name not in not_served:
+                    made[s.name + suffix] = _renamed(s, suffix)
     if wanted & FULL:
         _, redis = systems.start_redis(procs, load_cpus)
         signer = systems.JwtSigner.new(procs.workdir / "jwt-public.pem")
@@ -134,23 +249,87 @@ def start(
     chosen: list[Scenario] = []
     for name in names:
         chosen += [made[n] for n in (name, twin(name)) if n in made]
+    checked: list[Scenario] = []
     for scenario in chosen:
-        check(scenario)
-    return Setup(chosen, skipped)
+        try:
+            check(scenario)
+        except BenchError as exc:
+            if scenario.name == original(scenario.name) or original(scenario.name) not in NEWER:
+                raise
+            skipped[scenario.name] = f"the baseline gateway fails the check: {exc}"
+            continue
+        checked.append(scenario)
+    return Setup(checked, skipped)
+
+
+def _open_config(
+    executable: str,
+    wanted: set[str],
+    workdir: Path,
+    upstream: str,
+    triton: systems.Triton | None,
+) -> tuple[str, bool, dict[str, str]]:
+    """The open config for this gateway executable: its routes, whether its gRPC frontend is
+    on, and the scenarios it cannot serve (with why): ``gateway-grpc*`` without a gRPC
+    frontend, ``gateway-grpc-grpc`` without ``protocol: grpc`` backends (``gateway check``)."""
+    not_served: dict[str, str] = {}
+    grpc_on = bool(wanted & GRPC - {"triton-grpc"}) and triton is not None
+    if grpc_on and not systems.serves_grpc(executable):
+        grpc_on = False
+        for name in GRPC - {"triton-grpc"}:
+            not_served[name] = f"{executable} has no gRPC frontend (serve --grpc-port)"
+    tensor_on = bool(wanted & TENSOR)
+    triton_url = triton.url if triton is not None else None
+    routes = systems.open_routes(upstream, triton_url, tensor_on)
+    if grpc_on and "gateway-grpc-grpc" in wanted and triton is not None:
+        with_grpc = systems.open_routes(upstream, triton_url, tensor_on, triton.grpc_address)
+        problem = systems.accepts(executable, with_grpc, workdir)
+        if problem is None:
+            routes = with_grpc
+        else:
+            not_served["gateway-grpc-grpc"] = (
+                f"{executable} has no gRPC backends (protocol: grpc): {problem}"
+            )
+    return routes, grpc_on, not_served
 
 
 def _renamed(scenario: Scenario, suffix: str) -> Scenario:
     return replace(scenario, name=scenario.name + suffix)
 
 
-def _open_scenarios(gw: systems.Gateway, triton: bool) -> list[Scenario]:
-    """Scenarios 4, 5 and 10 on one gateway with the open config."""
+def _open_scenarios(
+    gw: systems.Gateway, triton: systems.Triton | None, bodies: tensor.Bodies | None
+) -> list[Scenario]:
+    """Scenarios on one gateway with the open config: passthrough, v2, and where their
+    backends run, Triton over HTTP (from HTTP and from gRPC), over gRPC, the large tensor."""
     out = [
         Scenario("gateway-passthrough", gw.url + "/up" + INFER, gw.proc),
         Scenario("gateway-v2", gw.url + INFER, gw.proc),
     ]
-    if triton:
+    if triton is not None:
         out.append(Scenario("gateway-triton", gw.url + "/v2/models/linear-triton/infer", gw.proc))
+    if triton is not None and gw.grpc_address is not None:
+        address = gw.grpc_address
+
+        def counts() -> grpc_calls.Counts:
+            return grpc_calls.gateway_grpc_counts(gw.url + "/metrics")
+
+        url = f"http://{address}{h2load.MODEL_INFER}"
+        for name, model in (
+            ("gateway-grpc", "linear-triton"),
+            ("gateway-grpc-grpc", "linear-triton-grpc"),
+        ):
+            call = GrpcCall(address, h2load.linear_request(model))
+            out.append(Scenario(name, url, gw.proc, grpc=call, counts=counts))
+    if bodies is not None:
+        url = gw.url + TENSOR_PATH
+        binary = {tensor.HEADER: str(bodies.header_length)}
+        json_body = FixedBody(bodies.json, "application/json")
+        binary_body = FixedBody(bodies.binary, tensor.BINARY_CONTENT_TYPE)
+        out += [
+            Scenario("gateway-tensor-json", url, gw.proc, body=json_body),
+            Scenario("gateway-tensor-binary", url, gw.proc, binary, body=binary_body),
+        ]
     return out
 
 
@@ -165,25 +344,32 @@ def _full_scenarios(gw: systems.Gateway, creds: systems.Credentials) -> list[Sce
     ]
 
 
-def _body(scenario: Scenario) -> str:
+def _body(scenario: Scenario) -> bytes:
+    if scenario.body is not None:
+        return scenario.body.path.read_bytes()
     if scenario.unique:  # like the wrk script's: a fresh id and fresh input data
-        return unique_body("check-" + uuid.uuid4().hex, new_nonce(), 1)
-    return BODY
+        return unique_body("check-" + uuid.uuid4().hex, new_nonce(), 1).encode()
+    return BODY.encode()
 
 
-def _post(client: httpx.Client, scenario: Scenario) -> httpx.Response:
-    headers = {"Content-Type": "application/json", **scenario.headers}
-    return client.post(scenario.url, content=_body(scenario), headers=headers)
+def _post(client: httpx.Client, scenario: Scenario, body: bytes) -> httpx.Response:
+    kind = scenario.body.content_type if scenario.body else "application/json"
+    headers = {"Content-Type": kind, **scenario.headers}
+    return client.post(scenario.url, content=body, headers=headers)
 
 
 def check(scenario: Scenario, timeout: float = 20.0) -> None:
     """One real request (two for a hit): 200, a v2 reply and the headers the scenario implies.
     Retries while the gateway's first health checks settle, then fails loudly."""
+    if scenario.grpc is not None:
+        check_grpc(scenario, timeout)
+        return
     deadline = time.monotonic() + timeout
+    body = _body(scenario)
     with httpx.Client(timeout=10) as client:
         while True:
             try:
-                reply = _post(client, scenario)
+                reply = _post(client, scenario, body)
                 if reply.status_code == 200:
                     break
                 problem = f"{reply.status_code} {reply.text[:300]}"
@@ -192,16 +378,22 @@ def check(scenario: Scenario, timeout: float = 20.0) -> None:
             if time.monotonic() > deadline:
                 raise BenchError(f"scenario {scenario.name}: POST {scenario.url} -> {problem}")
             time.sleep(0.25)
+            body = _body(scenario)
         if scenario.cache == "hit":
-            reply = _post(client, scenario)
+            reply = _post(client, scenario, body)
     problems = []
     if reply.status_code != 200:
         problems.append(f"status {reply.status_code}")
     try:
-        if "outputs" not in reply.json():
+        outputs = reply.json().get("outputs")
+        if outputs is None:
             problems.append("no 'outputs' in the reply")
-    except ValueError:
-        problems.append("the reply is not JSON")
+        elif scenario.body is not None:  # the large tensor: the model's one output
+            shapes = [o.get("shape") for o in outputs]
+            if shapes != [OUTPUT_SHAPE]:
+                problems.append(f"outputs of shapes {shapes}, expected [{OUTPUT_SHAPE}]")
+    except (ValueError, AttributeError):
+        problems.append("the reply is not a JSON object")
     # Only what every gateway version answers (so that a baseline gateway passes too): the
     # Cache-Status text contains "fwd=miss" or "hit"; some RateLimit header is there.
     status = reply.headers.get("cache-status", "")
@@ -211,3 +403,33 @@ def check(scenario: Scenario, timeout: float = 20.0) -> None:
         problems.append("no RateLimit header: the rate limit is not applied")
     if problems:
         raise BenchError(f"scenario {scenario.name} is misconfigured: {'; '.join(problems)}")
+
+
+def check_grpc(scenario: Scenario, timeout: float = 20.0) -> None:
+    """A real gRPC call (grpcio) with the very message h2load sends: it must succeed (status
+    OK) with one output of shape [1, 2]; its length-prefixed reply's size is what every reply
+    of the measured runs must bring (``Scenario.unanswered``). Then the server's own counts
+    must read."""
+    call = scenario.grpc
+    assert call is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reply = grpc_calls.model_infer(call.address, call.message)
+            break
+        except grpc.RpcError as exc:
+            problem = f"{exc.code()} {exc.details()}"
+        if time.monotonic() > deadline:
+            raise BenchError(f"scenario {scenario.name}: ModelInfer at {call.address} -> {problem}")
+        time.sleep(0.25)
+    if reply.output_shapes != [OUTPUT_SHAPE]:
+        raise BenchError(
+            f"scenario {scenario.name} is misconfigured: outputs of shapes "
+            f"{reply.output_shapes}, expected [{OUTPUT_SHAPE}]"
+        )
+    call.reply_frame = len(h2load.frame(reply.message))
+    if scenario.counts is not None:
+        try:
+            scenario.counts()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise BenchError(f"scenario {scenario.name}: its server's counts: {exc!r}") from exc

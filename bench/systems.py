@@ -1,5 +1,6 @@
 """The systems under test and their fixtures: nginx (upstream and proxy), Redis, the forwarder,
-the gateway (open, and with the full auth + limits + cache chain) and, if installed, Triton."""
+the gateway (open, with its gRPC frontend where asked, and with the full auth + limits + cache
+chain) and, if installed, Triton (HTTP, gRPC and its metrics)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ METADATA = (
 )
 _MODEL = "^/v2/models/linear(/versions/1)?"
 UPSTREAM_SERVER = f"""
+    client_max_body_size 64m;
     location = /v2/health/ready {{ return 200 ''; }}
     location = /v2/health/live {{ return 200 ''; }}
     location ~ {_MODEL}/ready$ {{ return 200 ''; }}
@@ -144,20 +146,75 @@ def start_forwarder(procs: Processes, cpus: Sequence[int], upstream: str) -> tup
     return proc, f"http://127.0.0.1:{port}"
 
 
-def open_routes(upstream: str, triton: str | None) -> str:
-    """Scenarios 4, 5 (and the gateway in front of Triton): no auth, no limits, no cache."""
+def open_routes(
+    upstream: str,
+    triton: str | None,
+    tensor: bool = False,
+    triton_grpc: str | None = None,
+) -> str:
+    """Scenarios 4, 5 (and the gateway in front of Triton): no auth, no limits, no cache.
+    ``tensor``: the model ``tensor`` (input FP32 [-1, 3, 224, 224], declared) on the nginx
+    upstream declared ``kind: triton``, so that a binary tensor body is forwarded as it came.
+    ``triton_grpc`` (``host:port``): the model ``linear-triton-grpc`` on Triton over gRPC
+    (``protocol: grpc``)."""
     text = f"""backends:
   up: {{kind: kserve, urls: ["{upstream}"], timeout: 10s}}
   up-http: {{kind: http, urls: ["{upstream}"], timeout: 10s}}
 """
     if triton is not None:
         text += f'  triton: {{kind: triton, urls: ["{triton}"], timeout: 10s}}\n'
+    if triton_grpc is not None:
+        text += (
+            f"  triton-grpc: {{kind: triton, protocol: grpc, "
+            f'urls: ["grpc://{triton_grpc}"], timeout: 10s}}\n'
+        )
+    if tensor:
+        text += f'  up-triton: {{kind: triton, urls: ["{upstream}"], timeout: 10s}}\n'
     text += 'models:\n  linear: {versions: {"1": {backend: up, name: linear}}}\n'
     if triton is not None:
         text += (
             '  linear-triton: {versions: {"1": {backend: triton, name: linear, version: "1"}}}\n'
         )
+    if triton_grpc is not None:
+        text += (
+            "  linear-triton-grpc: "
+            '{versions: {"1": {backend: triton-grpc, name: linear, version: "1"}}}\n'
+        )
+    if tensor:
+        text += (
+            '  tensor: {versions: {"1": {backend: up-triton, name: linear, version: "1",\n'
+            "    inputs: [{name: INPUT0, datatype: FP32, shape: [-1, 3, 224, 224]}],\n"
+            "    outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1, 2]}]}}}\n"
+        )
     return text + "routes:\n  - {path: /up/, backend: up-http, strip_prefix: true}\n"
+
+
+def accepts(executable: str, routes: str, folder: Path) -> str | None:
+    """None when ``executable check`` accepts ``routes``, else what it says (an older gateway
+    without a key the routes use)."""
+    path = folder / f"check-{secrets.token_hex(4)}.yaml"
+    path.write_text(routes)
+    env, cwd = gateway_env(executable)
+    done = subprocess.run(
+        [executable, "check", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+    if done.returncode == 0:
+        return None
+    return " ".join((done.stderr or done.stdout).split())[:300] or f"exit {done.returncode}"
+
+
+def serves_grpc(executable: str) -> bool:
+    """Whether this gateway has a gRPC frontend (``serve --grpc-port``)."""
+    env, cwd = gateway_env(executable)
+    done = subprocess.run(
+        [executable, "serve", "--help"], capture_output=True, text=True, env=env, cwd=cwd
+    )
+    return "--grpc-port" in done.stdout
 
 
 def full_routes(upstream: str, public_pem: Path) -> str:
@@ -186,6 +243,7 @@ auth:
 class Gateway:
     proc: Proc
     url: str
+    grpc_address: str | None = None  # "127.0.0.1:PORT" when its gRPC frontend is on
 
 
 def gateway_env(executable: str, **extra: str) -> tuple[dict[str, str], Path]:
@@ -226,13 +284,18 @@ def start_gateway(
     workers: int,
     env: dict[str, str] | None = None,
     executable: str = GATEWAY,
+    grpc: bool = False,
 ) -> Gateway:
-    """``executable serve`` (this venv's gateway, or another installation's) with ``routes``."""
+    """``executable serve`` (this venv's gateway, or another installation's) with ``routes``;
+    ``grpc``: its gRPC frontend on a port of its own too."""
     path = procs.workdir / f"{name}.yaml"
     path.write_text(routes)
     port = free_port()
     cmd = [executable, "serve", "--config", str(path), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--no-watch", "--log-level", "warning"]
+    grpc_port = free_port() if grpc else None
+    if grpc_port is not None:
+        cmd += ["--grpc-port", str(grpc_port)]
     if workers > 1:
         cmd += ["--workers", str(workers)]
     full_env, cwd = gateway_env(executable, **(env or {}))
@@ -246,7 +309,10 @@ def start_gateway(
             return False
 
     wait_until(f"{name} ready at {url}/readyz", ready, proc, timeout=60)
-    return Gateway(proc, url)
+    if grpc_port is None:
+        return Gateway(proc, url)
+    wait_until(f"{name}'s gRPC port {grpc_port}", port_open(grpc_port), proc, timeout=30)
+    return Gateway(proc, url, f"127.0.0.1:{grpc_port}")
 
 
 @dataclass
@@ -330,16 +396,24 @@ def triton_available() -> str | None:
     return None
 
 
-def start_triton(procs: Processes, cpus: Sequence[int]) -> tuple[Proc | None, str]:
-    """Triton (python backend, model ``linear``) pinned to ``cpus``; (None, why) if it fails."""
+@dataclass
+class Triton:
+    proc: Proc
+    url: str  # HTTP base URL
+    grpc_address: str  # "127.0.0.1:PORT"
+    metrics_url: str  # GET {metrics_url}/metrics
+
+
+def start_triton(procs: Processes, cpus: Sequence[int]) -> Triton | str:
+    """Triton (python backend, model ``linear``) pinned to ``cpus``; why not, if it fails."""
     from tests.servers.plugin import StartError, start_servers
 
     try:
         handle = start_servers(["triton"], procs.workdir / "triton")["triton"]
     except StartError as exc:
-        return None, f"Triton did not start: {str(exc).splitlines()[0]}"
+        return f"Triton did not start: {str(exc).splitlines()[0]}"
     pin(handle.pid, cpus)
     assert handle._proc is not None
     proc = Proc("triton", handle._proc, handle.log_path, stopper=handle.stop)
     procs.adopt(proc)
-    return proc, handle.url
+    return Triton(proc, handle.url, handle.grpc_address, handle.metrics_url)

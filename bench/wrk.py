@@ -5,15 +5,12 @@ from __future__ import annotations
 import math
 import re
 import secrets
-import signal
-import subprocess
-import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procs import BenchError, cpu_list
+from bench.loadgen import LoadResult, Running, require_success
+from bench.procs import BenchError
 
 # The v2 request every scenario sends (the linear model: 4 inputs -> 2 outputs).
 INPUTS = '"inputs":[{"name":"INPUT0","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]'
@@ -55,12 +52,27 @@ def unique_body(id_prefix: str, nonce: int, n: int) -> str:
     return f"{head}{n}{mid}{n % FP32_EXACT}{sep}{3 + n // FP32_EXACT}{tail}"
 
 
-def lua_script(headers: Mapping[str, str], unique: bool) -> str:
+def lua_script(
+    headers: Mapping[str, str],
+    unique: bool,
+    body_file: Path | None = None,
+    content_type: str = "application/json",
+) -> str:
     """POST with these headers; ``unique``: every body differs, in its ``id`` and in its input
     data (``unique_body``), with a per-script nonce so that a warm-up's bodies never come back
-    in the measured run."""
-    lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"']
+    in the measured run. ``body_file``: the one fixed body is that file's bytes (any size, any
+    bytes), read once when wrk loads the script; else ``BODY``."""
+    lines = ['wrk.method = "POST"', f'wrk.headers["Content-Type"] = {lua_string(content_type)}']
     lines += [f"wrk.headers[{lua_string(k)}] = {lua_string(v)}" for k, v in headers.items()]
+    if body_file is not None:
+        if unique:
+            raise ValueError("a body file is one fixed body")
+        lines += [
+            f'local file = assert(io.open({lua_string(str(body_file))}, "rb"))',
+            'wrk.body = file:read("*a")',
+            "file:close()",
+        ]
+        return "\n".join(lines) + "\n"
     if not unique:
         lines.append(f"wrk.body = {lua_string(BODY)}")
         return "\n".join(lines) + "\n"
@@ -76,33 +88,22 @@ def lua_script(headers: Mapping[str, str], unique: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True)
-class WrkResult:
-    requests: int
-    seconds: float
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    non_2xx: int
-    socket_errors: int
-
-    @property
-    def errors(self) -> int:
-        return self.non_2xx + self.socket_errors
+WrkResult = LoadResult  # the name of earlier versions
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
 
 
-def _latency(out: str, label: str) -> float:
-    match = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.MULTILINE)
+def _latency(out: str, label: str, rest: str = "") -> float:
+    match = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s|m|h){rest}\s*$", out, re.MULTILINE)
     if match is None:
         raise BenchError(f"wrk printed no {label} latency:\n{out}")
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def parse(out: str) -> WrkResult:
-    """Requests/sec, the 50%/99% latencies, non-2xx/3xx responses and socket errors."""
+def parse(out: str, cpu_seconds: float = 0.0, wall_seconds: float = 0.0) -> LoadResult:
+    """Requests/sec, the mean and 50%/99% latencies, non-2xx/3xx responses and socket errors;
+    wrk's own CPU time and wall time of the run, as measured by the harness."""
     done = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", out, re.MULTILINE)
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.MULTILINE)
     if done is None or rps is None:
@@ -111,48 +112,37 @@ def parse(out: str) -> WrkResult:
     sockets = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
     )
-    return WrkResult(
+    return LoadResult(
+        tool="wrk",
         requests=int(done.group(1)),
         seconds=float(done.group(2)) * _UNITS[done.group(3)] / 1000.0,
         rps=float(rps.group(1)),
+        mean_ms=_latency(out, "Latency", r"\s.*"),
         p50_ms=_latency(out, "50%"),
         p99_ms=_latency(out, "99%"),
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=sum(int(n) for n in sockets.groups()) if sockets else 0,
+        load_cpu_seconds=cpu_seconds,
+        load_wall_seconds=wall_seconds,
     )
 
 
-def start(
-    url: str, connections: int, seconds: float, script: Path, cpus: Sequence[int]
-) -> subprocess.Popen[str]:
+def start(url: str, connections: int, seconds: float, script: Path, cpus: Sequence[int]) -> Running:
     """Start one wrk run (``-t1``, ``--latency``) in the background. wrk takes whole seconds
     only: a fractional duration runs for the next whole second and is stopped by ``finish``."""
     whole = max(1, math.ceil(seconds))
-    cmd = ["taskset", "-c", cpu_list(cpus), "wrk", "-t1", f"-c{connections}", f"-d{whole}s"]
-    cmd += ["--timeout", "5s", "--latency", "-s", str(script), url]
-    return subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{whole}s", "--timeout", "5s", "--latency"]
+    return Running([*cmd, "-s", str(script), url], cpus)
 
 
-def finish(proc: subprocess.Popen[str], seconds: float, started: float) -> WrkResult:
-    """Wait for the run; a fractional duration is ended by SIGINT (wrk then reports)."""
-    try:
-        if seconds != max(1, math.ceil(seconds)):
-            try:
-                proc.wait(max(0.0, started + seconds - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=math.ceil(seconds) + 60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if proc.returncode != 0:
-        raise BenchError(f"wrk failed ({proc.returncode}):\n{out}{err}")
-    return parse(out)
+def finish(proc: Running, seconds: float) -> LoadResult:
+    """Wait for the run (a fractional duration is ended by SIGINT: wrk then reports)."""
+    done = proc.finish(seconds, interrupt=True)
+    require_success("wrk", done)
+    return parse(done.output, done.cpu_seconds, done.wall_seconds)
 
 
-def run(url: str, connections: int, seconds: float, script: Path, cpus: Sequence[int]) -> WrkResult:
-    started = time.monotonic()
-    return finish(start(url, connections, seconds, script, cpus), seconds, started)
+def run(
+    url: str, connections: int, seconds: float, script: Path, cpus: Sequence[int]
+) -> LoadResult:
+    return finish(start(url, connections, seconds, script, cpus), seconds)

@@ -18,26 +18,31 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import grpc
 import httpx
 from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
 from gateway.admin.api import admin_routes
 from gateway.auth.keys import KeyVerifier
+from gateway.codecs.v2_proto import messages
 from gateway.config.live import Services
 from gateway.config.reload import Reloader
+from gateway.edge import grpc_tfs, grpc_v2
 from gateway.edge.errors import shape_of
+from gateway.edge.grpc import Lane, start_server
 from gateway.edge.http import HTTPEdge, Router
-from gateway.edge.inference import InferenceHTTP
 from gateway.edge.oauth import OAuthHTTP
 from gateway.edge.ops import OpsHTTP
 from gateway.edge.passthrough import PassthroughHTTP
+from gateway.edge.v1 import TFServingHTTP
+from gateway.edge.v2 import KServeHTTP
 from gateway.errors import SettingsError
 from gateway.limits.limiter import LimiterMetrics
 from gateway.settings import Settings
 from gateway.state import State
 from gateway.store import open_store
-from gateway.telemetry import metrics, tracing
+from gateway.telemetry import loop, metrics, tracing
 from gateway.telemetry.access_log import Observer
 from gateway.traffic.rollout import RolloutController
 from gateway.traffic.shadow import ShadowWorker
@@ -56,8 +61,15 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
     @contextlib.asynccontextmanager
     async def open_edge() -> AsyncIterator[Router]:
         async with open_state(settings, config, span_exporter) as state:
+            if settings.inference_errors == "legacy":
+                logger.warning(
+                    "GATEWAY_INFERENCE_ERRORS=legacy is deprecated: the v1/v2 endpoints answer "
+                    '{"error": {"code", "message"}}, which KServe v2 and TF Serving clients '
+                    'cannot read; move clients to {"error": "<message>", "code": ...}'
+                )
             routes = [
-                *InferenceHTTP(state).routes(),  # first: the router tries them first
+                *KServeHTTP(state).routes(),  # first: the router tries them first
+                *TFServingHTTP(state).routes(),
                 *OpsHTTP(state).routes(),
                 *admin_routes(state),
                 *OAuthHTTP(state).routes(),
@@ -69,12 +81,17 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
                 observer=state.observer,
                 unmatched=(lambda path: "gateway") if legacy else shape_of,
             )
+            server = await _grpc_server(state) if settings.grpc_port is not None else None
             # Everything built so far lives as long as the worker: keep it out of the cyclic
             # collector's full passes, which otherwise walk it all (p99 at concurrency 16:
             # 50 ms before, 8 ms after; bench/README.md).
             gc.collect()
             gc.freeze()
-            yield router
+            try:
+                yield router
+            finally:
+                if server is not None:
+                    await server.stop(grace=5.0)
 
     return HTTPEdge(open_edge)
 
@@ -107,6 +124,7 @@ async def open_state(
         keys.start()
         stack.push_async_callback(keys.close)
         registry = CollectorRegistry()
+        await stack.enter_async_context(loop.watching(registry))
         rollouts = RolloutController(store, registry)
         shadow = ShadowWorker(registry)  # shadow traffic, off the request path
         shadow.start()
@@ -133,6 +151,23 @@ async def open_state(
         stack.push_async_callback(rollouts.close)
         observer = Observer(metrics.RequestMetrics(registry), settings.access_log, rollouts)
         yield State(settings, services, reloader, registry, rollouts, observer)
+
+
+async def _grpc_server(state: State) -> grpc.aio.Server:
+    """The gRPC frontends (KServe v2, TF Serving), with health and reflection, on
+    ``GATEWAY_GRPC_PORT``."""
+    settings = state.settings
+    port = settings.grpc_port
+    if port is None:
+        raise SettingsError("no gRPC port")
+    lane = Lane(state)
+    servicers = [*grpc_v2.servicers(state, lane), *grpc_tfs.servicers(state, lane)]
+    described = [messages().file, *grpc_tfs.FILES]
+    server = await start_server(
+        state, servicers, described, settings.host, port, settings.max_body_bytes
+    )
+    logger.info("gRPC frontends listening", extra={"port": port})
+    return server
 
 
 def server_secret(settings: Settings) -> bytes:

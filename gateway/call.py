@@ -31,13 +31,17 @@ from gateway.errors import BadRequest
 from gateway.headers import Headers
 from gateway.telemetry import tracing
 
-CallKind = Literal["infer", "metadata", "ready", "status", "passthrough"]
-"""``infer``: tensors in, tensors out. ``metadata``, ``ready``: one model version described.
-``status``: every version of a model (or the pinned one). ``passthrough``: opaque bytes
-relayed to a backend as they are."""
+CallKind = Literal["infer", "classify", "regress", "metadata", "ready", "status", "passthrough"]
+"""``infer``: tensors in, tensors out. ``classify``, ``regress``: TF Serving's methods over
+``tf.Example`` features, whose JSON goes to a TF Serving backend as it came. ``metadata``,
+``ready``: one model version described. ``status``: every version of a model (or the pinned
+one). ``passthrough``: opaque bytes relayed to a backend as they are."""
 
-CALL_KINDS: Final[tuple[CallKind, ...]] = ("infer", "metadata", "ready", "status", "passthrough")
-MODEL_KINDS: Final = frozenset[CallKind]({"infer", "metadata", "ready", "status"})
+CALL_KINDS: Final[tuple[CallKind, ...]] = (
+    "infer", "classify", "regress", "metadata", "ready", "status", "passthrough"
+)  # fmt: skip
+ANSWER_KINDS: Final = frozenset[CallKind]({"infer", "classify", "regress"})  # the model's work
+MODEL_KINDS: Final = ANSWER_KINDS | frozenset[CallKind]({"metadata", "ready", "status"})
 CacheResult = Literal["hit", "miss", "stale", "collapsed", "bypass"]
 
 
@@ -93,6 +97,7 @@ class Call:
     required: tuple[str, ...] = ()  # the scopes this call needs
     payload: Payload | None = None
     decoder: Decoder | None = None  # the frontend's codec: payload bytes -> tensors
+    source: Callable[[], InferenceRequest] | None = None  # or: tensors from a parsed message
     request: InferenceRequest | None = None  # the tensors, once decoded (see inference())
     route: PassthroughRoute | None = None  # passthrough: the route the path matched
     # -- what the chain learns --
@@ -116,9 +121,12 @@ class Call:
         """The call's tensors, decoded on first use (a call refused earlier never parses)."""
         request = self.request
         if request is None:
-            if self.decoder is None or self.payload is None:
+            if self.source is not None:
+                request = self.request = self.source()
+            elif self.decoder is not None and self.payload is not None:
+                request = self.request = self.decoder(await self.payload.read())
+            else:
                 raise BadRequest("this call carries no tensors")
-            request = self.request = self.decoder(await self.payload.read())
         return request
 
 

@@ -11,8 +11,8 @@ import asyncio
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,6 +20,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.app import create_app
+from gateway.codecs import binary, v2
+from gateway.codecs.tensors import InferenceResponse, Tensor
+from gateway.errors import BadRequest, GatewayError
 from gateway.settings import Settings
 
 _WEIGHTS = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 1.0, 1.0))
@@ -78,32 +81,33 @@ async def _health(request: Request) -> Response:
 
 
 async def _infer(request: Request) -> Response:
+    """Inference as Triton answers it: JSON, or binary tensor data both ways (the gateway's
+    own v2 codec reads and writes the wire)."""
     version = _version(request)
     if version is None:
         return _error(f"Request for unknown model: '{request.path_params['model']}'", 404)
+    header = request.headers.get(binary.HEADER)
     try:
-        body: dict[str, Any] = await request.json()
-        tensor = body["inputs"][0]
-        shape, data = tensor["shape"], tensor["data"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return _error("failed to parse the request JSON buffer", 400)
-    if tensor.get("name") != "INPUT0" or tensor.get("datatype") != "FP32":
+        length = binary.header_length(header, BadRequest)
+        call = v2.decode_request(await request.body(), length)
+    except GatewayError:
+        return _error("failed to parse the request buffer", 400)
+    tensor = call.inputs[0]
+    if tensor.name != "INPUT0" or tensor.datatype != "FP32":
         return _error("expected input 'INPUT0' of datatype FP32", 400)
-    if len(shape) != 2 or shape[1] != 4 or len(data) != shape[0] * 4:
+    shape = tensor.shape
+    if len(shape) != 2 or shape[1] != 4:
         return _error(f"unexpected shape for input 'INPUT0', expected [-1,4], got {shape}", 400)
-    scale = float(version)
-    rows = [data[i : i + 4] for i in range(0, len(data), 4)]
-    out = [
-        scale * sum(w * x for w, x in zip(ws, row, strict=True)) for row in rows for ws in _WEIGHTS
-    ]
-    reply: dict[str, Any] = {
-        "model_name": "linear",
-        "model_version": version,
-        "outputs": [{"name": "OUTPUT0", "datatype": "FP32", "shape": [len(rows), 2], "data": out}],
-    }
-    if "id" in body:
-        reply["id"] = body["id"]
-    return JSONResponse(reply)
+    rows = np.frombuffer(tensor.raw, dtype="<f4").reshape(shape).astype("<f8")
+    out = (rows @ np.array(_WEIGHTS).T) * float(version)
+    result = Tensor("OUTPUT0", "FP32", [shape[0], 2], raw=out.astype("<f4").tobytes())
+    reply = InferenceResponse(outputs=[result], id=call.id)
+    wanted = binary.wanted_outputs(call)
+    if wanted is None:
+        return Response(v2.encode_response(reply, "linear", version), media_type="application/json")
+    body, length = v2.encode_response_binary(reply, "linear", version, None, wanted)
+    headers = {binary.HEADER: str(length)}
+    return Response(body, media_type=binary.CONTENT_TYPE, headers=headers)
 
 
 def demo_model_app() -> Starlette:
@@ -129,12 +133,13 @@ def _free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def run_demo(host: str, port: int) -> None:
+def run_demo(host: str, port: int, grpc_port: int | None = None) -> None:
     model_port = _free_port()
     folder = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
     routes = folder / "routes.yaml"
     routes.write_text(DEMO_ROUTES.format(url=f"http://127.0.0.1:{model_port}"), encoding="utf-8")
-    settings = Settings(config=routes, host=host, port=port)
+    grpc_port = port + 1 if grpc_port is None else grpc_port
+    settings = Settings(config=routes, host=host, port=port, grpc_port=grpc_port or None)
     model_server = uvicorn.Server(
         uvicorn.Config(demo_model_app(), host="127.0.0.1", port=model_port, log_level="warning")
     )
@@ -150,6 +155,11 @@ def run_demo(host: str, port: int) -> None:
     )
     v1_body = """'{"instances":[[1,2,3,4]]}'"""
     print(f"  curl -s {base}/v1/models/linear/versions/2:predict -d {v1_body}", flush=True)
+    if grpc_port:
+        print(
+            f"  gRPC (KServe v2, TF Serving): {host}:{grpc_port}, e.g. tritonclient.grpc",
+            flush=True,
+        )
 
     async def serve() -> None:
         await asyncio.gather(model_server.serve(), gateway_server.serve())

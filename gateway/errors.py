@@ -9,6 +9,7 @@ to the frontends (``gateway.edge``): the v1/v2 inference endpoints answer the pr
 
     GatewayError                      base of everything below
     ├── BadRequest                400 bad_request        malformed input (JSON, headers, tensors)
+    │   └── UnsupportedMethod     400 unsupported_method a TF Serving method the backend lacks
     ├── Unauthorized              401 unauthorized       no or bad credentials
     ├── Forbidden                 403 forbidden          credentials without the scope
     ├── NotFound                  404 not_found          no such path, tenant, key, rollout
@@ -57,6 +58,12 @@ class GatewayError(Exception):
 
 class BadRequest(GatewayError):
     status, code = 400, "bad_request"
+
+
+class UnsupportedMethod(BadRequest):
+    """The call asks for a method (TF Serving's classify, regress) its backend kind lacks."""
+
+    code = "unsupported_method"
 
 
 class Unauthorized(GatewayError):

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     )
     watch: bool = Field(default=True, description="Reload routes.yaml when the file changes.")
     admin_token: str | None = Field(default=None, repr=False)
+    grpc_port: int | None = Field(
+        default=None, description="Serve the gRPC frontends on this port (off unless set)."
+    )
     admin_port: int | None = Field(
         default=None, description="Serve the admin API only on this port (same host)."
     )

@@ -5,6 +5,8 @@ given kind runs, in this order, the policies whose ``kinds`` include it and whos
 finds something to do in the route table, then the kind's terminal step:
 
     infer         auth → traffic → rate_limit → cache → the backend's adapter
+    classify, regress
+                  auth → traffic → rate_limit → a TF Serving backend
     metadata, ready, status
                   auth → traffic → rate_limit → the backend's metadata and readiness
     passthrough   auth → rate_limit → the backend, bytes as they are
@@ -55,6 +57,8 @@ def build_chains(
     terminal = Terminal(runtime.table, runtime.backends, max_body_bytes)
     terminals: Mapping[CallKind, Next] = {
         "infer": terminal.infer,
+        "classify": terminal.classify,
+        "regress": terminal.regress,
         "metadata": terminal.metadata,
         "ready": terminal.ready,
         "status": terminal.status,

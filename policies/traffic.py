@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import ClassVar, Self
 
-from gateway.call import MODEL_KINDS, Call, CallKind, Next, Reply
+from gateway.call import ANSWER_KINDS, MODEL_KINDS, Call, CallKind, Next, Reply
 from gateway.config.live import Runtime
 from gateway.errors import GatewayError
 from gateway.traffic.choose import VERSION_HEADER, healthy, sticky_key, weights_of
@@ -55,7 +55,7 @@ class TrafficPolicy:
         version = call.version
         if version is None:
             return await call_next(call)
-        if call.kind != "infer":
+        if call.kind not in ANSWER_KINDS:
             reply = await call_next(call)
             reply.set_header(VERSION_HEADER, version)
             return reply
@@ -87,7 +87,7 @@ class TrafficPolicy:
         if self.control is not None:
             self.control.observe(model, version, status, seconds)
         spec = self.models[model]
-        if spec.shadow is None or self.shadow is None:
+        if spec.shadow is None or self.shadow is None or call.kind != "infer":
             return
         response = reply.response if reply is not None else None
         self.shadow.offer(

@@ -10,6 +10,9 @@ from typing import Any
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from gateway.codecs import binary, v2
+from gateway.codecs.tensors import InferenceResponse
+from gateway.errors import BadRequest
 from tests.support import free_port
 
 # A KServe v2 reply with one output, for tests whose backend is a fake.
@@ -44,6 +47,58 @@ class FakeReplica:
     async def start(self) -> FakeReplica:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        self.port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+@dataclass
+class EchoServer:
+    """A KServe v2 server whose model ``echo`` answers every input as an output of the same
+    name, in JSON or binary tensor data (both ways, as Triton does, read and written with the
+    gateway's own codec); records each inference request's headers and body."""
+
+    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _infer(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append((dict(request.headers), body))
+        length = binary.header_length(request.headers.get(binary.HEADER), BadRequest)
+        call = v2.decode_request(body, length)
+        reply = InferenceResponse(outputs=call.inputs, id=call.id, parameters=call.parameters)
+        wanted = binary.wanted_outputs(call)
+        if wanted is None:
+            answer = v2.encode_response(reply, "echo", "1")
+            return web.Response(body=answer, content_type="application/json")
+        answer, size = v2.encode_response_binary(reply, "echo", "1", None, wanted)
+        headers = {binary.HEADER: str(size), "Content-Type": binary.CONTENT_TYPE}
+        return web.Response(body=answer, headers=headers)
+
+    async def _metadata(self, request: web.Request) -> web.Response:
+        meta = {"name": "echo", "versions": ["1"], "platform": "echo", "inputs": [], "outputs": []}
+        return web.json_response(meta)
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def start(self) -> EchoServer:
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_post("/v2/models/echo/infer", self._infer)
+        app.router.add_get("/v2/models/echo", self._metadata)
+        app.router.add_get("/v2/models/echo/ready", self._ready)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         self.port = free_port()

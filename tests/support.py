@@ -4,7 +4,10 @@ error answer, and the request and admin token most gateway tests use."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import ExitStack
@@ -137,3 +140,20 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) 
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.05)
+
+
+async def kserve_calls(mode: str, url: str, model: str, calls: list[dict[str, Any]]) -> Any:
+    """kserve's own client (``rest`` or ``grpc``) making ``calls`` against ``url``, in a process
+    of its own (tests/clients/kserve_calls.py says why); its JSON results."""
+    command = [sys.executable, "-m", "tests.clients.kserve_calls", mode, url, model]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*command, json.dumps(calls)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

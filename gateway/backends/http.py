@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from gateway.backends.adapter import ExampleMethod, unsupported
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
 from gateway.backends.spec import BackendSpec
@@ -28,6 +29,9 @@ class HTTPBackend:
         self, request: InferenceRequest, target: Target, signature: Signature | None
     ) -> InferenceResponse:
         raise NotFound("this backend serves passthrough routes only")
+
+    async def examples(self, method: ExampleMethod, body: bytes, target: Target) -> bytes:
+        raise unsupported(method, self.kind, target.model)
 
     async def metadata(self, target: Target) -> Signature | None:
         return None

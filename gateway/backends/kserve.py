@@ -1,39 +1,66 @@
-"""Open Inference Protocol (KServe v2) servers: Triton, MLServer and other v2 servers.
+"""Open Inference Protocol (KServe v2) servers: Triton, MLServer and other v2 servers, over
+HTTP (``kserve_http``) or gRPC (``kserve_grpc``), as the backend's ``protocol`` says.
 
-Their differences stay here: MLServer lists ``versions: []`` in metadata and answers errors in
-FastAPI's ``{"detail": ...}`` shape; Triton answers 400 (not 404) for an unknown model's
-``/ready``. The adapter reads readiness per model version, never the server-wide
-``/v2/health/ready`` (strict: one failed model would take every model's traffic away).
+The adapter reads readiness per model version, never the server-wide ready check (strict: one
+failed model would take every model's traffic away). The wire is chosen once, from the pool
+the backend's protocol made (``config.live.build_runtime``).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
-from urllib.parse import quote
+from typing import ClassVar, Literal, Protocol, Self
 
+from pydantic import Field, model_validator
+
+from gateway.backends.adapter import ExampleMethod, unsupported
+from gateway.backends.grpc_pool import GRPCPool
+from gateway.backends.kserve_grpc import V2GRPC
+from gateway.backends.kserve_http import V2HTTP, BinaryMode
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
-from gateway.backends.spec import BackendSpec
-from gateway.backends.upstream import Target, raise_for_status, require_json_object
-from gateway.codecs.tensors import (
-    DATATYPES,
-    InferenceRequest,
-    InferenceResponse,
-    Signature,
-    TensorMeta,
+from gateway.backends.replica_set import ReplicaSet
+from gateway.backends.spec import BackendSpec, Transport
+from gateway.backends.upstream import Target
+from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature
+from gateway.config.types import problems_error
+
+_BINARY_DATA = (
+    "Triton's binary tensor data extension toward this server: auto (when the call's tensors "
+    "are bytes already), always, or never (JSON only). HTTP only: gRPC always sends raw "
+    "contents."
 )
-from gateway.codecs.v2 import decode_response, encode_request
-from gateway.errors import BadGateway
-
-_JSON = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 
 
-class KServeSpec(BackendSpec):
+class _V2Spec(BackendSpec):
+    protocols: ClassVar[tuple[Transport, ...]] = ("http", "grpc")
+    binary_data: BinaryMode = "never"
+
+    @model_validator(mode="after")
+    def _binary_data_is_http_only(self) -> Self:
+        if self.protocol == "grpc" and "binary_data" in self.model_fields_set:
+            problem = "binary_data is for protocol http: over gRPC tensors always travel raw"
+            raise problems_error(type(self).__name__, [(("binary_data",), problem)])
+        return self
+
+
+class KServeSpec(_V2Spec):
     kind: Literal["kserve"]
+    binary_data: BinaryMode = Field(default="never", description=_BINARY_DATA)
 
 
-class TritonSpec(BackendSpec):
+class TritonSpec(_V2Spec):
     kind: Literal["triton"]
+    binary_data: BinaryMode = Field(default="auto", description=_BINARY_DATA)
+
+
+class V2Wire(Protocol):
+    """One wire of the v2 protocol toward a backend's replicas (``V2HTTP``, ``V2GRPC``)."""
+
+    async def infer(self, request: InferenceRequest, target: Target) -> InferenceResponse: ...
+
+    async def metadata(self, target: Target) -> Signature: ...
+
+    async def probe(self, replica: Replica, target: Target) -> bool: ...
 
 
 class KServeBackend:
@@ -41,59 +68,35 @@ class KServeBackend:
     spec: ClassVar[type[BackendSpec]] = KServeSpec
     serves_models: ClassVar[bool] = True
 
-    def __init__(self, pool: ReplicaPool) -> None:
+    def __init__(self, pool: ReplicaSet) -> None:
         self.pool = pool
-
-    @staticmethod
-    def _path(target: Target) -> str:
-        path = f"/v2/models/{quote(target.name, safe='')}"
-        if target.native_version is not None:
-            path += f"/versions/{quote(target.native_version, safe='')}"
-        return path
+        self.wire: V2Wire
+        if isinstance(pool, GRPCPool):
+            self.wire = V2GRPC(pool)
+        elif isinstance(pool, ReplicaPool):
+            spec = pool.spec
+            binary_data = spec.binary_data if isinstance(spec, _V2Spec) else "never"
+            self.wire = V2HTTP(pool, binary_data)
+        else:
+            raise TypeError(f"no v2 wire over {type(pool).__name__}")
 
     async def infer(
         self, request: InferenceRequest, target: Target, signature: Signature | None
     ) -> InferenceResponse:
-        # A v2 client's body is already what the server wants: forward it untouched.
-        body = request.v2_json if request.v2_json is not None else encode_request(request)
-        reply = await self.pool.request(
-            "POST", self._path(target) + "/infer", key=target.key, body=body, headers=_JSON
-        )
-        raise_for_status(reply)
-        return decode_response(reply.body)
+        return await self.wire.infer(request, target)
+
+    async def examples(self, method: ExampleMethod, body: bytes, target: Target) -> bytes:
+        raise unsupported(method, self.kind, target.model)
 
     async def metadata(self, target: Target) -> Signature | None:
         if target.declared is not None:
             return target.declared
-        reply = await self.pool.request("GET", self._path(target), key=target.key, headers=_JSON)
-        raise_for_status(reply)
-        return parse_metadata(require_json_object(reply, "metadata"))
+        return await self.wire.metadata(target)
 
     async def probe(self, replica: Replica, target: Target) -> bool:
-        async with self.pool.session.get(replica.url + self._path(target) + "/ready") as response:
-            await response.read()
-            return response.status == 200
+        return await self.wire.probe(replica, target)
 
 
 class TritonBackend(KServeBackend):
     kind: ClassVar[str] = "triton"
     spec: ClassVar[type[BackendSpec]] = TritonSpec
-
-
-def parse_metadata(obj: dict[str, Any]) -> Signature:
-    try:
-        return Signature(
-            inputs=tuple(_meta(t) for t in obj.get("inputs", [])),
-            outputs=tuple(_meta(t) for t in obj.get("outputs", [])),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BadGateway("the model server's metadata has malformed inputs/outputs") from exc
-
-
-def _meta(tensor: dict[str, Any]) -> TensorMeta:
-    datatype = tensor["datatype"]
-    if datatype not in DATATYPES:
-        raise ValueError(datatype)
-    return TensorMeta(
-        name=str(tensor["name"]), datatype=datatype, shape=tuple(int(d) for d in tensor["shape"])
-    )

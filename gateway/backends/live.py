@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.backends.adapter import Adapter
-from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import TargetKey
+from gateway.backends.replica_set import ReplicaSet
 from gateway.backends.spec import BackendSpec
 from gateway.backends.upstream import Target
 from gateway.codecs.tensors import Signature
@@ -34,7 +34,7 @@ _METADATA_FAILURE_TTL = 2.0
 class LiveBackend:
     name: str
     spec: BackendSpec
-    pool: ReplicaPool
+    pool: ReplicaSet  # a ReplicaPool (http) or a GRPCPool (grpc), as spec.protocol says
     adapter: Adapter
     targets: list[Target]
     _metadata: dict[TargetKey, tuple[float, Signature | None]] = field(default_factory=dict)

@@ -1,8 +1,9 @@
-"""A backend's replicas: balancing, retries and the deadline, over the parts that watch them.
+"""A backend's replicas over HTTP: balancing, retries and the deadline, over the parts that
+watch them.
 
-- **Balancing**: power of two random choices on outstanding requests, among the replicas that
-  are neither ejected (``replica``: outlier ejection) nor unready for the model version
-  (``health``: active checks).
+- **Balancing** (``replica_set``): power of two random choices on outstanding requests, among
+  the replicas that are neither ejected (``replica``: outlier ejection) nor unready for the
+  model version (``health``: active checks).
 - **Circuit breaker** (``breaker``): at most ``max_in_flight`` requests per backend.
 - **Retries** (tenacity): only where safe — the connection was never made, or an idle replica
   answered 503 — on another replica, within a retry budget (``retries``), inside the overall
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -24,14 +24,12 @@ import aiohttp
 from opentelemetry.trace import Span
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from gateway.backends.breaker import CircuitBreaker
-from gateway.backends.health import HealthChecker, Probe
-from gateway.backends.replica import OutlierDetector, Replica, TargetKey
-from gateway.backends.retries import RetryBudget
+from gateway.backends.replica import Replica, TargetKey
+from gateway.backends.replica_set import ReplicaSet
 from gateway.backends.spec import BackendSpec
-from gateway.backends.upstream import Target, UpstreamReply
+from gateway.backends.upstream import UpstreamReply
 from gateway.errors import BadGateway, NoHealthyReplica, UpstreamTimeout
-from gateway.telemetry import tracing
+from gateway.telemetry import loop, tracing
 from gateway.telemetry.metrics import BackendMetrics
 from gateway.telemetry.timing import CURRENT_TIMING, record_upstream
 
@@ -57,16 +55,19 @@ class _Attempt:
 
 
 class _Retryable(Exception):
-    """A try that may be repeated elsewhere; ``attempt`` holds a reply kept as a last resort."""
+    """A try that may be repeated elsewhere (or, ``again``, on the same replica: its connect
+    timer fired while the gateway's loop stalled); ``attempt`` holds a reply kept as a last
+    resort."""
 
-    def __init__(self, reason: str, attempt: _Attempt | None = None) -> None:
+    def __init__(self, reason: str, attempt: _Attempt | None = None, again: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.attempt = attempt
+        self.again = again
 
 
-class ReplicaPool:
-    """The replicas of one backend, sharing the worker's ``aiohttp.ClientSession``."""
+class ReplicaPool(ReplicaSet):
+    """The replicas of one HTTP backend, sharing the worker's ``aiohttp.ClientSession``."""
 
     def __init__(
         self,
@@ -75,32 +76,11 @@ class ReplicaPool:
         session: aiohttp.ClientSession,
         metrics: BackendMetrics | None = None,
     ) -> None:
-        self.name = name
-        self.metrics = metrics
-        self.spec = spec
+        super().__init__(name, spec, metrics)
         self.session = session
-        self.replicas = [Replica(url, management) for url, management in spec.replica_urls()]
-        self.breaker = CircuitBreaker(name, spec.max_in_flight, metrics)
-        self.outliers = OutlierDetector(name, spec.outlier, self.replicas, metrics)
-        self.health = HealthChecker(name, spec.health, self.replicas, metrics)
-        self.budget = RetryBudget(spec.retries.budget, spec.retries.min_per_second)
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=spec.connect_timeout, sock_read=spec.timeout
         )
-
-    # -- choosing ---------------------------------------------------------------------------
-
-    def choose(self, key: TargetKey | None, tried: set[int]) -> Replica:
-        now = time.monotonic()
-        candidates = [
-            r for i, r in enumerate(self.replicas) if i not in tried and r.available(key, now)
-        ]
-        if not candidates:
-            raise NoHealthyReplica(f"no healthy replica for backend {self.name!r}")
-        if len(candidates) == 1:
-            return candidates[0]
-        a, b = random.sample(candidates, 2)
-        return a if a.outstanding <= b.outstanding else b
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -158,10 +138,6 @@ class ReplicaPool:
         finally:
             self._leave(attempt)
 
-    @property
-    def in_flight(self) -> int:
-        return self.breaker.in_flight
-
     def _enter(self) -> None:
         self.breaker.enter()
 
@@ -174,7 +150,8 @@ class ReplicaPool:
 
     def _deadline_passed(self, attempt: _Attempt | None) -> UpstreamTimeout:
         if attempt is not None:
-            self.outliers.failed(attempt.replica)
+            since = time.monotonic() - (time.perf_counter() - attempt.started)
+            self.outliers.timed_out(attempt.replica, since, self.spec.overall_deadline)
         return UpstreamTimeout(
             f"backend {self.name!r} did not answer within {self.spec.overall_deadline:g}s"
         )
@@ -195,7 +172,7 @@ class ReplicaPool:
         try:
             return await self._try(replica, method, path, body, headers, management)
         except _Retryable as first:
-            tried = {self.replicas.index(replica)}
+            tried = set() if first.again else {self.replicas.index(replica)}
             return await self._retry(first, tried, method, path, key, body, headers, management)
 
     async def _retry(
@@ -231,6 +208,8 @@ class ReplicaPool:
                     try:
                         return await self._try(replica, method, path, body, headers, management)
                     except _Retryable as exc:
+                        if exc.again:
+                            tried.discard(self.replicas.index(replica))
                         if last.attempt is not None:
                             last.attempt.discard()
                         last = exc
@@ -274,16 +253,20 @@ class ReplicaPool:
             span = tracing.client_span(tracer, method, base + path, self.name, replica.url, number)
             headers = tracing.inject(headers, span)
         replica.outstanding += 1
-        started = time.perf_counter()
+        started, since = time.perf_counter(), time.monotonic()
         try:
             response = await self.session.request(
                 method, base + path, data=body, headers=headers, timeout=timeout
             )
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        except aiohttp.ConnectionTimeoutError as exc:
+            self._attempt_failed(replica, "retryable", span, exc, (since, timeout.sock_connect))
+            again = loop.stalled(since, timeout.sock_connect or 0.0)
+            raise _Retryable(f"{replica.url}: {exc.__class__.__name__}", again=again) from exc
+        except aiohttp.ClientConnectorError as exc:
             self._attempt_failed(replica, "retryable", span, exc)
             raise _Retryable(f"{replica.url}: {exc.__class__.__name__}") from exc
         except aiohttp.SocketTimeoutError as exc:
-            self._attempt_failed(replica, "timeout", span, exc)
+            self._attempt_failed(replica, "timeout", span, exc, (since, timeout.sock_read))
             raise UpstreamTimeout(
                 f"backend {self.name!r} did not answer within {self.spec.timeout:g}s"
             ) from exc
@@ -307,30 +290,20 @@ class ReplicaPool:
         return attempt
 
     def _attempt_failed(
-        self, replica: Replica, outcome: str, span: Span | None, exc: BaseException
+        self,
+        replica: Replica,
+        outcome: str,
+        span: Span | None,
+        exc: BaseException,
+        timer: tuple[float, float | None] | None = None,
     ) -> None:
+        """``timer``: (when it started, its seconds), for a failure that is a timeout."""
         replica.outstanding -= 1
-        self.outliers.failed(replica)
+        if timer is not None and timer[1] is not None:
+            self.outliers.timed_out(replica, timer[0], timer[1])
+        else:
+            self.outliers.failed(replica)
         if self.metrics is not None:
             self.metrics.attempt[outcome].inc()
         if span is not None:
             tracing.end_client_span(span, None, exc)
-
-    # -- watching ---------------------------------------------------------------------------
-
-    def start_health_checks(self, probe: Probe, targets: list[Target]) -> None:
-        self.health.start(probe, targets)
-
-    async def check_once(self, probe: Probe, targets: list[Target]) -> None:
-        await self.health.check_once(probe, targets)
-
-    async def close(self) -> None:
-        await self.health.close()
-
-    def state(self) -> dict[str, Any]:
-        now = time.monotonic()
-        return {
-            "kind": self.spec.kind,
-            "in_flight": self.in_flight,
-            "replicas": [r.state(now) for r in self.replicas],
-        }

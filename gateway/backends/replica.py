@@ -3,7 +3,8 @@
 ``consecutive_failures`` local-origin failures (connect error, reset, timeout) eject a replica
 for ``ejection × times ejected`` (at most 5 min), never more than ``max_ejected`` of the
 replicas. HTTP error statuses do not count: TorchServe answers 503 for a handler error caused
-by bad input, which says nothing about the replica.
+by bad input, which says nothing about the replica. Nor does a timeout that fired while the
+gateway's own event loop stalled (``telemetry.loop``): the timer measured the gateway.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.backends.spec import OutlierDetection
+from gateway.telemetry import loop
 from gateway.telemetry.metrics import BackendMetrics
 
 logger = logging.getLogger("gateway.pool")
@@ -91,6 +93,18 @@ class OutlierDetector:
             "ejected replica",
             extra={"backend": self.backend, "replica": replica.url, "seconds": duration},
         )
+
+    def timed_out(self, replica: Replica, since: float, limit: float) -> None:
+        """A timer of ``limit`` seconds, started at ``since`` (``time.monotonic()``), fired:
+        a failure of the replica, unless the gateway's own loop stalled meanwhile (then the
+        timer measured the gateway, not the replica)."""
+        if loop.stalled(since, limit):
+            logger.info(
+                "timeout during a stall of the gateway's event loop: not held against the replica",
+                extra={"backend": self.backend, "replica": replica.url},
+            )
+            return
+        self.failed(replica)
 
     def succeeded(self, replica: Replica) -> None:
         replica.failures = 0

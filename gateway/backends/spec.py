@@ -4,6 +4,7 @@
 backends:
   triton:
     kind: triton                 # the adapter registry's name (gateway.backends.ADAPTERS)
+    protocol: http               # or grpc, where the kind has it (urls: grpc://host:port)
     urls: ["http://10.0.0.5:8000", "http://10.0.0.6:8000"]
     timeout: 30s                 # per try
     retries: {attempts: 2, budget: 20%}
@@ -14,9 +15,59 @@ backends:
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated, Any, ClassVar, Literal
 
-from gateway.config.types import URL, Duration, Ratio, Strict
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+
+from gateway.config.types import (
+    GRPC_URL,
+    URL_PATTERN,
+    Duration,
+    Ratio,
+    Strict,
+    check_grpc_url,
+    check_url,
+)
+
+Transport = Literal["http", "grpc"]
+"""The wire toward a backend's replicas: HTTP (each kind's REST API) or gRPC."""
+
+
+def _check_replica_url(url: str, info: ValidationInfo) -> str:
+    """An http(s) URL, or ``grpc://host:port`` when the backend's ``protocol`` is grpc."""
+    protocol = info.data.get("protocol")
+    if protocol == "grpc":
+        return check_grpc_url(url)
+    if protocol is None:  # the protocol itself is wrong, and reported on its own
+        return check_grpc_url(url) if url.startswith("grpc://") else check_url(url)
+    if url.startswith("grpc://"):
+        raise ValueError(f"not an http(s) URL: {url!r}; gRPC replicas need protocol: grpc")
+    return check_url(url)
+
+
+_REPLICA_PATTERN = f"{URL_PATTERN}|{GRPC_URL.pattern}"
+ReplicaURL = Annotated[
+    str,
+    AfterValidator(_check_replica_url),
+    WithJsonSchema({"type": "string", "pattern": _REPLICA_PATTERN}),
+]
+
+
+def _narrow_schema(schema: dict[str, Any], cls: type) -> None:
+    """A kind's JSON Schema lists only its own protocols (and URL forms)."""
+    protocols: tuple[Transport, ...] = getattr(cls, "protocols", ("http",))
+    properties = schema.get("properties", {})
+    if "protocol" in properties:
+        properties["protocol"]["enum"] = list(protocols)
+    if "urls" in properties and "grpc" not in protocols:
+        properties["urls"]["items"]["pattern"] = URL_PATTERN
 
 
 class HealthCheck(Strict):
@@ -44,11 +95,27 @@ class Retries(Strict):
     min_per_second: float = Field(default=3.0, ge=0, description="Retries always allowed.")
 
 
+_PROTOCOL = (
+    "The wire toward the replicas: http (the kind's REST API; urls are http(s)://host:port) "
+    "or grpc (the kind's gRPC API; urls are grpc://host:port), where the kind has it."
+)
+
+
 class BackendSpec(Strict):
-    """One backend: its kind, its replicas and how they are called and watched."""
+    """One backend: its kind, its replicas and how they are called and watched.
+
+    ``protocols`` lists the wires a kind speaks (http only unless its adapter says more);
+    ``protocol`` is validated before ``urls``, so each URL is checked for its wire's form.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_narrow_schema)
+    protocols: ClassVar[tuple[Transport, ...]] = ("http",)
 
     kind: str
-    urls: list[URL] = Field(min_length=1, description="Replica base URLs.")
+    protocol: Transport = Field(default="http", description=_PROTOCOL)
+    urls: list[ReplicaURL] = Field(
+        min_length=1, description="Replica base URLs (http(s)://…) or gRPC addresses (grpc://…)."
+    )
     timeout: Duration = Field(default=30.0, description="Per-try timeout.")
     connect_timeout: Duration = 1.0
     deadline: Duration | None = Field(
@@ -58,6 +125,15 @@ class BackendSpec(Strict):
     retries: Retries = Retries()
     health: HealthCheck = HealthCheck()
     outlier: OutlierDetection = OutlierDetection()
+
+    @field_validator("protocol")
+    @classmethod
+    def _spoken_by_the_kind(cls, value: Transport, info: ValidationInfo) -> Transport:
+        if value not in cls.protocols:
+            kind = info.data.get("kind", cls.__name__)
+            spoken = " or ".join(cls.protocols)
+            raise ValueError(f"kind {kind} has no {value} protocol: use {spoken}")
+        return value
 
     @property
     def overall_deadline(self) -> float:

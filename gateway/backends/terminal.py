@@ -2,6 +2,7 @@
 
 - ``infer``: the tensors fitted to the model's declared inputs, sent through the backend's
   adapter, its answer's tensors returned;
+- ``classify``, ``regress``: TF Serving's ``tf.Example`` JSON, to a backend that has them;
 - ``metadata``, ``ready``, ``status``: the model version described (signature, and live
   readiness asked of a replica with the server kind's own check);
 - ``passthrough``: the bytes relayed as they are (``relay``).
@@ -14,12 +15,16 @@ from collections.abc import Mapping
 
 import aiohttp
 
+from gateway.backends.adapter import ExampleMethod
 from gateway.backends.live import LiveBackend, Resolved, resolve
+from gateway.backends.pool import ReplicaPool
 from gateway.backends.relay import relay
 from gateway.call import Call, Reply
 from gateway.codecs.tensors import ModelInfo, check_inputs
 from gateway.config.model import PassthroughRoute, RouteTable, version_sort_key
 from gateway.errors import GatewayError, NoHealthyReplica, NotFound
+
+DEFAULT_SIGNATURE = "serving_default"
 
 
 class Terminal:
@@ -35,11 +40,28 @@ class Terminal:
     async def infer(self, call: Call) -> Reply:
         resolved = self._resolved(call)
         live = resolved.backend
-        signature = await live.signature(resolved.target)
         request = await call.inference()
-        check_inputs(request, signature)
+        signature = None
+        if request.signature_name in (None, "", DEFAULT_SIGNATURE):
+            # Another signature's inputs are the server's to check (TF Serving knows them).
+            signature = await live.signature(resolved.target)
+            check_inputs(request, signature)
         response = await live.adapter.infer(request, resolved.target, signature)
         return Reply(response=response)
+
+    async def classify(self, call: Call) -> Reply:
+        return await self._examples(call, "classify")
+
+    async def regress(self, call: Call) -> Reply:
+        return await self._examples(call, "regress")
+
+    async def _examples(self, call: Call, method: ExampleMethod) -> Reply:
+        resolved = self._resolved(call)
+        if call.payload is None:
+            raise RuntimeError(f"a {method} call without a body")  # a frontend bug
+        body = await call.payload.read()
+        answer = await resolved.backend.adapter.examples(method, body, resolved.target)
+        return Reply(body=answer)
 
     async def metadata(self, call: Call) -> Reply:
         resolved = self._resolved(call)
@@ -77,6 +99,8 @@ class Terminal:
         if not isinstance(route, PassthroughRoute):
             raise NotFound(f"no route for {call.path}")
         pool = self.backends[route.backend].pool
+        if not isinstance(pool, ReplicaPool):  # routes.yaml refuses it (config.model)
+            raise RuntimeError(f"passthrough to {route.backend!r}, which is not an HTTP backend")
         return await relay(call, route, pool, self.max_body_bytes)
 
     def _versions(self, model: str) -> tuple[str, ...]:

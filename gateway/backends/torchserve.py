@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from pydantic import Field, model_validator
 
+from gateway.backends.adapter import ExampleMethod, unsupported
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
 from gateway.backends.spec import BackendSpec
@@ -74,6 +75,9 @@ class TorchServeBackend:
         raise_for_status(reply)
         names = [o["name"] for o in request.outputs or [] if isinstance(o.get("name"), str)]
         return decode_response(reply.body, signature, names or None)
+
+    async def examples(self, method: ExampleMethod, body: bytes, target: Target) -> bytes:
+        raise unsupported(method, self.kind, target.model)
 
     async def metadata(self, target: Target) -> Signature | None:
         return target.declared

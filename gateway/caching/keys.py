@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
+from typing import Any
 
+import numpy as np
 import orjson
 
-from gateway.codecs.tensors import FLOAT_TYPES, InferenceRequest, Tensor
+from gateway.codecs import raw
+from gateway.codecs.tensors import FLOAT_TYPES, InferenceRequest, Tensor, element_count
+from gateway.errors import BadRequest
 from gateway.headers import Headers
 
 _NONE: frozenset[str] = frozenset()
@@ -65,11 +68,27 @@ def _canonical(value: object) -> bytes:
 
 
 def _values(tensor: Tensor) -> bytes:
-    data = tensor.data
-    if tensor.datatype in FLOAT_TYPES:
-        # As doubles: exact, NaN and ±Infinity kept apart, 1 and 1.0 alike.
-        return struct.pack(f"<{len(data)}d", *data)
-    if tensor.datatype == "BYTES":
-        parts = [x if isinstance(x, bytes) else str(x).encode() for x in data]
-        return b"".join(struct.pack("<I", len(p)) + p for p in parts)
-    return _canonical(data)
+    """The values as the model receives them (rounded to the tensor's own datatype), then
+    widened to one canonical type per kind: JSON numbers and raw bytes of the same tensor give
+    the same bytes here, and NaN and ±Infinity stay apart."""
+    datatype = tensor.datatype
+    if datatype == "BYTES":  # length-prefixed elements: already the raw form's own layout
+        return bytes(tensor.raw)
+    count = element_count(tensor.shape)
+    if tensor.has_raw:
+        values = raw.array(datatype, tensor.raw, count, tensor.name)
+    else:
+        try:
+            values = np.asarray(tensor.data, dtype=raw.DTYPES[datatype])
+        except (OverflowError, ValueError, TypeError) as exc:
+            raise BadRequest(f"{tensor.name}: a value does not fit {datatype}: {exc}") from exc
+    canonical: bytes = values.astype(_CANONICAL[datatype], copy=False).tobytes()
+    return canonical
+
+
+_CANONICAL: dict[str, np.dtype[Any]] = {
+    **{t: np.dtype("<f8") for t in FLOAT_TYPES},
+    **{t: np.dtype("<i8") for t in ("INT8", "INT16", "INT32", "INT64")},
+    **{t: np.dtype("<u8") for t in ("UINT8", "UINT16", "UINT32", "UINT64")},
+    "BOOL": np.dtype("u1"),
+}

@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", help="debug, info, warning (env GATEWAY_LOG_LEVEL)")
     serve.add_argument("--no-watch", action="store_true", help="do not watch routes.yaml")
     serve.add_argument("--admin-port", type=int, help="admin API only on this port")
+    serve.add_argument("--grpc-port", type=int, help="gRPC frontends on this port")
 
     check = commands.add_parser("check", help="validate routes.yaml and show what would change")
     check.add_argument("config", help="the routes.yaml to check")
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the gateway with a bundled demo model")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument(
+        "--grpc-port", type=int, default=None, help="gRPC frontends (default: port + 1; 0: off)"
+    )
 
     commands.add_parser("schema", help="print the JSON Schema of routes.yaml")
     cli_admin.add_commands(commands)
@@ -56,6 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "rollout":
         return cli_rollout.run(args)
     if args.command == "demo":
-        run_demo(args.host, args.port)
+        run_demo(args.host, args.port, args.grpc_port)
         return 0
     return serve(args)

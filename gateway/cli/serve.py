@@ -27,6 +27,7 @@ def serve(args: argparse.Namespace) -> int:
         "GATEWAY_LOG_LEVEL": args.log_level,
         "GATEWAY_WATCH": "false" if args.no_watch else None,
         "GATEWAY_ADMIN_PORT": args.admin_port,
+        "GATEWAY_GRPC_PORT": args.grpc_port,
     }
     for name, value in overrides.items():
         if value is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from gateway.codecs.raw import from_list, to_list
 from gateway.errors import BadRequest, InvalidTensor
 
 DATATYPES = frozenset(
@@ -42,13 +43,72 @@ INT_TYPES = frozenset(t for t in DATATYPES if "INT" in t)
 UNNAMED = "input_0"  # a TF Serving tensor the client did not name
 
 
-@dataclass(slots=True)
 class Tensor:
-    name: str
-    datatype: str
-    shape: list[int]
-    data: list[Any]
-    parameters: dict[str, Any] | None = None
+    """A tensor: name, datatype, shape and its values, flat and row-major, held as Python values
+    (``data``, as JSON carries them) or as raw little-endian bytes (``raw``, as the binary
+    extension and gRPC's raw contents carry them). Each form is made from the other only when
+    something asks for it, so bytes that go from a binary client to a binary backend never
+    become Python numbers."""
+
+    __slots__ = ("_data", "_raw", "datatype", "name", "parameters", "shape")
+
+    def __init__(
+        self,
+        name: str,
+        datatype: str,
+        shape: list[int],
+        data: list[Any] | None = None,
+        parameters: dict[str, Any] | None = None,
+        *,
+        raw: bytes | memoryview | None = None,
+    ) -> None:
+        self.name = name
+        self.datatype = datatype
+        self.shape = shape
+        self.parameters = parameters
+        self._data = data if data is not None or raw is not None else []
+        self._raw = raw
+
+    @property
+    def data(self) -> list[Any]:
+        data = self._data
+        if data is None:
+            raw = self._raw if self._raw is not None else b""
+            data = self._data = to_list(self.datatype, raw, element_count(self.shape), self.name)
+        return data
+
+    @data.setter
+    def data(self, values: list[Any]) -> None:
+        self._data, self._raw = values, None
+
+    @property
+    def raw(self) -> bytes | memoryview:
+        raw = self._raw
+        if raw is None:
+            raw = self._raw = from_list(self.datatype, self._data or [], self.name)
+        return raw
+
+    @property
+    def has_raw(self) -> bool:
+        """The values are held as bytes already (reading ``raw`` costs nothing)."""
+        return self._raw is not None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Tensor):
+            return NotImplemented
+        return (self.name, self.datatype, self.shape, self.parameters, self.data) == (
+            other.name,
+            other.datatype,
+            other.shape,
+            other.parameters,
+            other.data,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaced
+
+    def __repr__(self) -> str:
+        held = "raw" if self._data is None else "data"
+        return f"Tensor({self.name!r}, {self.datatype}, {self.shape}, {held})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +154,10 @@ class InferenceRequest:
     Two facts about the data itself travel with it, for the adapters to translate faithfully:
     ``typed`` is False when the datatypes were guessed from untyped values (TF Serving's JSON),
     so they are fitted to the model's declared inputs; ``columnar`` says the tensors came as
-    named columns rather than rows (a TF Serving backend is asked the same way). ``v2_json`` is
-    the exact KServe v2 JSON the caller sent, when it did: a v2 backend gets it untouched.
+    named columns rather than rows (a TF Serving backend is asked the same way). ``v2_body`` is
+    the exact KServe v2 HTTP body the caller sent, when it did (with ``v2_header_length`` the
+    length of its JSON header when it carries binary tensor data): a v2 backend that reads
+    that form gets it untouched.
     """
 
     inputs: list[Tensor]
@@ -105,7 +167,8 @@ class InferenceRequest:
     parameters: dict[str, Any] | None = None
     outputs: list[dict[str, Any]] | None = None
     signature_name: str | None = None
-    v2_json: bytes | None = field(default=None, repr=False)
+    v2_body: bytes | None = field(default=None, repr=False)
+    v2_header_length: int | None = None
 
 
 @dataclass(slots=True)
@@ -141,14 +204,32 @@ def dumps(obj: Any, tensors: Iterable[Tensor] = ()) -> bytes:
 
 
 def _all_finite(data: list[Any]) -> bool:
+    # One C-level sum settles the common case: it is finite only if every value is (a sum
+    # that overflows falls through to the exact check).
     try:
-        return all(map(math.isfinite, data))
+        total = sum(data)
+    except TypeError:
+        return True
+    except OverflowError:
+        total = math.inf
+    try:
+        return math.isfinite(total) or all(map(math.isfinite, data))
     except TypeError:
         return True
 
 
-def flatten(value: Any, what: str) -> tuple[list[Any], list[int]]:
-    """Nested lists → (flat row-major data, shape). A ragged nesting is a 400."""
+@dataclass(slots=True)
+class Flat:
+    """Nested JSON lists, flattened: the row-major values, the shape, and the Python types
+    among the values (one scan, which every check of the values reads)."""
+
+    data: list[Any]
+    shape: list[int]
+    kinds: set[type]
+
+
+def flatten(value: Any, what: str) -> Flat:
+    """Nested lists → flat row-major data, shape and value kinds. A ragged nesting is a 400."""
     shape: list[int] = []
     probe = value
     while isinstance(probe, list):
@@ -157,7 +238,7 @@ def flatten(value: Any, what: str) -> tuple[list[Any], list[int]]:
             break
         probe = probe[0]
     if not shape:
-        return [value], []
+        return Flat([value], [], {type(value)})
     flat: list[Any] = value
     for depth in range(1, len(shape)):
         size = shape[depth]
@@ -167,9 +248,10 @@ def flatten(value: Any, what: str) -> tuple[list[Any], list[int]]:
                 raise BadRequest(f"{what}: ragged nested list (every row needs {size} items)")
             next_level.extend(item)
         flat = next_level
-    if list in map(type, flat):  # (a C-speed scan: JSON lists are exactly list)
+    kinds = set(map(type, flat))  # (a C-speed scan: JSON lists are exactly list)
+    if list in kinds:
         raise BadRequest(f"{what}: ragged nested list")
-    return flat, shape
+    return Flat(flat, shape, kinds)
 
 
 def nest(flat: list[Any], shape: list[int]) -> Any:
@@ -188,11 +270,11 @@ def element_count(shape: list[int]) -> int:
     return math.prod(shape)
 
 
-def infer_datatype(data: list[Any]) -> str:
-    """The datatype of untyped JSON values (TF Serving's row/columnar formats carry none)."""
-    if not data:
+def infer_datatype(kinds: set[type]) -> str:
+    """The datatype of untyped JSON values of ``kinds`` (TF Serving's row/columnar formats
+    carry none)."""
+    if not kinds:
         return "FP32"
-    kinds = {type(x) for x in data}
     if kinds <= {bool}:
         return "BOOL"
     if kinds <= {str, bytes}:

@@ -154,18 +154,20 @@ def _tensors_from_columns(value: Any, what: str, error: type[GatewayError]) -> l
 
 def _tensor(name: str, value: Any, what: str, error: type[GatewayError]) -> Tensor:
     try:
-        flat, shape = flatten(value, what)
+        flattened = flatten(value, what)
     except BadRequest as exc:
         raise error(exc.message) from exc
-    if any(isinstance(x, dict) for x in flat):
+    flat, kinds = flattened.data, flattened.kinds
+    if dict in kinds:
         flat = [_from_b64(x, what, error) if isinstance(x, dict) else x for x in flat]
-    if any(x is None for x in flat):
+        kinds = set(map(type, flat))
+    if type(None) in kinds:
         raise error(f"{what}: null is not a tensor value")
     try:
-        datatype = infer_datatype(flat)
+        datatype = infer_datatype(kinds)
     except BadRequest as exc:
         raise error(f"{what}: {exc.message}") from exc
-    return Tensor(name=name, datatype=datatype, shape=shape, data=flat)
+    return Tensor(name=name, datatype=datatype, shape=flattened.shape, data=flat)
 
 
 def _is_b64(value: dict[str, Any]) -> bool:
@@ -234,16 +236,25 @@ def encode_metadata(info: ModelInfo) -> bytes:
 
 
 def encode_status(info: ModelInfo) -> bytes:
-    """TF Serving's model status: each version asked about and whether it is AVAILABLE."""
+    """TF Serving's model status: each version asked about, AVAILABLE when a replica serves
+    it; else LOADING (TF's state for a version the server means to serve but cannot yet) with
+    an UNAVAILABLE status saying why, as the gRPC ModelService answers."""
     return dumps(
         {
             "model_version_status": [
                 {
                     "version": version,
-                    "state": "AVAILABLE" if ok else "UNAVAILABLE",
-                    "status": {"error_code": "OK" if ok else "UNAVAILABLE", "error_message": ""},
+                    "state": "AVAILABLE" if ok else "LOADING",
+                    "status": {"error_code": "OK", "error_message": ""}
+                    if ok
+                    else {"error_code": "UNAVAILABLE", "error_message": not_ready(info, version)},
                 }
                 for version, ok in info.ready
             ]
         }
     )
+
+
+def not_ready(info: ModelInfo, version: str) -> str:
+    """Why a version of a model is not AVAILABLE, in TF Serving's status (REST and gRPC)."""
+    return f"no replica reports version {version} of model {info.model} ready"

@@ -1,11 +1,14 @@
-"""The Open Inference Protocol (KServe v2) JSON ↔ unified tensors, for clients and backends."""
+"""The Open Inference Protocol (KServe v2) over HTTP ↔ tensors, for clients and backends: JSON,
+and JSON with binary tensor data (``codecs.binary``)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import Any
 
+from gateway.codecs import binary, raw
 from gateway.codecs.tensors import (
     DATATYPES,
     FLOAT_TYPES,
@@ -22,8 +25,10 @@ from gateway.codecs.tensors import (
 from gateway.errors import BadGateway, BadRequest, GatewayError, InvalidTensor
 
 
-def decode_request(body: bytes) -> InferenceRequest:
-    obj = loads(body)
+def decode_request(body: bytes, header_length: int | None = None) -> InferenceRequest:
+    """A request: all JSON, or (``header_length``) a JSON header and binary tensors."""
+    head, reader = binary.split(body, header_length, BadRequest)
+    obj = loads(head)
     if not isinstance(obj, dict):
         raise BadRequest("the request body must be a JSON object")
     inputs = obj.get("inputs")
@@ -38,38 +43,74 @@ def decode_request(body: bytes) -> InferenceRequest:
     if parameters is not None and not isinstance(parameters, dict):
         raise BadRequest("'parameters' must be an object")
     request_id = obj.get("id")
+    tensors = [_tensor(t, f"inputs[{i}]", BadRequest, reader) for i, t in enumerate(inputs)]
+    if reader is not None:
+        reader.finish()
     return InferenceRequest(
-        inputs=[_tensor(t, f"inputs[{i}]", BadRequest) for i, t in enumerate(inputs)],
+        inputs=tensors,
         typed=True,
         columnar=True,
         id=request_id if isinstance(request_id, str) else None,
         parameters=parameters,
         outputs=outputs,
-        v2_json=body,
+        v2_body=body,
+        v2_header_length=header_length,
     )
 
 
 def encode_request(request: InferenceRequest) -> bytes:
-    body: dict[str, Any] = {"inputs": [_json_tensor(t, InvalidTensor) for t in request.inputs]}
-    if request.id is not None:
-        body["id"] = request.id
-    if request.parameters:
-        body["parameters"] = request.parameters
-    if request.outputs:
-        body["outputs"] = request.outputs
+    """The request as all JSON (the binary extension's parameters left out)."""
+    body = _request_header(request, binary_outputs=False)
+    body["inputs"] = [_json_tensor(t, InvalidTensor) for t in request.inputs]
     return dumps(body, request.inputs)
 
 
-def decode_response(body: bytes) -> InferenceResponse:
+def encode_request_binary(request: InferenceRequest, binary_outputs: bool) -> tuple[bytes, int]:
+    """(body, header length): every input as binary tensor data; the outputs asked for binary
+    when ``binary_outputs``, else JSON."""
+    body = _request_header(request, binary_outputs)
+    body["inputs"] = [_binary_tensor(t) for t in request.inputs]
+    return binary.join(body, request.inputs)
+
+
+def _request_header(request: InferenceRequest, binary_outputs: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if request.id is not None:
+        body["id"] = request.id
+    parameters = binary.without(request.parameters, binary.ALL_OUTPUTS)
+    if binary_outputs and not request.outputs:
+        parameters = {**(parameters or {}), binary.ALL_OUTPUTS: True}
+    if parameters:
+        body["parameters"] = parameters
+    if request.outputs:
+        outputs = []
+        for output in request.outputs:
+            options = binary.without(output.get("parameters"), binary.OUTPUT)
+            if binary_outputs:
+                options = {**(options or {}), binary.OUTPUT: True}
+            named: dict[str, Any] = {k: v for k, v in output.items() if k != "parameters"}
+            outputs.append({**named, "parameters": options} if options else named)
+        body["outputs"] = outputs
+    return body
+
+
+def decode_response(body: bytes, header_length: int | None = None) -> InferenceResponse:
+    """A model server's reply: all JSON, or a JSON header and binary outputs."""
     try:
-        obj = loads(body, "the model server's reply")
+        head, reader = binary.split(body, header_length, BadGateway)
+        obj = loads(head, "the model server's reply")
     except GatewayError as exc:
         raise BadGateway(exc.message) from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("outputs"), list):
         raise BadGateway("the model server's reply has no 'outputs' list")
     version = obj.get("model_version")
+    outputs = [
+        _tensor(t, f"outputs[{i}]", BadGateway, reader) for i, t in enumerate(obj["outputs"])
+    ]
+    if reader is not None:
+        reader.finish()
     return InferenceResponse(
-        outputs=[_tensor(t, f"outputs[{i}]", BadGateway) for i, t in enumerate(obj["outputs"])],
+        outputs=outputs,
         id=obj.get("id") if isinstance(obj.get("id"), str) else None,
         parameters=obj.get("parameters") if isinstance(obj.get("parameters"), dict) else None,
         model_version=str(version) if version is not None else None,
@@ -79,18 +120,45 @@ def decode_response(body: bytes) -> InferenceResponse:
 def encode_response(
     response: InferenceResponse, model_name: str, model_version: str, id: str | None = None
 ) -> bytes:
-    """The reply; ``id`` is the caller's request id, echoed (else the server's, if any)."""
+    """The reply, all JSON; ``id`` is the caller's request id, echoed (else the server's)."""
+    body = _response_header(response, model_name, model_version, id)
+    body["outputs"] = [_json_tensor(t, BadGateway) for t in response.outputs]
+    return dumps(body, response.outputs)
+
+
+def encode_response_binary(
+    response: InferenceResponse,
+    model_name: str,
+    model_version: str,
+    id: str | None,
+    wanted: Callable[[str], bool],
+) -> tuple[bytes, int]:
+    """(body, header length): the outputs ``wanted`` binary as binary tensor data, the others
+    in the JSON header."""
+    body = _response_header(response, model_name, model_version, id)
+    raws = [t for t in response.outputs if wanted(t.name)]
+    body["outputs"] = [
+        _binary_tensor(t) if wanted(t.name) else _json_tensor(t, BadGateway)
+        for t in response.outputs
+    ]
+    return binary.join(body, raws)
+
+
+def _response_header(
+    response: InferenceResponse, model_name: str, model_version: str, id: str | None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     request_id = id if id is not None else response.id
     if request_id is not None:
         body["id"] = request_id
     if response.parameters:
         body["parameters"] = response.parameters
-    body["outputs"] = [_json_tensor(t, BadGateway) for t in response.outputs]
-    return dumps(body, response.outputs)
+    return body
 
 
-def _tensor(obj: Any, what: str, error: type[GatewayError]) -> Tensor:
+def _tensor(
+    obj: Any, what: str, error: type[GatewayError], reader: binary.Reader | None = None
+) -> Tensor:
     if not isinstance(obj, dict):
         raise error(f"{what} must be an object")
     name, datatype, shape = obj.get("name"), obj.get("datatype"), obj.get("shape")
@@ -102,23 +170,64 @@ def _tensor(obj: Any, what: str, error: type[GatewayError]) -> Tensor:
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise error(f"{what}.shape must be a list of non-negative integers")
+    parameters = obj.get("parameters")
+    parameters = parameters if isinstance(parameters, dict) else None
+    if parameters is not None and binary.SIZE in parameters:
+        return _raw_tensor(obj, name, datatype, shape, parameters, what, error, reader)
     if "data" not in obj:
         raise error(f"{what} has no 'data'")
     try:
-        flat, _ = flatten(obj["data"], f"{what}.data")
+        flattened = flatten(obj["data"], f"{what}.data")
     except BadRequest as exc:
         raise error(exc.message) from exc
+    flat = flattened.data
     if len(flat) != element_count(shape):
         raise error(f"{what}: shape {shape} needs {element_count(shape)} values, got {len(flat)}")
-    _check_values(flat, datatype, what, error)
-    parameters = obj.get("parameters")
-    parameters = parameters if isinstance(parameters, dict) else None
+    _check_values(flattened.kinds, datatype, what, error)
     if datatype == "BYTES" and parameters and parameters.get("content_type") == "base64":
         # The inverse of _json_tensor: binary strings come back as bytes, so a v1 peer gets
         # {"b64": ...} and a v2 peer the same base64 again.
         flat = [_from_base64(x, what, error) for x in flat]
         parameters = {k: v for k, v in parameters.items() if k != "content_type"} or None
     return Tensor(name=name, datatype=datatype, shape=shape, data=flat, parameters=parameters)
+
+
+def _raw_tensor(
+    obj: dict[str, Any],
+    name: str,
+    datatype: str,
+    shape: list[int],
+    parameters: dict[str, Any],
+    what: str,
+    error: type[GatewayError],
+    reader: binary.Reader | None,
+) -> Tensor:
+    """A tensor whose values follow the JSON header as binary tensor data."""
+    if reader is None:
+        raise error(f"{what}: {binary.SIZE} needs a binary body ({binary.HEADER})")
+    if "data" in obj:
+        raise error(f"{what}: a binary tensor has no 'data'")
+    data = reader.take(parameters[binary.SIZE], what)
+    count = element_count(shape)
+    try:
+        if datatype == "BYTES":
+            raw.split_bytes(data, count, what)  # checked now, kept as bytes
+        else:
+            raw.array(datatype, data, count, what)
+    except BadRequest as exc:
+        raise error(exc.message) from exc
+    kept = binary.without(parameters, binary.SIZE)
+    return Tensor(name=name, datatype=datatype, shape=shape, parameters=kept, raw=data)
+
+
+def _binary_tensor(tensor: Tensor) -> dict[str, Any]:
+    parameters = binary.without(tensor.parameters, "content_type")
+    return {
+        "name": tensor.name,
+        "datatype": tensor.datatype,
+        "shape": tensor.shape,
+        "parameters": {**(parameters or {}), binary.SIZE: len(tensor.raw)},
+    }
 
 
 _VALUE_TYPES: dict[str, tuple[type, ...]] = {
@@ -129,12 +238,12 @@ _VALUE_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _check_values(flat: list[Any], datatype: str, what: str, error: type[GatewayError]) -> None:
+def _check_values(kinds: set[type], datatype: str, what: str, error: type[GatewayError]) -> None:
     """Values must be JSON of the datatype's kind: no strings in FP32, no null, no 1 for BOOL."""
-    wrong = set(map(type, flat)).difference(_VALUE_TYPES[datatype])
+    wrong = kinds.difference(_VALUE_TYPES[datatype])
     if wrong:
-        kinds = ", ".join(sorted("null" if t is type(None) else t.__name__ for t in wrong))
-        raise error(f"{what}.data holds {kinds} values, which a {datatype} tensor cannot hold")
+        named = ", ".join(sorted("null" if t is type(None) else t.__name__ for t in wrong))
+        raise error(f"{what}.data holds {named} values, which a {datatype} tensor cannot hold")
 
 
 def _from_base64(value: Any, what: str, error: type[GatewayError]) -> bytes:

@@ -19,8 +19,11 @@ from prometheus_client import CollectorRegistry
 from gateway.auth.authenticator import Authenticator, build_authenticator
 from gateway.auth.keys import KeyVerifier
 from gateway.backends import ADAPTERS
+from gateway.backends.grpc_pool import GRPCPool
 from gateway.backends.live import LiveBackend, Resolved, resolve
 from gateway.backends.pool import ReplicaPool
+from gateway.backends.replica_set import ReplicaSet
+from gateway.backends.spec import BackendSpec
 from gateway.backends.upstream import Target
 from gateway.caching.cache import ResponseCache
 from gateway.caching.flight import SingleFlight
@@ -148,7 +151,7 @@ def build_runtime(
         if old is not None and old.spec == spec and old.targets == targets[name]:
             backends[name] = old
             continue
-        pool = ReplicaPool(name, spec, services.session, _bind(services.pool_metrics, name))
+        pool = _pool(name, spec, services)
         adapter = ADAPTERS[spec.kind](pool)
         backends[name] = LiveBackend(name, spec, pool, adapter, targets[name])
         pool.start_health_checks(adapter.probe, targets[name])
@@ -157,6 +160,14 @@ def build_runtime(
     runtime = Runtime(loaded, services, backends, auth)
     runtime.chains = chains(runtime)
     return runtime, retired
+
+
+def _pool(name: str, spec: BackendSpec, services: Services) -> ReplicaSet:
+    """The backend's replicas over the wire its ``protocol`` names."""
+    metrics = _bind(services.pool_metrics, name)
+    if spec.protocol == "grpc":
+        return GRPCPool(name, spec, metrics)  # its own channels, one per replica
+    return ReplicaPool(name, spec, services.session, metrics)
 
 
 def _bind(metrics: PoolMetrics | None, backend: str) -> BackendMetrics | None:

@@ -233,6 +233,11 @@ def _reference_problems(data: Mapping[str, Any]) -> list[Problem]:
     if not isinstance(backends, Mapping):
         return []  # nothing to refer to; reported on its own
     kinds = {str(k): b.get("kind") if isinstance(b, Mapping) else None for k, b in backends.items()}
+    grpc = {
+        str(k)
+        for k, b in backends.items()
+        if isinstance(b, Mapping) and b.get("protocol") == "grpc"
+    }
     problems: list[Problem] = []
     for model_name, model in _items(data.get("models")):
         for version_name, version in _items(model.get("versions")):
@@ -252,6 +257,9 @@ def _reference_problems(data: Mapping[str, Any]) -> list[Problem]:
         backend, path = route.get("backend"), route.get("path")
         if isinstance(backend, str) and backend not in kinds:
             problems.append((("routes", i, "backend"), f"no backend named {backend!r}"))
+        elif backend in grpc:
+            problem = f"{backend!r} has protocol grpc: passthrough routes relay HTTP only"
+            problems.append((("routes", i, "backend"), problem))
         if not isinstance(path, str):
             continue
         if path in seen:

@@ -1,5 +1,6 @@
-"""The building blocks of routes.yaml's schema: durations, shares, URLs, the strict base, and
-one error holding many problems (each at its own path, hence line)."""
+"""The building blocks of routes.yaml's schema: durations, shares, URLs (http(s), and gRPC's
+``grpc://host:port``), the strict base, and one error holding many problems (each at its own
+path, hence line)."""
 
 from __future__ import annotations
 
@@ -73,17 +74,33 @@ Ratio = Annotated[
     ),
 ]
 _URL = re.compile(r"^https?://[^/\s]+(/[^\s]*)?$")
+# A gRPC replica: a host name, IPv4 or [IPv6] address and a port; no path (the RPC is the path).
+GRPC_URL = re.compile(r"^grpc://(\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]@]+):(\d{1,5})/?$")
 
 
-def _check_url(url: str) -> str:
+def check_url(url: str) -> str:
     if not _URL.match(url):
         raise ValueError(f"not an http(s) URL: {url!r}")
     return url.rstrip("/")
 
 
+def check_grpc_url(url: str) -> str:
+    """``grpc://host:port`` (a trailing ``/`` dropped), or ValueError saying what is wrong."""
+    match = GRPC_URL.match(url)
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        raise ValueError(f"not a grpc://host:port address: {url!r}")
+    return url.rstrip("/")
+
+
+def grpc_target(url: str) -> str:
+    """``grpc://host:port`` → ``host:port``, the target a gRPC channel dials."""
+    return url.removeprefix("grpc://")
+
+
 # Checked one by one, so an error names the list item (and its line), not the whole list.
+URL_PATTERN = _URL.pattern
 URL = Annotated[
-    str, AfterValidator(_check_url), WithJsonSchema({"type": "string", "pattern": _URL.pattern})
+    str, AfterValidator(check_url), WithJsonSchema({"type": "string", "pattern": URL_PATTERN})
 ]
 
 

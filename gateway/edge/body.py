@@ -1,5 +1,7 @@
 """An HTTP request's body as a call's payload: read once on demand, bounded (413 beyond the
-limit, checked against ``Content-Length`` before reading and again while reading)."""
+limit, checked against ``Content-Length`` before reading and again while reading), and, on the
+inference endpoints, inflated from ``Content-Encoding: gzip|deflate`` with the limit applied
+to the inflated size (``edge.encoding``)."""
 
 from __future__ import annotations
 
@@ -7,45 +9,53 @@ from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 
+from gateway.edge.encoding import Inflater, coding_of
 from gateway.errors import PayloadTooLarge
 
 
 class HTTPPayload:
-    __slots__ = ("_body", "_limit", "_request", "length")
+    __slots__ = ("_body", "_encoding", "_limit", "_request", "length")
 
-    def __init__(self, request: Request, limit: int) -> None:
+    def __init__(self, request: Request, limit: int, *, inflate: bool = False) -> None:
         self._request = request
         self._limit = limit
         self._body: bytes | None = None
         declared = None
+        encoding = None
         for key, value in request.scope["headers"]:
             if key == b"content-length":
                 declared = int(value) if value.isdigit() else None
-                break
+            elif key == b"content-encoding" and inflate:
+                encoding = value.decode("latin-1")
         self.length = declared
+        self._encoding = encoding  # checked when read: a call refused earlier never reads it
 
     def _check_declared(self) -> None:
         if self.length is not None and self.length > self._limit:
             raise PayloadTooLarge(f"the body is {self.length} bytes; the limit is {self._limit}")
 
     async def read(self) -> bytes:
-        """The whole body (kept: a later step reads the same bytes)."""
+        """The whole body, inflated (kept: a later step reads the same bytes)."""
         body = self._body
         if body is not None:
             return body
         self._check_declared()
+        coding = coding_of(self._encoding)  # 415 for a coding the gateway does not know
+        inflater = Inflater(coding, self._limit) if coding is not None else None
         chunks: list[bytes] = []
         size = 0
         async for chunk in self._request.stream():
             size += len(chunk)
             if size > self._limit:
                 raise PayloadTooLarge(f"the body is over the limit of {self._limit} bytes")
-            chunks.append(chunk)
+            chunks.append(inflater.feed(chunk) if inflater is not None else chunk)
+        if inflater is not None:
+            chunks.append(inflater.finish())
         body = self._body = b"".join(chunks)
         return body
 
     async def stream(self) -> AsyncIterator[bytes]:
-        """The body as it arrives (not kept)."""
+        """The body as it arrives, as it is (passthrough: codings untouched; not kept)."""
         self._check_declared()
         size = 0
         async for chunk in self._request.stream():

@@ -52,6 +52,7 @@ class Observer:
         span: Span | None,
         call: Call | None = None,
         models: Container[str] = (),
+        protocol: str = "http",
     ) -> None:
         """One answered request: ``call`` when it became one, ``models`` the names the route
         table it ran on serves (an unknown name never becomes a label)."""
@@ -67,7 +68,7 @@ class Observer:
             cache = call.cache or ""
         backend = timing.backend
         metrics = self.metrics
-        metrics.observe(model, version, status, backend, total, upstream)
+        metrics.observe(model, version, status, backend, total, upstream, protocol)
         if call is not None:
             if call.auth_failure is not None:
                 metrics.auth_failures.labels(call.auth_failure).inc()
@@ -88,6 +89,7 @@ class Observer:
                 extra={
                     "request_id": request_id,
                     "trace_id": trace_id,
+                    "protocol": protocol,
                     "method": method,
                     "path": path,
                     "status": status,

@@ -59,10 +59,11 @@ class RequestMetrics:
     """What every request adds: counts and latencies, auth failures, limit and cache results."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        labels = ["model", "version", "status_class", "backend"]
+        labels = ["model", "version", "status_class", "backend", "protocol"]
         self.requests = Counter(
             "gateway_requests",
-            "Requests answered, by model, version, status class (2xx...) and backend.",
+            "Requests answered, by model, version, status class (2xx...; a gRPC call's is its "
+            "error's HTTP equivalent), backend and protocol (http, grpc).",
             labels,
             registry=registry,
         )
@@ -105,10 +106,10 @@ class RequestMetrics:
             ["result"],
             registry=registry,
         )
-        self._bound: dict[tuple[str, str, str, str], _Bound] = {}
+        self._bound: dict[tuple[str, str, str, str, str], _Bound] = {}
 
-    def _bind(self, key: tuple[str, str, str, str]) -> _Bound:
-        model, _, _, backend = key
+    def _bind(self, key: tuple[str, str, str, str, str]) -> _Bound:
+        model, _, _, backend, _ = key
         bound = _Bound(
             self.requests.labels(*key),
             self.duration.labels(*key),
@@ -120,9 +121,16 @@ class RequestMetrics:
         return bound
 
     def observe(
-        self, model: str, version: str, status: int, backend: str, total: float, upstream: float
+        self,
+        model: str,
+        version: str,
+        status: int,
+        backend: str,
+        total: float,
+        upstream: float,
+        protocol: str = "http",
     ) -> None:
-        key = (model, version, _CLASSES[min(status // 100, 5)], backend)
+        key = (model, version, _CLASSES[min(status // 100, 5)], backend, protocol)
         bound = self._bound.get(key) or self._bind(key)
         bound.requests.inc()
         bound.duration.observe(total)

@@ -140,6 +140,28 @@ def server_span(tracer: Tracer, scope: Mapping[str, Any], name: str) -> tuple[Sp
     return span, token
 
 
+def grpc_span(
+    tracer: Tracer, metadata: Iterable[tuple[str, str]], method: str, peer: str | None
+) -> tuple[Span, object]:
+    """A gRPC call's server span (``rpc.*`` conventions), continuing the ``traceparent`` in its
+    metadata, made current; returns the span and the token for :func:`finish`."""
+    carrier = {k: v for k, v in metadata}
+    parent = PROPAGATOR.extract(carrier)
+    service, _, rpc = method.strip("/").partition("/")
+    attributes: dict[str, Any] = {
+        "rpc.system": "grpc",
+        "rpc.service": service,
+        "rpc.method": rpc,
+    }
+    if peer:
+        attributes["network.peer.address"] = peer
+    span = tracer.start_span(
+        method.strip("/"), context=parent, kind=SpanKind.SERVER, attributes=attributes
+    )
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
+    return span, token
+
+
 def finish(span: Span, token: object, status: int, error: str | None = None) -> None:
     span.set_attribute("http.response.status_code", status)
     if status >= 500:
@@ -187,3 +209,43 @@ def end_client_span(span: Span, status: int | None, exc: BaseException | None) -
         span.set_attribute("error.type", type(exc).__name__ if exc is not None else str(status))
         span.set_status(Status(StatusCode.ERROR))
     span.end()
+
+
+def rpc_client_span(tracer: Tracer, path: str, backend: str, replica: str, number: int) -> Span:
+    """One upstream gRPC attempt's client span (RPC semantic conventions; never metadata).
+    ``path`` is ``/package.Service/Method``, ``replica`` ``grpc://host:port``."""
+    service, _, rpc = path.strip("/").partition("/")
+    host, _, port = replica.partition("://")[2].rpartition(":")
+    attributes: dict[str, str | int] = {
+        "rpc.system": "grpc",
+        "rpc.service": service,
+        "rpc.method": rpc,
+        "server.address": host.strip("[]") or port,
+        "gateway.backend": backend,
+        "gateway.replica": replica,
+    }
+    if host and port.isdigit():
+        attributes["server.port"] = int(port)
+    if number > 1:
+        attributes["gateway.resend_count"] = number - 1
+    return tracer.start_span(path.strip("/"), kind=SpanKind.CLIENT, attributes=attributes)
+
+
+def end_rpc_client_span(
+    span: Span, code: int | None, name: str | None, exc: BaseException | None
+) -> None:
+    """``code`` is the gRPC status's number (0 OK), None when there was none (cancelled); every
+    status but OK marks a client span as an error (the RPC conventions for clients)."""
+    if code is not None:
+        span.set_attribute("rpc.grpc.status_code", code)
+    if exc is not None or code:
+        span.set_attribute("error.type", name or (type(exc).__name__ if exc else str(code)))
+        span.set_status(Status(StatusCode.ERROR))
+    span.end()
+
+
+def trace_metadata(span: Span) -> tuple[tuple[str, str], ...]:
+    """``traceparent`` (and ``tracestate``) naming ``span``, as gRPC metadata (lower-case keys)."""
+    carrier: dict[str, str] = {}
+    PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+    return tuple(carrier.items())

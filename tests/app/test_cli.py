@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 
-from tests.support import REPO, backend, free_port, model, routes_yaml, versions
+from tests.support import REPO, backend, free_port, free_ports, model, routes_yaml, versions
 
 GATEWAY = str(Path(sys.executable).with_name("gateway"))
 
@@ -57,13 +59,15 @@ def wait_for(url: str, process: subprocess.Popen[str], seconds: float = 30) -> N
 def test_demo_prints_a_curl_that_gets_a_prediction(
     processes: list[subprocess.Popen[str]],
 ) -> None:
-    port = free_port()
+    port, grpc_port = free_ports(2)
     demo = subprocess.Popen(
-        [GATEWAY, "demo", "--port", str(port)], stdout=subprocess.PIPE, text=True
+        [GATEWAY, "demo", "--port", str(port), "--grpc-port", str(grpc_port)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     processes.append(demo)
     assert demo.stdout is not None
-    lines = [demo.stdout.readline() for _ in range(4)]
+    lines = [demo.stdout.readline() for _ in range(5)]
     curls = [line.strip() for line in lines if line.strip().startswith("curl ")]
     assert len(curls) == 2, lines
     wait_for(f"http://127.0.0.1:{port}/readyz", demo)
@@ -71,6 +75,12 @@ def test_demo_prints_a_curl_that_gets_a_prediction(
     assert '"data":[1.0,9.0]' in v2.stdout
     v1 = subprocess.run(curls[1], shell=True, capture_output=True, text=True, check=True)
     assert v1.stdout == '{"predictions":[[2.0,18.0]]}'
+    assert f"gRPC (KServe v2, TF Serving): 127.0.0.1:{grpc_port}" in lines[4]
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    tensor = triton_grpc.InferInput("INPUT0", [1, 4], "FP32")
+    tensor.set_data_from_numpy(np.array([[1, 2, 3, 4]], dtype=np.float32))
+    assert client.infer("linear", [tensor]).as_numpy("OUTPUT0").tolist() == [[1.0, 9.0]]
+    client.close()
 
 
 def test_serve_reloads_on_sighup_and_refuses_a_bad_file(

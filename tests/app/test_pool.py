@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry
 
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
 from gateway.backends.upstream import Target
 from gateway.config.model import Backend
 from gateway.errors import NoHealthyReplica, Overloaded, UpstreamTimeout
+from gateway.telemetry import loop
 from tests.fakes import FakeReplica, dead_url
 
 pytestmark = pytest.mark.anyio
@@ -145,6 +148,46 @@ async def test_overall_deadline_is_504(
         await pool.request("GET", "/")
     assert pool.in_flight == 0
     assert pool.replicas[0].outstanding == 0
+
+
+class ConnectTimerFires:
+    """The session, but its first request's connect timer fires: after the loop stalled for
+    ``stall`` seconds (the gateway busy), or at once (the replica slow to accept)."""
+
+    def __init__(self, session: aiohttp.ClientSession, stall: float) -> None:
+        self.session, self.stall, self.fired = session, stall, 0
+
+    async def request(self, *args: Any, **kwargs: Any) -> aiohttp.ClientResponse:
+        if not self.fired:
+            self.fired += 1
+            await asyncio.sleep(loop.TICK * 2)
+            time.sleep(self.stall)  # noqa: ASYNC251 - the point: the loop does nothing else
+            raise aiohttp.ConnectionTimeoutError("Connection timeout to host")
+        return await self.session.request(*args, **kwargs)
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.4])
+async def test_a_connect_timer_fired_by_a_stalled_loop_is_not_the_replicas_fault(
+    session: aiohttp.ClientSession, replicas: list[FakeReplica], stall: float
+) -> None:
+    """A 1 s connect timer that fired while the gateway's own loop stalled 0.4 s measured the
+    gateway: the same replica is tried again and not ejected. Without the stall, it is the
+    replica's failure (ejected at the first, here) and, alone, a 503."""
+    pool = make_pool(
+        session, [replicas[0].url], connect_timeout="1s", outlier={"consecutive_failures": 1}
+    )
+    pool.session = ConnectTimerFires(session, stall)  # type: ignore[assignment]
+    async with loop.watching(CollectorRegistry()):
+        if stall:
+            reply = await pool.request("GET", "/")
+            assert reply.status == 200
+            assert replicas[0].calls == 1
+            assert pool.state()["replicas"][0]["ejected_for"] == 0
+        else:
+            with pytest.raises(NoHealthyReplica):
+                await pool.request("GET", "/")
+            assert replicas[0].calls == 0
+            assert pool.state()["replicas"][0]["ejected_for"] > 0
 
 
 async def test_active_health_checks_take_replicas_out_and_back(

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 import uvicorn
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -201,3 +204,34 @@ async def test_spans_arrive_over_otlp_http(
     finally:
         await replica.stop()
         await receiver.stop()
+
+
+async def test_a_grpc_call_continues_the_traceparent_in_its_metadata(
+    traced: Start, backend: FakeReplica
+) -> None:
+    exporter = InMemorySpanExporter()
+    port = free_port()
+    await traced(routes(backend.url, auth=False), exporter, grpc_port=port)
+    exporter.clear()
+    backend.seen.clear()
+    request = service_pb2.ModelInferRequest(model_name="linear")
+    tensor = request.inputs.add(name="INPUT0", datatype="FP32")
+    tensor.shape.extend([1, 4])
+    request.raw_input_contents.append(struct.pack("<4f", 1, 2, 3, 4))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        await stub.ModelInfer(request, metadata=(("traceparent", TRACEPARENT),))
+    spans = by_name(exporter.get_finished_spans())
+    server = spans["inference.GRPCInferenceService/ModelInfer"]
+    assert server.kind is SpanKind.SERVER
+    assert format(server.context.trace_id, "032x") == TRACE_ID
+    assert server.parent is not None
+    assert format(server.parent.span_id, "016x") == PARENT_ID
+    attributes = dict(server.attributes or {})
+    assert (attributes["rpc.system"], attributes["rpc.method"]) == ("grpc", "ModelInfer")
+    assert attributes["gateway.model"] == "linear"
+    upstream = spans["POST"]
+    assert upstream.parent is not None
+    assert upstream.parent.span_id == server.context.span_id
+    sent = [r for r in backend.seen if r.path.endswith("/infer")]
+    assert sent[0].headers["traceparent"].split("-")[1] == TRACE_ID

@@ -4,15 +4,18 @@ Fixtures:
 
 * ``tfserving_server`` (session): one double shared by the session. Do not change its knobs in
   tests that may run alongside others; use ``start_tfserving`` for fault tests.
-* ``start_tfserving`` (function): a callable ``start(*, timeout_ms=None, enable_cors=False)``
-  that starts a fresh, independent double and returns its handle; every double it started is
-  stopped when the test ends.
+* ``start_tfserving`` (function): a callable ``start(*, timeout_ms=None, enable_cors=False,
+  tensor_content=False)`` that starts a fresh, independent double and returns its handle; every
+  double it started is stopped when the test ends. ``tensor_content`` makes gRPC Predict answer
+  in ``tensor_content`` (``--enable_serialization_as_tensor_content``).
 
 A handle has ``kind`` ("tfserving"), ``url`` ("http://127.0.0.1:PORT", the REST port),
-``management_url`` (None), ``pid``, ``log_path``, ``alive`` (a property), ``stop()``, ``kill()`` and
-``log_tail()``. A double that is not ready (``GET /v1/models/linear`` answering 200 with every
-version AVAILABLE) within ``READY_TIMEOUT`` seconds fails the test with its log tail. Once
-ready, a double's stats are reset, so they count only the test's own requests.
+``grpc_url`` ("127.0.0.1:PORT", the gRPC port of the same process, see ``tfserving_grpc.py``),
+``grpc_port``, ``management_url`` (None), ``pid``, ``log_path``, ``alive`` (a property), ``stop()``,
+``kill()`` and ``log_tail()``. A double that is not ready (``GET /v1/models/linear`` answering
+200 with every version AVAILABLE; the gRPC port is serving before the REST one answers) within
+``READY_TIMEOUT`` seconds fails the test with its log tail. Once ready, a double's stats are
+reset, so they count only the test's own requests.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Protocol
 import httpx
 import pytest
 
-from tests.support import free_port
+from tests.support import free_ports
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 30.0
@@ -47,8 +50,14 @@ class TFServingHandle:
     pid: int
     log_path: Path
     process: subprocess.Popen[bytes] = field(repr=False, compare=False)
+    grpc_port: int = 0
     kind: str = "tfserving"
     management_url: str | None = None
+
+    @property
+    def grpc_url(self) -> str:
+        """host:port of the gRPC face (what grpc.aio.insecure_channel takes)."""
+        return f"127.0.0.1:{self.grpc_port}"
 
     @property
     def alive(self) -> bool:
@@ -83,7 +92,11 @@ class TFServingHandle:
 
 class StartTFServing(Protocol):
     def __call__(
-        self, *, timeout_ms: int | None = None, enable_cors: bool = False
+        self,
+        *,
+        timeout_ms: int | None = None,
+        enable_cors: bool = False,
+        tensor_content: bool = False,
     ) -> TFServingHandle: ...
 
 
@@ -103,6 +116,7 @@ def start_tfserving_double(
     *,
     timeout_ms: int | None = None,
     enable_cors: bool = False,
+    tensor_content: bool = False,
     ready_timeout: float = READY_TIMEOUT,
 ) -> TFServingHandle:
     """Start the double on a free loopback port and wait until it is ready, or fail the test."""
@@ -112,13 +126,16 @@ def start_tfserving_double(
     )
     env["PYTHONUNBUFFERED"] = "1"
     for attempt in range(1, _START_ATTEMPTS + 1):
-        port = free_port()
+        port, grpc_port = free_ports(2)
         argv = [sys.executable, "-m", "tests.doubles.tfserving", "--host", "127.0.0.1"]
-        argv += ["--port", str(port), "--parent-pid", str(os.getpid())]
+        argv += ["--port", str(port), "--grpc-port", str(grpc_port)]
+        argv += ["--parent-pid", str(os.getpid())]
         if timeout_ms is not None:
             argv += ["--rest-api-timeout-ms", str(timeout_ms)]
         if enable_cors:
             argv.append("--enable-cors")
+        if tensor_content:
+            argv.append("--enable-serialization-as-tensor-content")
         log_path = log_dir / f"tfserving-{port}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -131,7 +148,11 @@ def start_tfserving_double(
                 start_new_session=True,
             )
         handle = TFServingHandle(
-            url=f"http://127.0.0.1:{port}", pid=process.pid, log_path=log_path, process=process
+            url=f"http://127.0.0.1:{port}",
+            pid=process.pid,
+            log_path=log_path,
+            process=process,
+            grpc_port=grpc_port,
         )
         deadline = time.monotonic() + ready_timeout
         with httpx.Client(timeout=2.0) as client:
@@ -170,8 +191,12 @@ def tfserving_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TFSer
 def start_tfserving(tmp_path: Path) -> Iterator[StartTFServing]:
     started: list[TFServingHandle] = []
 
-    def start(*, timeout_ms: int | None = None, enable_cors: bool = False) -> TFServingHandle:
-        handle = start_tfserving_double(tmp_path, timeout_ms=timeout_ms, enable_cors=enable_cors)
+    def start(
+        *, timeout_ms: int | None = None, enable_cors: bool = False, tensor_content: bool = False
+    ) -> TFServingHandle:
+        handle = start_tfserving_double(
+            tmp_path, timeout_ms=timeout_ms, enable_cors=enable_cors, tensor_content=tensor_content
+        )
         started.append(handle)
         return handle
 

@@ -4,8 +4,10 @@ The real binary cannot run on this machine, so this ASGI app reproduces its REST
 routing, error bodies and status codes, the JSON tensor encodings and the exact bytes of the
 pretty-printed responses.
 
-Run it with ``python -m tests.doubles.tfserving --host 127.0.0.1 --port N`` (uvicorn). It prints
-nothing that a caller needs. Options: ``--rest-api-timeout-ms`` (like ``--rest_api_timeout_in_ms``,
+Run it with ``python -m tests.doubles.tfserving --host 127.0.0.1 --port N`` (uvicorn);
+``--grpc-port M`` adds TF Serving's gRPC API from the same process (``tfserving_grpc.py``,
+``--enable-serialization-as-tensor-content`` for its replies). It prints nothing that a caller
+needs. Options: ``--rest-api-timeout-ms`` (like ``--rest_api_timeout_in_ms``,
 default 30000), ``--enable-cors`` (like ``--rest_api_enable_cors_support``) and ``--parent-pid``
 (the double exits when that process is no longer its parent, so a killed test run leaves none).
 
@@ -43,18 +45,22 @@ Test knobs (not TF Serving; under ``/__double__/`` so they never shadow a real r
 * ``POST /__double__/fail`` ``{"status": 503, "count": 1, "error"?: str, "route"?: str}``: the
   next ``count`` requests under ``/v1`` (only those of ``route`` if given: ``predict``,
   ``classify``, ``regress``, ``status``, ``metadata``) answer ``status`` with a TF-style body
-  ``{"error": ...}``. ``count`` 0 clears it.
+  ``{"error": ...}``. ``count`` 0 clears it. gRPC calls (``tfserving_grpc.py``) get the
+  canonical code of ``status``, or ``"code"`` (which may replace ``status``); ``"face":
+  "rest"|"grpc"`` limits the fault to one face.
 * ``POST /__double__/delay`` ``{"seconds": s, "count"?: int|null, "route"?: str}``: predict,
   classify and regress requests (or only ``route``; ``"any"`` for every ``/v1`` request) wait
   ``s`` seconds before they are processed, for the next ``count`` requests (null: until changed;
   ``seconds`` 0 clears it). A wait at least as long as the REST timeout answers
-  ``504 {"error": "Timed out waiting for notification"}`` once the timeout has passed.
+  ``504 {"error": "Timed out waiting for notification"}`` once the timeout has passed. It holds
+  gRPC calls too (``"face"`` as for ``fail``).
 * ``POST /__double__/model_state`` ``{"model": m, "version": v, "state": "LOADING",
   "error_code"?: "OK", "error_message"?: ""}``: sets a version's state as model status reports it;
   a version that is not ``AVAILABLE`` cannot serve (404 ``Servable not found ...``) and Latest
   falls back to the newest available version.
-* ``GET /__double__/stats``: ``{"requests_total", "by_route", "by_status", "by_model",
-  "injected_failures", "delayed", "in_flight", "max_in_flight"}`` over ``/v1`` requests.
+* ``GET /__double__/stats``: ``{"requests_total", "by_route", "by_status", "by_model", "by_face",
+  "injected_failures", "delayed", "in_flight", "max_in_flight"}`` over ``/v1`` requests and gRPC
+  calls (``by_status`` keys: HTTP statuses for REST, code names for gRPC).
 * ``POST /__double__/reset``: clears the knobs, the model states and the stats.
 
 Fidelity notes
@@ -84,7 +90,7 @@ import math
 import os
 import re
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
@@ -1307,6 +1313,41 @@ def examples_from_json(doc: JObject) -> list[Features]:
     return [{**context, **_make_example(example)} for example in examples]
 
 
+def run_examples(
+    servable: Servable,
+    signature_name: str,
+    examples: Callable[[], list[Features]],
+    *,
+    classify: bool,
+) -> tuple[str, Array]:
+    """TensorFlowClassifier/Regressor (classifier.cc, regressor.cc), shared by REST and gRPC:
+    the signature (its name, "" for the default one) and its checks, then the examples (read
+    only then, as InputToSerializedExampleTensor reads them after the checks), run. The
+    signature's name and the scores ([examples, classes]) or values ([examples, 1])."""
+    name = signature_name or DEFAULT_SIGNATURE
+    sig = servable.signatures.get(name)
+    if sig is None:
+        raise invalid(f"No signature was found with the name: {name}")
+    if len(sig.inputs) != 1:
+        raise invalid("Expected one input Tensor.")
+    kind = "classification" if classify else "regression"
+    if classify and len(sig.outputs) not in (1, 2):
+        raise invalid(f"Expected one or two output Tensors, found {len(sig.outputs)}")
+    if not classify and len(sig.outputs) != 1:
+        raise invalid("Expected one output Tensor.")
+    if "inputs" not in sig.inputs:
+        raise invalid(f"No {kind} inputs found in SignatureDef: {signature_debug_string(sig)}")
+    if classify and not ({"classes", "scores"} & set(sig.outputs)):
+        raise invalid(
+            'Expected classification signature outputs to contain at least one of "classes" '
+            f'or "scores". Signature was: {signature_debug_string(sig)}'
+        )
+    if not classify and "outputs" not in sig.outputs:
+        raise invalid(f"No regression outputs found in SignatureDef: {signature_debug_string(sig)}")
+    assert sig.examples is not None  # every signature that passes the checks has one
+    return name, sig.examples(examples())
+
+
 # --------------------------------------------------------------------------------------------
 # The REST handler (http_rest_api_handler.cc, http_rest_api_util.cc)
 # --------------------------------------------------------------------------------------------
@@ -1493,30 +1534,7 @@ class RestApiHandler:
         doc, signature_name = self.parse_document(body)
         examples = examples_from_json(doc)
         servable = self.servable(info)
-        name = signature_name or DEFAULT_SIGNATURE
-        sig = servable.signatures.get(name)
-        if sig is None:
-            raise invalid(f"No signature was found with the name: {name}")
-        if len(sig.inputs) != 1:
-            raise invalid("Expected one input Tensor.")
-        kind = "classification" if classify else "regression"
-        if classify and len(sig.outputs) not in (1, 2):
-            raise invalid(f"Expected one or two output Tensors, found {len(sig.outputs)}")
-        if not classify and len(sig.outputs) != 1:
-            raise invalid("Expected one output Tensor.")
-        if "inputs" not in sig.inputs:
-            raise invalid(f"No {kind} inputs found in SignatureDef: {signature_debug_string(sig)}")
-        if classify and not ({"classes", "scores"} & set(sig.outputs)):
-            raise invalid(
-                'Expected classification signature outputs to contain at least one of "classes" '
-                f'or "scores". Signature was: {signature_debug_string(sig)}'
-            )
-        if not classify and "outputs" not in sig.outputs:
-            raise invalid(
-                f"No regression outputs found in SignatureDef: {signature_debug_string(sig)}"
-            )
-        assert sig.examples is not None  # every signature that passes the checks has one
-        result = sig.examples(examples)
+        _, result = run_examples(servable, signature_name, lambda: examples, classify=classify)
         writer = PrettyWriter()
         writer.start_object()
         writer.key("results")
@@ -1629,6 +1647,8 @@ class Fault:
     count: int
     message: str
     route: str | None
+    code: str = "UNKNOWN"  # the canonical code, for the gRPC face
+    face: str | None = None  # "rest" or "grpc"; None: both
 
 
 @dataclass
@@ -1636,6 +1656,7 @@ class Delay:
     seconds: float
     count: int | None
     route: str | None
+    face: str | None = None
 
 
 @dataclass
@@ -1648,6 +1669,7 @@ class Stats:
     delayed: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    by_face: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -1655,6 +1677,7 @@ class Stats:
             "by_route": self.by_route,
             "by_status": self.by_status,
             "by_model": self.by_model,
+            "by_face": self.by_face,
             "injected_failures": self.injected_failures,
             "delayed": self.delayed,
             "in_flight": self.in_flight,
@@ -1677,6 +1700,13 @@ def _route_of(http_method: str, path: str) -> tuple[str, str]:
     return "malformed", ""
 
 
+def _face(payload: Mapping[str, Any]) -> str | None:
+    face = payload.get("face")
+    if face not in (None, "rest", "grpc"):
+        raise ValueError('face must be "rest" or "grpc"')
+    return None if face is None else str(face)
+
+
 def _control_json(status: int, payload: Any) -> Response:
     return Response(
         json.dumps(payload, indent=1) + "\n", status_code=status, media_type="application/json"
@@ -1697,6 +1727,9 @@ class TFServingDouble:
         self.fault: Fault | None = None
         self.delay: Delay | None = None
         self.stats = Stats()
+        # Run by the ASGI lifespan (the gRPC face, tests/doubles/tfserving_grpc.py).
+        self.on_startup: list[Callable[[], Awaitable[None]]] = []
+        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -1705,8 +1738,16 @@ class TFServingDouble:
                 if message["type"] == "lifespan.startup":
                     if self.parent_pid is not None:
                         self._watcher = asyncio.create_task(self._exit_with_parent())
+                    try:
+                        for hook in self.on_startup:
+                            await hook()
+                    except OSError as exc:
+                        await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                        return
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
+                    for hook in self.on_shutdown:
+                        await hook()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] != "http":
@@ -1748,6 +1789,7 @@ class TFServingDouble:
         stats = self.stats
         stats.requests_total += 1
         stats.by_route[route] = stats.by_route.get(route, 0) + 1
+        stats.by_face["rest"] = stats.by_face.get("rest", 0) + 1
         if model:
             stats.by_model[model] = stats.by_model.get(model, 0) + 1
         stats.in_flight += 1
@@ -1762,33 +1804,54 @@ class TFServingDouble:
     async def _answer(
         self, request: Request, http_method: str, path: str, body: bytes, route: str
     ) -> tuple[int, bytes]:
-        fault = self.fault
-        if fault is not None and fault.count > 0 and fault.route in (None, route):
-            fault.count -= 1
-            if fault.count == 0:
-                self.fault = None
-            self.stats.injected_failures += 1
+        fault = self.take_fault(route, "rest")
+        if fault is not None:
             return fault.status, error_body(fault.message)
-        delay = self.delay
-        if delay is not None and (
-            route in INFERENCE_ROUTES if delay.route is None else delay.route in ("any", route)
-        ):
-            if delay.count is not None:
-                delay.count -= 1
-                if delay.count <= 0:
-                    self.delay = None
-            self.stats.delayed += 1
+        seconds = self.take_delay(route, "rest")
+        if seconds is not None:
             timeout = self.timeout_ms / 1000.0
-            if delay.seconds >= timeout > 0:
+            if seconds >= timeout > 0:
                 await asyncio.sleep(timeout)
                 return 504, error_body("Timed out waiting for notification")
-            await asyncio.sleep(delay.seconds)
+            await asyncio.sleep(seconds)
         if http_method == "OPTIONS":
             origin = request.headers.get("origin", "")
             if re.search(r"https?://", origin):
                 return 200, b""
             return 400, error_body("Origin header is missing in CORS preflight")
         return self.handler.process(http_method, path, body)
+
+    def take_fault(self, route: str, face: str) -> Fault | None:
+        """The armed fault if it applies to this request (and count it), else None."""
+        fault = self.fault
+        if (
+            fault is None
+            or fault.count <= 0
+            or fault.route not in (None, route)
+            or fault.face not in (None, face)
+        ):
+            return None
+        fault.count -= 1
+        if fault.count == 0:
+            self.fault = None
+        self.stats.injected_failures += 1
+        return fault
+
+    def take_delay(self, route: str, face: str) -> float | None:
+        """The seconds this request waits, if a delay applies to it (and count it)."""
+        delay = self.delay
+        if delay is None or delay.face not in (None, face):
+            return None
+        if not (
+            route in INFERENCE_ROUTES if delay.route is None else delay.route in ("any", route)
+        ):
+            return None
+        if delay.count is not None:
+            delay.count -= 1
+            if delay.count <= 0:
+                self.delay = None
+        self.stats.delayed += 1
+        return delay.seconds
 
     # --- /__double__ -------------------------------------------------------------------
 
@@ -1814,14 +1877,23 @@ class TFServingDouble:
             self.handler.states.clear()
             return _control_json(200, {"ok": True})
         if path == "/__double__/fail":
-            status = int(payload["status"])
+            face = _face(payload)
+            if "code" in payload and "status" not in payload:
+                code = str(payload["code"])
+                if code not in HTTP_STATUS or code == "OK":
+                    raise ValueError(f"code must be a canonical error code, not {code}")
+                status = HTTP_STATUS[code]
+            else:
+                status = int(payload["status"])
+                code = str(payload.get("code") or _CODE_FOR_HTTP.get(status, "UNKNOWN"))
             count = int(payload.get("count", 1))
             if not 400 <= status <= 599:
                 raise ValueError("status must be 4xx or 5xx")
-            code = _CODE_FOR_HTTP.get(status, "UNKNOWN")
+            if code not in HTTP_STATUS or code == "OK":
+                raise ValueError(f"code must be a canonical error code, not {code}")
             message = str(payload.get("error") or f"Injected fault from the test double: {code}")
             route = payload.get("route")
-            self.fault = Fault(status, count, message, route) if count > 0 else None
+            self.fault = Fault(status, count, message, route, code, face) if count > 0 else None
             return _control_json(200, {"ok": True})
         if path == "/__double__/delay":
             seconds = float(payload["seconds"])
@@ -1830,7 +1902,7 @@ class TFServingDouble:
             if seconds <= 0 or (delay_count is not None and delay_count <= 0):
                 self.delay = None
             else:
-                self.delay = Delay(seconds, delay_count, payload.get("route"))
+                self.delay = Delay(seconds, delay_count, payload.get("route"), _face(payload))
             return _control_json(200, {"ok": True})
         if path == "/__double__/model_state":
             name = str(payload["model"])
@@ -1861,6 +1933,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8501)
     parser.add_argument("--rest-api-timeout-ms", type=int, default=30000)
     parser.add_argument("--enable-cors", action="store_true")
+    parser.add_argument(
+        "--grpc-port", type=int, default=None, help="also serve TF Serving's gRPC API here"
+    )
+    parser.add_argument(
+        "--enable-serialization-as-tensor-content",
+        action="store_true",
+        help="gRPC Predict answers with tensor_content instead of the typed *_val fields",
+    )
     parser.add_argument("--log-level", default="warning")
     parser.add_argument(
         "--parent-pid",
@@ -1874,6 +1954,15 @@ def main(argv: list[str] | None = None) -> None:
         enable_cors=args.enable_cors,
         parent_pid=args.parent_pid,
     )
+    if args.grpc_port is not None:
+        from tests.doubles import tfserving_grpc  # imports this module; only with --grpc-port
+
+        tfserving_grpc.attach(
+            app,
+            args.host,
+            args.grpc_port,
+            tensor_content=args.enable_serialization_as_tensor_content,
+        )
     uvicorn.run(
         app,
         host=args.host,
@@ -1889,4 +1978,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the copy importable as tests.doubles.tfserving: the gRPC face imports that one, and
+    # its TFError and TFServingDouble must be the ones in use.
+    from tests.doubles.tfserving import main as canonical_main
+
+    canonical_main()

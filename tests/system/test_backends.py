@@ -155,7 +155,7 @@ async def test_status_and_readiness_use_each_servers_real_check(
 ) -> None:
     status = (await gateway.client.get(f"/v1/models/{kind}")).json()["model_version_status"]
     states = {s["version"]: s["state"] for s in status}
-    assert states == {"9": "UNAVAILABLE", "2": "AVAILABLE", "1": "AVAILABLE"}
+    assert states == {"9": "LOADING", "2": "AVAILABLE", "1": "AVAILABLE"}
     assert (await gateway.client.get(f"/v2/models/{kind}/versions/2/ready")).status_code == 200
     missing = await gateway.client.get(f"/v2/models/{kind}/versions/9/ready")
     assert missing.status_code == 503

@@ -14,16 +14,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
+import tritonclient.grpc.aio as triton_grpc
 from aiohttp import web
-from google.protobuf import json_format  # type: ignore[import-untyped]
+from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests.conftest import StartGateway
+from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import TRACE_ID, TRACEPARENT, Receiver
 from tests.servers.plugin import ServerHandle
-from tests.support import V2, backend, model, routes_yaml, versions
+from tests.support import V2, backend, free_port, model, routes_yaml, versions
 
 pytestmark = pytest.mark.anyio
 GATEWAY_SERVICE = "model-gateway"
@@ -89,11 +91,57 @@ def _spans(message: ExportTraceServiceRequest) -> list[Span]:
     return [span for r in message.resource_spans for scope in r.scope_spans for span in scope.spans]
 
 
+async def ask_http(gateway: RunningGateway, grpc_port: int) -> None:
+    response = await gateway.client.post(
+        "/v2/models/linear/infer", json=V2, headers={"traceparent": TRACEPARENT}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["data"] == [1.0, 9.0]
+
+
+async def ask_grpc(gateway: RunningGateway, grpc_port: int) -> None:
+    """tritonclient's gRPC client, the caller's trace context in the call's metadata."""
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    try:
+        tensor = triton_grpc.InferInput("INPUT0", [1, 4], "FP32")
+        tensor.set_data_from_numpy(np.array([[1, 2, 3, 4]], dtype=np.float32))
+        result = await client.infer("linear", [tensor], headers={"traceparent": TRACEPARENT})
+        assert result.as_numpy("OUTPUT0").tolist() == [[1.0, 9.0]]
+    finally:
+        await client.close()
+
+
+FRONTS = {
+    "http": (ask_http, "POST /v2/models/{model}/infer"),
+    "grpc": (ask_grpc, "inference.GRPCInferenceService/ModelInfer"),
+}
+
+
+# The backend's wire: its client span's name, how its URL is written, its routes.yaml keys.
+BACKS: dict[str, tuple[str, Callable[[ServerHandle], str], dict[str, str]]] = {
+    "http": ("POST", lambda triton: triton.url, {}),
+    "grpc": (
+        "inference.GRPCInferenceService/ModelInfer",
+        lambda triton: f"grpc://{triton.grpc_address}",
+        {"protocol": "grpc"},
+    ),
+}
+
+
+@pytest.mark.parametrize("back", list(BACKS))
+@pytest.mark.parametrize("front", list(FRONTS))
 async def test_one_trace_spans_the_gateway_and_triton(
     start_gateway: StartGateway,
     start_triton: Callable[..., ServerHandle],
     monkeypatch: pytest.MonkeyPatch,
+    front: str,
+    back: str,
 ) -> None:
+    """The caller's trace, whether it called by HTTP or by gRPC, continues through the
+    gateway's server span and its client span (``traceparent`` in the request's headers, or
+    in the RPC's metadata toward a gRPC backend) into Triton's spans."""
+    ask, server_span = FRONTS[front]
+    client_span, url_of, options = BACKS[back]
     receiver = ServiceReceiver()
     await receiver.start()
     try:
@@ -103,13 +151,12 @@ async def test_one_trace_spans_the_gateway_and_triton(
         monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)  # the default: model-gateway
         linear = model(versions("triton", "1", name="linear", version="1"))
         gateway = await start_gateway(
-            routes_yaml({"triton": backend("triton", triton.url)}, {"linear": linear})
+            routes_yaml(
+                {"triton": backend("triton", url_of(triton), **options)}, {"linear": linear}
+            ),
+            grpc_port=(grpc_port := free_port()),
         )
-        response = await gateway.client.post(
-            "/v2/models/linear/infer", json=V2, headers={"traceparent": TRACEPARENT}
-        )
-        assert response.status_code == 200, response.text
-        assert response.json()["outputs"][0]["data"] == [1.0, 9.0]
+        await ask(gateway, grpc_port)
 
         def split() -> tuple[list[Span], list[Span]]:
             service = receiver.span_services
@@ -127,7 +174,7 @@ async def test_one_trace_spans_the_gateway_and_triton(
         deadline = time.monotonic() + WAIT_S
         while True:
             ours, theirs = split()
-            if {"POST /v2/models/{model}/infer", "POST"} <= {s.name for s in ours} and {
+            if {server_span, client_span} <= {s.name for s in ours} and {
                 "InferRequest",
                 "linear",
                 "compute",
@@ -140,8 +187,8 @@ async def test_one_trace_spans_the_gateway_and_triton(
 
         # One trace: the caller's trace id on every span, the gateway's and Triton's.
         assert {s.trace_id.hex() for s in receiver.spans} == {TRACE_ID}, tree()
-        # Triton's root-most span (its HTTP frontend's) is a child of the gateway's client span.
-        [client] = [s for s in ours if s.name == "POST" and s.kind == Span.SPAN_KIND_CLIENT]
+        # Triton's root-most span (its frontend's) is a child of the gateway's client span.
+        [client] = [s for s in ours if s.name == client_span and s.kind == Span.SPAN_KIND_CLIENT]
         their_ids = {s.span_id for s in theirs}
         [root] = [s for s in theirs if s.parent_span_id not in their_ids]
         assert root.name == "InferRequest", tree()

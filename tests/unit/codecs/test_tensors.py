@@ -38,7 +38,9 @@ V1_INFERS = {"FP16": "FP32", "FP64": "FP32", "BF16": "FP32", "INT32": "INT64", "
 )
 def test_nest_then_flatten_gives_back_data_and_shape(shape: list[int]) -> None:
     flat = list(range(math.prod(shape)))
-    assert flatten(nest(flat, shape), "x") == (flat, shape)
+    flattened = flatten(nest(flat, shape), "x")
+    assert (flattened.data, flattened.shape) == (flat, shape)
+    assert flattened.kinds == {type(x) for x in flat}
 
 
 @pytest.mark.parametrize(

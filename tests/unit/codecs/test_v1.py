@@ -7,10 +7,12 @@ import math
 from typing import Any
 
 import pytest
+from google.protobuf import json_format
 
-from gateway.codecs import v1
-from gateway.codecs.tensors import InferenceResponse, Signature, Tensor, TensorMeta
+from gateway.codecs import tf_grpc, v1
+from gateway.codecs.tensors import InferenceResponse, ModelInfo, Signature, Tensor, TensorMeta
 from gateway.errors import BadGateway, BadRequest
+from gateway.protos.tensorflow_serving.apis import get_model_status_pb2
 from tests.unit.codecs.compare import Plain, plain, raises
 
 
@@ -98,7 +100,7 @@ def test_v1_decode_request(body: bytes, columnar: bool, tensors: list[Plain]) ->
     assert plain(request.inputs) == tensors
     assert request.typed is False  # datatypes were guessed: fitted to the model later
     assert request.columnar is columnar
-    assert request.v2_json is None
+    assert request.v2_body is None
 
 
 def test_v1_signature_name_is_kept() -> None:
@@ -309,3 +311,13 @@ def test_v1_bad_backend_replies_are_502(body: bytes, fragment: str) -> None:
     error = raises(BadGateway, 502, v1.decode_response, body, None)
     assert error.code == "bad_gateway"
     assert fragment in error.message
+
+
+def test_status_parses_as_tf_servings_message_and_matches_grpc() -> None:
+    """The REST status is GetModelStatusResponse in protobuf's JSON mapping (what TF's
+    clients parse it with), the same message the gRPC ModelService answers."""
+    info = ModelInfo("m", None, ("1", "2"), None, (("2", True), ("1", False)))
+    parsed = json_format.Parse(
+        v1.encode_status(info), get_model_status_pb2.GetModelStatusResponse()
+    )
+    assert parsed == tf_grpc.encode_status(info)

@@ -1,0 +1,102 @@
+"""KServe v2 over HTTP (REST): ``/v2/models/{m}[/versions/{v}]/infer``, ``…/ready`` and the
+metadata document, JSON or Triton's binary tensor data extension.
+
+Toward Triton the binary extension is used where it is cheaper (``binary_data``: when the
+tensors are bytes already, so they never become Python numbers); MLServer and other v2 servers
+get JSON. Their differences stay here: MLServer lists ``versions: []`` in metadata and answers
+errors in FastAPI's ``{"detail": ...}`` shape; Triton answers 400 (not 404) for an unknown
+model's ``/ready``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import quote
+
+from gateway.backends.pool import ReplicaPool
+from gateway.backends.replica import Replica
+from gateway.backends.upstream import Target, raise_for_status, require_json_object
+from gateway.codecs import binary
+from gateway.codecs.tensors import (
+    DATATYPES,
+    InferenceRequest,
+    InferenceResponse,
+    Signature,
+    TensorMeta,
+)
+from gateway.codecs.v2 import decode_response, encode_request, encode_request_binary
+from gateway.errors import BadGateway
+
+_JSON = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+_BINARY = {"Content-Type": binary.CONTENT_TYPE, "Accept-Encoding": "identity"}
+
+BinaryMode = Literal["auto", "always", "never"]
+
+
+class V2HTTP:
+    """The v2 REST API of one backend's replicas."""
+
+    def __init__(self, pool: ReplicaPool, binary_data: BinaryMode) -> None:
+        self.pool = pool
+        self.binary_data = binary_data
+
+    @staticmethod
+    def _path(target: Target) -> str:
+        path = f"/v2/models/{quote(target.name, safe='')}"
+        if target.native_version is not None:
+            path += f"/versions/{quote(target.native_version, safe='')}"
+        return path
+
+    async def infer(self, request: InferenceRequest, target: Target) -> InferenceResponse:
+        body, length = self._body(request)
+        headers = _JSON if length is None else {**_BINARY, binary.HEADER: str(length)}
+        reply = await self.pool.request(
+            "POST", self._path(target) + "/infer", key=target.key, body=body, headers=headers
+        )
+        raise_for_status(reply)
+        length = binary.header_length(reply.headers.get(binary.HEADER), BadGateway)
+        return decode_response(reply.body, length)
+
+    def _body(self, request: InferenceRequest) -> tuple[bytes, int | None]:
+        """What to send: a v2 client's body as it came when this server reads that form (no
+        decoding, no encoding), else the tensors encoded as the backend's ``binary_data``
+        says (binary where the values are bytes already, or always), else as JSON."""
+        mode = self.binary_data
+        sent = request.v2_body
+        if sent is not None:
+            length = request.v2_header_length
+            asks_binary = binary.wanted_outputs(request) is not None
+            if mode != "never" or (length is None and not asks_binary):
+                return sent, length
+        if mode == "always" or (mode == "auto" and any(t.has_raw for t in request.inputs)):
+            return encode_request_binary(request, binary_outputs=True)
+        return encode_request(request), None
+
+    async def metadata(self, target: Target) -> Signature:
+        reply = await self.pool.request("GET", self._path(target), key=target.key, headers=_JSON)
+        raise_for_status(reply)
+        return parse_metadata(require_json_object(reply, "metadata"))
+
+    async def probe(self, replica: Replica, target: Target) -> bool:
+        async with self.pool.session.get(replica.url + self._path(target) + "/ready") as response:
+            await response.read()
+            return response.status == 200
+
+
+def parse_metadata(obj: dict[str, Any]) -> Signature:
+    try:
+        return Signature(
+            inputs=tuple(_meta(t) for t in obj.get("inputs", [])),
+            outputs=tuple(_meta(t) for t in obj.get("outputs", [])),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadGateway("the model server's metadata has malformed inputs/outputs") from exc
+
+
+def _meta(tensor: dict[str, Any]) -> TensorMeta:
+    datatype = tensor["datatype"]
+    if datatype not in DATATYPES:
+        raise ValueError(datatype)
+    return TensorMeta(
+        name=str(tensor["name"]), datatype=datatype, shape=tuple(int(d) for d in tensor["shape"])
+    )

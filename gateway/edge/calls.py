@@ -1,0 +1,109 @@
+"""What the HTTP inference frontends share: an HTTP request turned into a Call and run through
+its chain on the route table taken once, and a reply answered with the caller's coding.
+
+The endpoints are ``edge.v2`` (KServe v2) and ``edge.v1`` (TF Serving REST). Errors take the
+protocols' shape (``{"error": "<message>", ...}``), unless the deprecated
+``GATEWAY_INFERENCE_ERRORS=legacy`` asks for the earlier object.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.call import ANSWER_KINDS, Call, CallKind, Decoder, Reply
+from gateway.codecs.tensors import ModelInfo
+from gateway.edge.body import HTTPPayload
+from gateway.edge.encoding import COMPRESS_FROM, accepted, compress
+from gateway.edge.errors import ErrorShape
+from gateway.edge.http import Exchange, raw_headers
+from gateway.errors import BadGateway
+from gateway.headers import Headers
+from gateway.state import State
+from gateway.traffic.choose import VERSION_HEADER
+
+logger = logging.getLogger("gateway")
+JSON = "application/json"
+_PIN = VERSION_HEADER.lower()
+
+
+class InferenceHTTP:
+    """The base of the inference frontends: calls in, answers out."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.limit = state.settings.max_body_bytes
+        self.errors: ErrorShape = "protocol"
+        if state.settings.inference_errors == "legacy":
+            self.errors = "gateway"
+
+    async def run(
+        self,
+        request: Request,
+        exchange: Exchange,
+        kind: CallKind,
+        decoder: Decoder | None = None,
+        *,
+        payload: bool = False,
+    ) -> tuple[Call, Reply]:
+        """Build the call, run its chain on the route table taken now (the whole call runs on
+        it, whatever reloads meanwhile), and return both."""
+        scope = request.scope
+        params: dict[str, str] = scope["path_params"]
+        headers = Headers(scope["headers"])
+        model = params["model"]
+        pin = params.get("version") or headers.one(_PIN) or None
+        action = "predict" if kind in ANSWER_KINDS else "metadata"
+        required = (f"{action}:{model}", f"pin:{model}") if pin else (f"{action}:{model}",)
+        client = scope.get("client")
+        has_body = decoder is not None or payload
+        read = HTTPPayload(request, self.limit, inflate=True) if has_body else None
+        call = Call(
+            kind,
+            exchange.request_id,
+            headers,
+            method=scope["method"],
+            path=scope["path"],
+            scheme=scope.get("scheme", "http"),
+            peer=client[0] if client else None,
+            model=model,
+            pin=pin,
+            required=required,
+            payload=read,
+            decoder=decoder,
+        )
+        runtime = self.state.reloader.current
+        exchange.call, exchange.models = call, runtime.table.models
+        return call, await runtime.chains[kind](call)
+
+
+def info_of(reply: Reply) -> ModelInfo:
+    if reply.info is None:
+        raise BadGateway("the call produced no model description")
+    return reply.info
+
+
+def answer(
+    request: Request,
+    body: bytes,
+    reply: Reply | None = None,
+    media_type: str = JSON,
+    headers: list[tuple[str, str]] | None = None,
+) -> Response:
+    """The reply's body with its headers, compressed when the client accepts it and the body
+    is worth it."""
+    extra = list(headers or ())
+    if len(body) >= COMPRESS_FROM:
+        extra.append(("Vary", "Accept-Encoding"))
+        coding = accepted(Headers(request.scope["headers"]).get("accept-encoding"))
+        if coding is not None:
+            body = compress(body, coding)
+            extra.append(("Content-Encoding", coding))
+    response = Response(body, status_code=reply.status if reply else 200, media_type=media_type)
+    if reply is not None and reply.headers:
+        extra.extend(reply.headers)
+    if extra:
+        response.raw_headers += raw_headers(extra)
+    return response

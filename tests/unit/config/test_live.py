@@ -1,0 +1,84 @@
+"""A backend's pool follows its protocol, and a reload carries unchanged gRPC backends over
+(channels, health state and metadata with them) and retires the changed ones."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import httpx
+import pytest
+
+from gateway.auth.keys import KeyVerifier
+from gateway.backends.grpc_pool import GRPCPool
+from gateway.backends.kserve import KServeBackend
+from gateway.backends.kserve_grpc import V2GRPC
+from gateway.backends.kserve_http import V2HTTP
+from gateway.backends.pool import ReplicaPool
+from gateway.codecs.tensors import InferenceRequest, Tensor
+from gateway.config.file import parse_config
+from gateway.config.live import Runtime, Services, build_runtime
+from gateway.errors import NoHealthyReplica
+from gateway.store import MemoryStore
+from tests.support import backend, model, routes_yaml, versions
+from tests.unit.policies.support import SECRET
+
+pytestmark = pytest.mark.anyio
+DEAD = "127.0.0.1:1"  # never dialled: the health loops are stopped before they run
+
+
+@pytest.fixture
+async def services() -> AsyncIterator[Services]:
+    """A worker's services; the clients open no socket unless used."""
+    store = MemoryStore()
+    async with aiohttp.ClientSession() as session, httpx.AsyncClient() as http:
+        yield Services(session, http, store, KeyVerifier(store, SECRET), SECRET)
+
+
+def routes(timeout: str = "30s") -> str:
+    slow = {"interval": "1h"}
+    backends = {
+        "over-http": backend("kserve", f"http://{DEAD}", health=slow),
+        "over-grpc": backend("kserve", f"grpc://{DEAD}", protocol="grpc", timeout=timeout),
+    }
+    models = {name: model(versions(name, "1")) for name in backends}
+    return routes_yaml(backends, models)
+
+
+def build(text: str, services: Services, previous: Runtime | None = None) -> Runtime:
+    runtime, _ = build_runtime(parse_config(text), services, previous, lambda _: {})
+    return runtime
+
+
+async def test_each_backend_gets_the_pool_and_wire_of_its_protocol(services: Services) -> None:
+    runtime = build(routes(), services)
+    by_grpc, by_http = runtime.backends["over-grpc"], runtime.backends["over-http"]
+    try:
+        assert isinstance(by_grpc.pool, GRPCPool)
+        assert isinstance(by_http.pool, ReplicaPool)
+        assert isinstance(by_grpc.adapter, KServeBackend)
+        assert isinstance(by_grpc.adapter.wire, V2GRPC)
+        assert isinstance(by_http.adapter, KServeBackend)
+        assert isinstance(by_http.adapter.wire, V2HTTP)
+        assert by_grpc.pool.state()["protocol"] == "grpc"
+    finally:
+        for live in runtime.backends.values():
+            await live.pool.close()
+
+
+async def test_a_reload_keeps_an_unchanged_grpc_backend_and_retires_a_changed_one(
+    services: Services,
+) -> None:
+    first = build(routes(), services)
+    same, retired = build_runtime(parse_config(routes()), services, first, lambda _: {})
+    assert same.backends["over-grpc"] is first.backends["over-grpc"]
+    assert retired == []
+    changed, retired = build_runtime(parse_config(routes("5s")), services, same, lambda _: {})
+    old = first.backends["over-grpc"]
+    assert changed.backends["over-grpc"] is not old
+    assert retired == [old]
+    for live in [*retired, *changed.backends.values()]:
+        await live.pool.close()
+    request = InferenceRequest([Tensor("INPUT0", "FP32", [1], [1.0])])
+    with pytest.raises(NoHealthyReplica, match="was replaced by a reload"):
+        await old.adapter.infer(request, old.targets[0], None)  # a late call on the old table
