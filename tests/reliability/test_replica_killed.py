@@ -1,0 +1,73 @@
+"""A replica of a REAL Triton SIGKILLed under steady load: only what was in flight on it may
+fail (under 0.1% of the requests), and every request sent once it is gone succeeds."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.reliability.load import hammer, report
+from tests.servers.plugin import ServerHandle
+from tests.support import backend, gateway_process, model, routes_yaml, versions
+
+pytestmark = [pytest.mark.anyio, pytest.mark.reliability]
+
+CLIENTS, SECONDS = 20, 8.0  # the load
+KILL_AT = 3.0  # seconds into it
+SETTLED = 1.0  # seconds after the kill from which every request must succeed
+
+
+async def ejections(base: str) -> float:
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"{base}/metrics")).text
+    pattern = r"^gateway_backend_ejections_total\{[^}]*\} (\S+)$"
+    return sum(float(value) for value in re.findall(pattern, text, re.MULTILINE))
+
+
+async def test_a_replica_killed_under_load_fails_only_what_was_in_flight(
+    tmp_path: Path, start_triton: Callable[[], ServerHandle]
+) -> None:
+    first, second = start_triton(), start_triton()
+    # The defaults a user gets, but for a health check every second rather than every 5.
+    triton = backend("triton", first.url, second.url, health={"interval": "1s"})
+    routes = routes_yaml({"triton": triton}, {"linear": model(versions("triton", "1"))})
+    killed: list[float] = []
+
+    async def kill() -> None:
+        await asyncio.sleep(KILL_AT)
+        killed.append(time.monotonic())
+        await asyncio.to_thread(first.kill)  # SIGKILL, its whole process group
+
+    async with gateway_process(tmp_path, routes, {"GATEWAY_LOG_LEVEL": "warning"}) as gateway:
+        url = f"{gateway.url}/v2/models/linear/infer"
+        load = await hammer(url, SECONDS, CLIENTS, during=kill)
+        ejected = await ejections(gateway.url)
+        alive = gateway.process.poll() is None
+
+    failed = [o for o in load.outcomes if o.status != 200]
+    later = load.sent_between(killed[0] + SETTLED)
+    requests = len(load.outcomes)
+    report(
+        "replica SIGKILLed",
+        {
+            "requests": requests,
+            "failed": len(failed),
+            "failed_pct": round(100 * len(failed) / requests, 4),
+            "statuses": load.statuses(),
+            "sent_after_kill_plus_1s": len(later),
+            "ejections": ejected,
+            "failures": sorted({o.failure or str(o.code) for o in failed}),
+        },
+    )
+    assert alive
+    assert not first.alive and second.alive
+    assert requests > 1000  # a real load: 0.1% of it is at least one request
+    assert len(failed) < 0.001 * requests, load.statuses()
+    assert later and all(o.status == 200 for o in later)
+    assert ejected >= 1  # the dead replica was taken out, not merely retried around
