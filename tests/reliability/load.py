@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -54,16 +55,17 @@ async def hammer(
     seconds: float,
     clients: int = 20,
     headers: dict[str, str] | None = None,
-    during: Callable[[], Awaitable[None]] | None = None,
-    timeout: float = 10,
+    during: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    request_timeout: float = 10,
 ) -> Load:
     """``clients`` callers POSTing the v2 request to ``url`` for ``seconds``; ``during`` (if
-    given) runs beside them (a fault to inject) and is awaited before this returns."""
+    given) runs beside them (a fault to inject) and is awaited before this returns; each
+    request is given ``request_timeout`` seconds."""
     load = Load()
     sent_headers = {**JSON, **(headers or {})}
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=clients),
-        timeout=aiohttp.ClientTimeout(total=timeout),
+        timeout=aiohttp.ClientTimeout(total=request_timeout),
     )
 
     async def caller(deadline: float) -> None:

@@ -106,7 +106,9 @@ async def test_redis_killed_under_load_follows_the_failure_mode_and_recovers(
             await asyncio.to_thread(start_redis, port=redis.port)  # waits for PING, bounded
 
         try:
-            load = await hammer(gateway.url + INFER, SECONDS, CLIENTS, key, outage, timeout=5)
+            load = await hammer(
+                gateway.url + INFER, SECONDS, CLIENTS, key, outage, request_timeout=5
+            )
 
             # Back to normal: within a bound, Redis decides again and 100 requests in a row
             # are served without a single store failure.
