@@ -57,10 +57,14 @@ async def hammer(
     headers: dict[str, str] | None = None,
     during: Callable[[], Coroutine[Any, Any, None]] | None = None,
     request_timeout: float = 10,
+    at_least: int = 0,
+    at_most: float = 30,
 ) -> Load:
     """``clients`` callers POSTing the v2 request to ``url`` for ``seconds``; ``during`` (if
     given) runs beside them (a fault to inject) and is awaited before this returns; each
-    request is given ``request_timeout`` seconds."""
+    request is given ``request_timeout`` seconds. With ``at_least``, the load goes on past
+    ``seconds`` until that many requests were answered, but never past ``at_most`` seconds:
+    for a ratio that needs a large enough count on a slow machine."""
     load = Load()
     sent_headers = {**JSON, **(headers or {})}
     session = aiohttp.ClientSession(
@@ -68,8 +72,13 @@ async def hammer(
         timeout=aiohttp.ClientTimeout(total=request_timeout),
     )
 
-    async def caller(deadline: float) -> None:
-        while (sent := time.monotonic()) < deadline:
+    def going(now: float) -> bool:
+        if now < deadline:
+            return True
+        return len(load.outcomes) < at_least and now < began + at_most
+
+    async def caller() -> None:
+        while going(sent := time.monotonic()):
             try:
                 async with session.post(url, data=BODY, headers=sent_headers) as response:
                     body = await response.read()
@@ -81,9 +90,10 @@ async def hammer(
                 load.outcomes.append(Outcome(sent, time.monotonic(), 0, failure=repr(exc)))
 
     try:
-        deadline = time.monotonic() + seconds
+        began = time.monotonic()
+        deadline = began + seconds
         fault = asyncio.create_task(during()) if during is not None else None
-        await asyncio.gather(*(caller(deadline) for _ in range(clients)))
+        await asyncio.gather(*(caller() for _ in range(clients)))
         if fault is not None:
             await asyncio.wait_for(fault, 60)
     finally:
