@@ -53,7 +53,8 @@ async def test_sigterm_finishes_the_requests_in_flight_and_takes_no_new_ones(
 ) -> None:
     slow = await FakeReplica(body=REPLY, delay=DELAY).start()
     routes = routes_yaml(
-        {"slow": backend("kserve", slow.url, timeout="10s")},
+        # its health probes are slow too: given the time to answer
+        {"slow": backend("kserve", slow.url, timeout="10s", health={"timeout": "5s"})},
         {"linear": model(versions("slow", "1", inputs=[INPUT0]))},
     )
     try:
