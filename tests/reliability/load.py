@@ -8,6 +8,7 @@ and aiohttp's client costs a fraction of httpx's per request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Coroutine
@@ -89,14 +90,18 @@ async def hammer(
             except (aiohttp.ClientError, TimeoutError) as exc:
                 load.outcomes.append(Outcome(sent, time.monotonic(), 0, failure=repr(exc)))
 
+    began = time.monotonic()
+    deadline = began + seconds
+    fault = asyncio.create_task(during()) if during is not None else None
     try:
-        began = time.monotonic()
-        deadline = began + seconds
-        fault = asyncio.create_task(during()) if during is not None else None
         await asyncio.gather(*(caller() for _ in range(clients)))
         if fault is not None:
             await asyncio.wait_for(fault, 60)
     finally:
+        if fault is not None and not fault.done():  # the load failed: no fault left running
+            fault.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fault
         await session.close()
     return load
 
