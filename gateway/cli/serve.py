@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -53,6 +54,11 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings) -> int:
+    # uvicorn drains on SIGTERM as on SIGINT, then raises the signal again once its handlers
+    # are gone; with SIGTERM's default disposition a clean drain would end as death by signal
+    # (exit 143). With Ctrl-C's handler both signals end in the KeyboardInterrupt that uvicorn
+    # takes for a normal stop: a gateway that finished its requests exits 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if settings.admin_port is None:
         uvicorn.run(
             "gateway.app:app_from_env",
