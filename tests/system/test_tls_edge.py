@@ -349,11 +349,11 @@ async def test_the_grpc_frontend_serves_tls_and_requires_the_client_certificate(
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
         anonymous = grpc.ssl_channel_credentials(root)
         async with grpc.aio.secure_channel(f"127.0.0.1:{grpc_port}", anonymous) as channel:
-            stub: Any = health_pb2_grpc.HealthStub(channel)  # typed for sync channels only
+            stub = health_pb2_grpc.HealthStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            stub: Any = health_pb2_grpc.HealthStub(channel)  # typed for sync channels only
+            stub = health_pb2_grpc.HealthStub(channel)
             with pytest.raises(grpc.aio.AioRpcError):
                 await stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
