@@ -12,6 +12,7 @@ import contextlib
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import orjson
@@ -217,3 +218,16 @@ def test_settings_have_sane_default_limits() -> None:
     assert settings.max_headers == 100
     assert settings.max_request_line == 8 * 1024
     assert settings.header_timeout == 10
+
+
+def test_the_limits_are_flags_of_gateway_serve(tmp_path: Path) -> None:
+    flags = ["--max-headers", "5", "--max-header-bytes", "2048", "--max-request-line", "512"]
+    with gateway_serve(tmp_path, *flags, "--header-timeout", "1") as served:
+        fields = b"".join(b"X-H%d: 1\r\n" % i for i in range(8))
+        status, _, body = _answer(_raw(served.port, b"GET /healthz HTTP/1.1\r\n" + fields))
+        assert status == 431, body
+        target = b"/healthz?" + b"q" * 600
+        status, _, body = _answer(_raw(served.port, b"GET " + target + b" HTTP/1.1\r\n\r\n"))
+        assert status == 414, body
+        status, _, body = _answer(_raw(served.port, b"GET /healthz HTTP/1.1\r\n"))
+        assert status == 408, body
