@@ -61,14 +61,15 @@ def server_context(options: TLSOptions) -> ssl.SSLContext:
 class _Rotation:
     """The newest good context, switched to by the first context's SNI callback."""
 
-    def __init__(self, options: TLSOptions, first: ssl.SSLContext) -> None:
+    def __init__(self, options: TLSOptions) -> None:
         self.options = options
-        self.current = first
+        # None: the first context (not held here, so that the watcher notices it is gone).
+        self.current: ssl.SSLContext | None = None
         self.digest = _digest(options)
 
     def select(self, connection: ssl.SSLObject, server_name: str | None, first: object) -> None:
         current = self.current  # one read: the watcher may replace it meanwhile
-        if current is not first:
+        if current is not None and current is not first:
             connection.context = current
 
     def reload(self) -> None:
@@ -89,7 +90,7 @@ def rotating_server_context(options: TLSOptions) -> ssl.SSLContext:
     """The context to serve with: :func:`server_context`, switching each new handshake to a
     context rebuilt from the files whenever they change (see the module's docstring)."""
     first = server_context(options)
-    rotation = _Rotation(options, first)
+    rotation = _Rotation(options)
     first.sni_callback = rotation.select
     watcher = threading.Thread(
         target=_watch, args=(rotation, weakref.ref(first)), name="tls-watch", daemon=True

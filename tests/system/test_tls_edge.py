@@ -18,7 +18,9 @@ from typing import Any
 
 import grpc
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc.aio as triton
 import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.responses import JSONResponse
+from tritonclient.utils import InferenceServerException
 
 from gateway.edge.server import server_config
 from gateway.settings import Settings
@@ -357,3 +360,37 @@ async def test_the_grpc_frontend_serves_tls_and_requires_the_client_certificate(
             stub = health_pb2_grpc.HealthStub(channel)
             with pytest.raises(grpc.aio.AioRpcError):
                 await stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
+
+
+async def test_tritonclient_over_grpc_mtls_is_authenticated_as_the_certificates_tenant(
+    tmp_path: Path, pki: PKI, backend: FakeReplica
+) -> None:
+    client_cert, client_key = pki.client(tmp_path)
+    routes = auth_routes(backend.url, client_certs={"uri:spiffe://acme/svc-a": "tenant-a"})
+    grpc_port = free_port()
+    flags = [*pki.flags(client_ca=True), "--grpc-port", str(grpc_port)]
+    with_cert = pki.context(client=(client_cert, client_key))
+    env = {"GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN}
+    with gateway_serve(tmp_path, *flags, env=env, routes=routes, https=with_cert) as served:
+        async with httpx.AsyncClient(base_url=served.url, verify=with_cert, timeout=10) as admin:
+            tenant = {"name": "tenant-a", "models": ["linear"]}
+            created = await admin.post("/admin/tenants", json=tenant, headers=ADMIN)
+            assert created.status_code == 201, created.text
+        client = triton.InferenceServerClient(
+            f"127.0.0.1:{grpc_port}",
+            ssl=True,
+            root_certificates=str(pki.ca_file),
+            private_key=str(client_key),
+            certificate_chain=str(client_cert),
+        )
+        try:
+            tensor = triton.InferInput("INPUT0", [1, 4], "FP32")
+            tensor.set_data_from_numpy(np.array([[1, 2, 3, 4]], dtype=np.float32))
+            answer = await client.infer("linear", [tensor])
+            assert answer.as_numpy("y") is not None
+            with pytest.raises(InferenceServerException) as refused:
+                await client.infer("other", [tensor])
+            assert refused.value.status() == "StatusCode.PERMISSION_DENIED"
+            assert "tenant 'tenant-a'" in str(refused.value.message())
+        finally:
+            await client.close()
