@@ -22,6 +22,7 @@ from starlette.routing import Route
 from gateway.app import create_app
 from gateway.codecs import binary, v2
 from gateway.codecs.tensors import InferenceResponse, Tensor
+from gateway.edge.server import server_config
 from gateway.errors import BadRequest, GatewayError
 from gateway.settings import Settings
 
@@ -143,8 +144,9 @@ def run_demo(host: str, port: int, grpc_port: int | None = None) -> None:
     model_server = uvicorn.Server(
         uvicorn.Config(demo_model_app(), host="127.0.0.1", port=model_port, log_level="warning")
     )
-    options = {**settings.uvicorn_options(), "log_level": "warning"}
-    gateway_server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))  # type: ignore[arg-type]
+    gateway_server = uvicorn.Server(
+        server_config(settings, create_app(settings), log_level="warning")
+    )
     base = f"http://{host}:{port}"
     print(f"model gateway demo on {base} (route table: {routes}; Ctrl-C stops)", flush=True)
     print("  try:", flush=True)
