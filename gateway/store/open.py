@@ -14,12 +14,11 @@ none
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from gateway.errors import SettingsError
 from gateway.store.base import Store
 from gateway.store.memory.store import MemoryStore
 from gateway.store.redis.cluster import CLUSTER_SCHEME, cluster_client
+from gateway.store.redis.cluster_url import url_scheme
 from gateway.store.redis.store import RedisStore
 
 
@@ -29,7 +28,8 @@ def open_store(url: str | None, *, prefix: str = "gw:") -> Store:
     first command connects, so this needs no event loop."""
     if not url:
         return MemoryStore()
-    scheme = urlsplit(url).scheme
+    # not urlsplit: it refuses a cluster host list with an IPv6 host (see cluster_url)
+    scheme = url_scheme(url)
     if scheme == CLUSTER_SCHEME:
         return RedisStore(cluster_client(url), prefix=prefix)
     if scheme not in ("redis", "rediss"):
