@@ -1,7 +1,9 @@
 """A backend's replicas over gRPC, with the HTTP pool's semantics (``pool``).
 
 - **Channels**: one ``grpc.aio`` channel per replica (``grpc://host:port``), made with the
-  pool and closed with it, message limits raised to 2**31-1 both ways (grpcio's default
+  pool and closed with it; a secure channel for ``grpcs://host:port`` or when the backend has
+  a ``tls:`` block (its CA bundle, client certificate, and ``server_name`` as
+  ``grpc.ssl_target_name_override``), message limits raised to 2**31-1 both ways (grpcio's default
   receive limit is 4 MiB: PROTOCOLS.md §5.6). A connection attempt lasts at most
   ``connect_timeout``; after a failure the channel tries again within ``health.interval``
   (at most 30 s; grpcio's default backoff grows to 120 s), so a replica back up is soon seen.
@@ -40,6 +42,7 @@ from gateway.telemetry.timing import CURRENT_TIMING, record_upstream
 
 MAX_MESSAGE: Final = 2**31 - 1
 _MAX_BACKOFF: Final = 30.0  # seconds between connection attempts to a replica that is down
+_NAME_OVERRIDE: Final = "grpc.ssl_target_name_override"
 Caller = grpc.aio.UnaryUnaryMultiCallable[Any, Any]
 
 
@@ -58,10 +61,10 @@ def _serialize(message: Any) -> bytes:
     return data
 
 
-def channel_options(spec: BackendSpec) -> list[tuple[str, int]]:
+def channel_options(spec: BackendSpec) -> list[tuple[str, int | str]]:
     connect_ms = max(1, round(spec.connect_timeout * 1000))
     backoff = min(spec.health.interval, _MAX_BACKOFF)
-    return [
+    options: list[tuple[str, int | str]] = [
         ("grpc.max_send_message_length", MAX_MESSAGE),
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         # grpcio's minimum connect timeout (default 20 s) and its first backoff (1 s)
@@ -69,6 +72,20 @@ def channel_options(spec: BackendSpec) -> list[tuple[str, int]]:
         ("grpc.initial_reconnect_backoff_ms", connect_ms),
         ("grpc.max_reconnect_backoff_ms", max(connect_ms, round(backoff * 1000))),
     ]
+    if spec.tls is not None and spec.tls.server_name is not None:
+        options.append((_NAME_OVERRIDE, spec.tls.server_name))  # SNI and the name verified
+    return options
+
+
+def _credentials(spec: BackendSpec) -> grpc.ChannelCredentials | None:
+    """TLS credentials for the backend's secure channels (the tls block's CA bundle, else
+    grpcio's roots; its client certificate), or None when no replica uses TLS."""
+    if spec.tls is None:
+        if any(url.startswith("grpcs://") for url in spec.urls):
+            return grpc.ssl_channel_credentials()
+        return None
+    material = spec.tls.material
+    return grpc.ssl_channel_credentials(material.ca, material.key, material.cert)
 
 
 class _Tries:
@@ -87,8 +104,11 @@ class GRPCPool(ReplicaSet):
     def __init__(self, name: str, spec: BackendSpec, metrics: BackendMetrics | None = None) -> None:
         super().__init__(name, spec, metrics)
         options = channel_options(spec)
+        credentials = _credentials(spec)
         self._channels = {
-            id(r): grpc.aio.insecure_channel(grpc_target(r.url), options=options)
+            id(r): grpc.aio.secure_channel(grpc_target(r.url), credentials, options=options)
+            if credentials is not None and (spec.tls is not None or r.url.startswith("grpcs://"))
+            else grpc.aio.insecure_channel(grpc_target(r.url), options=options)
             for r in self.replicas
         }
         self._callers: dict[tuple[int, str], Caller] = {}
