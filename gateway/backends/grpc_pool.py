@@ -77,15 +77,26 @@ def channel_options(spec: BackendSpec) -> list[tuple[str, int | str]]:
     return options
 
 
-def _credentials(spec: BackendSpec) -> grpc.ChannelCredentials | None:
-    """TLS credentials for the backend's secure channels (the tls block's CA bundle, else
-    grpcio's roots; its client certificate), or None when no replica uses TLS."""
+def uses_tls(spec: BackendSpec, url: str) -> bool:
+    """A replica's channel is secure for ``grpcs://`` or when its backend has a tls block."""
+    return spec.tls is not None or url.startswith("grpcs://")
+
+
+def _credentials(spec: BackendSpec) -> grpc.ChannelCredentials:
+    """The backend's TLS credentials: the tls block's CA bundle (else grpcio's roots) and its
+    client certificate."""
     if spec.tls is None:
-        if any(url.startswith("grpcs://") for url in spec.urls):
-            return grpc.ssl_channel_credentials()
-        return None
+        return grpc.ssl_channel_credentials()
     material = spec.tls.material
     return grpc.ssl_channel_credentials(material.ca, material.key, material.cert)
+
+
+def _channel(
+    target: str, credentials: grpc.ChannelCredentials | None, options: list[tuple[str, int | str]]
+) -> grpc.aio.Channel:
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, credentials, options=options)
 
 
 class _Tries:
@@ -104,12 +115,11 @@ class GRPCPool(ReplicaSet):
     def __init__(self, name: str, spec: BackendSpec, metrics: BackendMetrics | None = None) -> None:
         super().__init__(name, spec, metrics)
         options = channel_options(spec)
-        credentials = _credentials(spec)
+        secure = [uses_tls(spec, r.url) for r in self.replicas]
+        credentials = _credentials(spec) if any(secure) else None
         self._channels = {
-            id(r): grpc.aio.secure_channel(grpc_target(r.url), credentials, options=options)
-            if credentials is not None and (spec.tls is not None or r.url.startswith("grpcs://"))
-            else grpc.aio.insecure_channel(grpc_target(r.url), options=options)
-            for r in self.replicas
+            id(r): _channel(grpc_target(r.url), credentials if tls else None, options)
+            for r, tls in zip(self.replicas, secure, strict=True)
         }
         self._callers: dict[tuple[int, str], Caller] = {}
 

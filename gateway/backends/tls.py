@@ -146,8 +146,11 @@ def tls_reason(exc: BaseException) -> str:
     get local issuer certificate", "tlsv13 alert certificate required"), from an aiohttp or
     ssl error (aiohttp keeps the ssl error as ``os_error`` or as its own base)."""
     inner = getattr(exc, "os_error", None) or getattr(exc, "certificate_error", None) or exc
-    if isinstance(inner, ssl.SSLCertVerificationError) and inner.verify_message:
-        return f"certificate verify failed: {inner.verify_message}"
-    if isinstance(inner, ssl.SSLError) and inner.reason:
-        return inner.reason.lower().replace("_", " ")
+    # (.verify_message and .reason are set by the ssl module's own raises, not always)
+    verify = getattr(inner, "verify_message", None)
+    if isinstance(inner, ssl.SSLCertVerificationError) and verify:
+        return f"certificate verify failed: {verify}"
+    reason = getattr(inner, "reason", None)
+    if isinstance(inner, ssl.SSLError) and isinstance(reason, str) and reason:
+        return reason.lower().replace("_", " ")
     return str(inner)
