@@ -83,7 +83,7 @@ async def start_https(ca: CA) -> AsyncIterator[StartHTTPS]:
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
         servers.append((server, task))
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+        while not server.started:  # uvicorn offers no event to wait on
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
