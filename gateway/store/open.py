@@ -3,6 +3,7 @@
 ``redis://[user:password@]host:port/0?max_connections=128`` (``rediss://`` for TLS)
     one Redis server (or a proxy in front of several); query-string options tune the pool.
 ``redis+cluster://[user:password@]host:port[,host:port...]/?max_connections=100``
+    (an IPv6 host in brackets: ``[::1]:7000``; see ``redis.cluster_url``)
     a Redis Cluster: the listed nodes are only where the slot map is first read, any reachable
     one will do (list several so a node down at startup does not matter). Query-string options
     are redis-py's connection options (``socket_timeout``, ``socket_connect_timeout``,

@@ -17,6 +17,8 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.backends.pool import ReplicaPool
+from gateway.backends.replica import Replica
+from gateway.backends.upstream import Target
 from gateway.config.model import Backend
 from gateway.demo import demo_model_app
 from tests.certs import CA, Issued
@@ -184,3 +186,30 @@ async def test_insecure_skip_verify_is_served_and_warned(
     [record] = [r for r in caplog.records if "insecure_skip_verify" in r.getMessage()]
     assert record.levelno == logging.WARNING
     assert getattr(record, "backend", None) == "demo"
+
+
+async def test_a_failed_probe_says_why_in_the_log(
+    tmp_path: Path, start_https: StartHTTPS, caplog: pytest.LogCaptureFixture
+) -> None:
+    https = await start_https(mtls=False)
+    other = CA(tmp_path / "other", "other CA")
+    spec = Backend.model_validate(
+        {
+            "kind": "triton",
+            "urls": [https.url],
+            "tls": {"ca_file": str(other.cert)},
+            "health": {"unhealthy_after": 1},
+        }
+    )
+    caplog.set_level(logging.WARNING, logger="gateway.pool")
+    async with aiohttp.ClientSession() as session:
+        pool = ReplicaPool("demo", spec, session)
+
+        async def ready(replica: Replica, target: Target) -> bool:
+            async with pool.get(replica.url + "/v2/health/ready") as response:
+                return response.status == 200
+
+        await pool.check_once(ready, [Target("linear", "1", "linear", "1")])
+    [record] = [r for r in caplog.records if r.getMessage() == "replica not ready"]
+    error = getattr(record, "error", "")
+    assert error.startswith("TLS handshake failed: certificate verify failed"), error
