@@ -78,7 +78,7 @@ class V2HTTP:
         return parse_metadata(require_json_object(reply, "metadata"))
 
     async def probe(self, replica: Replica, target: Target) -> bool:
-        async with self.pool.session.get(replica.url + self._path(target) + "/ready") as response:
+        async with self.pool.get(replica.url + self._path(target) + "/ready") as response:
             await response.read()
             return response.status == 200
 
