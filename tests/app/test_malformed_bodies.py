@@ -222,10 +222,16 @@ async def test_odd_json_values_are_never_a_500(
         b'\xef\xbb\xbf{"instances":[[1,2,3,4]]}',  # a UTF-8 byte order mark
         b'{"instances":[[1,2,3,4]]}\x00',
         b'{"instances":[["\xff",1,2,3]]}',  # not UTF-8
+        b'{"instances":[{"b64":"\\u00e9"}]}',  # base64 that is not ASCII (was a 500)
+        b'{"inputs":[{"name":"INPUT0","shape":[1],"datatype":"BYTES","data":["\\u00e9"],'
+        b'"parameters":{"content_type":"base64"}}]}',
     ],
 )
 async def test_duplicate_keys_bom_and_bad_bytes(gateway: RunningGateway, body: bytes) -> None:
-    response = await gateway.client.post("/v1/models/linear:predict", content=body, headers=JSON)
+    path = (
+        "/v2/models/linear/infer" if body.startswith(b'{"inputs"') else "/v1/models/linear:predict"
+    )
+    response = await gateway.client.post(path, content=body, headers=JSON)
     if response.status_code != 200:
         _client_error(response)
     await _still_serves(gateway)
