@@ -80,6 +80,6 @@ async def read_body(request: Request, model: type[Body]) -> Body:
 def query_limit(request: Request, default: int, most: int) -> int:
     """``?limit=`` as a whole number from 1 to ``most`` (400 otherwise)."""
     limit = request.query_params.get("limit", str(default))
-    if not limit.isdigit() or not 1 <= int(limit) <= most:
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= most:  # not "²"
         raise BadRequest(f"limit must be a whole number from 1 to {most}")
     return int(limit)

@@ -8,7 +8,9 @@ in its endpoint's error shape, never a 500, and the gateway goes on serving (iss
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
+from collections.abc import AsyncIterator
 
 import grpc
 import httpx
@@ -143,6 +145,8 @@ async def test_admin_and_oauth_bodies_nested_deep_are_400(
         )
         assert response.status_code == 400, response.text[:300]
         assert response.json()["error"] in ("invalid_request", "unsupported_grant_type")
+    refused = await gateway.client.get("/admin/audit", params={"limit": "²"}, headers=ADMIN)
+    assert refused.status_code == 400, refused.text  # str.isdigit("²"), int("²") fails: a 500
     assert (await gateway.client.get("/admin/tenants", headers=ADMIN)).status_code == 200
 
 
@@ -166,6 +170,36 @@ async def test_bodies_that_do_not_inflate_are_4xx(
     response = await gateway.client.post(path, content=body, headers={"Content-Encoding": coding})
     _client_error(response)
     await _still_serves(gateway)
+
+
+@pytest.mark.parametrize("length", [b"\xb2", b"1\xb9", b"-4", b"0x10", b""])
+async def test_a_header_length_that_is_no_number_is_a_400(
+    gateway: RunningGateway, length: bytes
+) -> None:
+    """``Inference-Header-Content-Length: ²`` (latin-1 \\xb2, a digit to str.isdigit that
+    int() refuses) was a 500."""
+    headers = [(b"Inference-Header-Content-Length", length)]
+    response = await gateway.client.post(
+        "/v2/models/linear/infer", content=DEEP[:10], headers=headers
+    )
+    assert response.status_code == 400, response.text
+    await _still_serves(gateway)
+
+
+async def test_raw_deflate_in_small_chunks_inflates(gateway: RunningGateway) -> None:
+    """A raw deflate body whose first chunk is one byte: zlib takes that byte and refuses the
+    next, and the body was refused instead of read as raw deflate."""
+    deflater = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    body = deflater.compress(json.dumps(V2_ROW).encode()) + deflater.flush()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(len(body)):
+            yield body[i : i + 1]
+
+    response = await gateway.client.post(
+        "/v2/models/linear/infer", content=chunks(), headers={"Content-Encoding": "deflate"}
+    )
+    assert response.status_code == 200, response.text
 
 
 # -- JSON values at the edges of what parsers take ------------------------------------------------
