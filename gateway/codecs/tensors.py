@@ -273,10 +273,19 @@ def flatten(value: Any, what: str) -> Flat:
     return Flat(flat, shape, kinds)
 
 
+MAX_EMPTY_ROWS: Final = 1 << 16  # lists the nested form of a tensor without values may hold
+
+
 def nest(flat: list[Any], shape: list[int]) -> Any:
-    """Flat row-major data + shape → nested lists (a scalar for shape ``[]``)."""
+    """Flat row-major data + shape → nested lists (a scalar for shape ``[]``). A shape with a
+    0 has no values, yet its nested form has a list for each index before the 0: shape
+    ``[10**12, 0]`` would be 10**12 empty lists, so more than ``MAX_EMPTY_ROWS`` is a 422."""
     if not shape:
         return flat[0] if flat else None
+    if 0 in shape and math.prod(shape[: shape.index(0)]) > MAX_EMPTY_ROWS:
+        raise InvalidTensor(
+            f"shape {shape} holds no values but more than {MAX_EMPTY_ROWS} empty lists in JSON"
+        )
     nested: list[Any] = flat
     for depth in range(len(shape) - 1, 0, -1):
         # Count the groups from the shape, not the data: [2, 0] is [[], []], not [].

@@ -50,6 +50,9 @@ def test_arbitrary_json(body: bytes) -> None:
 
 @examples(200)
 @given(json_bodies(v2_requests()))
+@example(
+    b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1000000000000, 0], "data": []}]}'
+)
 def test_nearly_valid_v2(body: bytes) -> None:
     request = refused_or(v2.decode_request, body)
     if request is not None:
