@@ -53,14 +53,17 @@ class DecodeGuard(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self,
         continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
         ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        return guard(handler, handler_call_details.method, self.lane)
+        guarded: grpc.RpcMethodHandler[Any, Any] = guard(
+            handler, handler_call_details.method, self.lane
+        )
+        return guarded
 
 
 def guard(handler: Any, method: str, lane: Lane) -> Any:

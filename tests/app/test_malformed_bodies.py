@@ -11,6 +11,7 @@ import gzip
 import json
 import zlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import httpx
@@ -324,7 +325,7 @@ async def test_grpc_bytes_that_do_not_parse_are_invalid_argument(
     gateway = await start_gateway(demo_routes(demo_backend), grpc_port=port)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         for method, body in GRPC_CASES:
-            call = channel.unary_unary(method)  # bytes as they are, no serializer
+            call: Any = channel.unary_unary(method)  # bytes as they are, no serializer
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await call(body, timeout=10)
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (
@@ -333,6 +334,6 @@ async def test_grpc_bytes_that_do_not_parse_are_invalid_argument(
                 caught.value.code(),
                 caught.value.details(),
             )
-        live = channel.unary_unary("/inference.GRPCInferenceService/ServerLive")
+        live: Any = channel.unary_unary("/inference.GRPCInferenceService/ServerLive")
         assert await live(b"", timeout=10) == b"\x08\x01"  # live: true
     await _still_serves(gateway)
