@@ -13,17 +13,27 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from gateway.errors import BadRequest
 
-if TYPE_CHECKING:  # edge.grpc builds its server with the guard
-    from gateway.edge.grpc import Lane, Scope
-
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class Lane(Protocol):
+    """``edge.grpc.Lane``, which builds its server with the guard (no import: a cycle)."""
+
+    async def rpc(
+        self,
+        context: Context,
+        method: str,
+        work: Callable[[Any], Awaitable[Any]],
+        *,
+        abort: bool = True,
+    ) -> Any: ...
 
 
 class Undecoded:
@@ -38,7 +48,7 @@ class Undecoded:
     async def refuse(self, lane: Lane, context: Context) -> None:
         """Abort the RPC with INVALID_ARGUMENT, through the lane."""
 
-        async def work(scope: Scope) -> None:
+        async def work(scope: Any) -> None:
             raise BadRequest(f"the request does not parse as {self.method}'s message: {self.error}")
 
         await lane.rpc(context, self.method, work)

@@ -334,6 +334,11 @@ async def test_grpc_bytes_that_do_not_parse_are_invalid_argument(
                 caught.value.code(),
                 caught.value.details(),
             )
+        stream: Any = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stream(iter([b"\xff" * 16]), timeout=10):
+                pass
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
         live: Any = channel.unary_unary("/inference.GRPCInferenceService/ServerLive")
         assert await live(b"", timeout=10) == b"\x08\x01"  # live: true
     await _still_serves(gateway)
