@@ -4,7 +4,6 @@ and JSON with binary tensor data (``codecs.binary``)."""
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable
 from typing import Any
 
@@ -251,7 +250,7 @@ def _from_base64(value: Any, what: str, error: type[GatewayError]) -> bytes:
         raise error(f"{what}.data: content_type base64 needs strings")
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or text that is not ASCII
         raise error(f"{what}.data: invalid base64") from exc
 
 

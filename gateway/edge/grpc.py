@@ -32,6 +32,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from gateway.auth.client_certs import ClientCert, client_cert_from_pem
 from gateway.call import Call, CallKind, Reply
+from gateway.edge.grpc_decode import DecodeGuard
 from gateway.edge.request_id import request_id_of
 from gateway.errors import GatewayError, InternalError, SettingsError, UpstreamTimeout
 from gateway.headers import Headers
@@ -224,11 +225,12 @@ async def start_server(
     service SERVING) and reflection over the files that ``described`` names (with what they
     import), listening on ``host:port``."""
     server = grpc.aio.server(
+        interceptors=[DecodeGuard(Lane(state))],  # undecodable bytes: INVALID_ARGUMENT
         options=[
             ("grpc.max_receive_message_length", max_receive),
             ("grpc.max_send_message_length", MAX_MESSAGE),
             ("grpc.so_reuseport", 1),
-        ]
+        ],
     )
     names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
     health = health_aio.HealthServicer()
