@@ -140,9 +140,12 @@ def run_demo(host: str, port: int, grpc_port: int | None = None) -> None:
     routes.write_text(DEMO_ROUTES.format(url=f"http://127.0.0.1:{model_port}"), encoding="utf-8")
     grpc_port = port + 1 if grpc_port is None else grpc_port
     settings = Settings(config=routes, host=host, port=port, grpc_port=grpc_port or None)
-    model_server = uvicorn.Server(
-        uvicorn.Config(demo_model_app(), host="127.0.0.1", port=model_port, log_level="warning")
+    # log_config=None: the model server shares the gateway's logging (its queued handler,
+    # telemetry.log_queue) rather than installing uvicorn's blocking one.
+    model = uvicorn.Config(
+        demo_model_app(), host="127.0.0.1", port=model_port, log_level="warning", log_config=None
     )
+    model_server = uvicorn.Server(model)
     options = {**settings.uvicorn_options(), "log_level": "warning"}
     gateway_server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))  # type: ignore[arg-type]
     base = f"http://{host}:{port}"

@@ -30,6 +30,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-watch", action="store_true", help="do not watch routes.yaml")
     serve.add_argument("--admin-port", type=int, help="admin API only on this port")
     serve.add_argument("--grpc-port", type=int, help="gRPC frontends on this port")
+    serve.add_argument(
+        "--log-queue-size",
+        type=int,
+        help="log lines queued for the writer before they are dropped (env "
+        "GATEWAY_LOG_QUEUE_SIZE, default 10000)",
+    )
+    serve.add_argument(
+        "--max-config-bytes",
+        type=int,
+        help="largest routes.yaml accepted (env GATEWAY_MAX_CONFIG_BYTES, default 16 MiB)",
+    )
 
     check = commands.add_parser("check", help="validate routes.yaml and show what would change")
     check.add_argument("config", help="the routes.yaml to check")
