@@ -120,7 +120,7 @@ def test_log_config_gives_gateway_and_uvicorn_one_queued_handler() -> None:
     assert len({id(h) for h in handlers}) == 1
     [handler] = handlers[:1]
     assert isinstance(handler, QueuedStreamHandler)
-    assert handler.queue.maxsize == 123  # type: ignore[union-attr]
+    assert handler.queue.maxsize == 123  # type: ignore[attr-defined]
     registry = CollectorRegistry()
     count_drops(Counter("gateway_log_dropped", "test", registry=registry))
     assert registry.get_sample_value("gateway_log_dropped_total") == 0
