@@ -22,6 +22,7 @@ import time
 from typing import Any, Protocol, TextIO
 
 DEFAULT_QUEUE_SIZE = 10_000
+_FLUSH_TIMEOUT = 1.0
 _CLOSE_TIMEOUT = 5.0  # a normal stop drains the queue; a blocked sink cannot hold exit longer
 _STOP = logging.LogRecord("gateway.logs", logging.NOTSET, "", 0, "stop", None, None)
 
@@ -104,6 +105,8 @@ class QueuedStreamHandler(logging.handlers.QueueHandler):
                 self._sink.write(self.format(record))
             except Exception:  # noqa: BLE001 - a sink that fails loses the line; counted
                 self._drop()
+            finally:
+                self._queue.task_done()
 
     def _summarise_drops(self) -> None:
         lost = self.dropped - self._reported
@@ -122,6 +125,16 @@ class QueuedStreamHandler(logging.handlers.QueueHandler):
         summary.dropped = lost
         with contextlib.suppress(Exception):
             self._sink.write(self.format(self.prepare(summary)))
+
+    def flush(self) -> None:
+        """Wait until every queued line is written, for at most 1 s (never on the data path:
+        ``logging.shutdown`` and tests call it)."""
+        deadline = time.monotonic() + _FLUSH_TIMEOUT
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks and self._writer.is_alive():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._queue.all_tasks_done.wait(remaining):
+                    return
 
     def close(self) -> None:
         if self._writer.is_alive():

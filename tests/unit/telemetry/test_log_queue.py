@@ -78,9 +78,13 @@ def test_every_line_is_written_in_order_and_a_stop_flushes_them(tmp_path: Path) 
         handler.setFormatter(JSONFormatter())
         for i in range(5000):
             handler.handle(record("line %d", i))
+        handler.flush()  # waits until the queue is written
+        flushed = path.read_text().count("\n")
+        handler.handle(record("line %d", 5000))
         handler.close()  # at once: what is still queued must be written before it returns
+    assert flushed == 5000
     lines = [json.loads(line)["message"] for line in path.read_text().splitlines()]
-    assert lines == [f"line {i}" for i in range(5000)]
+    assert lines == [f"line {i}" for i in range(5001)]
     assert handler.dropped == 0
 
 
