@@ -8,6 +8,7 @@ linear layer in plain Python: version 1 computes ``[x0, x1 + x2 + x3]``, version
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import tempfile
 from pathlib import Path
@@ -167,4 +168,7 @@ def run_demo(host: str, port: int, grpc_port: int | None = None) -> None:
     async def serve() -> None:
         await asyncio.gather(model_server.serve(), gateway_server.serve())
 
-    asyncio.run(serve())
+    # Ctrl-C is the demo's normal stop (uvicorn re-raises the signal once both servers are
+    # down), not a failure: no traceback, which a log sink that stopped reading would block.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
