@@ -8,6 +8,7 @@ linear layer in plain Python: version 1 computes ``[x0, x1 + x2 + x3]``, version
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import tempfile
 from pathlib import Path
@@ -141,9 +142,12 @@ def run_demo(host: str, port: int, grpc_port: int | None = None) -> None:
     routes.write_text(DEMO_ROUTES.format(url=f"http://127.0.0.1:{model_port}"), encoding="utf-8")
     grpc_port = port + 1 if grpc_port is None else grpc_port
     settings = Settings(config=routes, host=host, port=port, grpc_port=grpc_port or None)
-    model_server = uvicorn.Server(
-        uvicorn.Config(demo_model_app(), host="127.0.0.1", port=model_port, log_level="warning")
+    # log_config=None: the model server shares the gateway's logging (its queued handler,
+    # telemetry.log_queue) rather than installing uvicorn's blocking one.
+    model = uvicorn.Config(
+        demo_model_app(), host="127.0.0.1", port=model_port, log_level="warning", log_config=None
     )
+    model_server = uvicorn.Server(model)
     gateway_server = uvicorn.Server(
         server_config(settings, create_app(settings), log_level="warning")
     )
@@ -166,4 +170,7 @@ def run_demo(host: str, port: int, grpc_port: int | None = None) -> None:
     async def serve() -> None:
         await asyncio.gather(model_server.serve(), gateway_server.serve())
 
-    asyncio.run(serve())
+    # Ctrl-C is the demo's normal stop (uvicorn re-raises the signal once both servers are
+    # down), not a failure: no traceback, which a log sink that stopped reading would block.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.telemetry.log_queue import DEFAULT_QUEUE_SIZE
 from gateway.telemetry.logs import log_config
 
 
@@ -28,6 +29,14 @@ class Settings(BaseSettings):
         default="json", description="Log lines as JSON objects or as text with key=value pairs."
     )
     access_log: bool = Field(default=True, description="One access line per request (info).")
+    log_queue_size: int = Field(
+        default=DEFAULT_QUEUE_SIZE,
+        ge=1,
+        description="Log records waiting for the writer thread; beyond, lines are dropped.",
+    )
+    max_config_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1, description="routes.yaml files larger are refused."
+    )
     tracing: bool | None = Field(
         default=None,
         description="OpenTelemetry traces; unset: on when OTEL_EXPORTER_OTLP_*ENDPOINT is set.",
@@ -100,7 +109,7 @@ class Settings(BaseSettings):
             "host": self.host,
             "port": self.port,
             "log_level": self.log_level,
-            "log_config": log_config(self.log_level, self.log_format),
+            "log_config": log_config(self.log_level, self.log_format, self.log_queue_size),
             "access_log": False,
             "server_header": False,
             "proxy_headers": self.forwarded_allow_ips is not None,

@@ -60,6 +60,17 @@ def _parser() -> argparse.ArgumentParser:
         choices=["required", "optional"],
         help="with --tls-client-ca (env GATEWAY_TLS_CLIENT_CERT, default required)",
     )
+    serve.add_argument(
+        "--log-queue-size",
+        type=int,
+        help="log lines queued for the writer before they are dropped (env "
+        "GATEWAY_LOG_QUEUE_SIZE, default 10000)",
+    )
+    serve.add_argument(
+        "--max-config-bytes",
+        type=int,
+        help="largest routes.yaml accepted (env GATEWAY_MAX_CONFIG_BYTES, default 16 MiB)",
+    )
 
     check = commands.add_parser("check", help="validate routes.yaml and show what would change")
     check.add_argument("config", help="the routes.yaml to check")

@@ -38,6 +38,8 @@ def serve(args: argparse.Namespace) -> int:
         "GATEWAY_TLS_KEY": args.tls_key,
         "GATEWAY_TLS_CLIENT_CA": args.tls_client_ca,
         "GATEWAY_TLS_CLIENT_CERT": args.tls_client_cert,
+        "GATEWAY_LOG_QUEUE_SIZE": args.log_queue_size,
+        "GATEWAY_MAX_CONFIG_BYTES": args.max_config_bytes,
     }
     for name, value in overrides.items():
         if value is not None:
@@ -48,7 +50,7 @@ def serve(args: argparse.Namespace) -> int:
             "gateway serve: no routes.yaml (pass --config or set GATEWAY_CONFIG)", file=sys.stderr
         )
         return 2
-    if check(str(settings.config), None) != 0:
+    if check(str(settings.config), None, settings.max_config_bytes) != 0:
         return 1
     if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         # Workers are processes: their metrics meet in files, added up by /metrics.
