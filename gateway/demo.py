@@ -101,7 +101,8 @@ async def _infer(request: Request) -> Response:
     if len(shape) != 2 or shape[1] != 4:
         return _error(f"unexpected shape for input 'INPUT0', expected [-1,4], got {shape}", 400)
     rows = np.frombuffer(tensor.raw, dtype="<f4").reshape(shape).astype("<f8")
-    out = (rows @ np.array(_WEIGHTS).T) * float(version)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and ±Infinity in, as IEEE says
+        out = (rows @ np.array(_WEIGHTS).T) * float(version)
     result = Tensor("OUTPUT0", "FP32", [shape[0], 2], raw=out.astype("<f4").tobytes())
     reply = InferenceResponse(outputs=[result], id=call.id)
     wanted = binary.wanted_outputs(call)

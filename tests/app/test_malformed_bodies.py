@@ -243,9 +243,7 @@ async def test_odd_json_values_are_never_a_500(
         "tfsg classify": ("/v1/models/tfsg:classify", b'{"examples":[{"x":[' + value + b"]}]}"),
     }[where]
     response = await gateway.client.post(path, content=body, headers=JSON)
-    if response.status_code == 502:  # the demo server fails on an infinite FP32: not ours
-        assert error_of(response)[0] == "bad_gateway"
-    elif response.status_code != 200:
+    if response.status_code != 200:
         _client_error(response)
     await _still_serves(gateway)
 
