@@ -52,6 +52,7 @@ OAUTH_ERROR: Schema = {
 _JSON = "application/json"
 _ANY: Schema = {}
 _NO_AUTH: list[Schema] = []
+_MODEL_ROUTES = ("/v1/models/{model}", "/v2/models/{model}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,7 @@ class ModelPaths:
     def path(self, template: str) -> str | None:
         """``template`` for this model (and version), or None when it is not a model route or
         the unpinned paths belong to the default version."""
-        if "{model}" not in template or any(c in self.model for c in "/{}"):
+        if not template.startswith(_MODEL_ROUTES) or any(c in self.model for c in "/{}"):
             return None
         if "{version}" in template:
             if any(c in self.version for c in "/{}"):
@@ -109,7 +110,7 @@ def _ref(name: str) -> Schema:
 def describe(route: Route, method: str, model: ModelPaths | None) -> Schema:
     """The operation object of ``method`` on ``route`` (for ``model`` when given)."""
     path = route.path
-    if path.startswith(("/v1/models/", "/v2/models/")):
+    if path.startswith(_MODEL_ROUTES) or model is not None:
         op = _inference(path, model)
     elif path.startswith("/admin/"):
         op = openapi_admin.describe(method, path)
