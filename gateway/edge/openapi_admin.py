@@ -50,13 +50,18 @@ KEY: Schema = {
     },
 }
 _OBJECT: Schema = {"type": "object"}
-_LIMIT = {
-    "name": "limit",
-    "in": "query",
-    "required": False,
-    "schema": {"type": "integer", "minimum": 1},
-    "description": "At most this many (the newest).",
-}
+
+
+def _limit(most: int) -> Schema:
+    return {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": most},
+        "description": "At most this many (the newest).",
+    }
+
+
 _IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -89,7 +94,7 @@ _ROUTES: dict[
         None,
         "200",
         {"type": "object", "required": ["entries"], "properties": {"entries": {"type": "array"}}},
-        [_LIMIT],
+        [_limit(10_000)],
     ),
     ("POST", "/admin/cache/purge"): (
         "Drop cached answers by model, version and/or tenant",
@@ -164,7 +169,7 @@ _ROUTES: dict[
         None,
         "200",
         {"type": "object", "required": ["model", "events"]},
-        [_LIMIT],
+        [_limit(1000)],
     ),
     ("POST", "/admin/rollouts/{model}/{action}"): (
         f"Command a rollout ({', '.join(ACTIONS)})",

@@ -56,9 +56,9 @@ def _shape(meta: TensorMeta | None) -> Schema:
     if meta is not None and meta.shape is not None:
         rank = len(meta.shape)
         schema["minItems"] = schema["maxItems"] = rank
-        schema["prefixItems"] = [
-            {"type": "integer", "minimum": 0} if d < 0 else {"const": d} for d in meta.shape
-        ]
+        # The sizes go in the description: prefixItems is JSON Schema 2020-12, which some
+        # OpenAPI tools (schemathesis 4 among them) still read as draft 4's tuple items.
+        schema["description"] = f"{list(meta.shape)} (-1: any size)"
     return schema
 
 

@@ -23,8 +23,6 @@ from tests.support import (
 
 pytestmark = pytest.mark.anyio
 
-OAS31 = "https://spec.openapis.org/oas/3.1/schema/2022-10-07"
-
 
 def _schema_of(doc: dict[str, Any], path: str, method: str = "post") -> dict[str, Any]:
     schema: dict[str, Any] = doc["paths"][path][method]["requestBody"]["content"][
@@ -66,9 +64,9 @@ async def test_the_document_lists_every_route_and_each_models_schema(
     assert paths["/v2/models/{model}/infer"]["post"]["responses"]["default"]["content"][
         "application/json"
     ]["schema"] == {"$ref": "#/components/schemas/ProtocolError"}
-    assert paths["/admin/tenants"]["get"]["responses"]["default"]["content"][
-        "application/json"
-    ]["schema"] == {"$ref": "#/components/schemas/GatewayError"}
+    assert paths["/admin/tenants"]["get"]["responses"]["default"]["content"]["application/json"][
+        "schema"
+    ] == {"$ref": "#/components/schemas/GatewayError"}
 
 
 async def test_a_declared_signature_and_the_security_schemes(
@@ -86,10 +84,9 @@ async def test_a_declared_signature_and_the_security_schemes(
     names = [t["properties"]["name"]["const"] for t in inputs["items"]["anyOf"]]
     assert names == ["INPUT0", "MASK"]
     assert inputs["minItems"] == inputs["maxItems"] == 2
-    assert inputs["items"]["anyOf"][0]["properties"]["shape"]["prefixItems"] == [
-        {"type": "integer", "minimum": 0},
-        {"const": 4},
-    ]
+    shape = inputs["items"]["anyOf"][0]["properties"]["shape"]
+    assert (shape["minItems"], shape["maxItems"]) == (2, 2)
+    assert shape["description"].startswith("[-1, 4]")
     schemes = doc["components"]["securitySchemes"]
     assert schemes["apiKey"] == {"type": "apiKey", "in": "header", "name": "X-Key"}
     assert schemes["oauth2"]["flows"]["clientCredentials"]["tokenUrl"] == "/oauth2/token"
@@ -135,18 +132,37 @@ async def test_admin_api_and_models_are_shown_where_they_can_be_reached(
     assert any(p.startswith("/admin/") for p in doc["paths"])  # auth on: admin is enabled
 
 
-async def test_the_document_is_valid_openapi_3_1(
+def _schemas(node: Any) -> list[dict[str, Any]]:
+    """Every ``schema`` object in the document (bodies, replies, parameters)."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "schema" and isinstance(value, dict):
+                found.append(value)
+            else:
+                found.extend(_schemas(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_schemas(value))
+    return found
+
+
+async def test_every_schema_in_the_document_is_json_schema_2020_12(
     start_gateway: StartGateway, demo_backend: str
 ) -> None:
     gateway = await start_gateway(demo_routes(demo_backend), admin_token=ADMIN_TOKEN)
     doc = (await gateway.client.get("/openapi.json")).json()
-    validator = pytest.importorskip("openapi_spec_validator")
-    validator.validate(doc)
-    for item in doc["paths"].values():  # every schema is a valid JSON Schema 2020-12
-        for op in item.values():
-            if isinstance(op, dict) and "requestBody" in op:
-                for media in op["requestBody"]["content"].values():
-                    jsonschema.Draft202012Validator.check_schema(media["schema"])
+    schemas = _schemas(doc["paths"]) + list(doc["components"]["schemas"].values())
+    assert len(schemas) > 100
+    for schema in schemas:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    operation_ids = [
+        op["operationId"]
+        for item in doc["paths"].values()
+        for op in item.values()
+        if "operationId" in op
+    ]
+    assert len(operation_ids) == len(set(operation_ids))
 
 
 async def test_docs_page_works_offline(start_gateway: StartGateway, demo_backend: str) -> None:
