@@ -23,7 +23,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis import GenerationMode
+from schemathesis import APIOperation, GenerationMode
 
 from tests.support import ADMIN, ADMIN_TOKEN, REPO, backend, free_ports, model, routes_yaml
 
@@ -126,26 +126,35 @@ def test_the_gateway_conforms_to_its_own_openapi_document(gateway: Served) -> No
         assert label in labels, sorted(labels)
     ran = 0
     failures: list[str] = []
-
     for operation in operations:
         headers = ADMIN if operation.path.startswith("/admin/") else {}
-
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(case=st.one_of(*(operation.as_strategy(generation_mode=m) for m in MODES)))
-        def run(case: schemathesis.Case, headers: dict[str, str] = headers) -> None:
-            nonlocal ran
-            ran += 1
-            case.call_and_validate(base_url=gateway.url, headers=headers, checks=CHECKS, timeout=30)
-
-        try:
-            run()
-        except (AssertionError, BaseExceptionGroup) as exc:  # collected: every operation runs
-            failures.append(f"{operation.label}: {exc}")
+        cases, failure = _exercise(operation, gateway.url, headers)
+        ran += cases
+        if failure is not None:
+            failures.append(f"{operation.label}: {failure}")
     print(f"schemathesis: {len(operations)} operations, {ran} cases, {len(failures)} failing")
     assert not failures, "\n\n".join(failures)
+
+
+def _exercise(operation: APIOperation, url: str, headers: dict[str, str]) -> tuple[int, str | None]:
+    """Run ``operation``'s generated cases; (cases run, the failure found or None)."""
+    ran = 0
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=st.one_of(*(operation.as_strategy(generation_mode=m) for m in MODES)))
+    def run(case: schemathesis.Case) -> None:
+        nonlocal ran
+        ran += 1
+        case.call_and_validate(base_url=url, headers=headers, checks=CHECKS, timeout=30)
+
+    try:
+        run()
+    except (AssertionError, BaseExceptionGroup) as exc:  # collected: every operation runs
+        return ran, str(exc)
+    return ran, None
