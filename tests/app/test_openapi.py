@@ -16,6 +16,7 @@ from tests.support import (
     INPUT0,
     backend,
     demo_routes,
+    free_port,
     model,
     routes_yaml,
     versions,
@@ -130,6 +131,29 @@ async def test_admin_api_and_models_are_shown_where_they_can_be_reached(
     assert "/v2/models/{model}/infer" in doc["paths"]
     assert not any("linear" in p for p in doc["paths"])
     assert any(p.startswith("/admin/") for p in doc["paths"])  # auth on: admin is enabled
+
+
+async def test_with_an_admin_port_only_that_port_describes_the_admin_api(
+    start_gateway: StartGateway, demo_backend: str
+) -> None:
+    """The gateway reads the port a request came in on: a gateway whose admin port is another
+    port describes no admin route; one whose admin port is the port asked, all of them (and
+    the models even when the table requires credentials)."""
+    url = demo_backend
+    served = {v: {"backend": "demo", "name": "linear", "version": v} for v in ("1", "2")}
+    guarded = routes_yaml(
+        {"demo": backend("triton", url)}, {"linear": model(served)}, auth={"required": True}
+    )
+    public = await start_gateway(guarded, admin_token=ADMIN_TOKEN, admin_port=free_port())
+    doc = (await public.client.get("/openapi.json")).json()
+    assert not any(p.startswith("/admin/") for p in doc["paths"])
+    assert "adminToken" not in doc["components"]["securitySchemes"]
+    assert not any("linear" in p for p in doc["paths"])
+    port = free_port()
+    admin = await start_gateway(guarded, admin_token=ADMIN_TOKEN, admin_port=port, port=port)
+    doc = (await admin.client.get("/openapi.json")).json()
+    assert "/admin/tenants/{name}/keys" in doc["paths"]
+    assert "/v2/models/linear/infer" in doc["paths"]
 
 
 def _schemas(node: Any) -> list[dict[str, Any]]:
