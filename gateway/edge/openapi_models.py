@@ -44,10 +44,13 @@ def element(datatype: str) -> Schema:
     return {"type": "number"}
 
 
-def nested(item: Schema, rank: int) -> Schema:
-    """``item`` nested ``rank`` lists deep (rank 0: the item itself)."""
-    for _ in range(rank):
-        item = {"type": "array", "items": item}
+def nested(item: Schema, dims: tuple[int, ...]) -> Schema:
+    """``item`` in lists nested as ``dims`` says (a fixed size is pinned; ``-1`` is any)."""
+    for size in reversed(dims):
+        level: Schema = {"type": "array", "items": item}
+        if size >= 0:
+            level["minItems"] = level["maxItems"] = size
+        item = level
     return item
 
 
@@ -135,18 +138,19 @@ def v2_response(model: str, versions: list[str], signature: Signature | None) ->
 
 def _row(meta: TensorMeta) -> Schema:
     """One instance (a row: the tensor without its batch dimension)."""
-    rank = len(meta.shape) - 1 if meta.shape else 0
+    if meta.shape is None:
+        return {}  # any rank: any row
     item = element(meta.datatype)
     if meta.datatype == "BYTES":
         item = {"anyOf": [item, _B64]}
-    return nested(item, max(rank, 0))
+    return nested(item, meta.shape[1:])
 
 
 def _column(meta: TensorMeta) -> Schema:
     item = element(meta.datatype)
     if meta.datatype == "BYTES":
         item = {"anyOf": [item, _B64]}
-    return nested(item, len(meta.shape)) if meta.shape is not None else NESTED
+    return nested(item, meta.shape) if meta.shape is not None else NESTED
 
 
 def v1_request(signature: Signature | None) -> Schema:

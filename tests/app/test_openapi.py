@@ -60,7 +60,8 @@ async def test_the_document_lists_every_route_and_each_models_schema(
     assert tensor["properties"]["datatype"] == {"const": "FP32"}
     assert "/v2/models/linear/versions/2/infer" in paths
     predict = _schema_of(doc, "/v1/models/linear:predict")
-    assert predict["oneOf"][0]["properties"]["instances"]["items"]["type"] == "array"
+    row = predict["oneOf"][0]["properties"]["instances"]["items"]
+    assert row == {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4}
     # errors in each protocol's shape
     assert paths["/v2/models/{model}/infer"]["post"]["responses"]["default"]["content"][
         "application/json"
