@@ -82,7 +82,7 @@ def build(routes: Sequence[Route], runtime: Runtime, known: Signatures, view: Vi
             continue
         for method in route.methods:
             item = paths.setdefault(route.path, {})
-            item[method.lower()] = operation(route, method, None, view)
+            item[method.lower()] = operation(route, method, None)
     if view.models:
         for model, version, signature in known:
             spec = table.models[model]
@@ -94,7 +94,7 @@ def build(routes: Sequence[Route], runtime: Runtime, known: Signatures, view: Vi
                 if concrete is None:
                     continue
                 for method in route.methods:
-                    op = operation(route, method, model_info, view)
+                    op = operation(route, method, model_info)
                     paths.setdefault(concrete, {})[method.lower()] = op
     for passthrough in table.routes:
         path = f"{passthrough.path}{{path}}"
@@ -116,6 +116,7 @@ def build(routes: Sequence[Route], runtime: Runtime, known: Signatures, view: Vi
             " The served models and their inputs are not listed here: the route table"
             " requires authentication."
         )
+    _unique_operation_ids(paths)
     document: Schema = {
         "openapi": "3.1.0",
         "info": {"title": "model-gateway", "version": __version__, "description": description},
@@ -127,9 +128,7 @@ def build(routes: Sequence[Route], runtime: Runtime, known: Signatures, view: Vi
     return document
 
 
-def operation(
-    route: Route, method: str, model: openapi_paths.ModelPaths | None, view: View
-) -> Schema:
+def operation(route: Route, method: str, model: openapi_paths.ModelPaths | None) -> Schema:
     """One method of one route: its parameters (those the concrete model path still has),
     body, replies and errors."""
     path = model.path(route.path) if model is not None else route.path
@@ -146,6 +145,22 @@ def operation(
 
 def _operation_id(method: str, path: str) -> str:
     return method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", path).rstrip("_")
+
+
+def _unique_operation_ids(paths: dict[str, Schema]) -> None:
+    """Model names that differ only in punctuation (``a.b``, ``a-b``) would share an id."""
+    seen: set[str] = set()
+    for _, item in sorted(paths.items()):
+        for op in item.values():
+            if not isinstance(op, dict) or "operationId" not in op:
+                continue
+            base = candidate = op["operationId"]
+            n = 1
+            while candidate in seen:
+                n += 1
+                candidate = f"{base}_{n}"
+            op["operationId"] = candidate
+            seen.add(candidate)
 
 
 def security_schemes(runtime: Runtime, view: View) -> Schema:

@@ -77,7 +77,7 @@ async def test_a_declared_signature_and_the_security_schemes(
     declared = versions("fake", "1", inputs=[INPUT0, {**INPUT0, "name": "MASK"}])
     routes = routes_yaml(
         {"fake": {"kind": "kserve", "urls": [backend.url]}},
-        {"scored": model(declared)},
+        {"scored": model(declared), "a.b": model(declared), "a-b": model(declared)},
         auth={"required": False, "api_key_header": "X-Key"},
     )
     gateway = await start_gateway(routes)
@@ -94,6 +94,8 @@ async def test_a_declared_signature_and_the_security_schemes(
     assert schemes["oauth2"]["flows"]["clientCredentials"]["tokenUrl"] == "/oauth2/token"
     assert schemes["bearer"]["bearerFormat"] == "JWT"
     assert {} in doc["security"]  # credentials optional: required: false
+    ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids))  # "a.b" and "a-b" do not share an id
 
 
 async def test_the_document_follows_a_reload(
