@@ -155,7 +155,7 @@ def _exercise(
     @settings(
         max_examples=EXAMPLES,
         deadline=None,
-        derandomize=True,
+        derandomize=not os.environ.get("SCHEMATHESIS_RANDOM"),  # set: new cases each run
         database=None,
         suppress_health_check=list(HealthCheck),
     )
