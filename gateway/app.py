@@ -67,13 +67,15 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
                     '{"error": {"code", "message"}}, which KServe v2 and TF Serving clients '
                     'cannot read; move clients to {"error": "<message>", "code": ...}'
                 )
+            ops = OpsHTTP(state)
             routes = [
                 *KServeHTTP(state).routes(),  # first: the router tries them first
                 *TFServingHTTP(state).routes(),
-                *OpsHTTP(state).routes(),
+                *ops.routes(),
                 *admin_routes(state),
                 *OAuthHTTP(state).routes(),
             ]
+            ops.describe(routes)  # /openapi.json, generated from these routes
             legacy = settings.inference_errors == "legacy"
             router = Router(
                 routes,

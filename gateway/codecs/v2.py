@@ -163,7 +163,7 @@ def _tensor(
     name, datatype, shape = obj.get("name"), obj.get("datatype"), obj.get("shape")
     if not isinstance(name, str) or not name:
         raise error(f"{what}.name must be a non-empty string")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:  # a list is unhashable
         raise error(f"{what}.datatype {datatype!r} is not a v2 datatype")
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
