@@ -89,7 +89,7 @@ def parse_metadata(obj: dict[str, Any]) -> Signature:
             inputs=tuple(_meta(t) for t in obj.get("inputs", [])),
             outputs=tuple(_meta(t) for t in obj.get("outputs", [])),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # not the v2 shape at all
         raise BadGateway("the model server's metadata has malformed inputs/outputs") from exc
 
 
