@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     options = Settings(host=args.host, port=args.port, log_level="warning").uvicorn_options()
+    options.pop("http", None)  # the reference runs uvicorn's own httptools protocol, as before
     app = create_app(args.upstream.rstrip("/"))
     uvicorn.run(app, loop="uvloop", http="httptools", **options)  # type: ignore[arg-type]
 

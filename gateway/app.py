@@ -42,7 +42,7 @@ from gateway.limits.limiter import LimiterMetrics
 from gateway.settings import Settings
 from gateway.state import State
 from gateway.store import open_store
-from gateway.telemetry import loop, metrics, tracing
+from gateway.telemetry import log_queue, loop, metrics, tracing
 from gateway.telemetry.access_log import Observer
 from gateway.traffic.rollout import RolloutController
 from gateway.traffic.shadow import ShadowWorker
@@ -67,13 +67,15 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
                     '{"error": {"code", "message"}}, which KServe v2 and TF Serving clients '
                     'cannot read; move clients to {"error": "<message>", "code": ...}'
                 )
+            ops = OpsHTTP(state)
             routes = [
                 *KServeHTTP(state).routes(),  # first: the router tries them first
                 *TFServingHTTP(state).routes(),
-                *OpsHTTP(state).routes(),
+                *ops.routes(),
                 *admin_routes(state),
                 *OAuthHTTP(state).routes(),
             ]
+            ops.describe(routes)  # /openapi.json, generated from these routes
             legacy = settings.inference_errors == "legacy"
             router = Router(
                 routes,
@@ -124,6 +126,7 @@ async def open_state(
         keys.start()
         stack.push_async_callback(keys.close)
         registry = CollectorRegistry()
+        log_queue.count_drops(metrics.LogMetrics(registry).dropped)
         await stack.enter_async_context(loop.watching(registry))
         rollouts = RolloutController(store, registry)
         shadow = ShadowWorker(registry)  # shadow traffic, off the request path
@@ -140,7 +143,8 @@ async def open_state(
             traffic=rollouts,
             shadow=shadow,
         )
-        reloader = Reloader(config, services, registry, chain_factory(settings.max_body_bytes))
+        chains = chain_factory(settings.max_body_bytes)
+        reloader = Reloader(config, services, registry, chains, settings.max_config_bytes)
         await reloader.start()
         stack.push_async_callback(reloader.close)
         if settings.watch:

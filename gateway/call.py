@@ -23,6 +23,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Tracer
 
 from gateway.auth.authenticator import Caller
+from gateway.auth.client_certs import ClientCert
 from gateway.backends.live import Resolved
 from gateway.codecs import v2
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, ModelInfo
@@ -92,6 +93,7 @@ class Call:
     query: str = ""
     scheme: str = "http"
     peer: str | None = None  # the client's address
+    client_cert: ClientCert | None = None  # the TLS client certificate the edge verified
     model: str | None = None  # as the caller named it (not yet known to be served)
     pin: str | None = None  # the version the caller asked for (path or X-Model-Version)
     required: tuple[str, ...] = ()  # the scopes this call needs

@@ -8,6 +8,7 @@ linear layer in plain Python: version 1 computes ``[x0, x1 + x2 + x3]``, version
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import tempfile
 from pathlib import Path
@@ -22,6 +23,7 @@ from starlette.routing import Route
 from gateway.app import create_app
 from gateway.codecs import binary, v2
 from gateway.codecs.tensors import InferenceResponse, Tensor
+from gateway.edge.server import server_config
 from gateway.errors import BadRequest, GatewayError
 from gateway.settings import Settings
 
@@ -99,7 +101,8 @@ async def _infer(request: Request) -> Response:
     if len(shape) != 2 or shape[1] != 4:
         return _error(f"unexpected shape for input 'INPUT0', expected [-1,4], got {shape}", 400)
     rows = np.frombuffer(tensor.raw, dtype="<f4").reshape(shape).astype("<f8")
-    out = (rows @ np.array(_WEIGHTS).T) * float(version)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and ±Infinity in, as IEEE says
+        out = (rows @ np.array(_WEIGHTS).T) * float(version)
     result = Tensor("OUTPUT0", "FP32", [shape[0], 2], raw=out.astype("<f4").tobytes())
     reply = InferenceResponse(outputs=[result], id=call.id)
     wanted = binary.wanted_outputs(call)
@@ -140,11 +143,15 @@ def run_demo(host: str, port: int, grpc_port: int | None = None) -> None:
     routes.write_text(DEMO_ROUTES.format(url=f"http://127.0.0.1:{model_port}"), encoding="utf-8")
     grpc_port = port + 1 if grpc_port is None else grpc_port
     settings = Settings(config=routes, host=host, port=port, grpc_port=grpc_port or None)
-    model_server = uvicorn.Server(
-        uvicorn.Config(demo_model_app(), host="127.0.0.1", port=model_port, log_level="warning")
+    # log_config=None: the model server shares the gateway's logging (its queued handler,
+    # telemetry.log_queue) rather than installing uvicorn's blocking one.
+    model = uvicorn.Config(
+        demo_model_app(), host="127.0.0.1", port=model_port, log_level="warning", log_config=None
     )
-    options = {**settings.uvicorn_options(), "log_level": "warning"}
-    gateway_server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))  # type: ignore[arg-type]
+    model_server = uvicorn.Server(model)
+    gateway_server = uvicorn.Server(
+        server_config(settings, create_app(settings), log_level="warning")
+    )
     base = f"http://{host}:{port}"
     print(f"model gateway demo on {base} (route table: {routes}; Ctrl-C stops)", flush=True)
     print("  try:", flush=True)
@@ -164,4 +171,7 @@ def run_demo(host: str, port: int, grpc_port: int | None = None) -> None:
     async def serve() -> None:
         await asyncio.gather(model_server.serve(), gateway_server.serve())
 
-    asyncio.run(serve())
+    # Ctrl-C is the demo's normal stop (uvicorn re-raises the signal once both servers are
+    # down), not a failure: no traceback, which a log sink that stopped reading would block.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())

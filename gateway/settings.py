@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.telemetry.log_queue import DEFAULT_QUEUE_SIZE
 from gateway.telemetry.logs import log_config
 
 
@@ -28,6 +29,14 @@ class Settings(BaseSettings):
         default="json", description="Log lines as JSON objects or as text with key=value pairs."
     )
     access_log: bool = Field(default=True, description="One access line per request (info).")
+    log_queue_size: int = Field(
+        default=DEFAULT_QUEUE_SIZE,
+        ge=1,
+        description="Log records waiting for the writer thread; beyond, lines are dropped.",
+    )
+    max_config_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1, description="routes.yaml files larger are refused."
+    )
     tracing: bool | None = Field(
         default=None,
         description="OpenTelemetry traces; unset: on when OTEL_EXPORTER_OTLP_*ENDPOINT is set.",
@@ -64,14 +73,43 @@ class Settings(BaseSettings):
         description="Proxies whose X-Forwarded-For is trusted (comma list, '*' for all).",
     )
     pool_size: int = Field(default=512, ge=1, description="Max upstream connections per worker.")
+    max_header_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Max bytes of a request's header fields (431)."
+    )
+    max_headers: int = Field(default=100, ge=1, description="Max header fields a request (431).")
+    max_request_line: int = Field(
+        default=8 * 1024, ge=256, description="Max bytes of a request's target (414)."
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to read a request's head (408 after)."
+    )
+    tls_cert: Path | None = Field(
+        default=None, description="Serve HTTPS with this PEM certificate chain (reloaded)."
+    )
+    tls_key: Path | None = Field(default=None, description="The PEM key of tls_cert.")
+    tls_client_ca: Path | None = Field(
+        default=None, description="Verify client certificates against this CA bundle (mTLS)."
+    )
+    tls_client_cert: Literal["required", "optional"] = Field(
+        default="required", description="With tls_client_ca: a client certificate is required."
+    )
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if self.tls_key is not None and self.tls_cert is None:
+            raise ValueError("tls_key needs tls_cert")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (client certificates) needs tls_cert")
+        return self
 
     def uvicorn_options(self) -> dict[str, object]:
         """The server options ``gateway serve`` (and the tests) run uvicorn with."""
         return {
+            "http": "gateway.edge.server:GatewayProtocol",  # the limits of gateway.edge.server
             "host": self.host,
             "port": self.port,
             "log_level": self.log_level,
-            "log_config": log_config(self.log_level, self.log_format),
+            "log_config": log_config(self.log_level, self.log_format, self.log_queue_size),
             "access_log": False,
             "server_header": False,
             "proxy_headers": self.forwarded_allow_ips is not None,

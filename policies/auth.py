@@ -30,7 +30,7 @@ class AuthPolicy:
     async def __call__(self, call: Call, call_next: Next) -> Reply:
         auth = self.auth
         try:
-            caller = await auth.authenticate(call.headers)
+            caller = await auth.authenticate(call.headers, call.client_cert)
         except GatewayError as exc:
             call.auth_failure = "invalid_credentials" if exc.status == 401 else exc.code
             raise

@@ -72,7 +72,7 @@ async def start_gateway(tmp_path: Path) -> AsyncIterator[StartGateway]:
         path = settings.pop("config", None) or tmp_path / f"routes-{next(counter)}.yaml"
         if not path.exists():
             path.write_text(routes, encoding="utf-8")
-        port = free_port()
+        port = settings.pop("port", None) or free_port()
         settings.setdefault("watch", False)
         config = Settings(config=path, port=port, log_level="warning", **settings)
         server = uvicorn.Server(uvicorn.Config(create_app(config), **config.uvicorn_options()))  # type: ignore[arg-type]

@@ -1,16 +1,20 @@
 """What tests at every level share: free loopback ports, the routes.yaml builder, the shape of an
-error answer, and the request and admin token most gateway tests use."""
+error answer, the request and admin token most gateway tests use, and `gateway serve` as a
+process of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import ExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +161,66 @@ async def kserve_calls(mode: str, url: str, model: str, calls: list[dict[str, An
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+# ---------------------------------------------------------------------------------------------
+# `gateway serve` as a process of its own, for tests that signal or measure it
+
+GATEWAY = str(Path(sys.executable).with_name("gateway"))  # the venv's console script
+
+
+@dataclass
+class GatewayProcess:
+    """A `gateway serve` process a test started: its base URL, the process and its log file."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, seconds: float = 10) -> None:
+        """SIGINT (uvicorn's graceful stop), then SIGKILL after ``seconds``; by PID."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(seconds)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def log_tail(self, size: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-size:] if self.log.exists() else ""
+
+
+@asynccontextmanager
+async def gateway_process(
+    folder: Path, routes: str, env: Mapping[str, str] | None = None, *options: str
+) -> AsyncIterator[GatewayProcess]:
+    """`gateway serve` on ``routes`` (written to ``folder``), a free port and the environment
+    plus ``env``, its output in a log file; yielded once /healthz answers (bounded: 30 s), and
+    stopped by PID afterwards however the test ended. ``options`` go to the command line."""
+    config = folder / f"routes-{uuid.uuid4().hex[:6]}.yaml"
+    config.write_text(routes, encoding="utf-8")
+    port = free_port()
+    log = folder / f"gateway-{port}.log"
+    command = [GATEWAY, "serve", "--config", str(config), "--port", str(port), *options]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+            command, env={**os.environ, **(env or {})}, stdout=sink, stderr=subprocess.STDOUT
+        )
+    gateway = GatewayProcess(f"http://127.0.0.1:{port}", process, log)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        async with httpx.AsyncClient(timeout=1) as client:
+            while True:
+                try:
+                    if (await client.get(f"{gateway.url}/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.poll() is not None or loop.time() > deadline:
+                    raise AssertionError(f"the gateway did not start:\n{gateway.log_tail()}")
+                await asyncio.sleep(0.05)
+        yield gateway
+    finally:
+        await asyncio.to_thread(gateway.stop)

@@ -9,7 +9,6 @@ never a secret).
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from typing import Any, TypeVar
 
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from gateway.auth.scopes import allowed
+from gateway.codecs.tensors import loads
 from gateway.config.types import Strict
 from gateway.errors import BadRequest, Forbidden, InvalidBody, NotFound, Unauthorized
 from gateway.headers import Headers
@@ -67,10 +67,7 @@ async def read_body(request: Request, model: type[Body]) -> Body:
     raw = await request.body()
     if len(raw) > _MAX_BODY:
         raise BadRequest(f"the body is over {_MAX_BODY} bytes")
-    try:
-        data = json.loads(raw or b"{}")
-    except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+    data = loads(raw, "the body") if raw else {}  # 400s for what is not JSON, deep or not
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -83,6 +80,6 @@ async def read_body(request: Request, model: type[Body]) -> Body:
 def query_limit(request: Request, default: int, most: int) -> int:
     """``?limit=`` as a whole number from 1 to ``most`` (400 otherwise)."""
     limit = request.query_params.get("limit", str(default))
-    if not limit.isdigit() or not 1 <= int(limit) <= most:
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= most:  # not "²"
         raise BadRequest(f"limit must be a whole number from 1 to {most}")
     return int(limit)

@@ -6,7 +6,7 @@ import dataclasses
 import time
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -31,11 +31,22 @@ class TenantBody(Strict):
 
 
 class TenantPatch(Strict):
+    """The fields to change; a field left out stays. ``plan: null`` removes the plan; the
+    other fields cannot be null (``[]`` or ``{}`` clears them)."""
+
     plan: str | None = None
     models: list[str] | None = None
     scopes: list[str] | None = None
     metadata: dict[str, str] | None = None
     disabled: bool | None = None
+
+    @field_validator("models", "scopes", "metadata", "disabled", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # None here is an explicit null in the body (a left-out field is not validated).
+        if value is None:
+            raise ValueError("may not be null")
+        return value
 
 
 def tenant_view(tenant: Tenant) -> dict[str, Any]:

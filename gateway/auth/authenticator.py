@@ -1,7 +1,8 @@
 """Who is calling, and may they? One object per route table, built from its ``auth:`` section.
 
 Credentials: an API key (``X-API-Key``, or ``Authorization: Bearer gk_...``) or a JWT bearer
-token from a trusted issuer (the gateway's own ``/oauth2/token`` issuer is always trusted).
+token from a trusted issuer (the gateway's own ``/oauth2/token`` issuer is always trusted);
+without either, a verified TLS client certificate that ``auth.client_certs`` maps to a tenant.
 Authorization: every required scope must be granted, after narrowing by the tenant's scopes;
 a tenant limited to some models reaches no other.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from gateway.auth.client_certs import ClientCert, tenant_of
 from gateway.auth.config import AuthConfig, JWTIssuer
 from gateway.auth.jwt import IssuerSpec, JWTVerifier, Principal
 from gateway.auth.keys import KeyVerifier, looks_like_key
@@ -43,10 +45,13 @@ class Authenticator:
         self.jwts = jwts
         self.tokens = tokens
 
-    async def authenticate(self, headers: Headers) -> Caller | None:
+    async def authenticate(
+        self, headers: Headers, client_cert: ClientCert | None = None
+    ) -> Caller | None:
         """The caller, or None when no credentials were given. Bad credentials are a 401; a
         credential header sent twice is a 400 (a proxy that read the other one would disagree
-        with us about who is calling)."""
+        with us about who is calling). A credential in a header wins over the client
+        certificate, which counts only when ``auth.client_certs`` maps it to a tenant."""
         api_key = headers.one(self.config.api_key_header.lower())
         scheme, _, credentials = (headers.one("authorization") or "").partition(" ")
         bearer = credentials.strip() if scheme.lower() == "bearer" else None
@@ -76,7 +81,28 @@ class Authenticator:
             return Caller(principal, tenant)
         if scheme:
             raise Unauthorized("unsupported authorization scheme", headers=CHALLENGE)
+        if client_cert is not None and self.config.client_certs:
+            return await self._certificate(client_cert)
         return None
+
+    async def _certificate(self, cert: ClientCert) -> Caller | None:
+        """The tenant routes.yaml maps a verified client certificate to, with its scopes."""
+        found = tenant_of(cert, self.config.client_certs)
+        if found is None:
+            return None  # an unmapped certificate is no credential (the TLS edge verified it)
+        name, tenant_name = found
+        tenant = await self.keys.tenant(tenant_name)
+        if tenant is None or tenant.disabled:
+            raise Unauthorized("the client certificate's tenant is unknown or disabled")
+        principal = Principal(
+            subject=name,
+            tenant=tenant.name,
+            scopes=narrow(("*",), tenant.scopes),  # the tenant's scopes (none listed: all)
+            issuer="client-cert",
+            expires_at=None,
+            via="client_cert",
+        )
+        return Caller(principal, tenant)
 
     def authorize(self, caller: Caller, required: Iterable[str], model: str | None) -> None:
         """403 unless every required scope is granted and the tenant may use ``model``."""

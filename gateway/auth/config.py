@@ -66,3 +66,8 @@ class AuthConfig(Strict):
     api_key_header: str = "X-API-Key"
     jwt: list[JWTIssuer] = []
     tokens: TokenEndpoint = TokenEndpoint()
+    client_certs: dict[str, str] = Field(
+        default={},
+        description="Verified TLS client certificates as credentials: subject (RFC 4514), "
+        "'dns:<SAN>' or 'uri:<SAN>' → tenant. Needs the edge's client CA (--tls-client-ca).",
+    )

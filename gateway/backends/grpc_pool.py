@@ -1,7 +1,9 @@
 """A backend's replicas over gRPC, with the HTTP pool's semantics (``pool``).
 
 - **Channels**: one ``grpc.aio`` channel per replica (``grpc://host:port``), made with the
-  pool and closed with it, message limits raised to 2**31-1 both ways (grpcio's default
+  pool and closed with it; a secure channel for ``grpcs://host:port`` or when the backend has
+  a ``tls:`` block (its CA bundle, client certificate, and ``server_name`` as
+  ``grpc.ssl_target_name_override``), message limits raised to 2**31-1 both ways (grpcio's default
   receive limit is 4 MiB: PROTOCOLS.md §5.6). A connection attempt lasts at most
   ``connect_timeout``; after a failure the channel tries again within ``health.interval``
   (at most 30 s; grpcio's default backoff grows to 120 s), so a replica back up is soon seen.
@@ -40,6 +42,7 @@ from gateway.telemetry.timing import CURRENT_TIMING, record_upstream
 
 MAX_MESSAGE: Final = 2**31 - 1
 _MAX_BACKOFF: Final = 30.0  # seconds between connection attempts to a replica that is down
+_NAME_OVERRIDE: Final = "grpc.ssl_target_name_override"
 Caller = grpc.aio.UnaryUnaryMultiCallable[Any, Any]
 
 
@@ -58,10 +61,10 @@ def _serialize(message: Any) -> bytes:
     return data
 
 
-def channel_options(spec: BackendSpec) -> list[tuple[str, int]]:
+def channel_options(spec: BackendSpec) -> list[tuple[str, int | str]]:
     connect_ms = max(1, round(spec.connect_timeout * 1000))
     backoff = min(spec.health.interval, _MAX_BACKOFF)
-    return [
+    options: list[tuple[str, int | str]] = [
         ("grpc.max_send_message_length", MAX_MESSAGE),
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         # grpcio's minimum connect timeout (default 20 s) and its first backoff (1 s)
@@ -69,6 +72,31 @@ def channel_options(spec: BackendSpec) -> list[tuple[str, int]]:
         ("grpc.initial_reconnect_backoff_ms", connect_ms),
         ("grpc.max_reconnect_backoff_ms", max(connect_ms, round(backoff * 1000))),
     ]
+    if spec.tls is not None and spec.tls.server_name is not None:
+        options.append((_NAME_OVERRIDE, spec.tls.server_name))  # SNI and the name verified
+    return options
+
+
+def uses_tls(spec: BackendSpec, url: str) -> bool:
+    """A replica's channel is secure for ``grpcs://`` or when its backend has a tls block."""
+    return spec.tls is not None or url.startswith("grpcs://")
+
+
+def _credentials(spec: BackendSpec) -> grpc.ChannelCredentials:
+    """The backend's TLS credentials: the tls block's CA bundle (else grpcio's roots) and its
+    client certificate."""
+    if spec.tls is None:
+        return grpc.ssl_channel_credentials()
+    material = spec.tls.material
+    return grpc.ssl_channel_credentials(material.ca, material.key, material.cert)
+
+
+def _channel(
+    target: str, credentials: grpc.ChannelCredentials | None, options: list[tuple[str, int | str]]
+) -> grpc.aio.Channel:
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, credentials, options=options)
 
 
 class _Tries:
@@ -87,9 +115,11 @@ class GRPCPool(ReplicaSet):
     def __init__(self, name: str, spec: BackendSpec, metrics: BackendMetrics | None = None) -> None:
         super().__init__(name, spec, metrics)
         options = channel_options(spec)
+        secure = [uses_tls(spec, r.url) for r in self.replicas]
+        credentials = _credentials(spec) if any(secure) else None
         self._channels = {
-            id(r): grpc.aio.insecure_channel(grpc_target(r.url), options=options)
-            for r in self.replicas
+            id(r): _channel(grpc_target(r.url), credentials if tls else None, options)
+            for r, tls in zip(self.replicas, secure, strict=True)
         }
         self._callers: dict[tuple[int, str], Caller] = {}
 

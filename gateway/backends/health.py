@@ -13,6 +13,7 @@ import aiohttp
 
 from gateway.backends.replica import Replica
 from gateway.backends.spec import HealthCheck
+from gateway.backends.tls import tls_reason
 from gateway.backends.upstream import Target
 from gateway.telemetry.metrics import BackendMetrics
 
@@ -53,11 +54,16 @@ class HealthChecker:
             await asyncio.sleep(self.spec.interval)
 
     async def _probe(self, probe: Probe, replica: Replica, target: Target) -> None:
+        error = None
         try:
             async with asyncio.timeout(self.spec.timeout):
                 ok = await probe(replica, target)
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            ok = False
+        except TimeoutError:
+            ok, error = False, f"no answer within {self.spec.timeout:g}s"
+        except aiohttp.ClientSSLError as exc:  # say why: a wrong CA or name is a config error
+            ok, error = False, f"TLS handshake failed: {tls_reason(exc)}"
+        except (aiohttp.ClientError, OSError) as exc:
+            ok, error = False, f"{type(exc).__name__}: {exc}"
         key = target.key
         streak = replica.probe_streaks.get(key, 0)
         streak = max(1, streak + 1) if ok else min(-1, streak - 1)
@@ -72,10 +78,8 @@ class HealthChecker:
             replica.unready.add(key)
             if self.metrics is not None:
                 self.metrics.replica_up(replica.url, False)
-            logger.warning(
-                "replica not ready",
-                extra={"backend": self.backend, "replica": replica.url, "model": target.name},
-            )
+            extra = {"backend": self.backend, "replica": replica.url, "model": target.name}
+            logger.warning("replica not ready", extra=extra | ({"error": error} if error else {}))
 
     async def close(self) -> None:
         if self._task is not None:

@@ -78,7 +78,7 @@ class V2HTTP:
         return parse_metadata(require_json_object(reply, "metadata"))
 
     async def probe(self, replica: Replica, target: Target) -> bool:
-        async with self.pool.session.get(replica.url + self._path(target) + "/ready") as response:
+        async with self.pool.get(replica.url + self._path(target) + "/ready") as response:
             await response.read()
             return response.status == 200
 
@@ -89,7 +89,7 @@ def parse_metadata(obj: dict[str, Any]) -> Signature:
             inputs=tuple(_meta(t) for t in obj.get("inputs", [])),
             outputs=tuple(_meta(t) for t in obj.get("outputs", [])),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # not the v2 shape at all
         raise BadGateway("the model server's metadata has malformed inputs/outputs") from exc
 
 

@@ -5,6 +5,9 @@ watch them.
   the replicas that are neither ejected (``replica``: outlier ejection) nor unready for the
   model version (``health``: active checks).
 - **Circuit breaker** (``breaker``): at most ``max_in_flight`` requests per backend.
+- **TLS** (``tls``): https:// replicas are verified with the system's CAs, or with the
+  backend's ``tls:`` block (its CA bundle, client certificate and verified name), whose context
+  was built when routes.yaml was loaded.
 - **Retries** (tenacity): only where safe — the connection was never made, or an idle replica
   answered 503 — on another replica, within a retry budget (``retries``), inside the overall
   deadline.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from gateway.backends.replica import Replica, TargetKey
 from gateway.backends.replica_set import ReplicaSet
 from gateway.backends.spec import BackendSpec
+from gateway.backends.tls import tls_reason
 from gateway.backends.upstream import UpstreamReply
 from gateway.errors import BadGateway, NoHealthyReplica, UpstreamTimeout
 from gateway.telemetry import loop, tracing
@@ -81,6 +86,23 @@ class ReplicaPool(ReplicaSet):
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=spec.connect_timeout, sock_read=spec.timeout
         )
+        # aiohttp's own default (True: the system's CAs) without a tls block
+        self._ssl: ssl.SSLContext | bool = True
+        self._server_hostname: str | None = None
+        if spec.tls is not None:
+            self._ssl = spec.tls.material.context
+            self._server_hostname = spec.tls.server_name
+            if spec.tls.insecure_skip_verify:
+                logger.warning(
+                    "TLS certificates of the backend's replicas are not verified "
+                    "(insecure_skip_verify)",
+                    extra={"backend": name},
+                )
+
+    def get(self, url: str) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """A bare GET on the worker's session with this backend's TLS settings (readiness
+        probes: no breaker, no retries)."""
+        return self.session.get(url, ssl=self._ssl, server_hostname=self._server_hostname)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -256,12 +278,21 @@ class ReplicaPool(ReplicaSet):
         started, since = time.perf_counter(), time.monotonic()
         try:
             response = await self.session.request(
-                method, base + path, data=body, headers=headers, timeout=timeout
+                method,
+                base + path,
+                data=body,
+                headers=headers,
+                timeout=timeout,
+                ssl=self._ssl,
+                server_hostname=self._server_hostname,
             )
         except aiohttp.ConnectionTimeoutError as exc:
             self._attempt_failed(replica, "retryable", span, exc, (since, timeout.sock_connect))
             again = loop.stalled(since, timeout.sock_connect or 0.0)
             raise _Retryable(f"{replica.url}: {exc.__class__.__name__}", again=again) from exc
+        except aiohttp.ClientSSLError as exc:  # never connected: as safe to retry as below
+            self._attempt_failed(replica, "retryable", span, exc)
+            raise _Retryable(f"{replica.url}: TLS handshake failed: {tls_reason(exc)}") from exc
         except aiohttp.ClientConnectorError as exc:
             self._attempt_failed(replica, "retryable", span, exc)
             raise _Retryable(f"{replica.url}: {exc.__class__.__name__}") from exc

@@ -10,12 +10,13 @@ backends:
     retries: {attempts: 2, budget: 20%}
     health: {interval: 5s, unhealthy_after: 2}
     outlier: {consecutive_failures: 5, ejection: 10s}
+    tls: {ca_file: ca.pem}       # https:// or grpcs:// replicas: CA, client cert (``tls``)
 ```
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -24,8 +25,10 @@ from pydantic import (
     ValidationInfo,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
+from gateway.backends.tls import BackendTLS
 from gateway.config.types import (
     GRPC_URL,
     URL_PATTERN,
@@ -34,6 +37,7 @@ from gateway.config.types import (
     Strict,
     check_grpc_url,
     check_url,
+    problems_error,
 )
 
 Transport = Literal["http", "grpc"]
@@ -41,13 +45,14 @@ Transport = Literal["http", "grpc"]
 
 
 def _check_replica_url(url: str, info: ValidationInfo) -> str:
-    """An http(s) URL, or ``grpc://host:port`` when the backend's ``protocol`` is grpc."""
+    """An http(s) URL, or ``grpc(s)://host:port`` when the backend's ``protocol`` is grpc."""
     protocol = info.data.get("protocol")
     if protocol == "grpc":
         return check_grpc_url(url)
+    grpc_url = url.startswith(("grpc://", "grpcs://"))
     if protocol is None:  # the protocol itself is wrong, and reported on its own
-        return check_grpc_url(url) if url.startswith("grpc://") else check_url(url)
-    if url.startswith("grpc://"):
+        return check_grpc_url(url) if grpc_url else check_url(url)
+    if grpc_url:
         raise ValueError(f"not an http(s) URL: {url!r}; gRPC replicas need protocol: grpc")
     return check_url(url)
 
@@ -97,7 +102,12 @@ class Retries(Strict):
 
 _PROTOCOL = (
     "The wire toward the replicas: http (the kind's REST API; urls are http(s)://host:port) "
-    "or grpc (the kind's gRPC API; urls are grpc://host:port), where the kind has it."
+    "or grpc (the kind's gRPC API; urls are grpc://host:port, grpcs:// over TLS), where the "
+    "kind has it."
+)
+_TLS = (
+    "TLS toward the replicas: a CA bundle, a client certificate (mTLS), the verified name. "
+    "With protocol http the urls must be https://; with grpc every channel uses TLS."
 )
 
 
@@ -114,7 +124,8 @@ class BackendSpec(Strict):
     kind: str
     protocol: Transport = Field(default="http", description=_PROTOCOL)
     urls: list[ReplicaURL] = Field(
-        min_length=1, description="Replica base URLs (http(s)://…) or gRPC addresses (grpc://…)."
+        min_length=1,
+        description="Replica base URLs (http(s)://…) or gRPC addresses (grpc://…, grpcs://…).",
     )
     timeout: Duration = Field(default=30.0, description="Per-try timeout.")
     connect_timeout: Duration = 1.0
@@ -125,6 +136,7 @@ class BackendSpec(Strict):
     retries: Retries = Retries()
     health: HealthCheck = HealthCheck()
     outlier: OutlierDetection = OutlierDetection()
+    tls: BackendTLS | None = Field(default=None, description=_TLS)
 
     @field_validator("protocol")
     @classmethod
@@ -134,6 +146,21 @@ class BackendSpec(Strict):
             spoken = " or ".join(cls.protocols)
             raise ValueError(f"kind {kind} has no {value} protocol: use {spoken}")
         return value
+
+    @model_validator(mode="after")
+    def _tls_fits_the_wire(self) -> Self:
+        tls = self.tls
+        if tls is None:
+            return self
+        problem = None
+        plain = [url for url in self.urls if url.startswith("http://")]
+        if self.protocol == "http" and plain:
+            problem = f"tls needs https:// urls; {plain[0]!r} is plain http"
+        elif self.protocol == "grpc" and tls.insecure_skip_verify:
+            problem = "insecure_skip_verify is not available with protocol grpc (grpcio has none)"
+        if problem is not None:
+            raise problems_error(type(self).__name__, [(("tls",), problem)])
+        return self
 
     @property
     def overall_deadline(self) -> float:

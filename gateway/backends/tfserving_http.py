@@ -67,7 +67,7 @@ class TFServingREST:
         return parse_signature(require_json_object(reply, "metadata"))
 
     async def probe(self, replica: Replica, target: Target) -> bool:
-        async with self.pool.session.get(replica.url + self._path(target)) as response:
+        async with self.pool.get(replica.url + self._path(target)) as response:
             if response.status != 200:
                 return False
             status = await response.json(content_type=None)

@@ -87,7 +87,7 @@ class TorchServeBackend:
         if replica.management_url is None:
             return True
         url = replica.management_url + self._path("/models", target)
-        async with self.pool.session.get(url) as response:
+        async with self.pool.get(url) as response:
             if response.status != 200:
                 return False
             described = await response.json(content_type=None)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 
 from gateway.config.diff import diff_tables
-from gateway.config.file import load_config
+from gateway.config.file import MAX_CONFIG_BYTES, load_config
 from gateway.errors import ConfigError
 
 
-def check(path: str, against: str | None) -> int:
+def check(path: str, against: str | None, max_bytes: int = MAX_CONFIG_BYTES) -> int:
     try:
-        new = load_config(path)
+        new = load_config(path, max_bytes)
     except ConfigError as exc:
         print(f"{exc.source}: invalid ({len(exc.issues)} problem(s))", file=sys.stderr)
         for issue in exc.issues:
@@ -24,7 +24,7 @@ def check(path: str, against: str | None) -> int:
     )
     if against is not None:
         try:
-            old = load_config(against)
+            old = load_config(against, max_bytes)
         except ConfigError as exc:
             print(f"{against}: cannot compare, it is invalid: {exc}", file=sys.stderr)
             return 1

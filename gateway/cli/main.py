@@ -30,6 +30,47 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-watch", action="store_true", help="do not watch routes.yaml")
     serve.add_argument("--admin-port", type=int, help="admin API only on this port")
     serve.add_argument("--grpc-port", type=int, help="gRPC frontends on this port")
+    serve.add_argument(
+        "--max-header-bytes",
+        type=int,
+        help="max bytes of header fields (env GATEWAY_MAX_HEADER_BYTES)",
+    )
+    serve.add_argument(
+        "--max-headers", type=int, help="max header fields (env GATEWAY_MAX_HEADERS)"
+    )
+    serve.add_argument(
+        "--max-request-line",
+        type=int,
+        help="max request target bytes (env GATEWAY_MAX_REQUEST_LINE)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=float,
+        help="seconds to read a request head (env GATEWAY_HEADER_TIMEOUT)",
+    )
+    serve.add_argument(
+        "--tls-cert", help="serve HTTPS: PEM certificate chain (env GATEWAY_TLS_CERT)"
+    )
+    serve.add_argument("--tls-key", help="PEM key of --tls-cert (env GATEWAY_TLS_KEY)")
+    serve.add_argument(
+        "--tls-client-ca", help="verify client certificates (env GATEWAY_TLS_CLIENT_CA)"
+    )
+    serve.add_argument(
+        "--tls-client-cert",
+        choices=["required", "optional"],
+        help="with --tls-client-ca (env GATEWAY_TLS_CLIENT_CERT, default required)",
+    )
+    serve.add_argument(
+        "--log-queue-size",
+        type=int,
+        help="log lines queued for the writer before they are dropped (env "
+        "GATEWAY_LOG_QUEUE_SIZE, default 10000)",
+    )
+    serve.add_argument(
+        "--max-config-bytes",
+        type=int,
+        help="largest routes.yaml accepted (env GATEWAY_MAX_CONFIG_BYTES, default 16 MiB)",
+    )
 
     check = commands.add_parser("check", help="validate routes.yaml and show what would change")
     check.add_argument("config", help="the routes.yaml to check")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -14,6 +15,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from gateway.cli.check import check
+from gateway.edge.server import server_config
 from gateway.settings import Settings
 from gateway.telemetry.metrics import MULTIPROC_ENV
 
@@ -28,6 +30,16 @@ def serve(args: argparse.Namespace) -> int:
         "GATEWAY_WATCH": "false" if args.no_watch else None,
         "GATEWAY_ADMIN_PORT": args.admin_port,
         "GATEWAY_GRPC_PORT": args.grpc_port,
+        "GATEWAY_MAX_HEADER_BYTES": args.max_header_bytes,
+        "GATEWAY_MAX_HEADERS": args.max_headers,
+        "GATEWAY_MAX_REQUEST_LINE": args.max_request_line,
+        "GATEWAY_HEADER_TIMEOUT": args.header_timeout,
+        "GATEWAY_TLS_CERT": args.tls_cert,
+        "GATEWAY_TLS_KEY": args.tls_key,
+        "GATEWAY_TLS_CLIENT_CA": args.tls_client_ca,
+        "GATEWAY_TLS_CLIENT_CERT": args.tls_client_cert,
+        "GATEWAY_LOG_QUEUE_SIZE": args.log_queue_size,
+        "GATEWAY_MAX_CONFIG_BYTES": args.max_config_bytes,
     }
     for name, value in overrides.items():
         if value is not None:
@@ -38,7 +50,7 @@ def serve(args: argparse.Namespace) -> int:
             "gateway serve: no routes.yaml (pass --config or set GATEWAY_CONFIG)", file=sys.stderr
         )
         return 2
-    if check(str(settings.config), None) != 0:
+    if check(str(settings.config), None, settings.max_config_bytes) != 0:
         return 1
     if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         # Workers are processes: their metrics meet in files, added up by /metrics.
@@ -53,29 +65,21 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    if settings.admin_port is None:
-        uvicorn.run(
-            "gateway.app:app_from_env",
-            factory=True,
-            workers=settings.workers,
-            **settings.uvicorn_options(),  # type: ignore[arg-type]
-        )
-        return 0
-    return _serve_with_admin_port(settings, settings.admin_port)
-
-
-def _serve_with_admin_port(settings: Settings, admin_port: int) -> int:
-    """uvicorn on two sockets: the public port and the admin port (every worker serves both)."""
-    config = uvicorn.Config(
-        "gateway.app:app_from_env",
-        factory=True,
-        workers=settings.workers,
-        **settings.uvicorn_options(),  # type: ignore[arg-type]
+    """uvicorn on the public port, and the admin port when set (every worker serves both)."""
+    # uvicorn drains on SIGTERM as on SIGINT, then raises the signal again once its handlers
+    # are gone; with SIGTERM's default disposition a clean drain would end as death by signal
+    # (exit 143). With Ctrl-C's handler both signals end in the KeyboardInterrupt that uvicorn
+    # takes for a normal stop: a gateway that finished its requests exits 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    config = server_config(
+        settings, "gateway.app:app_from_env", factory=True, workers=settings.workers
     )
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    admin = socket.create_server((settings.host, admin_port), family=family)
-    admin.set_inheritable(True)
-    sockets = [config.bind_socket(), admin]
+    sockets = [config.bind_socket()]
+    if settings.admin_port is not None:
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        admin = socket.create_server((settings.host, settings.admin_port), family=family)
+        admin.set_inheritable(True)
+        sockets.append(admin)
     server = uvicorn.Server(config)
     try:
         if config.workers > 1:

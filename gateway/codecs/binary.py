@@ -9,6 +9,7 @@ outputs per output (``outputs[i].parameters.binary_data``) or for all of them (r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
@@ -21,6 +22,7 @@ HEADER: Final = "Inference-Header-Content-Length"
 SIZE: Final = "binary_data_size"
 OUTPUT: Final = "binary_data"
 ALL_OUTPUTS: Final = "binary_data_output"
+_DIGITS: Final = re.compile(r"[0-9]+")
 CONTENT_TYPE: Final = "application/octet-stream"
 
 
@@ -28,7 +30,7 @@ def header_length(value: str | None, error: type[GatewayError]) -> int | None:
     """``Inference-Header-Content-Length`` as a number; None when absent."""
     if value is None:
         return None
-    if not value.strip().isdigit():
+    if not _DIGITS.fullmatch(value.strip()):  # not str.isdigit: "²" is a digit int() refuses
         raise error(f"{HEADER} must be a whole number of bytes, got {value!r}")
     return int(value)
 

@@ -69,8 +69,11 @@ def from_list(datatype: str, data: Sequence[Any], what: str) -> bytes:
     if datatype == "BYTES":
         return join_bytes(data)
     try:
-        return np.asarray(data, dtype=DTYPES[datatype]).tobytes()
-    except (OverflowError, ValueError, TypeError) as exc:
+        # over="raise": a float past the type's range (1e39 for FP32) is refused, as TF
+        # Serving refuses it, not rounded to infinity (NaN and Infinity given as such pass)
+        with np.errstate(over="raise", invalid="raise"):
+            return np.asarray(data, dtype=DTYPES[datatype]).tobytes()
+    except (OverflowError, ValueError, TypeError, FloatingPointError) as exc:
         raise BadRequest(f"{what}: a value does not fit {datatype}: {exc}") from exc
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -188,11 +189,29 @@ def loads(body: bytes, what: str = "the request body") -> Any:
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"{what} is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # nested deeper than orjson allows, and then Python
         raise BadRequest(f"{what} is nested too deeply") from exc
+    if _SURROGATE_ESCAPE.search(body):
+        _check_no_lone_surrogate(value, what)
+    return value
+
+
+# ``\ud800``-``\udfff`` escapes: the stdlib reads a lone one as a str no codec can write
+_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _check_no_lone_surrogate(value: Any, what: str) -> None:
+    """orjson refuses a lone surrogate (``"\\ud800"``) and the stdlib reads it into a str
+    that fails later, wherever it is encoded (toward a backend, in a log line): a 400 now."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=True).encode()
+    except RecursionError as exc:
+        raise BadRequest(f"{what} is nested too deeply") from exc
+    except UnicodeEncodeError as exc:
+        raise BadRequest(f"{what} is not valid JSON: a string holds a lone surrogate") from exc
 
 
 def dumps(obj: Any, tensors: Iterable[Tensor] = ()) -> bytes:
@@ -254,10 +273,19 @@ def flatten(value: Any, what: str) -> Flat:
     return Flat(flat, shape, kinds)
 
 
+MAX_EMPTY_ROWS: Final = 1 << 16  # lists the nested form of a tensor without values may hold
+
+
 def nest(flat: list[Any], shape: list[int]) -> Any:
-    """Flat row-major data + shape → nested lists (a scalar for shape ``[]``)."""
+    """Flat row-major data + shape → nested lists (a scalar for shape ``[]``). A shape with a
+    0 has no values, yet its nested form has a list for each index before the 0: shape
+    ``[10**12, 0]`` would be 10**12 empty lists, so more than ``MAX_EMPTY_ROWS`` is a 422."""
     if not shape:
         return flat[0] if flat else None
+    if 0 in shape and math.prod(shape[: shape.index(0)]) > MAX_EMPTY_ROWS:
+        raise InvalidTensor(
+            f"shape {shape} holds no values but more than {MAX_EMPTY_ROWS} empty lists in JSON"
+        )
     nested: list[Any] = flat
     for depth in range(len(shape) - 1, 0, -1):
         # Count the groups from the shape, not the data: [2, 0] is [[], []], not [].

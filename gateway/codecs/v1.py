@@ -7,7 +7,6 @@ and TorchServe backends. Binary strings travel as ``{"b64": ...}`` and become ``
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from gateway.codecs.tensors import (
@@ -179,7 +178,7 @@ def _from_b64(value: dict[str, Any], what: str, error: type[GatewayError]) -> by
         raise error(f'{what}: objects inside a tensor must be {{"b64": "..."}}')
     try:
         return base64.b64decode(value["b64"], validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or text that is not ASCII
         raise error(f"{what}: invalid base64") from exc
 
 

@@ -4,7 +4,6 @@ and JSON with binary tensor data (``codecs.binary``)."""
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable
 from typing import Any
 
@@ -164,7 +163,7 @@ def _tensor(
     name, datatype, shape = obj.get("name"), obj.get("datatype"), obj.get("shape")
     if not isinstance(name, str) or not name:
         raise error(f"{what}.name must be a non-empty string")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:  # a list is unhashable
         raise error(f"{what}.datatype {datatype!r} is not a v2 datatype")
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
@@ -251,7 +250,7 @@ def _from_base64(value: Any, what: str, error: type[GatewayError]) -> bytes:
         raise error(f"{what}.data: content_type base64 needs strings")
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or text that is not ASCII
         raise error(f"{what}.data: invalid base64") from exc
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,10 @@ from pydantic import ValidationError
 from gateway.config.model import RouteTable
 from gateway.errors import ConfigError, ConfigIssue
 
+MAX_CONFIG_BYTES = 16 * 1024 * 1024  # GATEWAY_MAX_CONFIG_BYTES
+MAX_ALIAS_NODES = 100_000  # nodes YAML aliases may add; a real table adds a few hundred
+_SIZE_CAP = 1 << 62  # counts stop growing here (a bomb's true size has hundreds of digits)
+
 
 @dataclass(frozen=True, slots=True)
 class LoadedConfig:
@@ -21,25 +26,64 @@ class LoadedConfig:
     digest: str
 
 
-def load_config(path: str | Path) -> LoadedConfig:
-    """Read, parse and validate a routes.yaml file. Raises :class:`ConfigError`."""
+def load_config(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES) -> LoadedConfig:
+    """Read, parse and validate a routes.yaml file of at most ``max_bytes``.
+
+    Every way a file can be wrong (unreadable, not a regular file, too large, not UTF-8,
+    empty, bad YAML, aliases that expand too far, an invalid table) raises
+    :class:`ConfigError`, never anything else: the reloader counts it and keeps watching."""
     source = str(path)
+    return parse_config(_read(Path(path), source, max_bytes), source)
+
+
+def _read(path: Path, source: str, max_bytes: int) -> str:
+    def refuse(message: str, line: int | None = None) -> ConfigError:
+        return ConfigError(source, [ConfigIssue("", line, message)])
+
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise refuse("is a directory, not a file")
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or a device could block the reader
+            raise refuse("is not a regular file")
+        if info.st_size > max_bytes:
+            raise refuse(_too_large(info.st_size, max_bytes))
+        with path.open("rb") as file:
+            data = file.read(max_bytes + 1)  # the file may have grown since stat()
     except OSError as exc:
-        raise ConfigError(source, [ConfigIssue("", None, f"cannot read: {exc.strerror}")]) from exc
-    return parse_config(text, source)
+        raise refuse(f"cannot read: {exc.strerror or exc}") from exc
+    if len(data) > max_bytes:
+        raise refuse(_too_large(len(data), max_bytes))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start]
+        raise refuse(f"not UTF-8 text: byte 0x{byte:02x} at offset {exc.start}", line) from exc
+    if not text.strip():
+        raise refuse("the file is empty")
+    return text
+
+
+def _too_large(size: int, max_bytes: int) -> str:
+    return f"the file is {size} bytes, over the limit of {max_bytes} (GATEWAY_MAX_CONFIG_BYTES)"
 
 
 def parse_config(text: str, source: str = "<string>") -> LoadedConfig:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_aliases(node, source)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(source, [ConfigIssue("", line, f"invalid YAML: {problem}")]) from exc
+    except RecursionError as exc:  # PyYAML composes recursively
+        raise ConfigError(
+            source, [ConfigIssue("", None, "invalid YAML: nested too deeply")]
+        ) from exc
     if not isinstance(data, dict):
         raise ConfigError(source, [ConfigIssue("", 1, "the file must be a mapping")])
     lines = _line_index(node) if node is not None else {}
@@ -52,6 +96,46 @@ def parse_config(text: str, source: str = "<string>") -> LoadedConfig:
         raise ConfigError(source, duplicates)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return LoadedConfig(table=table, source=source, digest=digest)
+
+
+def _check_aliases(root: yaml.Node, source: str) -> None:
+    """Refuse a document whose aliases add more than MAX_ALIAS_NODES nodes once expanded (a
+    "billion laughs" is a few lines that expand to 10^9), or refer to a node containing them:
+    every later walk of the table (line index, validation) pays for the expanded size."""
+    sizes: dict[int, int] = {}  # expanded node count of each distinct node, by id
+    open_nodes: set[int] = set()  # the path from the root to the node being counted
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        children = _children(node)
+        if finished:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = min(1 + sum(sizes[id(c)] for c in children), _SIZE_CAP)
+            continue
+        if id(node) in sizes:
+            continue
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                line = child.start_mark.line + 1
+                raise ConfigError(source, [ConfigIssue("", line, "a YAML alias contains itself")])
+            stack.append((child, False))
+    added = sizes[id(root)] - len(sizes)
+    if added > MAX_ALIAS_NODES:
+        message = (
+            f"YAML aliases expand the document by more than {MAX_ALIAS_NODES} nodes; "
+            "write the repeated values out"
+        )
+        raise ConfigError(source, [ConfigIssue("", None, message)])
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _line_index(root: yaml.Node) -> dict[tuple[str, ...], int]:

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchfiles import awatch
 
 from gateway.config.diff import diff_tables
-from gateway.config.file import load_config
+from gateway.config.file import MAX_CONFIG_BYTES, load_config
 from gateway.config.live import ChainFactory, Runtime, Services, build_runtime
 from gateway.errors import AuthSetupError, ConfigError, ConfigIssue
 
@@ -69,9 +69,15 @@ class Reloader:
     """Owns the current :class:`Runtime` and replaces it whole when routes.yaml changes."""
 
     def __init__(
-        self, path: Path, services: Services, registry: CollectorRegistry, chains: ChainFactory
+        self,
+        path: Path,
+        services: Services,
+        registry: CollectorRegistry,
+        chains: ChainFactory,
+        max_bytes: int = MAX_CONFIG_BYTES,
     ) -> None:
         self.path = path
+        self.max_bytes = max_bytes
         self.services = services
         self.chains = chains
         self.metrics = ReloadMetrics(registry)
@@ -83,7 +89,7 @@ class Reloader:
 
     async def start(self) -> None:
         """Load the first table; an invalid file here is fatal (raises ConfigError)."""
-        loaded = await asyncio.to_thread(load_config, self.path)
+        loaded = await asyncio.to_thread(load_config, self.path, self.max_bytes)
         try:
             self.current, _ = build_runtime(loaded, self.services, None, self.chains)
         except AuthSetupError as exc:
@@ -98,7 +104,7 @@ class Reloader:
             self.status.last_attempt_at = time.time()
             self.status.last_trigger = trigger
             try:
-                loaded = await asyncio.to_thread(load_config, self.path)
+                loaded = await asyncio.to_thread(load_config, self.path, self.max_bytes)
                 if loaded.digest == self.status.digest:
                     self._accepted("unchanged")
                     return self.status
@@ -109,9 +115,16 @@ class Reloader:
                 return self._rejected(trigger, ConfigError(str(self.path), [issue]))
             except ConfigError as exc:
                 return self._rejected(trigger, exc)
+            except Exception as exc:
+                logger.exception("routes.yaml reload failed unexpectedly")
+                issue = ConfigIssue("", None, f"reload failed: {type(exc).__name__}: {exc}")
+                return self._rejected(trigger, ConfigError(str(self.path), [issue]))
             self.current = runtime  # the atomic swap
             for backend in retired:
-                await backend.pool.close()
+                try:
+                    await backend.pool.close()
+                except Exception:  # the new table is live; a pool that fails to close is logged
+                    logger.exception("closing a retired backend pool failed")
             self.status.digest, self.status.loaded_at = loaded.digest, time.time()
             self.status.last_changes, self.status.reloads = changes, self.status.reloads + 1
             self._accepted("success")
@@ -145,9 +158,15 @@ class Reloader:
         # deletes on the next update; the mount folder itself sees every symlink swap.
         directory = self.path.absolute().parent
         name = self.path.name
-        async for changes in awatch(directory, stop_event=self._stop, debounce=200):
-            if any(Path(p).name in (name, "..data") for _, p in changes):
-                await self.reload("file")
+        while not self._stop.is_set():
+            try:
+                async for changes in awatch(directory, stop_event=self._stop, debounce=200):
+                    if any(Path(p).name in (name, "..data") for _, p in changes):
+                        await self.reload("file")
+            except Exception:  # the watcher itself failed (its folder gone...): start it again
+                logger.exception("watching routes.yaml failed; watching again in 1 s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 1.0)
 
     def handle_sighup(self) -> None:
         loop = asyncio.get_running_loop()

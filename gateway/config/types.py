@@ -75,7 +75,8 @@ Ratio = Annotated[
 ]
 _URL = re.compile(r"^https?://[^/\s]+(/[^\s]*)?$")
 # A gRPC replica: a host name, IPv4 or [IPv6] address and a port; no path (the RPC is the path).
-GRPC_URL = re.compile(r"^grpc://(\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]@]+):(\d{1,5})/?$")
+# grpcs:// is the same over TLS.
+GRPC_URL = re.compile(r"^grpcs?://(\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]@]+):(\d{1,5})/?$")
 
 
 def check_url(url: str) -> str:
@@ -85,7 +86,8 @@ def check_url(url: str) -> str:
 
 
 def check_grpc_url(url: str) -> str:
-    """``grpc://host:port`` (a trailing ``/`` dropped), or ValueError saying what is wrong."""
+    """``grpc://host:port`` or ``grpcs://host:port`` (a trailing ``/`` dropped), or ValueError
+    saying what is wrong."""
     match = GRPC_URL.match(url)
     if match is None or not 0 < int(match.group(2)) < 65536:
         raise ValueError(f"not a grpc://host:port address: {url!r}")
@@ -93,8 +95,9 @@ def check_grpc_url(url: str) -> str:
 
 
 def grpc_target(url: str) -> str:
-    """``grpc://host:port`` → ``host:port``, the target a gRPC channel dials."""
-    return url.removeprefix("grpc://")
+    """``grpc://host:port`` or ``grpcs://host:port`` → ``host:port``, the target a gRPC
+    channel dials."""
+    return url.split("://", 1)[1]
 
 
 # Checked one by one, so an error names the list item (and its line), not the whole list.

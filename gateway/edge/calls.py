@@ -13,6 +13,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.auth.client_certs import client_cert_of
 from gateway.call import ANSWER_KINDS, Call, CallKind, Decoder, Reply
 from gateway.codecs.tensors import ModelInfo
 from gateway.edge.body import HTTPPayload
@@ -68,6 +69,7 @@ class InferenceHTTP:
             path=scope["path"],
             scheme=scope.get("scheme", "http"),
             peer=client[0] if client else None,
+            client_cert=client_cert_of(scope.get("extensions")),
             model=model,
             pin=pin,
             required=required,

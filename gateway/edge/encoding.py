@@ -43,22 +43,30 @@ class Inflater:
         self.limit = limit
         self.size = 0
         self._raw_fallback = coding == "deflate"
+        self._seen = bytearray()  # the body so far, while it may still turn out to be raw deflate
         self._inflater = zlib.decompressobj(_WBITS[coding])
 
     def feed(self, chunk: bytes) -> bytes:
         out: list[bytes] = []
         data = chunk
+        if self._raw_fallback:
+            # zlib may take the first bytes without complaint and refuse the stream only a
+            # chunk later (a 1-byte chunk cannot fail the header check): kept until the
+            # first inflated byte settles the format, to start again from them as raw deflate
+            self._seen += chunk
         while data:
             room = self.limit - self.size + 1  # one byte past the limit proves it is over
             try:
                 piece = self._inflater.decompress(data, min(room, _STEP))
             except zlib.error as exc:
-                if self._raw_fallback and self.size == 0 and not out:
+                if self._raw_fallback and self.size == 0:
                     self._raw_fallback = False
                     self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate
+                    data, self._seen = bytes(self._seen), bytearray()
                     continue
                 raise BadRequest(f"the {self.coding} body does not inflate: {exc}") from exc
-            self._raw_fallback = False
+            if piece:
+                self._raw_fallback, self._seen = False, bytearray()
             self.size += len(piece)
             if self.size > self.limit:
                 raise PayloadTooLarge(

@@ -21,6 +21,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import grpc
@@ -29,10 +30,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from gateway.auth.client_certs import ClientCert, client_cert_from_pem
 from gateway.call import Call, CallKind, Reply
+from gateway.edge.grpc_decode import DecodeGuard
 from gateway.edge.request_id import request_id_of
-from gateway.errors import GatewayError, InternalError, UpstreamTimeout
+from gateway.errors import GatewayError, InternalError, SettingsError, UpstreamTimeout
 from gateway.headers import Headers
+from gateway.settings import Settings
 from gateway.state import State
 from gateway.telemetry import tracing
 from gateway.telemetry.timing import CURRENT_TIMING, Timing
@@ -99,6 +103,7 @@ class Scope:
     models: Any = ()
     status: int = 200
     trailers: list[tuple[str, str]] = field(default_factory=list)
+    client_cert: ClientCert | None = None  # the TLS client certificate grpc verified
 
     def new_call(self, kind: CallKind, model: str | None, pin: str | None) -> Call:
         action = "predict" if kind in ("infer", "classify", "regress") else "metadata"
@@ -113,6 +118,7 @@ class Scope:
             path=self.method,
             scheme="grpc",
             peer=self.peer,
+            client_cert=self.client_cert,
             model=model,
             pin=pin,
             required=required,
@@ -147,6 +153,7 @@ class Lane:
         if tracer is not None:
             span, trace_token = tracing.grpc_span(tracer, metadata, method, context.peer())
         scope = Scope(request_id, headers, peer_host(context.peer()), method, timing)
+        scope.client_cert = _client_cert(context)
         try:
             try:
                 async with asyncio.timeout(context.time_remaining()):
@@ -218,11 +225,12 @@ async def start_server(
     service SERVING) and reflection over the files that ``described`` names (with what they
     import), listening on ``host:port``."""
     server = grpc.aio.server(
+        interceptors=[DecodeGuard(Lane(state))],  # undecodable bytes: INVALID_ARGUMENT
         options=[
             ("grpc.max_receive_message_length", max_receive),
             ("grpc.max_send_message_length", MAX_MESSAGE),
             ("grpc.so_reuseport", 1),
-        ]
+        ],
     )
     names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
     health = health_aio.HealthServicer()
@@ -235,9 +243,66 @@ async def start_server(
     pool = reflection_pool([*described, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR])
     reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server, pool)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    server.add_insecure_port(address)
+    settings = state.settings
+    if settings.tls_cert is not None:
+        server.add_secure_port(address, _credentials(settings))
+    else:
+        server.add_insecure_port(address)
     await server.start()
     return server
+
+
+def _client_cert(context: grpc.aio.ServicerContext[Any, Any]) -> ClientCert | None:
+    """The client certificate grpc verified on this RPC's connection (mTLS), if any."""
+    pems = list(context.auth_context().get("x509_pem_cert") or ())
+    return client_cert_from_pem(pems[0].decode("ascii")) if pems else None
+
+
+def _credentials(settings: Settings) -> grpc.ServerCredentials:
+    """TLS with the HTTP edge's certificate and key (and client CA: mTLS), re-read for new
+    handshakes when the files change (grpc asks the fetcher at each handshake)."""
+    if settings.tls_cert is None:
+        raise SettingsError("gRPC TLS without a certificate")
+    cert: Path = settings.tls_cert
+    key: Path = settings.tls_key or cert
+    ca = settings.tls_client_ca
+    files = [f for f in (cert, key, ca) if f is not None]
+    seen: list[tuple[float, ...]] = []
+
+    def configuration() -> Any:
+        seen[:] = [_stamp(files)]
+        pair = (key.read_bytes(), cert.read_bytes())
+        roots = ca.read_bytes() if ca is not None else None
+        return grpc.ssl_server_certificate_configuration([pair], root_certificates=roots)
+
+    def fetch() -> Any:
+        """A new configuration when the files changed (None: keep the current one). grpc
+        calls it at each handshake: it costs a stat of each file; files are read only when
+        their stamp changed."""
+        if seen and _stamp(files) == seen[0]:
+            return None
+        try:
+            return configuration()
+        except (OSError, ValueError) as exc:
+            logger.warning("gRPC TLS files changed but do not load: %s", exc)
+            return None
+
+    return grpc.dynamic_ssl_server_credentials(
+        configuration(),
+        fetch,
+        require_client_authentication=ca is not None and settings.tls_client_cert == "required",
+    )
+
+
+def _stamp(files: Sequence[Path]) -> tuple[float, ...]:
+    stamps: list[float] = []
+    for file in files:
+        try:
+            info = file.stat()
+            stamps += [info.st_mtime, float(info.st_ino), float(info.st_size)]
+        except OSError:
+            stamps.append(-1.0)
+    return tuple(stamps)
 
 
 def reflection_pool(files: Sequence[Any]) -> descriptor_pool.DescriptorPool:

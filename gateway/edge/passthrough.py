@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.auth.client_certs import client_cert_of
 from gateway.call import Call
 from gateway.config.model import PassthroughRoute
 from gateway.edge.body import HTTPPayload
@@ -55,6 +56,7 @@ class PassthroughHTTP:
             query=scope.get("query_string", b"").decode("latin-1"),
             scheme=scope.get("scheme", "http"),
             peer=client[0] if client else None,
+            client_cert=client_cert_of(scope.get("extensions")),
             required=required,
             payload=HTTPPayload(request, self.limit),
             route=route,

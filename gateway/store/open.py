@@ -3,6 +3,7 @@
 ``redis://[user:password@]host:port/0?max_connections=128`` (``rediss://`` for TLS)
     one Redis server (or a proxy in front of several); query-string options tune the pool.
 ``redis+cluster://[user:password@]host:port[,host:port...]/?max_connections=100``
+    (an IPv6 host in brackets: ``[::1]:7000``; see ``redis.cluster_url``)
     a Redis Cluster: the listed nodes are only where the slot map is first read, any reachable
     one will do (list several so a node down at startup does not matter). Query-string options
     are redis-py's connection options (``socket_timeout``, ``socket_connect_timeout``,
@@ -14,12 +15,11 @@ none
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from gateway.errors import SettingsError
 from gateway.store.base import Store
 from gateway.store.memory.store import MemoryStore
 from gateway.store.redis.cluster import CLUSTER_SCHEME, cluster_client
+from gateway.store.redis.cluster_url import url_scheme
 from gateway.store.redis.store import RedisStore
 
 
@@ -29,7 +29,8 @@ def open_store(url: str | None, *, prefix: str = "gw:") -> Store:
     first command connects, so this needs no event loop."""
     if not url:
         return MemoryStore()
-    scheme = urlsplit(url).scheme
+    # not urlsplit: it refuses a cluster host list with an IPv6 host (see cluster_url)
+    scheme = url_scheme(url)
     if scheme == CLUSTER_SCHEME:
         return RedisStore(cluster_client(url), prefix=prefix)
     if scheme not in ("redis", "rediss"):

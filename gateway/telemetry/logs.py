@@ -7,6 +7,8 @@ import logging
 import time
 from typing import Any
 
+from gateway.telemetry.log_queue import DEFAULT_QUEUE_SIZE, QueuedStreamHandler
+
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
@@ -27,8 +29,10 @@ class JSONFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update((k, v) for k, v in record.__dict__.items() if k not in _RESERVED)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # set by the queued handler, which hands no traceback across
+            entry["exception"] = record.exc_text
         return json.dumps(entry, default=str)
 
 
@@ -46,10 +50,19 @@ class TextFormatter(logging.Formatter):
         return f"{line} {fields}" if fields else line
 
 
-def log_config(level: str, format: str = "json") -> dict[str, Any]:
+def log_config(
+    level: str, format: str = "json", queue_size: int = DEFAULT_QUEUE_SIZE
+) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the gateway and uvicorn (passed to uvicorn);
-    ``format`` is ``json`` (one object per line) or ``text``."""
-    handler = {"class": "logging.StreamHandler", "formatter": format, "stream": "ext://sys.stderr"}
+    ``format`` is ``json`` (one object per line) or ``text``. Lines go to stderr through a
+    queue of ``queue_size`` records and one writer thread (:mod:`gateway.telemetry.log_queue`):
+    a sink that stops reading costs dropped lines, never a waiting request."""
+    handler = {
+        "()": QueuedStreamHandler,
+        "formatter": format,
+        "stream": "ext://sys.stderr",
+        "queue_size": queue_size,
+    }
     logger = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     return {
         "version": 1,

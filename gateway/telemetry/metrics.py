@@ -209,3 +209,14 @@ class BackendMetrics:
     def ejected(self, replica: str) -> None:
         self._metrics.ejections.labels(self.backend, replica).inc()
         self.replica_up(replica, False)
+
+
+class LogMetrics:
+    """Log lines lost because the log sink was not keeping up (``telemetry.log_queue``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.dropped = Counter(
+            "gateway_log_dropped",
+            "Log lines dropped because the log queue was full (the sink was not reading).",
+            registry=registry,
+        )

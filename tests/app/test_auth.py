@@ -300,3 +300,38 @@ async def test_readiness_declares_a_store_that_is_down(
     )
     assert response.status_code == 503
     assert error_of(response)[0] == "store_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("header", "valid", "forged"),
+    [
+        ("X-API-Key", "{key}", "gk_0123456789abcdef_" + "F" * 43),
+        ("Authorization", "Bearer {key}", "Bearer forged.token.value"),
+    ],
+    ids=["api-key", "authorization"],
+)
+@pytest.mark.parametrize("order", ["valid-first", "forged-first"])
+async def test_a_valid_and_a_forged_credential_together_are_refused(
+    gateway: RunningGateway, backend: FakeReplica, header: str, valid: str, forged: str, order: str
+) -> None:
+    """Issue 12, defect 5: a proxy that reads the last value would disagree with a gateway that
+    reads the first about who is calling; a credential header sent twice is refused, whichever
+    value comes first, and the call never reaches the backend."""
+    key = await make_key(gateway, "predict:linear")
+    values = [valid.format(key=key), forged]
+    if order == "forged-first":
+        values.reverse()
+    headers = [(header, value) for value in values]
+    response = await gateway.client.post("/v2/models/linear/infer", json=V2, headers=headers)
+    assert response.status_code == 400, response.text
+    assert "more than once" in error_of(response)[1]
+    assert forwarded(backend) == []
+    alone = await predict(gateway, key)  # the valid key alone still works
+    assert alone.status_code == 200, alone.text
+
+
+async def test_the_admin_token_sent_twice_is_refused(gateway: RunningGateway) -> None:
+    headers = [("Authorization", f"Bearer {ADMIN_TOKEN}"), ("Authorization", "Bearer forged")]
+    response = await gateway.client.get("/admin/tenants", headers=headers)
+    assert response.status_code in (400, 401), response.text
+    assert (await gateway.client.get("/admin/tenants", headers=ADMIN)).status_code == 200

@@ -299,3 +299,30 @@ async def test_health_reflection_and_kserve_grpc_client(
     assert results == [{"ok": True, "id": "k-1", "outputs": {"OUTPUT0": [[1.0, 9.0]]}}]
     metrics = (await gateway.client.get("/metrics")).text
     assert 'protocol="grpc"' in metrics
+
+
+async def test_a_credential_sent_twice_in_metadata_is_refused(
+    start_gateway: StartGateway, backend: FakeReplica
+) -> None:
+    """Issue 12, defect 5, over gRPC: two ``x-api-key`` (or ``authorization``) entries, one valid
+    and one forged, are INVALID_ARGUMENT whatever their order; the valid one alone is served."""
+    port = free_port()
+    gateway = await start_gateway(auth_routes(backend.url), admin_token=ADMIN_TOKEN, grpc_port=port)
+    key = await make_key(gateway, "predict:linear")
+    forged = "gk_0123456789abcdef_" + "F" * 43
+    request = service_pb2.ModelInferRequest(model_name="linear")
+    tensor = request.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 4])
+    tensor.contents.fp32_contents.extend([1, 2, 3, 4])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        for metadata in (
+            [("x-api-key", key), ("x-api-key", forged)],
+            [("x-api-key", forged), ("x-api-key", key)],
+            [("authorization", f"Bearer {key}"), ("authorization", "Bearer forged")],
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.ModelInfer(request, metadata=metadata, timeout=10)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value
+            assert "more than once" in (info.value.details() or "")
+        answer = await stub.ModelInfer(request, metadata=[("x-api-key", key)], timeout=10)
+        assert answer.model_name == "linear"

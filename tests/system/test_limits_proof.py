@@ -282,58 +282,68 @@ async def prove_conformance(
         urls = [r.url for r in running]
         tenant, key = await tenant_key(urls[0], "shared")
         bucket = f"{env['GATEWAY_REDIS_PREFIX']}{{t:{tenant}}}:l:rate"
-        start: list[float] = []
+        forwarded_before = 0
+        # The precondition (an offered load over 3x the rate) depends on the machine: a phase
+        # whose callers the scheduler starved (other work on the 2 cores) is run again, at most
+        # three times; every phase that counts is checked in full.
+        start: list[float] = []  # T0 of each phase
+        for _phase in range(3):
 
-        async def ready() -> None:
-            await asyncio.sleep(2 * BURST / RATE)  # the warm-up's tokens come back: a full bucket
-            start.append(await server_time(client, bucket))
+            async def ready() -> None:
+                # the warm-up's tokens come back: a full bucket
+                await asyncio.sleep(2 * BURST / RATE)
+                start.append(await server_time(client, bucket))
 
-        load = await hammer(urls, LOAD, {"X-API-Key": key}, ready)
-        # T is measured on the store's clock, the one the bucket is decided on. T0: Redis TIME
-        # read just before the first call of the load, the bucket full by then. T1: the
-        # bucket's ``ts``, which the Lua script stamps with Redis TIME at every admission (a
-        # refusal writes nothing), so the server time of the last one. Every admission of the
-        # load lies in [T0, T1], where one bucket can admit at most BURST + RATE * (T1 - T0):
-        # the ceiling is exact. The floor is not: a bucket that is full wastes what it refills,
-        # so any pause in the offered load (the scheduler of a shared 2-core machine stalling
-        # the callers or both replicas for 150 ms) costs admissions. A CI run measured 0.943
-        # that way. The floor's job is to catch a split or double-counted bucket (about 0.5 of
-        # the bound), so it sits at 90%, clear of both. The client's view
-        # (first call sent .. last admitted answer received) holds every admission too, but
-        # adds the answers' way back and mixes in the test's scheduling: reported only.
-        ts = await client.hget(bucket, "ts")
-        assert ts is not None
-        window = float(ts) - start[0]
-        statuses = load.statuses()
-        admitted, refused = statuses.get(200, 0), statuses.get(429, 0)
-        bound = BURST + RATE * window
-        sent = min(c.sent for c in load.calls)
-        last = max(c.done for c in load.calls if c.status == 200)
-        span = max(c.done for c in load.calls) - sent
-        async with httpx.AsyncClient(timeout=10) as http:
-            failures = [await store_failures(http, url) for url in urls]
-        per_replica = [load.admitted(replica=i) for i in range(len(urls))]
-        figures = {
-            "admitted": admitted,
-            "refused": refused,
-            "bound": round(bound, 1),
-            "ratio": round(admitted / bound, 4),
-            "server_window_s": round(window, 4),
-            "client_window_s": round(last - sent, 4),
-            "client_bound": round(BURST + RATE * (last - sent), 1),
-            "offered_per_s": round(len(load.calls) / span, 1),
-            "admitted_per_replica": per_replica,
-            "store_failures": sum(failures),
-        }
-        report(tmp_path, name, figures)
-        assert all(n > BURST / 4 for n in per_replica), "both replicas must have admitted calls"
-        assert set(statuses) <= {200, 429}, statuses
-        assert failures == [0, 0], "some limits were decided without the store"
+            load = await hammer(urls, LOAD, {"X-API-Key": key}, ready)
+            # T is measured on the store's clock, the one the bucket is decided on. T0: Redis TIME
+            # read just before the first call of the load, the bucket full by then. T1: the
+            # bucket's ``ts``, which the Lua script stamps with Redis TIME at every admission (a
+            # refusal writes nothing), so the server time of the last one. Every admission of the
+            # load lies in [T0, T1], where one bucket can admit at most BURST + RATE * (T1 - T0):
+            # the ceiling is exact. The floor is not: a bucket that is full wastes what it refills,
+            # so any pause in the offered load (the scheduler of a shared 2-core machine stalling
+            # the callers or both replicas for 150 ms) costs admissions. A CI run measured 0.943
+            # that way. The floor's job is to catch a split or double-counted bucket (about 0.5 of
+            # the bound), so it sits at 90%, clear of both. The client's view
+            # (first call sent .. last admitted answer received) holds every admission too, but
+            # adds the answers' way back and mixes in the test's scheduling: reported only.
+            ts = await client.hget(bucket, "ts")
+            assert ts is not None
+            window = float(ts) - start[-1]
+            statuses = load.statuses()
+            admitted, refused = statuses.get(200, 0), statuses.get(429, 0)
+            bound = BURST + RATE * window
+            sent = min(c.sent for c in load.calls)
+            last = max(c.done for c in load.calls if c.status == 200)
+            span = max(c.done for c in load.calls) - sent
+            async with httpx.AsyncClient(timeout=10) as http:
+                failures = [await store_failures(http, url) for url in urls]
+            per_replica = [load.admitted(replica=i) for i in range(len(urls))]
+            figures = {
+                "admitted": admitted,
+                "refused": refused,
+                "bound": round(bound, 1),
+                "ratio": round(admitted / bound, 4),
+                "server_window_s": round(window, 4),
+                "client_window_s": round(last - sent, 4),
+                "client_bound": round(BURST + RATE * (last - sent), 1),
+                "offered_per_s": round(len(load.calls) / span, 1),
+                "admitted_per_replica": per_replica,
+                "store_failures": sum(failures),
+            }
+            report(tmp_path, name, figures)
+            assert set(statuses) <= {200, 429}, statuses
+            assert failures == [0, 0], "some limits were decided without the store"
+            assert admitted <= bound + 1e-6  # the ceiling is exact, whatever the offered load
+            # every phase's warm-up, then its admitted calls, and nothing else reached the backend
+            assert len(forwarded(backend)) == forwarded_before + CLIENTS + admitted
+            forwarded_before = len(forwarded(backend))
+            if len(load.calls) / span > 3 * RATE:
+                break
         assert len(load.calls) / span > 3 * RATE, "the offered load must exceed the rate 3-fold"
+        assert all(n > BURST / 4 for n in per_replica), "both replicas must have admitted calls"
         assert refused > admitted / 2
-        assert admitted <= bound + 1e-6
         assert admitted >= 0.9 * bound
-        assert len(forwarded(backend)) == CLIENTS + admitted  # the warm-up, then the admitted
 
 
 async def test_two_replicas_on_one_redis_admit_what_one_bucket_would(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from redis import exceptions as rx
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -12,8 +11,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from gateway.errors import SettingsError
+from gateway.store.redis.cluster_url import CLUSTER_SCHEME, parse_cluster_url
 
-CLUSTER_SCHEME = "redis+cluster"
+__all__ = ["CLUSTER_SCHEME", "cluster_client"]
 
 
 class _Cluster(RedisCluster):
@@ -49,24 +49,19 @@ def cluster_client(
     connect_timeout: float = 2.0,
     retries: int = 2,
 ) -> RedisCluster:
-    """A ``RedisCluster`` client (``decode_responses=True``) for a ``redis+cluster://`` URL,
-    with the single-node store's timeouts and retries; query-string options win."""
-    parts = urlsplit(url)
-    if parts.scheme != CLUSTER_SCHEME:
-        raise SettingsError(f"store URL: expected {CLUSTER_SCHEME}://, got {parts.scheme!r}")
-    credentials, _, hosts = parts.netloc.rpartition("@")
-    nodes = [_node(item) for item in hosts.split(",") if item.strip()]
-    if not nodes:
-        raise SettingsError(f"store URL: {CLUSTER_SCHEME}:// needs at least one host:port")
-    if parts.path.strip("/") not in ("", "0"):
-        raise SettingsError("store URL: a Redis Cluster has only database 0")
-    # redis-py's own parsing of credentials and typed query options, on one of the nodes
-    auth = f"{credentials}@" if credentials else ""
-    options: dict[str, Any] = dict(
-        parse_url(f"redis://{auth}{_hostport(*nodes[0])}/?{parts.query}")
-    )
+    """A ``RedisCluster`` client (``decode_responses=True``) for a ``redis+cluster://`` URL
+    (parsed by :func:`parse_cluster_url`), with the single-node store's timeouts and retries;
+    query-string options win."""
+    parts = parse_cluster_url(url)
+    # redis-py's own typed parsing of the query options, on a placeholder single-node URL; the
+    # credentials are taken from our parse (redis-py's URL credentials override the query's too)
+    options: dict[str, Any] = dict(parse_url(f"redis://localhost/?{parts.query}"))
     for name in ("host", "port", "db"):
         options.pop(name, None)
+    if parts.username is not None:
+        options["username"] = parts.username
+    if parts.password is not None:
+        options["password"] = parts.password
     options = {
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": connect_timeout,
@@ -75,22 +70,6 @@ def cluster_client(
         "decode_responses": True,
     }
     try:
-        return _Cluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], **options)
+        return _Cluster(startup_nodes=[ClusterNode(h, p) for h, p in parts.nodes], **options)
     except TypeError as exc:
         raise SettingsError(f"store URL: unknown option for a Redis Cluster: {exc}") from exc
-
-
-def _node(item: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` (the port defaults to 6379)."""
-    parsed = urlsplit(f"//{item.strip()}")
-    try:
-        port = parsed.port or 6379
-    except ValueError as exc:
-        raise SettingsError(f"store URL: bad port in {item!r}") from exc
-    if not parsed.hostname:
-        raise SettingsError(f"store URL: no host in {item!r}")
-    return parsed.hostname, port
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

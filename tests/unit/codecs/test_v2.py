@@ -186,6 +186,16 @@ def test_v2_keeps_id_parameters_and_requested_outputs() -> None:
             "'parameters' must be an object",
             id="parameters-not-object",
         ),
+        pytest.param(  # was a 500: a list is unhashable (schemathesis, issue 12)
+            {"inputs": [{"name": "x", "shape": [1], "datatype": ["FP32"], "data": [1]}]},
+            "is not a v2 datatype",
+            id="datatype-a-list",
+        ),
+        pytest.param(
+            {"inputs": [{"name": "x", "shape": [1], "datatype": {"a": 1}, "data": [1]}]},
+            "is not a v2 datatype",
+            id="datatype-an-object",
+        ),
     ],
 )
 def test_v2_bad_requests_are_400(body: Any, fragment: str) -> None:

@@ -1,9 +1,11 @@
 """A backend's pool follows its protocol, and a reload carries unchanged gRPC backends over
-(channels, health state and metadata with them) and retires the changed ones."""
+(channels, health state and metadata with them) and retires the changed ones; a TLS backend is
+unchanged while its tls block and the bytes of its files are."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import httpx
@@ -20,6 +22,7 @@ from gateway.config.file import parse_config
 from gateway.config.live import Runtime, Services, build_runtime
 from gateway.errors import NoHealthyReplica
 from gateway.store import MemoryStore
+from tests.certs import CA
 from tests.support import backend, model, routes_yaml, versions
 from tests.unit.policies.support import SECRET
 
@@ -82,3 +85,27 @@ async def test_a_reload_keeps_an_unchanged_grpc_backend_and_retires_a_changed_on
     request = InferenceRequest([Tensor("INPUT0", "FP32", [1], [1.0])])
     with pytest.raises(NoHealthyReplica, match="was replaced by a reload"):
         await old.adapter.infer(request, old.targets[0], None)  # a late call on the old table
+
+
+async def test_a_reload_keeps_a_tls_backend_until_its_files_change(
+    services: Services, tmp_path: Path
+) -> None:
+    ca = CA(tmp_path / "pki")
+    client = ca.client()
+    tls = {"ca_file": str(ca.cert), "cert_file": str(client.cert), "key_file": str(client.key)}
+    slow = {"interval": "1h"}
+    # (gRPC backends are carried over by the same comparison; no channel is opened here)
+    backends = {"https": backend("kserve", f"https://{DEAD}", health=slow, tls=tls)}
+    text = routes_yaml(backends, {name: model(versions(name, "1")) for name in backends})
+    first = build(text, services)
+    same, retired = build_runtime(parse_config(text), services, first, lambda _: {})
+    assert retired == []
+    https = same.backends["https"].pool
+    assert https is first.backends["https"].pool  # the same pool, hence the same SSLContext
+    assert isinstance(https, ReplicaPool)
+    assert https._ssl is first.backends["https"].spec.tls.material.context  # type: ignore[union-attr]
+    ca.client()  # renewed at the same paths (cert-manager): the next reload takes it
+    renewed, retired = build_runtime(parse_config(text), services, same, lambda _: {})
+    assert [live.name for live in retired] == ["https"]
+    for live in [*retired, *renewed.backends.values()]:
+        await live.pool.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.store import cluster_client, open_store
+from gateway.store import RedisStore, cluster_client, open_store
 
 
 def test_cluster_url_options() -> None:
@@ -38,3 +38,9 @@ def test_cluster_url_options() -> None:
 def test_bad_cluster_urls_are_refused(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         open_store(url)
+
+
+def test_open_store_on_a_cluster_url_with_an_ipv6_host() -> None:
+    # urlsplit refuses this host list on Pythons with the CVE-2025-0938 fix (Debian's 3.11.2)
+    store = open_store("redis+cluster://u:p@10.0.0.1:7000,10.0.0.2,[::1]:7002")
+    assert isinstance(store, RedisStore)

@@ -1,0 +1,217 @@
+"""The admin API in the OpenAPI document: each admin route's summary, body and reply.
+
+The bodies are the admin API's own pydantic models (their JSON Schema, as they validate), so
+the document cannot drift from what the endpoints accept. Described only to readers who can
+reach the admin API (``edge.docs`` decides).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.admin.config import PurgeBody
+from gateway.admin.keys import KeyBody, RotateBody
+from gateway.admin.tenants import TenantBody, TenantPatch
+from gateway.config.types import Strict
+from gateway.traffic.rollout import ACTIONS
+
+Schema = dict[str, Any]
+_STRINGS: Schema = {"type": "array", "items": {"type": "string"}}
+_TIME: Schema = {"type": ["number", "null"]}
+TENANT: Schema = {
+    "type": "object",
+    "required": ["name", "plan", "models", "scopes", "metadata", "disabled", "created_at"],
+    "properties": {
+        "name": {"type": "string"},
+        "plan": {"type": ["string", "null"]},
+        "models": _STRINGS,
+        "scopes": _STRINGS,
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+        "disabled": {"type": "boolean"},
+        "created_at": {"type": "number"},
+    },
+}
+KEY: Schema = {
+    "type": "object",
+    "required": ["key_id", "tenant", "name", "scopes", "status", "created_at"],
+    "properties": {
+        "key": {"type": "string", "description": "The key itself: shown once, at creation."},
+        "key_id": {"type": "string"},
+        "tenant": {"type": "string"},
+        "name": {"type": "string"},
+        "scopes": _STRINGS,
+        "status": {"enum": ["active", "rotating", "expired", "revoked"]},
+        "created_at": {"type": "number"},
+        "expires_at": _TIME,
+        "revoked_at": _TIME,
+        "last_used_at": _TIME,
+        "rotated_to": {"type": ["string", "null"]},
+        "previous_expires_at": {"type": "number"},
+    },
+}
+_OBJECT: Schema = {"type": "object"}
+
+
+def _limit(most: int) -> Schema:
+    return {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": most},
+        "description": "At most this many (the newest).",
+    }
+
+
+_IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[ -~]{1,255}$"},
+    "description": "A retried call with the same key gets the first call's reply.",
+}
+_RELOAD_STATUS: Schema = {"type": "object", "required": ["last_ok"]}
+
+# (method, path) → (summary, body model, success status, reply schema, extra parameters)
+_ROUTES: dict[
+    tuple[str, str], tuple[str, type[Strict] | None, str, Schema | None, list[Schema]]
+] = {
+    ("GET", "/admin/config"): (
+        "The route table's status and the backends' replicas",
+        None,
+        "200",
+        _OBJECT,
+        [],
+    ),
+    ("POST", "/admin/config/reload"): (
+        "Reload routes.yaml now (422: rejected, the old table stays)",
+        None,
+        "200",
+        _RELOAD_STATUS,
+        [],
+    ),
+    ("GET", "/admin/audit"): (
+        "The audit log, newest first",
+        None,
+        "200",
+        {"type": "object", "required": ["entries"], "properties": {"entries": {"type": "array"}}},
+        [_limit(10_000)],
+    ),
+    ("POST", "/admin/cache/purge"): (
+        "Drop cached answers by model, version and/or tenant",
+        PurgeBody,
+        "200",
+        {"type": "object", "required": ["purged", "pattern"]},
+        [],
+    ),
+    ("GET", "/admin/tenants"): (
+        "Every tenant",
+        None,
+        "200",
+        {
+            "type": "object",
+            "required": ["tenants"],
+            "properties": {"tenants": {"type": "array", "items": TENANT}},
+        },
+        [],
+    ),
+    ("POST", "/admin/tenants"): ("Create a tenant", TenantBody, "201", TENANT, []),
+    ("GET", "/admin/tenants/{name}"): ("A tenant", None, "200", TENANT, []),
+    ("PATCH", "/admin/tenants/{name}"): ("Change a tenant", TenantPatch, "200", TENANT, []),
+    ("DELETE", "/admin/tenants/{name}"): ("Delete a tenant", None, "204", None, []),
+    ("GET", "/admin/tenants/{name}/keys"): (
+        "A tenant's API keys",
+        None,
+        "200",
+        {
+            "type": "object",
+            "required": ["keys"],
+            "properties": {"keys": {"type": "array", "items": KEY}},
+        },
+        [],
+    ),
+    ("POST", "/admin/tenants/{name}/keys"): (
+        "Create an API key (the key is shown once)",
+        KeyBody,
+        "201",
+        KEY,
+        [_IDEMPOTENCY],
+    ),
+    ("POST", "/admin/keys/{key_id}/rotate"): (
+        "A new key; the old one works until the grace ends",
+        RotateBody,
+        "201",
+        KEY,
+        [_IDEMPOTENCY],
+    ),
+    ("POST", "/admin/keys/{key_id}/revoke"): (
+        "Revoke a key (every replica drops it at once)",
+        None,
+        "200",
+        KEY,
+        [],
+    ),
+    ("GET", "/admin/rollouts"): (
+        "Every progressive rollout",
+        None,
+        "200",
+        {"type": "object", "required": ["rollouts"]},
+        [],
+    ),
+    ("GET", "/admin/rollouts/{model}"): (
+        "A model's rollout",
+        None,
+        "200",
+        {"type": "object", "required": ["model"]},
+        [],
+    ),
+    ("GET", "/admin/rollouts/{model}/events"): (
+        "A rollout's event log",
+        None,
+        "200",
+        {"type": "object", "required": ["model", "events"]},
+        [_limit(1000)],
+    ),
+    ("POST", "/admin/rollouts/{model}/{action}"): (
+        f"Command a rollout ({', '.join(ACTIONS)})",
+        None,
+        "200",
+        {"type": "object", "required": ["model"]},
+        [],
+    ),
+    ("GET", "/admin/shadow"): (
+        "What shadow traffic has shown",
+        None,
+        "200",
+        {"type": "object", "required": ["configured", "models"]},
+        [],
+    ),
+}
+
+
+def describe(method: str, path: str) -> Schema:
+    """The operation of an admin route (a generic one for a route added without a line
+    here)."""
+    summary, body, status, reply, params = _ROUTES.get(
+        (method, path), (f"{method} {path}", None, "200", _OBJECT, [])
+    )
+    op: Schema = {
+        "tags": ["admin"],
+        "summary": summary,
+        "security": [{"adminToken": []}],
+        "responses": {
+            status: {"description": "OK"}
+            if reply is None
+            else {"description": "OK", "content": {"application/json": {"schema": reply}}}
+        },
+    }
+    if params:
+        op["parameters"] = list(params)
+    if body is not None:
+        schema = body.model_json_schema()  # flat models: no $defs to place
+        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": schema}}}
+    if path == "/admin/config/reload":
+        op["responses"]["422"] = {
+            "description": "The new routes.yaml was rejected; the old table stays",
+            "content": {"application/json": {"schema": _RELOAD_STATUS}},
+        }
+    return op
