@@ -100,7 +100,11 @@ async def _infer(request: Request) -> Response:
     shape = tensor.shape
     if len(shape) != 2 or shape[1] != 4:
         return _error(f"unexpected shape for input 'INPUT0', expected [-1,4], got {shape}", 400)
-    rows = np.frombuffer(tensor.raw, dtype="<f4").reshape(shape).astype("<f8")
+    try:
+        raw = tensor.raw  # JSON values packed as FP32 here: one past its range is refused
+    except GatewayError as exc:
+        return _error(exc.message, 400)
+    rows = np.frombuffer(raw, dtype="<f4").reshape(shape).astype("<f8")
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and ±Infinity in, as IEEE says
         out = (rows @ np.array(_WEIGHTS).T) * float(version)
     result = Tensor("OUTPUT0", "FP32", [shape[0], 2], raw=out.astype("<f4").tobytes())

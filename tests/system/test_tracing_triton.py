@@ -128,6 +128,41 @@ BACKS: dict[str, tuple[str, Callable[[ServerHandle], str], dict[str, str]]] = {
 }
 
 
+def split(receiver: ServiceReceiver) -> tuple[list[Span], list[Span]]:
+    """The gateway's spans, then the others (Triton's)."""
+    service = receiver.span_services
+    ours = [s for s in receiver.spans if service[s.span_id] == GATEWAY_SERVICE]
+    theirs = [s for s in receiver.spans if service[s.span_id] != GATEWAY_SERVICE]
+    return ours, theirs
+
+
+def tree(receiver: ServiceReceiver) -> str:
+    return "\n".join(
+        f"{receiver.span_services[s.span_id]}: {s.name} {s.trace_id.hex()} "
+        f"{s.span_id.hex()} <- {s.parent_span_id.hex()}"
+        for s in receiver.spans
+    )
+
+
+async def _spans_arrive(
+    receiver: ServiceReceiver, triton: ServerHandle, server_span: str, client_span: str
+) -> None:
+    """Until the gateway's server and client spans and Triton's three are in (bounded)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        ours, theirs = split(receiver)
+        if {server_span, client_span} <= {s.name for s in ours} and {
+            "InferRequest",
+            "linear",
+            "compute",
+        } <= {s.name for s in theirs}:
+            return
+        assert time.monotonic() < deadline, (
+            f"after {WAIT_S} s the receiver has:\n{tree(receiver)}\n{triton.log_tail()}"
+        )
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize("back", list(BACKS))
 @pytest.mark.parametrize("front", list(FRONTS))
 async def test_one_trace_spans_the_gateway_and_triton(
@@ -157,42 +192,29 @@ async def test_one_trace_spans_the_gateway_and_triton(
             grpc_port=(grpc_port := free_port()),
         )
         await ask(gateway, grpc_port)
-
-        def split() -> tuple[list[Span], list[Span]]:
-            service = receiver.span_services
-            ours = [s for s in receiver.spans if service[s.span_id] == GATEWAY_SERVICE]
-            theirs = [s for s in receiver.spans if service[s.span_id] != GATEWAY_SERVICE]
-            return ours, theirs
-
-        def tree() -> str:
-            return "\n".join(
-                f"{receiver.span_services[s.span_id]}: {s.name} {s.trace_id.hex()} "
-                f"{s.span_id.hex()} <- {s.parent_span_id.hex()}"
-                for s in receiver.spans
-            )
-
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            ours, theirs = split()
-            if {server_span, client_span} <= {s.name for s in ours} and {
-                "InferRequest",
-                "linear",
-                "compute",
-            } <= {s.name for s in theirs}:
+        for attempt in range(2):
+            await _spans_arrive(receiver, triton, server_span, client_span)
+            their_traces = {s.trace_id.hex() for s in receiver.spans}
+            if their_traces == {TRACE_ID} or attempt == 1:
                 break
-            assert time.monotonic() < deadline, (
-                f"after {WAIT_S} s the receiver has:\n{tree()}\n{triton.log_tail()}"
-            )
-            await asyncio.sleep(0.05)
+            # Once in about ten runs on one machine, Triton began a trace of its own for the
+            # gateway's first gRPC ModelInfer (its spans with no parent, the gateway's spans
+            # right): asked again, on a warm channel, to tell a Triton start-up quirk from a
+            # gateway that dropped the traceparent, which would fail both times.
+            print(f"tracing: Triton's spans were in another trace, asking again:\n{tree(receiver)}")
+            receiver.spans.clear()
+            receiver.span_services.clear()
+            await ask(gateway, grpc_port)
+        ours, theirs = split(receiver)
 
         # One trace: the caller's trace id on every span, the gateway's and Triton's.
-        assert {s.trace_id.hex() for s in receiver.spans} == {TRACE_ID}, tree()
+        assert {s.trace_id.hex() for s in receiver.spans} == {TRACE_ID}, tree(receiver)
         # Triton's root-most span (its frontend's) is a child of the gateway's client span.
         [client] = [s for s in ours if s.name == client_span and s.kind == Span.SPAN_KIND_CLIENT]
         their_ids = {s.span_id for s in theirs}
         [root] = [s for s in theirs if s.parent_span_id not in their_ids]
-        assert root.name == "InferRequest", tree()
-        assert root.parent_span_id == client.span_id, tree()
+        assert root.name == "InferRequest", tree(receiver)
+        assert root.parent_span_id == client.span_id, tree(receiver)
         # Two services: the gateway's default name and Triton's own.
         triton_services = {receiver.span_services[s.span_id] for s in theirs}
         assert len(triton_services) == 1, triton_services
