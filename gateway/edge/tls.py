@@ -132,11 +132,8 @@ def tls_extension(connection: ssl.SSLObject) -> dict[str, object]:
     name: str | None = None
     if der:
         verified = getattr(connection, "get_verified_chain", None)  # Python 3.13+
-        if verified is not None:
-            pem = getattr(ssl, "ENCODING_PEM", 1)  # _ssl's, with get_verified_chain
-            chain = [str(cert.public_bytes(pem)) for cert in verified()]
-        else:
-            chain = [ssl.DER_cert_to_PEM_cert(der)]
+        # 3.13's SSLObject.get_verified_chain() gives each certificate as DER bytes
+        chain = [ssl.DER_cert_to_PEM_cert(bytes(c)) for c in (verified() if verified else [der])]
         name = x509.load_der_x509_certificate(der).subject.rfc4514_string()
     cipher = connection.cipher()
     version = connection.version()
