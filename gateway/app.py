@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.admin.api import admin_routes
 from gateway.auth.keys import KeyVerifier
+from gateway.batching.metrics import BatchMetrics
 from gateway.codecs.v2_proto import messages
 from gateway.config.live import Services
 from gateway.config.reload import Reloader
@@ -140,6 +141,7 @@ async def open_state(
             secret,
             limiter_metrics=LimiterMetrics(registry),
             pool_metrics=metrics.PoolMetrics(registry),
+            batch_metrics=BatchMetrics(registry),
             traffic=rollouts,
             shadow=shadow,
         )

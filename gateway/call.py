@@ -102,6 +102,7 @@ class Call:
     source: Callable[[], InferenceRequest] | None = None  # or: tensors from a parsed message
     request: InferenceRequest | None = None  # the tensors, once decoded (see inference())
     route: PassthroughRoute | None = None  # passthrough: the route the path matched
+    deadline: float | None = None  # time.monotonic() by which the caller wants its answer (gRPC)
     # -- what the chain learns --
     caller: Caller | None = None  # auth: who is calling (None: anonymous)
     auth_failure: str | None = None  # auth: why it refused, for the metrics
@@ -109,6 +110,7 @@ class Call:
     limited: Literal["allowed", "rejected"] | None = None  # rate limit: the decision
     probe: CacheProbe | None = None  # rate limit → cache: the entry read with the limits
     cache: CacheResult | None = None  # cache: what it did, for the metrics and the log
+    batch: int | None = None  # batch: the rows of the batch this call was sent in
 
     @property
     def version(self) -> str | None:

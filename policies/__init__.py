@@ -4,7 +4,7 @@ Adding a policy is one module in this package and one line in :data:`POLICIES`. 
 given kind runs, in this order, the policies whose ``kinds`` include it and whose ``build``
 finds something to do in the route table, then the kind's terminal step:
 
-    infer         auth → traffic → rate_limit → cache → the backend's adapter
+    infer         auth → traffic → rate_limit → cache → batch → the backend's adapter
     classify, regress
                   auth → traffic → rate_limit → a TF Serving backend
     metadata, ready, status
@@ -21,6 +21,7 @@ from gateway.backends.terminal import Terminal
 from gateway.call import CALL_KINDS, CallKind, Next, Policy, compose
 from gateway.config.live import Chains, Runtime
 from policies.auth import AuthPolicy
+from policies.batch import BatchPolicy
 from policies.cache import CachePolicy
 from policies.rate_limit import RateLimitPolicy
 from policies.traffic import TrafficPolicy
@@ -41,6 +42,7 @@ POLICIES: Final[tuple[PolicyClass, ...]] = (
     TrafficPolicy,
     RateLimitPolicy,
     CachePolicy,
+    BatchPolicy,  # last: a cache hit never waits in a batch queue
 )
 
 

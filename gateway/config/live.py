@@ -25,6 +25,7 @@ from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica_set import ReplicaSet
 from gateway.backends.spec import BackendSpec
 from gateway.backends.upstream import Target
+from gateway.batching.metrics import BatchMetrics
 from gateway.caching.cache import ResponseCache
 from gateway.caching.flight import SingleFlight
 from gateway.call import CallKind, Next
@@ -53,6 +54,7 @@ class Services:
     chooser: Chooser = field(default_factory=Chooser)  # the split's round-robin state
     limiter_metrics: LimiterMetrics | None = None
     pool_metrics: PoolMetrics | None = None  # backend health, ejections, retries, breaker
+    batch_metrics: BatchMetrics | None = None  # batch sizes, queue waits, refusals
     traffic: TrafficControl | None = None  # progressive rollouts, when a model declares one
     shadow: ShadowWorker | None = None  # mirrors a share of a model's calls to another version
 

@@ -24,6 +24,7 @@ from pydantic import (
 from gateway.auth.config import AuthConfig
 from gateway.backends import ADAPTERS
 from gateway.backends.spec import BackendSpec
+from gateway.batching.config import BatchingSpec
 from gateway.caching.config import CacheSpec
 from gateway.codecs.tensors import DATATYPES
 from gateway.config.types import Problem, Strict, problems_error
@@ -73,6 +74,9 @@ class Version(Strict):
         default=None, description="Declared inputs; else read from the backend's metadata."
     )
     outputs: list[TensorSpec] | None = None
+    batching: BatchingSpec | None = Field(
+        default=None, description="Join concurrent requests into batches (dimension 0)."
+    )
 
     @field_validator("version", mode="before")
     @classmethod
@@ -80,6 +84,26 @@ class Version(Strict):
         return (
             str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
         )
+
+    @model_validator(mode="after")
+    def _batch_dimension(self) -> Version:
+        """Batching joins along the first dimension: a declared input must leave it free."""
+        if self.batching is None or not self.inputs:
+            return self
+        problems: list[Problem] = []
+        for i, tensor in enumerate(self.inputs):
+            if not tensor.shape or tensor.shape[0] != -1:
+                first = tensor.shape[0] if tensor.shape else "none (a scalar)"
+                problems.append(
+                    (
+                        ("batching",),
+                        f"batching joins requests along the first dimension, but input "
+                        f"{tensor.name!r} (inputs[{i}]) declares it as {first}: declare -1",
+                    )
+                )
+        if problems:
+            raise problems_error(type(self).__name__, problems)
+        return self
 
 
 class Model(Strict):

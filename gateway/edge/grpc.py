@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,7 @@ class Scope:
     status: int = 200
     trailers: list[tuple[str, str]] = field(default_factory=list)
     client_cert: ClientCert | None = None  # the TLS client certificate grpc verified
+    deadline: float | None = None  # the RPC's deadline, in time.monotonic() seconds
 
     def new_call(self, kind: CallKind, model: str | None, pin: str | None) -> Call:
         action = "predict" if kind in ("infer", "classify", "regress") else "metadata"
@@ -122,6 +124,7 @@ class Scope:
             model=model,
             pin=pin,
             required=required,
+            deadline=self.deadline,
         )
         self.call = call
         return call
@@ -154,9 +157,12 @@ class Lane:
             span, trace_token = tracing.grpc_span(tracer, metadata, method, context.peer())
         scope = Scope(request_id, headers, peer_host(context.peer()), method, timing)
         scope.client_cert = _client_cert(context)
+        remaining = context.time_remaining()
+        if remaining is not None:
+            scope.deadline = time.monotonic() + remaining
         try:
             try:
-                async with asyncio.timeout(context.time_remaining()):
+                async with asyncio.timeout(remaining):
                     result = await work(scope)
             except TimeoutError as exc:
                 raise UpstreamTimeout("the call's gRPC deadline passed") from exc

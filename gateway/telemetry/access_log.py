@@ -7,7 +7,7 @@ attributes and writes one ``gateway.access`` line (JSON by default; ``GATEWAY_LO
     {"time": "...", "level": "info", "logger": "gateway.access", "message": "access",
      "request_id": "...", "trace_id": "...", "method": "POST", "path": "/v2/models/m/infer",
      "status": 200, "bytes": 81, "tenant": "acme", "model": "m", "version": "2",
-     "backend": "triton", "retries": 0, "cache": "miss",
+     "backend": "triton", "retries": 0, "cache": "miss", "batch": 8,
      "total_ms": 3.12, "gateway_ms": 0.41, "upstream_ms": 2.71}
 
 Never a credential: no header is logged and the path is logged without its query string.
@@ -59,7 +59,9 @@ class Observer:
         total = time.perf_counter() - timing.started
         upstream = timing.upstream
         model = version = tenant = cache = ""
+        batch = None
         if call is not None:
+            batch = call.batch
             model = call.model or ""
             if model and model not in models:
                 model = ""
@@ -83,6 +85,8 @@ class Observer:
             self._describe(
                 span, request_id, tenant, model, version, backend, timing.replica, retries, cache
             )
+            if batch is not None:
+                span.set_attribute("gateway.batch_size", batch)
         if self.access and ACCESS.isEnabledFor(logging.INFO):
             ACCESS.info(
                 "access",
@@ -100,6 +104,7 @@ class Observer:
                     "backend": backend or None,
                     "retries": retries,
                     "cache": cache or None,
+                    "batch": batch,
                     "total_ms": round(total * 1000, 3),
                     "gateway_ms": round(max(0.0, total - upstream) * 1000, 3),
                     "upstream_ms": round(upstream * 1000, 3),

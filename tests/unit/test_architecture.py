@@ -54,6 +54,7 @@ POLICY_CONCEPTS = {
     "traffic.py": ("gateway.traffic",),
     "rate_limit.py": ("gateway.limits", "gateway.store"),
     "cache.py": ("gateway.caching",),
+    "batch.py": ("gateway.batching",),
 }
 
 
@@ -74,6 +75,7 @@ def test_every_policy_module_is_in_the_table_above() -> None:
 CORE = [
     *modules("gateway/backends", "gateway/store", "gateway/codecs", "gateway/auth"),
     *modules("gateway/limits", "gateway/caching", "gateway/traffic", "gateway/telemetry"),
+    *modules("gateway/batching"),
     *modules("gateway/config"),
     *(REPO / "gateway" / name for name in ("call.py", "headers.py", "errors.py")),
 ]

@@ -18,6 +18,7 @@ from gateway.config.model import json_schema
 from gateway.errors import ConfigError, Unauthorized
 from policies import build_chains
 from policies.auth import AuthPolicy
+from policies.batch import BatchPolicy
 from policies.cache import CachePolicy
 from policies.rate_limit import RateLimitPolicy
 from policies.traffic import TrafficPolicy
@@ -41,6 +42,7 @@ def test_the_registry_is_in_chain_order() -> None:
         TrafficPolicy,
         RateLimitPolicy,
         CachePolicy,
+        BatchPolicy,
     )
 
 
