@@ -37,6 +37,8 @@ SCENARIOS: dict[str, str] = {
     "forwarder-tensor": "the forwarder relaying a 1x3x224x224 FP32 tensor as v2 JSON",
     "gateway-tensor-json": "gateway: that tensor as v2 JSON (every number as text)",
     "gateway-tensor-binary": "gateway: that tensor as binary tensor data (header + raw bytes)",
+    "gateway-nobatch": "gateway before Triton's batched_linear (5 ms per execute), no batching",
+    "gateway-batch": "the same with gateway-side batching (max_batch_size 64, max_delay 2ms)",
 }
 # added latency (and the ratios' table) is over this; any other scenario: over upstream
 BASELINE: dict[str, str | None] = {
@@ -47,6 +49,8 @@ BASELINE: dict[str, str | None] = {
     "forwarder-tensor": None,
     "gateway-tensor-json": "forwarder-tensor",
     "gateway-tensor-binary": None,
+    "gateway-nobatch": None,
+    "gateway-batch": "gateway-nobatch",
 }
 # req/s "x fwd" is over this forwarder (none: no column) and "x nginx" over the proxy, for the
 # scenarios that send the small v2 body over HTTP/1.1
@@ -57,6 +61,8 @@ FORWARDER: dict[str, str | None] = {
     "forwarder-tensor": "forwarder-tensor",
     "gateway-tensor-json": "forwarder-tensor",
     "gateway-tensor-binary": None,
+    "gateway-nobatch": None,
+    "gateway-batch": None,
 }
 # (scenario, against): the ratios printed below the table and kept in the JSON
 RATIOS = (
@@ -66,10 +72,12 @@ RATIOS = (
     ("gateway-grpc", "gateway-triton"),
     ("gateway-tensor-json", "gateway-tensor-binary"),
     ("gateway-tensor-json", "forwarder-tensor"),
+    ("gateway-batch", "gateway-nobatch"),
 )
 GRPC = {"triton-grpc", "gateway-grpc", "gateway-grpc-grpc"}
 TENSOR = {"forwarder-tensor", "gateway-tensor-json", "gateway-tensor-binary"}
-OPEN = {
+BATCH = {"gateway-nobatch", "gateway-batch"}
+OPEN = BATCH | {
     "gateway-passthrough",
     "gateway-v2",
     "gateway-triton",
@@ -79,11 +87,11 @@ OPEN = {
     "gateway-tensor-binary",
 }
 FULL = {"gateway-full", "gateway-jwt", "gateway-hit"}
-TRITON = {"triton", "gateway-triton", "triton-grpc", "gateway-grpc", "gateway-grpc-grpc"}
+TRITON = BATCH | {"triton", "gateway-triton", "triton-grpc", "gateway-grpc", "gateway-grpc-grpc"}
 GATEWAYS = OPEN | FULL  # with --baseline-gateway each gets a twin "<name>@base"
 # twins that an older baseline gateway may not serve (no gRPC frontend, no binary tensors, no
 # gRPC backends): skipped with the reason instead of stopping the run
-NEWER = GRPC | TENSOR
+NEWER = GRPC | TENSOR | BATCH
 TWIN = "@base"
 TENSOR_PATH = "/v2/models/tensor/infer"
 OUTPUT_SHAPE = [1, 2]
@@ -191,7 +199,7 @@ def start(
     if wanted & TRITON:
         why = systems.triton_available()
         if why is None:
-            started = systems.start_triton(procs, load_cpus)
+            started = systems.start_triton(procs, load_cpus, batched=bool(wanted & BATCH))
             triton, why = (
                 (started, None) if isinstance(started, systems.Triton) else (None, started)
             )
@@ -280,9 +288,19 @@ def _open_config(
             not_served[name] = f"{executable} has no gRPC frontend (serve --grpc-port)"
     tensor_on = bool(wanted & TENSOR)
     triton_url = triton.url if triton is not None else None
-    routes = systems.open_routes(upstream, triton_url, tensor_on)
+    batched = bool(wanted & BATCH) and triton is not None
+    if batched:
+        with_batching = systems.open_routes(upstream, triton_url, tensor_on, batched=True)
+        problem = systems.accepts(executable, with_batching, workdir)
+        if problem is not None:
+            batched = False
+            for name in BATCH:
+                not_served[name] = f"{executable} has no batching: {problem}"
+    routes = systems.open_routes(upstream, triton_url, tensor_on, batched=batched)
     if grpc_on and "gateway-grpc-grpc" in wanted and triton is not None:
-        with_grpc = systems.open_routes(upstream, triton_url, tensor_on, triton.grpc_address)
+        with_grpc = systems.open_routes(
+            upstream, triton_url, tensor_on, triton.grpc_address, batched=batched
+        )
         problem = systems.accepts(executable, with_grpc, workdir)
         if problem is None:
             routes = with_grpc
@@ -308,6 +326,9 @@ def _open_scenarios(
     ]
     if triton is not None:
         out.append(Scenario("gateway-triton", gw.url + "/v2/models/linear-triton/infer", gw.proc))
+        for name in ("gateway-nobatch", "gateway-batch"):
+            model = name.removeprefix("gateway-")
+            out.append(Scenario(name, f"{gw.url}/v2/models/{model}/infer", gw.proc))
     if triton is not None and gw.grpc_address is not None:
         address = gw.grpc_address
 

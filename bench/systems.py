@@ -138,6 +138,10 @@ def start_redis(procs: Processes, cpus: Sequence[int]) -> tuple[Proc, str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
+# gateway-batch: joins up to 64 rows, the first request waits at most 2 ms for others
+BATCHING = "{max_batch_size: 64, max_delay: 2ms, max_in_flight_per_replica: 1}"
+
+
 def start_forwarder(procs: Processes, cpus: Sequence[int], upstream: str) -> tuple[Proc, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "bench.forwarder", "--upstream", upstream, "--port", str(port)]
@@ -151,12 +155,15 @@ def open_routes(
     triton: str | None,
     tensor: bool = False,
     triton_grpc: str | None = None,
+    batched: bool = False,
 ) -> str:
     """Scenarios 4, 5 (and the gateway in front of Triton): no auth, no limits, no cache.
     ``tensor``: the model ``tensor`` (input FP32 [-1, 3, 224, 224], declared) on the nginx
     upstream declared ``kind: triton``, so that a binary tensor body is forwarded as it came.
     ``triton_grpc`` (``host:port``): the model ``linear-triton-grpc`` on Triton over gRPC
-    (``protocol: grpc``)."""
+    (``protocol: grpc``). ``batched``: the models ``nobatch`` and ``batch`` on Triton's
+    ``batched_linear`` (tests/models: 5 ms per execute, no batching of its own), ``batch``
+    with gateway-side batching."""
     text = f"""backends:
   up: {{kind: kserve, urls: ["{upstream}"], timeout: 10s}}
   up-http: {{kind: http, urls: ["{upstream}"], timeout: 10s}}
@@ -175,6 +182,10 @@ def open_routes(
         text += (
             '  linear-triton: {versions: {"1": {backend: triton, name: linear, version: "1"}}}\n'
         )
+    if batched and triton is not None:
+        on = '{versions: {"1": {backend: triton, name: batched_linear, version: "1"'
+        text += f"  nobatch: {on}}}}}}}\n"
+        text += f"  batch: {on}, batching: {BATCHING}}}}}}}\n"
     if triton_grpc is not None:
         text += (
             "  linear-triton-grpc: "
@@ -404,12 +415,15 @@ class Triton:
     metrics_url: str  # GET {metrics_url}/metrics
 
 
-def start_triton(procs: Processes, cpus: Sequence[int]) -> Triton | str:
-    """Triton (python backend, model ``linear``) pinned to ``cpus``; why not, if it fails."""
+def start_triton(procs: Processes, cpus: Sequence[int], batched: bool = False) -> Triton | str:
+    """Triton (python backend, model ``linear``; with ``batched`` also ``batched_linear`` from
+    tests/models) pinned to ``cpus``; why not, if it fails."""
+    from tests.models.repository import triton_repository
     from tests.servers.plugin import StartError, start_servers
 
+    extra = [triton_repository(procs.workdir / "triton-models")] if batched else []
     try:
-        handle = start_servers(["triton"], procs.workdir / "triton")["triton"]
+        handle = start_servers(["triton"], procs.workdir / "triton", tuple(extra))["triton"]
     except StartError as exc:
         return f"Triton did not start: {str(exc).splitlines()[0]}"
     pin(handle.pid, cpus)
