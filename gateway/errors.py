@@ -26,7 +26,7 @@ to the frontends (``gateway.edge``): the v1/v2 inference endpoints answer the pr
     ├── BadGateway                502 bad_gateway        the model server answered nonsense
     ├── Unavailable               503 unavailable        cannot serve right now (Retry-After)
     │   ├── NoHealthyReplica      503 no_healthy_replica
-    │   ├── Overloaded            503 overloaded         the backend's circuit breaker is open
+    │   ├── Overloaded            503 overloaded         circuit breaker open, or batch queue full
     │   ├── ModelNotReady         503 model_not_ready
     │   ├── LimitsUnavailable     503 limits_unavailable fail_closed and the store is out
     │   └── StoreUnavailable      503 store_unavailable  the shared store does not answer
@@ -139,7 +139,8 @@ class NoHealthyReplica(Unavailable):
 
 
 class Overloaded(Unavailable):
-    """The backend's circuit breaker is open (too many requests in flight)."""
+    """Too much at once: the backend's circuit breaker is open (too many requests in flight)
+    or a model version's batch queue is full (``gateway.batching``)."""
 
     code = "overloaded"
 

@@ -129,9 +129,11 @@ def _cut(tensor: Tensor, sizes: Sequence[int]) -> list[Tensor]:
         count = size * per_row
         if raw is not None and itemsize is not None:
             piece = bytes(raw[start * itemsize : (start + count) * itemsize])
-            pieces.append(Tensor(tensor.name, tensor.datatype, shape, None, parameters, raw=piece))
+            own = dict(parameters) if parameters else None  # each reply's own, to change freely
+            pieces.append(Tensor(tensor.name, tensor.datatype, shape, None, own, raw=piece))
         elif data is not None:
             piece_data = data[start : start + count]
-            pieces.append(Tensor(tensor.name, tensor.datatype, shape, piece_data, parameters))
+            own = dict(parameters) if parameters else None
+            pieces.append(Tensor(tensor.name, tensor.datatype, shape, piece_data, own))
         start += count
     return pieces
