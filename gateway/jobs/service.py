@@ -175,13 +175,13 @@ class JobService:
         job = await self.get(job_id, owner)
         if job.status != "queued":
             raise Conflict(f"job {job_id!r} is {job.status}: only a queued job can be cancelled")
-        job = await self.store.job_cancel(job_id, time.time(), self.config().result_ttl)
-        if job is None or (owner is not None and job.owner != owner):
+        after = await self.store.job_cancel(job_id, time.time(), self.config().result_ttl)
+        if after is None:
             raise NotFound(f"no job {job_id!r}")
-        if job.status != "cancelled":
-            raise Conflict(f"job {job_id!r} is {job.status}: only a queued job can be cancelled")
-        await self.notify(job)
-        return job
+        if after.status != "cancelled":
+            raise Conflict(f"job {job_id!r} is {after.status}: only a queued job can be cancelled")
+        await self.notify(after)
+        return after
 
     async def notify(self, job: Job) -> None:
         """Hand a done job's event to the webhook sink (a failure is logged, not raised: the
