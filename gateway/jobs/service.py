@@ -15,6 +15,7 @@ from gateway.codecs.tensors import loads
 from gateway.errors import Conflict, GatewayError, JobQueueFull, NotFound
 from gateway.jobs.callbacks import CallbackSink
 from gateway.jobs.config import JobsConfig
+from gateway.jobs.metrics import JobMetrics
 from gateway.jobs.model import CallerSnapshot, Job, JobProtocol, JobStatus, fingerprint, new_job_id
 from gateway.store import Store
 
@@ -92,10 +93,17 @@ class JobService:
     webhooks (``callbacks.NoWebhooks`` until delivery is set up).
     """
 
-    def __init__(self, store: Store, config: Callable[[], JobsConfig], sink: CallbackSink) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: Callable[[], JobsConfig],
+        sink: CallbackSink,
+        metrics: JobMetrics | None = None,
+    ) -> None:
         self.store = store
         self.config = config
         self.sink = sink
+        self.metrics = metrics
 
     async def submit(
         self,
@@ -180,6 +188,8 @@ class JobService:
             raise NotFound(f"no job {job_id!r}")
         if after.status != "cancelled":
             raise Conflict(f"job {job_id!r} is {after.status}: only a queued job can be cancelled")
+        if self.metrics is not None:
+            self.metrics.outcomes.labels(after.model, "cancelled").inc()
         await self.notify(after)
         return after
 

@@ -283,10 +283,11 @@ class JobStore(Protocol):
 
     async def job_reclaim(
         self, consumer: str, idle: float, max_deliveries: int, count: int, now: float, ttl: float
-    ) -> list[Claimed]:
+    ) -> tuple[list[Claimed], list[str]]:
         """Take over up to ``count`` deliveries idle ``idle`` seconds or more (their worker
         died: XAUTOCLAIM); one delivered more than ``max_deliveries`` times goes to the
-        dead-letter list instead and its job is failed (kept ``ttl`` seconds)."""
+        dead-letter list instead and its job is failed (kept ``ttl`` seconds). The runs taken
+        over, and the ids of the jobs dead-lettered."""
         ...
 
     async def job_touch(self, consumer: str, entries: Sequence[str]) -> None:

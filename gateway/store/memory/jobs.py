@@ -134,8 +134,9 @@ class MemoryJobs:
 
     async def job_reclaim(
         self, consumer: str, idle: float, max_deliveries: int, count: int, now: float, ttl: float
-    ) -> list[Claimed]:
+    ) -> tuple[list[Claimed], list[str]]:
         claimed: list[Claimed] = []
+        dead: list[str] = []
         moment = time.monotonic()
         for entry, delivery in list(self._pending.items()):
             if len(claimed) >= count:
@@ -158,9 +159,10 @@ class MemoryJobs:
                     job, status="failed", finished_at=now, error=DEAD_LETTER_ERROR, error_status=500
                 )
                 self._keep(failed, ttl)
+                dead.append(job.id)
                 continue
             claimed.append(Claimed(self._start(job, now), entry, delivery.count))
-        return claimed
+        return claimed, dead
 
     async def job_touch(self, consumer: str, entries: Sequence[str]) -> None:
         moment = time.monotonic()

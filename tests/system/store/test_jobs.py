@@ -64,7 +64,8 @@ async def test_idempotency_key_returns_the_same_job(store: Store) -> None:
     first = job(idempotency_key="k1")
     assert (await store.job_submit(first, max_queued=10))[0] == "created"
     outcome, existing = await store.job_submit(job(idempotency_key="k1"), max_queued=10)
-    assert outcome == "existing" and existing == first
+    assert outcome == "existing"
+    assert existing == first
     other_owner = job(owner="globex", idempotency_key="k1")
     assert (await store.job_submit(other_owner, max_queued=10))[0] == "created"
     assert len(await store.job_claim("w", 10, 1.0)) == 2
@@ -85,11 +86,13 @@ async def test_cancel_a_queued_job_only(store: Store) -> None:
     await store.job_submit(first, max_queued=10)
     await store.job_submit(second, max_queued=10)
     cancelled = await store.job_cancel(first.id, 5.0, TTL)
-    assert cancelled is not None and (cancelled.status, cancelled.finished_at) == ("cancelled", 5.0)
+    assert cancelled is not None
+    assert (cancelled.status, cancelled.finished_at) == ("cancelled", 5.0)
     claimed = await store.job_claim("w", 10, 6.0)
     assert [c.job.id for c in claimed] == [second.id]  # the cancelled one never runs
     running = await store.job_cancel(second.id, 7.0, TTL)
-    assert running is not None and running.status == "running"
+    assert running is not None
+    assert running.status == "running"
     assert await store.job_cancel("j-nope", 7.0, TTL) is None
     assert await store.job_depth() == {}
 
@@ -100,7 +103,8 @@ async def test_release_puts_back_after_the_delay(store: Store) -> None:
     [claimed] = await store.job_claim("w", 10, 10.0)
     assert await store.job_release(claimed, 5.0, 10.0, attempt=False)
     queued = await store.job_get(submitted.id)
-    assert queued is not None and (queued.status, queued.attempts) == ("queued", 0)
+    assert queued is not None
+    assert (queued.status, queued.attempts) == ("queued", 0)
     assert await store.job_depth() == {"m": 1}
     assert await store.job_promote(14.0) == 0
     assert await store.job_claim("w", 10, 14.0) == []
@@ -119,14 +123,16 @@ async def test_a_dead_consumers_job_is_reclaimed_and_touch_keeps_it(store: Store
     await store.job_submit(kept, max_queued=10)
     claims = await store.job_claim("dead-worker", 10, 1.0)
     assert len(claims) == 2
-    assert await store.job_reclaim("w2", 60.0, 5, 10, 2.0, TTL) == []  # not idle long enough
+    assert await store.job_reclaim("w2", 60.0, 5, 10, 2.0, TTL) == ([], [])  # not idle enough
     await asyncio.sleep(0.3)
     await store.job_touch("dead-worker", [c.entry for c in claims if c.job.id == kept.id])
-    reclaimed = await store.job_reclaim("w2", 0.2, 5, 10, 3.0, TTL)
+    reclaimed, dead = await store.job_reclaim("w2", 0.2, 5, 10, 3.0, TTL)
+    assert dead == []
     assert [(c.job.id, c.deliveries) for c in reclaimed] == [(submitted.id, 2)]
     assert (reclaimed[0].job.status, reclaimed[0].job.attempts) == ("running", 2)
     done = await store.job_finish(reclaimed[0], "succeeded", 4.0, TTL, result=b"{}")
-    assert done is not None and done.status == "succeeded"
+    assert done is not None
+    assert done.status == "succeeded"
 
 
 async def test_dead_letter_after_too_many_deliveries(store: Store) -> None:
@@ -135,9 +141,10 @@ async def test_dead_letter_after_too_many_deliveries(store: Store) -> None:
     await store.job_claim("w0", 10, 1.0)
     for n in range(2):
         await asyncio.sleep(0.05)
-        assert len(await store.job_reclaim(f"w{n + 1}", 0.01, 3, 10, 2.0, TTL)) == 1
+        assert len((await store.job_reclaim(f"w{n + 1}", 0.01, 3, 10, 2.0, TTL))[0]) == 1
     await asyncio.sleep(0.05)
-    assert await store.job_reclaim("w9", 0.01, 3, 10, 3.0, TTL) == []  # 4th delivery: dead
+    # the 4th delivery is one too many: dead-lettered
+    assert await store.job_reclaim("w9", 0.01, 3, 10, 3.0, TTL) == ([], [submitted.id])
     failed = await store.job_get(submitted.id)
     assert failed is not None
     assert (failed.status, failed.error, failed.error_status) == ("failed", DEAD_LETTER_ERROR, 500)
@@ -159,13 +166,17 @@ async def test_list_newest_first_filtered_and_paged(store: Store) -> None:
     await store.job_submit(job(owner="globex"), max_queued=10)
     newest = [j.id for j in reversed(made)]
     page, cursor = await store.job_list(owner="acme", limit=2)
-    assert [j.id for j in page] == newest[:2] and cursor is not None
+    assert [j.id for j in page] == newest[:2]
+    assert cursor is not None
     page, cursor = await store.job_list(owner="acme", limit=2, cursor=cursor)
-    assert [j.id for j in page] == newest[2:4] and cursor is not None
+    assert [j.id for j in page] == newest[2:4]
+    assert cursor is not None
     page, cursor = await store.job_list(owner="acme", limit=2, cursor=cursor)
-    assert [j.id for j in page] == newest[4:] and cursor is None
+    assert [j.id for j in page] == newest[4:]
+    assert cursor is None
     only_a, _ = await store.job_list(owner="acme", model="a")
-    assert {j.model for j in only_a} == {"a"} and len(only_a) == 2
+    assert {j.model for j in only_a} == {"a"}
+    assert len(only_a) == 2
     batch, _ = await store.job_list(batch_id="b1")
     assert [j.id for j in batch] == [made[1].id, made[0].id]
     everyone, _ = await store.job_list()
