@@ -33,12 +33,17 @@ from gateway.edge import grpc_tfs, grpc_v2
 from gateway.edge.errors import shape_of
 from gateway.edge.grpc import Lane, start_server
 from gateway.edge.http import HTTPEdge, Router
+from gateway.edge.jobs import JobsHTTP
 from gateway.edge.oauth import OAuthHTTP
 from gateway.edge.ops import OpsHTTP
 from gateway.edge.passthrough import PassthroughHTTP
 from gateway.edge.v1 import TFServingHTTP
 from gateway.edge.v2 import KServeHTTP
 from gateway.errors import SettingsError
+from gateway.jobs.callbacks import NoWebhooks
+from gateway.jobs.metrics import JobMetrics
+from gateway.jobs.service import JobService
+from gateway.jobs.worker import JobWorker
 from gateway.limits.limiter import LimiterMetrics
 from gateway.settings import Settings
 from gateway.state import State
@@ -73,6 +78,7 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
                 *KServeHTTP(state).routes(),  # first: the router tries them first
                 *TFServingHTTP(state).routes(),
                 *ops.routes(),
+                *JobsHTTP(state).routes(),
                 *admin_routes(state),
                 *OAuthHTTP(state).routes(),
             ]
@@ -101,9 +107,14 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
 
 @contextlib.asynccontextmanager
 async def open_state(
-    settings: Settings, config: Path, span_exporter: SpanExporter | None = None
+    settings: Settings,
+    config: Path,
+    span_exporter: SpanExporter | None = None,
+    *,
+    workers_only: bool = False,
 ) -> AsyncIterator[State]:
-    """Everything one worker shares, opened in order and closed in reverse."""
+    """Everything one worker shares, opened in order and closed in reverse; with it the job
+    workers (unless ``GATEWAY_JOB_WORKERS=false``; ``workers_only``: ``gateway worker``)."""
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(metrics.mark_process_dead)
         if span_exporter is not None or tracing.enabled(settings.tracing):
@@ -156,7 +167,13 @@ async def open_state(
         await rollouts.start(lambda: reloader.current.table)
         stack.push_async_callback(rollouts.close)
         observer = Observer(metrics.RequestMetrics(registry), settings.access_log, rollouts)
-        yield State(settings, services, reloader, registry, rollouts, observer)
+        job_metrics = JobMetrics(registry)
+        jobs = JobService(store, lambda: reloader.current.table.jobs, NoWebhooks(), job_metrics)
+        if settings.job_workers or workers_only:
+            worker = JobWorker(store, lambda: reloader.current, jobs, keys, job_metrics)
+            worker.start()
+            stack.push_async_callback(worker.close)
+        yield State(settings, services, reloader, registry, rollouts, observer, jobs)
 
 
 async def _grpc_server(state: State) -> grpc.aio.Server:

@@ -44,6 +44,10 @@ CALL_KINDS: Final[tuple[CallKind, ...]] = (
 ANSWER_KINDS: Final = frozenset[CallKind]({"infer", "classify", "regress"})  # the model's work
 MODEL_KINDS: Final = ANSWER_KINDS | frozenset[CallKind]({"metadata", "ready", "status"})
 CacheResult = Literal["hit", "miss", "stale", "collapsed", "bypass"]
+CallOrigin = Literal["live", "job"]
+"""``live``: a caller is waiting on a frontend. ``job``: an async job replayed by a job
+worker; its caller was authenticated at submit (``caller`` is set), so the auth step only
+re-authorizes it."""
 
 
 class Payload(Protocol):
@@ -103,6 +107,7 @@ class Call:
     request: InferenceRequest | None = None  # the tensors, once decoded (see inference())
     route: PassthroughRoute | None = None  # passthrough: the route the path matched
     deadline: float | None = None  # time.monotonic() by which the caller wants its answer (gRPC)
+    origin: CallOrigin = "live"  # where the call came from (a job's replay: "job")
     # -- what the chain learns --
     caller: Caller | None = None  # auth: who is calling (None: anonymous)
     auth_failure: str | None = None  # auth: why it refused, for the metrics

@@ -9,7 +9,8 @@ to the frontends (``gateway.edge``): the v1/v2 inference endpoints answer the pr
 
     GatewayError                      base of everything below
     ├── BadRequest                400 bad_request        malformed input (JSON, headers, tensors)
-    │   └── UnsupportedMethod     400 unsupported_method a TF Serving method the backend lacks
+    │   ├── UnsupportedMethod     400 unsupported_method a TF Serving method the backend lacks
+    │   └── WebhooksUnavailable   400 webhooks_unavailable  a Callback-URL nothing can deliver to
     ├── Unauthorized              401 unauthorized       no or bad credentials
     ├── Forbidden                 403 forbidden          credentials without the scope
     ├── NotFound                  404 not_found          no such path, tenant, key, rollout
@@ -22,6 +23,8 @@ to the frontends (``gateway.edge``): the v1/v2 inference endpoints answer the pr
     ├── InvalidBody               422 invalid_body       an admin body that does not validate
     ├── InvalidTensor             422 invalid_tensor     a tensor that does not fit the model
     ├── RateLimited               429 rate_limited       a limit refused the call (Retry-After)
+    │   ├── QuotaExhausted        429 rate_limited       a quota window is spent (waiting won't do)
+    │   └── JobQueueFull          429 job_queue_full     the tenant's queued-jobs limit is reached
     ├── InternalError             500 internal           a bug: logged with its traceback
     ├── BadGateway                502 bad_gateway        the model server answered nonsense
     ├── Unavailable               503 unavailable        cannot serve right now (Retry-After)
@@ -64,6 +67,12 @@ class UnsupportedMethod(BadRequest):
     """The call asks for a method (TF Serving's classify, regress) its backend kind lacks."""
 
     code = "unsupported_method"
+
+
+class WebhooksUnavailable(BadRequest):
+    """A ``Callback-URL`` was given where no webhook delivery is set up."""
+
+    code = "webhooks_unavailable"
 
 
 class Unauthorized(GatewayError):
@@ -116,6 +125,15 @@ class InvalidTensor(GatewayError):
 
 class RateLimited(GatewayError):
     status, code = 429, "rate_limited"
+
+
+class QuotaExhausted(RateLimited):
+    """A quota window of the tenant's plan is spent: an async job fails on it instead of
+    waiting (a rate or concurrency refusal only delays the job). Same code as its base."""
+
+
+class JobQueueFull(RateLimited):
+    code = "job_queue_full"
 
 
 class InternalError(GatewayError):

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
         default=None,
         description="Proxies whose X-Forwarded-For is trusted (comma list, '*' for all).",
     )
+    job_workers: bool = Field(
+        default=True,
+        description="Run async-job workers in every serve process (gateway worker always does).",
+    )
     pool_size: int = Field(default=512, ge=1, description="Max upstream connections per worker.")
     max_header_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Max bytes of a request's header fields (431)."

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.config.live import Runtime, Services
 from gateway.config.reload import Reloader
+from gateway.jobs.service import JobService
 from gateway.settings import Settings
 from gateway.telemetry.access_log import Observer
 from gateway.traffic.rollout import RolloutController
@@ -25,6 +26,7 @@ class State:
     registry: CollectorRegistry  # this worker's metrics
     rollouts: RolloutController
     observer: Observer  # metrics and the access line of every request
+    jobs: JobService  # async jobs: submit, follow, cancel (run by the job workers)
 
     @property
     def runtime(self) -> Runtime:

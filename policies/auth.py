@@ -4,6 +4,10 @@ It runs before anything touches a backend. A route table without an ``auth:`` se
 auth step (every call is let in); with one, a call without credentials is a 401 (unless
 ``required: false``), bad credentials are a 401 with ``WWW-Authenticate``, and good ones
 without the scope a 403. The caller is left in ``call.caller`` for every later step.
+
+An async job's replay (``call.origin == "job"``) comes with the caller its submit
+authenticated: its credentials may have expired since, so it is not authenticated again, but
+its scopes are authorized again against the route table live now.
 """
 
 from __future__ import annotations
@@ -29,6 +33,16 @@ class AuthPolicy:
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
         auth = self.auth
+        if call.origin == "job":
+            if call.caller is not None:
+                try:
+                    auth.authorize(call.caller, call.required, call.model)
+                except GatewayError:
+                    call.auth_failure = "forbidden"
+                    raise
+            elif auth.config.required:
+                raise Unauthorized("credentials required", headers=CHALLENGE)
+            return await call_next(call)
         try:
             caller = await auth.authenticate(call.headers, call.client_cert)
         except GatewayError as exc:

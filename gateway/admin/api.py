@@ -1,10 +1,11 @@
-"""The admin API's routes: config, tenants, keys, rollouts, shadow traffic. Adding a part is
+"""The admin API's routes: config, tenants, keys, rollouts, shadow traffic, jobs. Adding a part is
 one module with a class that has ``routes()``, and one line here."""
 
 from __future__ import annotations
 
 from gateway.admin.access import AdminAccess
 from gateway.admin.config import ConfigAPI
+from gateway.admin.jobs import JobsAPI
 from gateway.admin.keys import KeysAPI
 from gateway.admin.rollouts import RolloutsAPI
 from gateway.admin.shadow import ShadowAPI
@@ -22,4 +23,5 @@ def admin_routes(state: State) -> list[Route]:
         *KeysAPI(state, access, tenants).routes(),
         *RolloutsAPI(state, access).routes(),
         *ShadowAPI(state, access).routes(),
+        *JobsAPI(state, access).routes(),
     ]

@@ -1,5 +1,5 @@
 """The ``gateway`` command: its parser, and which module runs each subcommand (serve, check,
-demo, schema, and the admin commands: tenants, keys, audit, cache, rollout)."""
+demo, schema, worker, and the admin commands: tenants, keys, audit, cache, rollout, jobs)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from gateway import __version__
 from gateway.cli import admin as cli_admin
+from gateway.cli import jobs as cli_jobs
 from gateway.cli import rollout as cli_rollout
 from gateway.cli.check import check
 from gateway.cli.serve import serve
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("schema", help="print the JSON Schema of routes.yaml")
     cli_admin.add_commands(commands)
     cli_rollout.add_commands(commands)
+    cli_jobs.add_commands(commands)
     return parser
 
 
@@ -100,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_admin.run(args)
     if args.command == "rollout":
         return cli_rollout.run(args)
+    if args.command == "jobs":
+        return cli_jobs.run(args)
+    if args.command == "worker":
+        return cli_jobs.worker(args)
     if args.command == "demo":
         run_demo(args.host, args.port, args.grpc_port)
         return 0

@@ -28,6 +28,7 @@ from gateway.batching.config import BatchingSpec
 from gateway.caching.config import CacheSpec
 from gateway.codecs.tensors import DATATYPES
 from gateway.config.types import Problem, Strict, problems_error
+from gateway.jobs.config import JobsConfig
 from gateway.limits.config import LimitSpec, Plan, RateLimits
 from gateway.traffic.config import Rollout, Shadow, Sticky
 
@@ -223,6 +224,9 @@ class RouteTable(Strict):
     rate_limits: RateLimits = RateLimits()
     auth: AuthConfig | None = Field(
         default=None, description="Authentication; without it every call is let in."
+    )
+    jobs: JobsConfig = Field(
+        default=JobsConfig(), description="Async jobs: queue limits, retries, workers."
     )
 
     @model_validator(mode="wrap")

@@ -15,13 +15,17 @@ from starlette.responses import Response
 
 from gateway.auth.client_certs import client_cert_of
 from gateway.call import ANSWER_KINDS, Call, CallKind, Decoder, Reply
-from gateway.codecs.tensors import ModelInfo
+from gateway.codecs.tensors import ModelInfo, dumps
 from gateway.edge.body import HTTPPayload
 from gateway.edge.encoding import COMPRESS_FROM, accepted, compress
 from gateway.edge.errors import ErrorShape
 from gateway.edge.http import Exchange, raw_headers
+from gateway.edge.prefer import prefers_async
 from gateway.errors import BadGateway
 from gateway.headers import Headers
+from gateway.jobs.admission import admit, check_quota
+from gateway.jobs.model import KEPT_HEADERS, JobProtocol
+from gateway.jobs.service import owner_of, snapshot
 from gateway.state import State
 from gateway.traffic.choose import VERSION_HEADER
 
@@ -40,17 +44,67 @@ class InferenceHTTP:
         if state.settings.inference_errors == "legacy":
             self.errors = "gateway"
 
-    async def run(
+    def wants_job(self, request: Request) -> bool:
+        """``Prefer: respond-async`` on a gateway that takes jobs."""
+        headers = Headers(request.scope["headers"])
+        return prefers_async(headers) and self.state.runtime.table.jobs.enabled
+
+    async def submit(
+        self, request: Request, exchange: Exchange, protocol: JobProtocol, decoder: Decoder
+    ) -> Response:
+        """Accept the request as an async job: 202, ``Location: /jobs/{id}``. Checked now as
+        the live call would be: credentials and scopes, the model (404), the body (400), the
+        tenant's quota and queue limit (429); the same ``Idempotency-Key`` gives the same job
+        (200, or 409 with another request)."""
+        call = self._call(request, exchange, "infer", decoder, payload=True)
+        runtime = self.state.reloader.current
+        exchange.call, exchange.models = call, runtime.table.models
+        model = call.model or ""
+        caller = await admit(runtime, call)
+        runtime.resolve(model, call.pin)  # 404 for a model or version not served
+        await call.inference()  # a malformed body is a 400 now, never a failed job later
+        await check_quota(runtime, caller, model)
+        headers = call.headers
+        tenant = caller.principal.tenant if caller is not None else None
+        callback = headers.one("callback-url")
+        if callback is not None:
+            callback = await self.state.jobs.sink.check_callback(tenant, callback)
+        body = await call.payload.read() if call.payload is not None else b""
+        kept = [(name, value) for name in KEPT_HEADERS if (value := headers.one(name))]
+        if call.pin and not any(name == _PIN for name, _ in kept):
+            kept.append((_PIN, call.pin))
+        job, created = await self.state.jobs.submit(
+            model=model,
+            pin=call.pin,
+            protocol=protocol,
+            body=body,
+            headers=kept,
+            caller=snapshot(caller),
+            owner=owner_of(caller),
+            callback_url=callback,
+            idempotency_key=headers.one("idempotency-key"),
+        )
+        shown = {
+            "id": job.id,
+            "status": job.status,
+            "model": job.model,
+            "created_at": job.created_at,
+        }
+        response = Response(dumps(shown), status_code=202 if created else 200, media_type=JSON)
+        response.raw_headers += raw_headers(
+            [("Location", f"/jobs/{job.id}"), ("Preference-Applied", "respond-async")]
+        )
+        return response
+
+    def _call(
         self,
         request: Request,
         exchange: Exchange,
         kind: CallKind,
-        decoder: Decoder | None = None,
+        decoder: Decoder | None,
         *,
-        payload: bool = False,
-    ) -> tuple[Call, Reply]:
-        """Build the call, run its chain on the route table taken now (the whole call runs on
-        it, whatever reloads meanwhile), and return both."""
+        payload: bool,
+    ) -> Call:
         scope = request.scope
         params: dict[str, str] = scope["path_params"]
         headers = Headers(scope["headers"])
@@ -61,7 +115,7 @@ class InferenceHTTP:
         client = scope.get("client")
         has_body = decoder is not None or payload
         read = HTTPPayload(request, self.limit, inflate=True) if has_body else None
-        call = Call(
+        return Call(
             kind,
             exchange.request_id,
             headers,
@@ -76,6 +130,19 @@ class InferenceHTTP:
             payload=read,
             decoder=decoder,
         )
+
+    async def run(
+        self,
+        request: Request,
+        exchange: Exchange,
+        kind: CallKind,
+        decoder: Decoder | None = None,
+        *,
+        payload: bool = False,
+    ) -> tuple[Call, Reply]:
+        """Build the call, run its chain on the route table taken now (the whole call runs on
+        it, whatever reloads meanwhile), and return both."""
+        call = self._call(request, exchange, kind, decoder, payload=payload)
         runtime = self.state.reloader.current
         exchange.call, exchange.models = call, runtime.table.models
         return call, await runtime.chains[kind](call)

@@ -37,6 +37,8 @@ class TFServingHTTP(InferenceHTTP):
         ]
 
     async def predict(self, request: Request, exchange: Exchange) -> Response:
+        if self.wants_job(request):
+            return await self.submit(request, exchange, "v1", v1.decode_request)
         call, reply = await self.run(request, exchange, "infer", v1.decode_request)
         response = reply.tensors()
         if response is None:

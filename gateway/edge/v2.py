@@ -51,6 +51,8 @@ class KServeHTTP(InferenceHTTP):
         decoder: Decoder = v2.decode_request
         if length is not None:
             decoder = partial(v2.decode_request, header_length=length)
+        if self.wants_job(request):
+            return await self.submit(request, exchange, "v2", decoder)
         call, reply = await self.run(request, exchange, "infer", decoder)
         resolved, asked = call.resolved, call.request
         caller_id = asked.id if asked is not None else None

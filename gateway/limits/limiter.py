@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from gateway.call import CacheProbe
 from gateway.config.model import RouteTable
-from gateway.errors import GatewayError, LimitsUnavailable, RateLimited
+from gateway.errors import GatewayError, LimitsUnavailable, QuotaExhausted, RateLimited
 from gateway.limits.config import LimitSpec, Plan
 from gateway.store import Limit, MemoryStore, Store, Verdict
 
@@ -166,7 +166,8 @@ class Limiter:
         for state in blocking:
             self.metrics.rejected.labels(state.name.split("-")[0]).inc()
         names = ", ".join(sorted({s.name for s in blocking})) or "rate"
-        return RateLimited(
+        quota = any(s.name.startswith("quota-") for s in blocking)
+        return (QuotaExhausted if quota else RateLimited)(
             f"rate limit exceeded ({names}); retry in {verdict.retry_after:.2f}s",
             headers={"Retry-After": str(max(1, math.ceil(verdict.retry_after)))},
         )

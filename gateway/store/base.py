@@ -15,6 +15,7 @@ from typing import Any, Final, Literal, Protocol, Self, get_args
 import orjson
 
 from gateway.errors import StoreUnavailable as StoreUnavailable  # what every method raises
+from gateway.jobs.model import Claimed, DeadLetter, Job, JobStatus, SubmitOutcome
 
 RESYNC: Final = "*"
 """Yielded by :meth:`Store.subscribe` once subscribed and after every reconnect: messages may have
@@ -232,8 +233,105 @@ class DelegatedLimits:
         return await self._limits.cache_purge(pattern)
 
 
-class Store(Protocol):
-    """Shared state of the gateway: tenants, API keys, idempotency records, audit, and events.
+JOB_GROUP: Final = "workers"
+"""The consumer group every job worker reads the queue in."""
+
+
+class JobStore(Protocol):
+    """The job queue and records (``gateway.jobs``): on Redis a stream with a consumer group
+    (XREADGROUP, XACK, XAUTOCLAIM after a visibility timeout, a dead-letter stream), in memory
+    the same state machine in this process. ``now`` is the gateway's clock (unix seconds) for
+    the timestamps a job shows; idle times are the store's own.
+
+    Every operation is atomic where it must be (Lua on Redis, one slot): submit with its
+    idempotency key and the owner's queued count, start, finish, release, cancel.
+    """
+
+    async def job_submit(self, job: Job, *, max_queued: int) -> tuple[SubmitOutcome, Job | None]:
+        """Store and enqueue ``job`` (status queued): ``("created", job)``. With an
+        ``idempotency_key`` that the same owner already used for a job still kept:
+        ``("existing", that job)``, nothing enqueued. With ``max_queued`` of the owner's jobs
+        already queued: ``("full", None)``."""
+        ...
+
+    async def job_get(self, job_id: str) -> Job | None:
+        """The job, or None (unknown, or expired after its result's time to live)."""
+        ...
+
+    async def job_list(
+        self,
+        *,
+        owner: str | None = None,
+        status: JobStatus | None = None,
+        model: str | None = None,
+        batch_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """Jobs newest first (``owner`` None: every owner's), filtered, at most ``limit``,
+        from after ``cursor``; and the cursor of the next page (None: no more)."""
+        ...
+
+    async def job_cancel(self, job_id: str, now: float, ttl: float) -> Job | None:
+        """Cancel the job if it is queued (kept ``ttl`` seconds more); the job as it is
+        after (another status: unchanged), None when unknown."""
+        ...
+
+    async def job_claim(self, consumer: str, count: int, now: float) -> list[Claimed]:
+        """Up to ``count`` queued jobs, now ``running`` under ``consumer`` (attempts + 1)."""
+        ...
+
+    async def job_reclaim(
+        self, consumer: str, idle: float, max_deliveries: int, count: int, now: float, ttl: float
+    ) -> tuple[list[Claimed], list[str]]:
+        """Take over up to ``count`` deliveries idle ``idle`` seconds or more (their worker
+        died: XAUTOCLAIM); one delivered more than ``max_deliveries`` times goes to the
+        dead-letter list instead and its job is failed (kept ``ttl`` seconds). The runs taken
+        over, and the ids of the jobs dead-lettered."""
+        ...
+
+    async def job_touch(self, consumer: str, entries: Sequence[str]) -> None:
+        """Keep ``consumer``'s deliveries from being reclaimed (their idle time starts over)."""
+
+    async def job_release(
+        self, claimed: Claimed, delay: float, now: float, *, attempt: bool
+    ) -> bool:
+        """Put a running job back in the queue after ``delay`` seconds; ``attempt=False``
+        takes back the attempt its start counted (a rate limit said wait). False when the
+        job is no longer running (another delivery finished it)."""
+        ...
+
+    async def job_finish(
+        self,
+        claimed: Claimed,
+        status: JobStatus,
+        now: float,
+        ttl: float,
+        *,
+        result: bytes | None = None,
+        error: bytes | None = None,
+        error_status: int | None = None,
+    ) -> Job | None:
+        """Acknowledge the delivery and, if the job is still running, finish it (kept ``ttl``
+        seconds); the finished job, or None when it was not running any more."""
+        ...
+
+    async def job_promote(self, now: float) -> int:
+        """Move the put-back jobs whose delay is over into the queue; their number."""
+        ...
+
+    async def job_depth(self) -> dict[str, int]:
+        """Queued jobs per model (put-back ones included), models with none left out."""
+        ...
+
+    async def job_dead(self, limit: int = 100) -> list[DeadLetter]:
+        """The newest ``limit`` dead letters, newest first."""
+        ...
+
+
+class Store(JobStore, Protocol):
+    """Shared state of the gateway: tenants, API keys, idempotency records, audit, events
+    and jobs.
 
     Implemented by :class:`~gateway.store.redis.RedisStore` (shared by every gateway process) and
     :class:`~gateway.store.memory.MemoryStore` (one process); both pass one conformance suite,

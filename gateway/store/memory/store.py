@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 
 from gateway.store.base import AUDIT_CAP, RESYNC, APIKey, AuditEntry, DelegatedLimits, Tenant
+from gateway.store.memory.jobs import MemoryJobs
 from gateway.store.memory.limits import MemoryLimits
 from gateway.store.memory.rollout import MemoryRollouts
 
@@ -16,7 +17,7 @@ SUBSCRIBER_BACKLOG = 1024
 """Messages a slow subscriber may fall behind before it is told to resync instead."""
 
 
-class MemoryStore(DelegatedLimits, MemoryRollouts):
+class MemoryStore(DelegatedLimits, MemoryRollouts, MemoryJobs):
     """:class:`~gateway.store.base.Store` in this process's memory.
 
     Publish/subscribe fans out to in-process asyncio queues. A subscriber that falls
@@ -33,6 +34,7 @@ class MemoryStore(DelegatedLimits, MemoryRollouts):
         self._subscribers: defaultdict[str, set[asyncio.Queue[str]]] = defaultdict(set)
         self._limits = MemoryLimits()
         MemoryRollouts.__init__(self)
+        MemoryJobs.__init__(self)
 
     async def put_tenant(self, tenant: Tenant) -> None:
         self._tenants[tenant.name] = tenant

@@ -80,6 +80,11 @@ class KeyLayout:
     def rollout_figures(self, model: str, step: str, version: str) -> str:
         return f"{self.prefix}{{rollout:{model}}}:f:{step}:{version}"
 
+    def jobs(self, name: str) -> str:
+        """A key of the job queue; all share the hash tag ``{jobs}`` (one slot, so every
+        Lua call of the queue runs on Redis Cluster)."""
+        return f"{self.prefix}{{jobs}}:{name}"
+
     def limit(self, group: str, name: str) -> str:
         """A limit's state (a window's gets ``:<window index>`` appended, by the Lua script)."""
         return f"{self.prefix}{{{group}}}:l:{name}"

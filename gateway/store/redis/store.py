@@ -11,6 +11,7 @@ Key layout, every key under the prefix ``P`` (``gw:`` by default)::
     P<channel>             pub/sub channel
     P{<group>}:l:… / :c:…  limits and cache entries: see :mod:`gateway.store.redis.limits`
     P lease:… P rollouts P{rollout:<model>}:…  rollouts: see :mod:`gateway.store.redis.rollout`
+    P{jobs}:…              the job queue: see :mod:`gateway.store.redis.jobs`
 
 Every Lua call touches one key, or two keys of one hash slot (``{t:<name>}``); every other
 multi-key operation is a pipeline of single-key commands. So the store runs unchanged on a
@@ -36,6 +37,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 
 from gateway.store.base import AUDIT_CAP, RESYNC, APIKey, AuditEntry, DelegatedLimits, Tenant
+from gateway.store.redis.jobs import RedisJobs
 from gateway.store.redis.keys import UNAVAILABLE, KeyLayout, mapped
 from gateway.store.redis.limits import RedisLimits
 from gateway.store.redis.rollout import RedisRollouts
@@ -121,7 +123,7 @@ class PackedConnection(Connection):
         return super().pack_command(*args)
 
 
-class RedisStore(DelegatedLimits, RedisRollouts):
+class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs):
     """:class:`~gateway.store.base.Store` on Redis, shared by every gateway process.
 
     Build it with :meth:`from_url`, or hand it a ``Redis`` / ``RedisCluster`` client made with
@@ -152,6 +154,7 @@ class RedisStore(DelegatedLimits, RedisRollouts):
         self._audit = client.register_script(AUDIT)
         self._limits = self._lua = RedisLimits(client, self._keys)
         RedisRollouts.__init__(self, client, self._keys)
+        RedisJobs.__init__(self, client, self._keys)
 
     @classmethod
     def from_url(
