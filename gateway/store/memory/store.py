@@ -11,12 +11,13 @@ from dataclasses import replace
 from gateway.store.base import AUDIT_CAP, RESYNC, APIKey, AuditEntry, DelegatedLimits, Tenant
 from gateway.store.memory.limits import MemoryLimits
 from gateway.store.memory.rollout import MemoryRollouts
+from gateway.store.memory.webhooks import MemoryWebhooks
 
 SUBSCRIBER_BACKLOG = 1024
 """Messages a slow subscriber may fall behind before it is told to resync instead."""
 
 
-class MemoryStore(DelegatedLimits, MemoryRollouts):
+class MemoryStore(DelegatedLimits, MemoryRollouts, MemoryWebhooks):
     """:class:`~gateway.store.base.Store` in this process's memory.
 
     Publish/subscribe fans out to in-process asyncio queues. A subscriber that falls
@@ -33,6 +34,7 @@ class MemoryStore(DelegatedLimits, MemoryRollouts):
         self._subscribers: defaultdict[str, set[asyncio.Queue[str]]] = defaultdict(set)
         self._limits = MemoryLimits()
         MemoryRollouts.__init__(self)
+        MemoryWebhooks.__init__(self)
 
     async def put_tenant(self, tenant: Tenant) -> None:
         self._tenants[tenant.name] = tenant
@@ -46,6 +48,7 @@ class MemoryStore(DelegatedLimits, MemoryRollouts):
     async def delete_tenant(self, name: str) -> bool:
         for key_id in [k.key_id for k in self._keys.values() if k.tenant == name]:
             del self._keys[key_id]
+        await self.delete_webhook_secret(name)
         return self._tenants.pop(name, None) is not None
 
     async def put_key(self, key: APIKey) -> None:
