@@ -46,6 +46,9 @@ from gateway.telemetry import log_queue, loop, metrics, tracing
 from gateway.telemetry.access_log import Observer
 from gateway.traffic.rollout import RolloutController
 from gateway.traffic.shadow import ShadowWorker
+from gateway.webhooks.callbacks import parse_networks
+from gateway.webhooks.config import WebhookConfig
+from gateway.webhooks.service import Webhooks
 from policies import chain_factory
 
 logger = logging.getLogger("gateway")
@@ -132,6 +135,9 @@ async def open_state(
         shadow = ShadowWorker(registry)  # shadow traffic, off the request path
         shadow.start()
         stack.push_async_callback(shadow.close)
+        webhooks = Webhooks(store, secret, webhook_config(settings), registry)
+        webhooks.start()
+        stack.push_async_callback(webhooks.close)
         services = Services(
             session,
             http,
@@ -142,6 +148,7 @@ async def open_state(
             pool_metrics=metrics.PoolMetrics(registry),
             traffic=rollouts,
             shadow=shadow,
+            webhooks=webhooks,
         )
         chains = chain_factory(settings.max_body_bytes)
         reloader = Reloader(config, services, registry, chains, settings.max_config_bytes)
@@ -172,6 +179,20 @@ async def _grpc_server(state: State) -> grpc.aio.Server:
     )
     logger.info("gRPC frontends listening", extra={"port": port})
     return server
+
+
+def webhook_config(settings: Settings) -> WebhookConfig:
+    """How webhooks are delivered, from the ``GATEWAY_WEBHOOK_*`` settings."""
+    return WebhookConfig(
+        max_attempts=settings.webhook_max_attempts,
+        backoff=settings.webhook_backoff,
+        max_backoff=settings.webhook_max_backoff,
+        timeout=settings.webhook_timeout,
+        concurrency=settings.webhook_concurrency,
+        poll=settings.webhook_poll,
+        allow_networks=parse_networks(settings.webhook_allow_networks),
+        allow_http=settings.webhook_allow_http,
+    )
 
 
 def server_secret(settings: Settings) -> bytes:

@@ -36,6 +36,7 @@ from gateway.store import MemoryStore, Store
 from gateway.telemetry.metrics import BackendMetrics, PoolMetrics
 from gateway.traffic.choose import Chooser, TrafficControl
 from gateway.traffic.shadow import ShadowWorker
+from gateway.webhooks.service import Webhooks
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class Services:
     pool_metrics: PoolMetrics | None = None  # backend health, ejections, retries, breaker
     traffic: TrafficControl | None = None  # progressive rollouts, when a model declares one
     shadow: ShadowWorker | None = None  # mirrors a share of a model's calls to another version
+    webhooks: Webhooks | None = None  # signed job callbacks (None only in tests)
 
 
 Chains = Mapping[CallKind, Next]

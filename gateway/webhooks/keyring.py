@@ -22,15 +22,21 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.errors import InternalError
 from gateway.store import Store, WebhookSecret
-from gateway.webhooks.signing import new_secret
+from gateway.webhooks.signing import new_secret, secret_key
 
 
 @dataclass(frozen=True, slots=True)
-class Issued:
-    """A secret just made: the only time its text exists outside the seal."""
+class Minted:
+    """A secret just made, not yet installed: the only time its text exists outside a seal."""
 
     secret: str  # whsec_...
-    record: WebhookSecret
+    secret_id: str
+    created_at: float
+
+
+def mint() -> Minted:
+    text, _ = new_secret()
+    return Minted(text, "whs_" + secrets.token_hex(8), time.time())
 
 
 class Keyring:
@@ -43,24 +49,24 @@ class Keyring:
         ).derive(server_secret)
         self._cipher = AESGCM(key)
 
-    async def issue(self, tenant: str, grace: float) -> Issued:
-        """A new secret for ``tenant``; a secret it had keeps signing for ``grace`` seconds
-        (0: replaced at once)."""
-        text, key = new_secret()
-        now = time.time()
+    async def install(self, tenant: str, minted: Minted, grace: float) -> WebhookSecret:
+        """Make ``minted`` the tenant's secret; the one it had keeps signing for ``grace``
+        seconds (0: replaced at once). Installing the current secret again changes nothing."""
         old = await self._store.get_webhook_secret(tenant)
+        if old is not None and old.secret_id == minted.secret_id:
+            return old
         keep = old is not None and grace > 0
         record = WebhookSecret(
             tenant=tenant,
-            secret_id="whs_" + secrets.token_hex(8),
-            sealed=self._seal(tenant, key),
-            created_at=now,
+            secret_id=minted.secret_id,
+            sealed=self._seal(tenant, secret_key(minted.secret)),
+            created_at=minted.created_at,
             previous_id=old.secret_id if keep and old else None,
             previous_sealed=old.sealed if keep and old else None,
-            previous_until=now + grace if keep else None,
+            previous_until=time.time() + grace if keep else None,
         )
         await self._store.put_webhook_secret(record)
-        return Issued(text, record)
+        return record
 
     async def describe(self, tenant: str) -> WebhookSecret | None:
         return await self._store.get_webhook_secret(tenant)

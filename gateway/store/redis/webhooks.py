@@ -175,7 +175,8 @@ class RedisWebhooks:
         if limit <= 0:
             return []
         with mapped("webhook_dead"):
-            ids: list[str] = await self._webhook_client.zrevrange(self._queue("dead"), 0, limit - 1)
+            found = await self._webhook_client.zrevrange(self._queue("dead"), 0, limit - 1)
+            ids = [str(i) for i in found]
             if not ids:
                 return []
             texts = await self._webhook_client.hmget(self._queue("records"), ids)
