@@ -163,7 +163,7 @@ def refused_because(address: IPAddress, allowed: Sequence[IPNetwork]) -> str | N
     inner = _embedded(address)
     if inner is not None:
         return refused_because(inner, allowed)
-    for reason in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
+    for reason in ("loopback", "link_local", "unspecified", "multicast", "reserved", "private"):
         if getattr(address, f"is_{reason}"):
             return reason.replace("_", "-")
     if not address.is_global:
