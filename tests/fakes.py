@@ -178,7 +178,9 @@ class WebhookReceiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.received.append((request.path_qs, {k.lower(): v for k, v in request.headers.items()}, body))
+        self.received.append(
+            (request.path_qs, {k.lower(): v for k, v in request.headers.items()}, body)
+        )
         self._arrived.set()
         status = self.answers.pop(0) if self.answers else 200
         headers = {"Location": f"{self.url}/redirected"} if 300 <= status < 400 else {}

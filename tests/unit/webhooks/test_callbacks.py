@@ -151,9 +151,7 @@ async def test_http_needs_the_operators_consent() -> None:
     assert CallbackGuard(allow_http=True).check_url(TENANT, "http://hooks.acme.test/cb")
 
 
-@pytest.mark.parametrize(
-    "url", ["https://127.0.0.1/", "https://[::1]/", "https://inside.test/"]
-)
+@pytest.mark.parametrize("url", ["https://127.0.0.1/", "https://[::1]/", "https://inside.test/"])
 async def test_a_listed_host_on_a_private_address_is_refused_unless_allowed(url: str) -> None:
     """``inside.test`` resolves to a public and a loopback address: one refused address is
     enough to refuse it."""
