@@ -75,7 +75,8 @@ async def test_a_dead_takers_delivery_is_taken_again_and_its_late_answer_ignored
     else:
         pytest.fail("the expired claim was never taken again")
     [second] = again
-    assert second.delivery.id == "msg_1" and second.token != first.token
+    assert second.delivery.id == "msg_1"
+    assert second.token != first.token
     assert not await a.webhook_retry(first, replace(first.delivery, attempts=1), 0.0)
     assert not await a.webhook_bury(first, first.delivery)
     assert await b.webhook_delivered(second)
@@ -119,10 +120,13 @@ async def test_dead_letters_are_listed_newest_first_and_revived(
     assert await a.webhook_claim(30.0, 10) == []  # the dead are not queued
     listed = await b.webhook_dead(10)
     assert [d.id for d in listed] == ["msg_2", "msg_1", "msg_0"]
-    assert listed[0].attempts == 3 and listed[0].last_error == "HTTP 503"
+    assert listed[0].attempts == 3
+    assert listed[0].last_error == "HTTP 503"
     assert [d.id for d in await b.webhook_dead(1)] == ["msg_2"]
     revived = await b.webhook_revive("msg_1")
-    assert revived is not None and revived.attempts == 0 and revived.dead_at is None
+    assert revived is not None
+    assert revived.attempts == 0
+    assert revived.dead_at is None
     assert revived.body == delivery(1).body
     assert await b.webhook_revive("msg_1") is None  # no longer dead
     assert await b.webhook_revive("msg_9") is None

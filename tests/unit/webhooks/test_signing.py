@@ -21,7 +21,8 @@ def test_a_signature_verifies_with_the_reference_library() -> None:
     assert signing.secret_key(text) == key
     assert len(key) == 32
     message_id = signing.new_message_id()
-    assert message_id.startswith("msg_") and "." not in message_id
+    assert message_id.startswith("msg_")
+    assert "." not in message_id
     body = signing.payload("job.succeeded", {"id": "job_1", "status": "succeeded"}, time.time())
     headers = signing.headers([key], message_id, int(time.time()), body)
     assert headers["webhook-id"] == message_id
