@@ -98,8 +98,10 @@ class Deliverer:
                 task.add_done_callback(self._finished)
             if taken and len(taken) == free:
                 continue  # maybe more are due: take them as attempts finish
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), config.poll)
+                async with asyncio.timeout(config.poll):
+                    await self._wake.wait()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._attempts.discard(task)
