@@ -40,7 +40,6 @@ from gateway.edge.passthrough import PassthroughHTTP
 from gateway.edge.v1 import TFServingHTTP
 from gateway.edge.v2 import KServeHTTP
 from gateway.errors import SettingsError
-from gateway.jobs.callbacks import NoWebhooks
 from gateway.jobs.metrics import JobMetrics
 from gateway.jobs.service import JobService
 from gateway.jobs.worker import JobWorker
@@ -52,6 +51,9 @@ from gateway.telemetry import log_queue, loop, metrics, tracing
 from gateway.telemetry.access_log import Observer
 from gateway.traffic.rollout import RolloutController
 from gateway.traffic.shadow import ShadowWorker
+from gateway.webhooks.callbacks import parse_networks
+from gateway.webhooks.config import WebhookConfig
+from gateway.webhooks.service import Webhooks
 from policies import chain_factory
 
 logger = logging.getLogger("gateway")
@@ -144,6 +146,9 @@ async def open_state(
         shadow = ShadowWorker(registry)  # shadow traffic, off the request path
         shadow.start()
         stack.push_async_callback(shadow.close)
+        webhooks = Webhooks(store, secret, webhook_config(settings), registry)
+        webhooks.start()
+        stack.push_async_callback(webhooks.close)
         services = Services(
             session,
             http,
@@ -155,6 +160,7 @@ async def open_state(
             batch_metrics=BatchMetrics(registry),
             traffic=rollouts,
             shadow=shadow,
+            webhooks=webhooks,
         )
         chains = chain_factory(settings.max_body_bytes)
         reloader = Reloader(config, services, registry, chains, settings.max_config_bytes)
@@ -168,7 +174,7 @@ async def open_state(
         stack.push_async_callback(rollouts.close)
         observer = Observer(metrics.RequestMetrics(registry), settings.access_log, rollouts)
         job_metrics = JobMetrics(registry)
-        jobs = JobService(store, lambda: reloader.current.table.jobs, NoWebhooks(), job_metrics)
+        jobs = JobService(store, lambda: reloader.current.table.jobs, webhooks, job_metrics)
         if settings.job_workers or workers_only:
             worker = JobWorker(store, lambda: reloader.current, jobs, keys, job_metrics)
             worker.start()
@@ -191,6 +197,20 @@ async def _grpc_server(state: State) -> grpc.aio.Server:
     )
     logger.info("gRPC frontends listening", extra={"port": port})
     return server
+
+
+def webhook_config(settings: Settings) -> WebhookConfig:
+    """How webhooks are delivered, from the ``GATEWAY_WEBHOOK_*`` settings."""
+    return WebhookConfig(
+        max_attempts=settings.webhook_max_attempts,
+        backoff=settings.webhook_backoff,
+        max_backoff=settings.webhook_max_backoff,
+        timeout=settings.webhook_timeout,
+        concurrency=settings.webhook_concurrency,
+        poll=settings.webhook_poll,
+        allow_networks=parse_networks(settings.webhook_allow_networks),
+        allow_http=settings.webhook_allow_http,
+    )
 
 
 def server_secret(settings: Settings) -> bytes:

@@ -10,9 +10,10 @@ to the frontends (``gateway.edge``): the v1/v2 inference endpoints answer the pr
     GatewayError                      base of everything below
     ├── BadRequest                400 bad_request        malformed input (JSON, headers, tensors)
     │   ├── UnsupportedMethod     400 unsupported_method a TF Serving method the backend lacks
-    │   └── WebhooksUnavailable   400 webhooks_unavailable  a Callback-URL nothing can deliver to
+    │   └── InvalidCallback       400 invalid_callback   a Callback-URL that is not a usable URL
     ├── Unauthorized              401 unauthorized       no or bad credentials
     ├── Forbidden                 403 forbidden          credentials without the scope
+    │   └── CallbackNotAllowed    403 callback_not_allowed  a callback host or address refused
     ├── NotFound                  404 not_found          no such path, tenant, key, rollout
     │   ├── ModelNotFound         404 model_not_found
     │   └── VersionNotFound       404 version_not_found
@@ -73,6 +74,10 @@ class WebhooksUnavailable(BadRequest):
     """A ``Callback-URL`` was given where no webhook delivery is set up."""
 
     code = "webhooks_unavailable"
+class InvalidCallback(BadRequest):
+    """A ``Callback-URL`` that is not an absolute http(s) URL the gateway can call."""
+
+    code = "invalid_callback"
 
 
 class Unauthorized(GatewayError):
@@ -81,6 +86,13 @@ class Unauthorized(GatewayError):
 
 class Forbidden(GatewayError):
     status, code = 403, "forbidden"
+
+
+class CallbackNotAllowed(Forbidden):
+    """A ``Callback-URL`` whose host is not on the tenant's allow-list, or resolves to an
+    address the operator did not allow (loopback, private, link-local...)."""
+
+    code = "callback_not_allowed"
 
 
 class NotFound(GatewayError):

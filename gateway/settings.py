@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.telemetry.log_queue import DEFAULT_QUEUE_SIZE
 from gateway.telemetry.logs import log_config
+from gateway.webhooks.callbacks import parse_networks
 
 
 class Settings(BaseSettings):
@@ -97,6 +98,39 @@ class Settings(BaseSettings):
     tls_client_cert: Literal["required", "optional"] = Field(
         default="required", description="With tls_client_ca: a client certificate is required."
     )
+
+    webhook_allow_http: bool = Field(
+        default=False, description="Allow plain http:// callback URLs (https always is)."
+    )
+    webhook_allow_networks: str = Field(
+        default="",
+        description="CIDRs (comma-separated) that callbacks may reach although private, "
+        "loopback or link-local, e.g. 10.1.0.0/16,127.0.0.0/8.",
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, description="Attempts of a webhook before it is dead."
+    )
+    webhook_backoff: float = Field(
+        default=5.0, gt=0, description="Seconds before a webhook's second attempt (doubling)."
+    )
+    webhook_max_backoff: float = Field(
+        default=3600.0, gt=0, description="Longest wait between two attempts of a webhook."
+    )
+    webhook_timeout: float = Field(
+        default=15.0, gt=0, description="Seconds one webhook attempt may take."
+    )
+    webhook_concurrency: int = Field(
+        default=16, ge=1, description="Webhook attempts in flight per worker process."
+    )
+    webhook_poll: float = Field(
+        default=1.0, gt=0, description="Seconds between looks for due webhooks when idle."
+    )
+
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
 
     @model_validator(mode="after")
     def _check_tls(self) -> Settings:

@@ -159,3 +159,50 @@ class Receiver:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+@dataclass
+class WebhookReceiver:
+    """A webhook receiver on 127.0.0.1: answers each POST with the next status of ``answers``
+    (200 once they run out), records each request's path, headers and body."""
+
+    answers: list[int] = field(default_factory=list)
+    received: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.received.append(
+            (request.path_qs, {k.lower(): v for k, v in request.headers.items()}, body)
+        )
+        self._arrived.set()
+        status = self.answers.pop(0) if self.answers else 200
+        headers = {"Location": f"{self.url}/redirected"} if 300 <= status < 400 else {}
+        return web.Response(status=status, headers=headers)
+
+    async def wait_for(self, count: int, seconds: float = 10.0) -> None:
+        """Until ``count`` requests have arrived (bounded)."""
+        async with asyncio.timeout(seconds):
+            while len(self.received) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    async def start(self) -> WebhookReceiver:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        self.port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

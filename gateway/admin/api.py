@@ -1,5 +1,5 @@
-"""The admin API's routes: config, tenants, keys, rollouts, shadow traffic, jobs. Adding a part is
-one module with a class that has ``routes()``, and one line here."""
+"""The admin API's routes: config, tenants, keys, rollouts, shadow traffic, jobs, webhooks.
+Adding a part is one module with a class that has ``routes()``, and one line here."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from gateway.admin.keys import KeysAPI
 from gateway.admin.rollouts import RolloutsAPI
 from gateway.admin.shadow import ShadowAPI
 from gateway.admin.tenants import TenantsAPI
+from gateway.admin.webhooks import WebhooksAPI
 from gateway.edge.http import Route
 from gateway.state import State
 
@@ -24,4 +25,5 @@ def admin_routes(state: State) -> list[Route]:
         *RolloutsAPI(state, access).routes(),
         *ShadowAPI(state, access).routes(),
         *JobsAPI(state, access).routes(),
+        *WebhooksAPI(state, access, tenants).routes(),
     ]

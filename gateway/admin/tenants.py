@@ -17,6 +17,7 @@ from gateway.edge.http import Exchange, Route
 from gateway.errors import Conflict, InvalidBody, NotFound
 from gateway.state import State
 from gateway.store import Tenant
+from gateway.webhooks.callbacks import normalize_pattern
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
 
@@ -28,6 +29,15 @@ class TenantBody(Strict):
     scopes: list[str] = []
     metadata: dict[str, str] = {}
     disabled: bool = False
+    callback_hosts: list[str] = Field(
+        default=[],
+        description="Hosts a Callback-URL may name: exact, or '*.example.com' for subdomains.",
+    )
+
+    @field_validator("callback_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        return _callback_hosts(value)
 
 
 class TenantPatch(Strict):
@@ -39,14 +49,25 @@ class TenantPatch(Strict):
     scopes: list[str] | None = None
     metadata: dict[str, str] | None = None
     disabled: bool | None = None
+    callback_hosts: list[str] | None = None
 
-    @field_validator("models", "scopes", "metadata", "disabled", mode="before")
+    @field_validator("callback_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _callback_hosts(value)
+
+    @field_validator("models", "scopes", "metadata", "disabled", "callback_hosts", mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         # None here is an explicit null in the body (a left-out field is not validated).
         if value is None:
             raise ValueError("may not be null")
         return value
+
+
+def _callback_hosts(hosts: list[str]) -> list[str]:
+    """Each entry normalized as callback URLs' hosts are (lower case, IDNA), once."""
+    return list(dict.fromkeys(normalize_pattern(h) for h in hosts))
 
 
 def tenant_view(tenant: Tenant) -> dict[str, Any]:
@@ -58,6 +79,7 @@ def tenant_view(tenant: Tenant) -> dict[str, Any]:
         "metadata": dict(tenant.metadata),
         "disabled": tenant.disabled,
         "created_at": tenant.created_at,
+        "callback_hosts": list(tenant.callback_hosts),
     }
 
 
@@ -107,6 +129,7 @@ class TenantsAPI:
             metadata=body.metadata,
             created_at=time.time(),
             disabled=body.disabled,
+            callback_hosts=tuple(body.callback_hosts),
         )
         await self.store.put_tenant(tenant)
         target = f"tenant:{tenant.name}"
@@ -127,7 +150,7 @@ class TenantsAPI:
         changes = patch.model_dump(exclude_unset=True)
         if "plan" in changes:
             self._check_plan(patch.plan)
-        for field in ("models", "scopes"):
+        for field in ("models", "scopes", "callback_hosts"):
             if field in changes:
                 changes[field] = tuple(changes[field])
         updated = dataclasses.replace(tenant, **changes)

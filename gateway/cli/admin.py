@@ -1,4 +1,4 @@
-"""``gateway tenants|keys|audit``: the admin API from the command line.
+"""``gateway tenants|keys|webhooks|audit``: the admin API from the command line.
 
 The admin URL comes from ``--admin-url`` or ``GATEWAY_ADMIN_URL``; the token only from
 ``GATEWAY_ADMIN_TOKEN`` (never a flag: flags end up in shell history and process lists).
@@ -47,6 +47,9 @@ def add_commands(commands: Any) -> None:
         parser.add_argument("--scopes", help="comma-separated scopes the tenant may hold")
         parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
         parser.add_argument("--disabled", choices=["true", "false"])
+        parser.add_argument(
+            "--callback-hosts", help="comma-separated hosts for Callback-URL (*.example.com)"
+        )
     for action in ("show", "delete"):
         tenants.add_parser(action, parents=[common]).add_argument("name")
 
@@ -64,6 +67,22 @@ def add_commands(commands: Any) -> None:
     rotate.add_argument("--grace", default="1h", help="how long the old key keeps working")
     rotate.add_argument("--idempotency-key", help="default: a fresh one per invocation")
     keys.add_parser("revoke", parents=[common]).add_argument("key_id")
+
+    webhooks = commands.add_parser("webhooks", help="webhook secrets and dead letters")
+    hooks = webhooks.add_subparsers(dest="action", required=True)
+    secret = hooks.add_parser(
+        "secret", parents=[common], help="create or rotate a tenant's secret (shown once)"
+    )
+    secret.add_argument("tenant")
+    secret.add_argument("--grace", default="1h", help="how long the old secret keeps signing")
+    secret.add_argument("--idempotency-key", help="default: a fresh one per invocation")
+    hooks.add_parser("show", parents=[common], help="whether a tenant has a secret").add_argument(
+        "tenant"
+    )
+    hooks.add_parser("delete-secret", parents=[common]).add_argument("tenant")
+    dead = hooks.add_parser("dead", parents=[common], help="deliveries out of attempts")
+    dead.add_argument("--limit", type=int, default=50)
+    hooks.add_parser("retry", parents=[common], help="deliver a dead one again").add_argument("id")
 
     cache = commands.add_parser("cache", help="the response cache").add_subparsers(
         dest="action", required=True
@@ -85,7 +104,7 @@ def _tenant_body(args: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if args.plan is not None:
         body["plan"] = args.plan
-    for field in ("models", "scopes"):
+    for field in ("models", "scopes", "callback_hosts"):
         value = _split(getattr(args, field))
         if value is not None:
             body[field] = value
@@ -104,6 +123,8 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None,
     if command == "cache":
         fields = {"model": args.model, "version": args.version, "tenant": args.tenant}
         return "POST", "/admin/cache/purge", {k: v for k, v in fields.items() if v}, {}
+    if command == "webhooks":
+        return _webhooks_request(args)
     if command == "tenants":
         if action == "list":
             return "GET", "/admin/tenants", None, {}
@@ -126,6 +147,23 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None,
         idempotency = {"Idempotency-Key": args.idempotency_key or str(uuid.uuid4())}
         return "POST", f"/admin/keys/{args.key_id}/rotate", {"grace": args.grace}, idempotency
     return "POST", f"/admin/keys/{args.key_id}/revoke", None, {}
+
+
+def _webhooks_request(
+    args: argparse.Namespace,
+) -> tuple[str, str, dict[str, Any] | None, dict[str, str]]:
+    action = args.action
+    if action == "secret":
+        idempotency = {"Idempotency-Key": args.idempotency_key or str(uuid.uuid4())}
+        path = f"/admin/tenants/{args.tenant}/webhook-secret"
+        return "POST", path, {"grace": args.grace}, idempotency
+    if action == "show":
+        return "GET", f"/admin/tenants/{args.tenant}/webhook-secret", None, {}
+    if action == "delete-secret":
+        return "DELETE", f"/admin/tenants/{args.tenant}/webhook-secret", None, {}
+    if action == "dead":
+        return "GET", f"/admin/webhooks/dead?limit={args.limit}", None, {}
+    return "POST", f"/admin/webhooks/dead/{args.id}/retry", None, {}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,5 +202,7 @@ def send(
         return 1
     if isinstance(reply, dict) and "key" in reply:
         print("the key is shown this once; store it now", file=sys.stderr)
+    if isinstance(reply, dict) and "secret" in reply:
+        print("the webhook secret is shown this once; store it now", file=sys.stderr)
     print(json.dumps(reply, indent=2))
     return 0

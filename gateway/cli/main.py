@@ -1,5 +1,5 @@
 """The ``gateway`` command: its parser, and which module runs each subcommand (serve, check,
-demo, schema, worker, and the admin commands: tenants, keys, audit, cache, rollout, jobs)."""
+demo, schema, worker, and the admin commands: tenants, keys, audit, cache, rollout, jobs, webhooks)."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "schema":
         print(json.dumps(json_schema(), indent=2))
         return 0
-    if args.command in ("tenants", "keys", "audit", "cache"):
+    if args.command in ("tenants", "keys", "audit", "cache", "webhooks"):
         return cli_admin.run(args)
     if args.command == "rollout":
         return cli_rollout.run(args)

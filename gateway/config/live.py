@@ -37,6 +37,7 @@ from gateway.store import MemoryStore, Store
 from gateway.telemetry.metrics import BackendMetrics, PoolMetrics
 from gateway.traffic.choose import Chooser, TrafficControl
 from gateway.traffic.shadow import ShadowWorker
+from gateway.webhooks.service import Webhooks
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class Services:
     batch_metrics: BatchMetrics | None = None  # batch sizes, queue waits, refusals
     traffic: TrafficControl | None = None  # progressive rollouts, when a model declares one
     shadow: ShadowWorker | None = None  # mirrors a share of a model's calls to another version
+    webhooks: Webhooks | None = None  # signed job callbacks (None only in tests)
 
 
 Chains = Mapping[CallKind, Next]

@@ -12,6 +12,7 @@ from typing import Any
 from gateway.admin.config import PurgeBody
 from gateway.admin.keys import KeyBody, RotateBody
 from gateway.admin.tenants import TenantBody, TenantPatch
+from gateway.admin.webhooks import SecretBody
 from gateway.config.types import Strict
 from gateway.edge.openapi_jobs import JOB, JOB_LIST, admin_list_params
 from gateway.traffic.rollout import ACTIONS
@@ -30,6 +31,7 @@ TENANT: Schema = {
         "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
         "disabled": {"type": "boolean"},
         "created_at": {"type": "number"},
+        "callback_hosts": _STRINGS,
     },
 }
 KEY: Schema = {
@@ -51,6 +53,36 @@ KEY: Schema = {
     },
 }
 _OBJECT: Schema = {"type": "object"}
+WEBHOOK_SECRET: Schema = {
+    "type": "object",
+    "required": ["tenant", "exists"],
+    "properties": {
+        "tenant": {"type": "string"},
+        "exists": {"type": "boolean"},
+        "secret": {"type": "string", "description": "whsec_...: shown once, at creation."},
+        "secret_id": {"type": "string"},
+        "created_at": {"type": "number"},
+        "grace": {"type": "number"},
+        "previous_id": {"type": ["string", "null"]},
+        "previous_expires_at": _TIME,
+    },
+}
+DELIVERY: Schema = {
+    "type": "object",
+    "required": ["id", "tenant", "url", "type", "attempts", "created_at"],
+    "properties": {
+        "id": {"type": "string"},
+        "tenant": {"type": "string"},
+        "url": {"type": "string"},
+        "type": {"type": "string"},
+        "attempts": {"type": "integer"},
+        "last_status": {"type": ["integer", "null"]},
+        "last_error": {"type": ["string", "null"]},
+        "created_at": {"type": "number"},
+        "dead_at": _TIME,
+        "status": {"type": "string"},
+    },
+}
 
 
 def _limit(most: int) -> Schema:
@@ -193,6 +225,45 @@ _ROUTES: dict[
         None,
         "200",
         {"type": "object", "required": ["model"]},
+        [],
+    ),
+    ("GET", "/admin/tenants/{name}/webhook-secret"): (
+        "Whether a tenant has a webhook secret (never the secret)",
+        None,
+        "200",
+        WEBHOOK_SECRET,
+        [],
+    ),
+    ("POST", "/admin/tenants/{name}/webhook-secret"): (
+        "Create or rotate a tenant's webhook secret (shown once; the old one signs for grace)",
+        SecretBody,
+        "201",
+        WEBHOOK_SECRET,
+        [_IDEMPOTENCY],
+    ),
+    ("DELETE", "/admin/tenants/{name}/webhook-secret"): (
+        "Delete a tenant's webhook secret",
+        None,
+        "204",
+        None,
+        [],
+    ),
+    ("GET", "/admin/webhooks/dead"): (
+        "Webhook deliveries out of attempts, newest first",
+        None,
+        "200",
+        {
+            "type": "object",
+            "required": ["deliveries"],
+            "properties": {"deliveries": {"type": "array", "items": DELIVERY}},
+        },
+        [_limit(1000)],
+    ),
+    ("POST", "/admin/webhooks/dead/{id}/retry"): (
+        "Deliver a dead webhook again (same id, attempts from zero)",
+        None,
+        "202",
+        DELIVERY,
         [],
     ),
     ("GET", "/admin/shadow"): (

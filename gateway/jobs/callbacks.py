@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from gateway.errors import WebhooksUnavailable
-
 
 class CallbackSink(Protocol):
     """Webhook delivery, as the jobs see it.
@@ -24,15 +22,3 @@ class CallbackSink(Protocol):
     async def enqueue(
         self, tenant: str, url: str, event_type: str, data: Mapping[str, object]
     ) -> str: ...
-
-
-class NoWebhooks:
-    """The sink while no webhook delivery is set up: a ``Callback-URL`` is a 400."""
-
-    async def check_callback(self, tenant: str | None, url: str) -> str:
-        raise WebhooksUnavailable("Callback-URL: webhook delivery is not set up on this gateway")
-
-    async def enqueue(
-        self, tenant: str, url: str, event_type: str, data: Mapping[str, object]
-    ) -> str:
-        return ""

@@ -90,7 +90,7 @@ class JobService:
     """Jobs for the frontends and batch files.
 
     ``config`` reads the ``jobs:`` section of the route table live now; ``sink`` takes the
-    webhooks (``callbacks.NoWebhooks`` until delivery is set up).
+    webhooks (``gateway.webhooks.Webhooks``).
     """
 
     def __init__(

@@ -17,12 +17,15 @@ from gateway.store.memory.store import MemoryStore
 from gateway.store.open import open_store
 from gateway.store.redis.cluster import cluster_client
 from gateway.store.redis.store import RedisStore
+from gateway.store.webhooks import Claimed, Delivery, WebhookSecret
 
 __all__ = [
     "AUDIT_CAP",
     "RESYNC",
     "APIKey",
     "AuditEntry",
+    "Claimed",
+    "Delivery",
     "Limit",
     "LimitState",
     "MemoryStore",
@@ -31,6 +34,7 @@ __all__ = [
     "StoreUnavailable",
     "Tenant",
     "Verdict",
+    "WebhookSecret",
     "cluster_client",
     "open_store",
 ]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Final, Literal, Protocol, Self, get_args
-
-import orjson
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, Protocol, get_args
 
 from gateway.errors import StoreUnavailable as StoreUnavailable  # what every method raises
 from gateway.jobs.model import Claimed, DeadLetter, Job, JobStatus, SubmitOutcome
+from gateway.store.record import Record as _Record
+from gateway.store.webhooks import WebhookStore
 
 RESYNC: Final = "*"
 """Yielded by :meth:`Store.subscribe` once subscribed and after every reconnect: messages may have
@@ -23,24 +23,6 @@ been missed, so a subscriber drops whatever it cached from the channel."""
 
 AUDIT_CAP: Final = 10_000
 """How many audit entries a store keeps (the newest)."""
-
-
-class _Record:
-    """JSON round trip for the record dataclasses below (lists come back as tuples)."""
-
-    __slots__ = ()
-
-    def to_json(self) -> str:
-        return orjson.dumps(asdict(self)).decode()  # type: ignore[call-overload]
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Self:
-        data = orjson.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
-        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +36,8 @@ class Tenant(_Record):
     metadata: Mapping[str, str] = field(default_factory=dict)
     created_at: float = 0.0
     disabled: bool = False
+    # hosts a Callback-URL may name: exact ("hooks.acme.test") or "*.acme.test" (subdomains)
+    callback_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,9 +313,9 @@ class JobStore(Protocol):
         ...
 
 
-class Store(JobStore, Protocol):
-    """Shared state of the gateway: tenants, API keys, idempotency records, audit, events
-    and jobs.
+class Store(JobStore, WebhookStore, Protocol):
+    """Shared state of the gateway: tenants, API keys, idempotency records, audit, events,
+    jobs and webhooks.
 
     Implemented by :class:`~gateway.store.redis.RedisStore` (shared by every gateway process) and
     :class:`~gateway.store.memory.MemoryStore` (one process); both pass one conformance suite,

@@ -12,12 +12,13 @@ from gateway.store.base import AUDIT_CAP, RESYNC, APIKey, AuditEntry, DelegatedL
 from gateway.store.memory.jobs import MemoryJobs
 from gateway.store.memory.limits import MemoryLimits
 from gateway.store.memory.rollout import MemoryRollouts
+from gateway.store.memory.webhooks import MemoryWebhooks
 
 SUBSCRIBER_BACKLOG = 1024
 """Messages a slow subscriber may fall behind before it is told to resync instead."""
 
 
-class MemoryStore(DelegatedLimits, MemoryRollouts, MemoryJobs):
+class MemoryStore(DelegatedLimits, MemoryRollouts, MemoryJobs, MemoryWebhooks):
     """:class:`~gateway.store.base.Store` in this process's memory.
 
     Publish/subscribe fans out to in-process asyncio queues. A subscriber that falls
@@ -35,6 +36,7 @@ class MemoryStore(DelegatedLimits, MemoryRollouts, MemoryJobs):
         self._limits = MemoryLimits()
         MemoryRollouts.__init__(self)
         MemoryJobs.__init__(self)
+        MemoryWebhooks.__init__(self)
 
     async def put_tenant(self, tenant: Tenant) -> None:
         self._tenants[tenant.name] = tenant
@@ -48,6 +50,7 @@ class MemoryStore(DelegatedLimits, MemoryRollouts, MemoryJobs):
     async def delete_tenant(self, name: str) -> bool:
         for key_id in [k.key_id for k in self._keys.values() if k.tenant == name]:
             del self._keys[key_id]
+        await self.delete_webhook_secret(name)
         return self._tenants.pop(name, None) is not None
 
     async def put_key(self, key: APIKey) -> None:

@@ -55,6 +55,14 @@ class KeyLayout:
     def key(self, key_id: str) -> str:
         return f"{self.prefix}key:{key_id}"
 
+    def webhook_secret(self, tenant: str) -> str:
+        return f"{self.prefix}{{t:{tenant}}}:webhook_secret"
+
+    def webhooks(self, part: str) -> str:
+        """The webhook queue's keys (``due``, ``records``, ``claims``, ``dead``): one hash tag,
+        so each Lua call's keys are in one slot."""
+        return f"{self.prefix}{{webhooks}}:{part}"
+
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
 

@@ -12,6 +12,7 @@ Key layout, every key under the prefix ``P`` (``gw:`` by default)::
     P{<group>}:l:… / :c:…  limits and cache entries: see :mod:`gateway.store.redis.limits`
     P lease:… P rollouts P{rollout:<model>}:…  rollouts: see :mod:`gateway.store.redis.rollout`
     P{jobs}:…              the job queue: see :mod:`gateway.store.redis.jobs`
+    P{t:<name>}:webhook_secret P{webhooks}:…   webhooks: see :mod:`gateway.store.redis.webhooks`
 
 Every Lua call touches one key, or two keys of one hash slot (``{t:<name>}``); every other
 multi-key operation is a pipeline of single-key commands. So the store runs unchanged on a
@@ -41,6 +42,7 @@ from gateway.store.redis.jobs import RedisJobs
 from gateway.store.redis.keys import UNAVAILABLE, KeyLayout, mapped
 from gateway.store.redis.limits import RedisLimits
 from gateway.store.redis.rollout import RedisRollouts
+from gateway.store.redis.webhooks import RedisWebhooks
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ class PackedConnection(Connection):
         return super().pack_command(*args)
 
 
-class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs):
+class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs, RedisWebhooks):
     """:class:`~gateway.store.base.Store` on Redis, shared by every gateway process.
 
     Build it with :meth:`from_url`, or hand it a ``Redis`` / ``RedisCluster`` client made with
@@ -155,6 +157,7 @@ class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs):
         self._limits = self._lua = RedisLimits(client, self._keys)
         RedisRollouts.__init__(self, client, self._keys)
         RedisJobs.__init__(self, client, self._keys)
+        RedisWebhooks.__init__(self, client, self._keys)
 
     @classmethod
     def from_url(
@@ -210,6 +213,7 @@ class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs):
             await self._client.srem(self._keys.tenants(), name)
             keys = [self._keys.tenant(name), self._keys.tenant_keys(name)]
             existed, *key_ids = await self._delete_tenant(keys=keys)
+            await self._client.delete(self._keys.webhook_secret(name))
             if key_ids:
                 await self._run(lambda pipe: [pipe.delete(self._keys.key(k)) for k in key_ids])
         return bool(existed)
