@@ -74,6 +74,8 @@ class WebhooksUnavailable(BadRequest):
     """A ``Callback-URL`` was given where no webhook delivery is set up."""
 
     code = "webhooks_unavailable"
+
+
 class InvalidCallback(BadRequest):
     """A ``Callback-URL`` that is not an absolute http(s) URL the gateway can call."""
 

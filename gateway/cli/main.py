@@ -1,5 +1,6 @@
 """The ``gateway`` command: its parser, and which module runs each subcommand (serve, check,
-demo, schema, worker, and the admin commands: tenants, keys, audit, cache, rollout, jobs, webhooks)."""
+demo, schema, worker, and the admin commands: tenants, keys, audit, cache, rollout, jobs,
+webhooks)."""
 
 from __future__ import annotations
 
