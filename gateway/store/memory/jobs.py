@@ -33,7 +33,7 @@ class MemoryJobs:
         self._fresh: deque[tuple[str, str]] = deque()  # (entry, job id) not yet delivered
         self._pending: dict[str, _Delivery] = {}
         self._delayed: dict[str, float] = {}  # job id -> due (unix seconds)
-        self._dead: deque[DeadLetter] = deque(maxlen=DEAD_CAP)
+        self._jobs_dead: deque[DeadLetter] = deque(maxlen=DEAD_CAP)
         self._entry_seq = 0
 
     def _entry(self) -> str:
@@ -151,7 +151,9 @@ class MemoryJobs:
                 continue
             if delivery.count > max_deliveries:
                 del self._pending[entry]
-                self._dead.append(DeadLetter(job.id, job.owner, job.model, delivery.count, now))
+                self._jobs_dead.append(
+                    DeadLetter(job.id, job.owner, job.model, delivery.count, now)
+                )
                 if job.status == "queued":
                     self._queued[job.owner] -= 1
                     self._depth[job.model] -= 1
@@ -222,5 +224,5 @@ class MemoryJobs:
         return {model: n for model, n in self._depth.items() if n > 0}
 
     async def job_dead(self, limit: int = 100) -> list[DeadLetter]:
-        newest = reversed(self._dead)
+        newest = reversed(self._jobs_dead)
         return [letter for _, letter in zip(range(max(limit, 0)), newest, strict=False)]

@@ -46,7 +46,7 @@ class RedisJobs:
         self._submit = client.register_script(SUBMIT)
         self._start = client.register_script(START)
         self._reclaim = client.register_script(RECLAIM)
-        self._finish = client.register_script(FINISH)
+        self._finish_job = client.register_script(FINISH)
         self._release_job = client.register_script(RELEASE)
         self._promote = client.register_script(PROMOTE)
         self._cancel = client.register_script(CANCEL)
@@ -279,7 +279,7 @@ class RedisJobs:
             _ms(ttl),
         ]
         with mapped("job_finish"):
-            done = await self._finish(
+            done = await self._finish_job(
                 keys=[self._job_key(job_id), self._jk.jobs("queue")], args=args
             )
         return await self.job_get(job_id) if done else None
