@@ -178,8 +178,8 @@ async def test_submit_checks_what_a_live_call_checks(
     )
     assert malformed.status_code == 400
     refused = await submit(gateway, headers={**key, "Callback-URL": "https://hooks.test/x"})
-    assert refused.status_code == 400
-    assert error_of(refused)[0] == "webhooks_unavailable"
+    assert refused.status_code == 403  # a host off the tenant's callback allow-list
+    assert error_of(refused)[0] == "callback_not_allowed"
     listed = await gateway.client.get("/jobs", headers=key)
     assert listed.json() == {"jobs": [], "next_cursor": None}
     assert forwarded(backend) == []
