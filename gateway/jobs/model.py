@@ -106,6 +106,7 @@ class Job:
     result: bytes | None = field(default=None, repr=False)  # the protocol's JSON reply
     error: bytes | None = None  # the protocol's error JSON ({"error": "<message>", "code"})
     error_status: int | None = None  # the HTTP status that error would have had
+    version: str | None = None  # the version that answered (the pin, or traffic's choice)
 
     @property
     def tenant(self) -> str | None:
@@ -148,6 +149,7 @@ class Job:
             "result": (self.result or b"").decode(),
             "error": (self.error or b"").decode(),
             "error_status": _text(self.error_status),
+            "version": self.version or "",
         }
 
     def with_state(self, state: Mapping[str, str]) -> Job:
@@ -155,7 +157,8 @@ class Job:
 
 
 _STATE: Final = (
-    "status", "attempts", "started_at", "finished_at", "result", "error", "error_status"
+    "status", "attempts", "started_at", "finished_at", "result", "error", "error_status",
+    "version",
 )  # fmt: skip
 
 
@@ -180,6 +183,7 @@ def _parse_state(state: Mapping[str, str]) -> dict[str, Any]:
         "result": (state.get("result") or "").encode() or None,
         "error": (state.get("error") or "").encode() or None,
         "error_status": int(error_status) if error_status is not None else None,
+        "version": state.get("version") or None,
     }
 
 

@@ -84,9 +84,10 @@ async def caller_of(job: Job, keys: KeyVerifier) -> Caller | None:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What a run produced: the protocol's JSON reply."""
+    """What a run produced: the protocol's JSON reply, and the version that answered."""
 
     body: bytes
+    version: str | None = None
 
 
 async def replay(job: Job, runtime: Runtime, keys: KeyVerifier, request_id: str) -> Answer:
@@ -106,7 +107,7 @@ async def replay(job: Job, runtime: Runtime, keys: KeyVerifier, request_id: str)
     )
     call.caller = await caller_of(job, keys)
     reply = await runtime.chains["infer"](call)
-    return Answer(encode_reply(job, call, reply))
+    return Answer(encode_reply(job, call, reply), call.version)
 
 
 def encode_reply(job: Job, call: Call, reply: Reply) -> bytes:

@@ -61,7 +61,7 @@ def view(job: Job, *, parsed: bool = False) -> dict[str, Any]:
         "id": job.id,
         "status": job.status,
         "model": job.model,
-        "version": job.pin,
+        "version": job.version or job.pin,
         "protocol": job.protocol,
         "attempts": job.attempts,
         "created_at": job.created_at,

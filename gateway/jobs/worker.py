@@ -188,10 +188,10 @@ class JobWorker:
         keepalive = asyncio.create_task(self._keep_claim(claimed, config.visibility_timeout / 3))
         started = time.monotonic()
         try:
-            body = error = None
+            body = version = error = None
             try:
                 answer = await replay(job, self.runtime(), self.keys, f"job-{job.id}")
-                body = answer.body
+                body, version = answer.body, answer.version
             except GatewayError as exc:
                 error = exc
             except Exception as exc:
@@ -202,19 +202,22 @@ class JobWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await keepalive
         self.metrics.run.labels(model).observe(time.monotonic() - started)
-        await self._record(claimed, config, body, error)
+        await self._record(claimed, config, body, version, error)
 
     async def _record(
         self,
         claimed: Claimed,
         config: JobsConfig,
         body: bytes | None,
+        version: str | None,
         error: GatewayError | None,
     ) -> None:
         job, now = claimed.job, time.time()
         model, ttl = job.model, config.result_ttl
         if error is None:
-            done = await self.store.job_finish(claimed, "succeeded", now, ttl, result=body)
+            done = await self.store.job_finish(
+                claimed, "succeeded", now, ttl, result=body, version=version
+            )
             self.metrics.attempts.labels(model, "succeeded").inc()
             return await self._finished(done)
         if isinstance(error, RateLimited) and not isinstance(error, QuotaExhausted):

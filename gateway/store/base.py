@@ -295,9 +295,11 @@ class JobStore(Protocol):
         result: bytes | None = None,
         error: bytes | None = None,
         error_status: int | None = None,
+        version: str | None = None,
     ) -> Job | None:
         """Acknowledge the delivery and, if the job is still running, finish it (kept ``ttl``
-        seconds); the finished job, or None when it was not running any more."""
+        seconds); the finished job, or None when it was not running any more. ``version``: the
+        version that answered."""
         ...
 
     async def job_promote(self, now: float) -> int:

@@ -128,6 +128,7 @@ async def test_v2_and_v1_jobs_answer_what_a_live_call_answers(
     assert finished["status"] == "succeeded"
     assert finished["attempts"] == 1
     assert finished["result"] == live.json()
+    assert finished["version"] == "1"  # unpinned: the version traffic chose, once it ran
     assert finished["started_at"] <= finished["finished_at"]
 
     v1 = await submit(gateway, "/v1/models/linear/versions/2:predict", V1)

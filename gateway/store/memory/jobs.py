@@ -197,6 +197,7 @@ class MemoryJobs:
         result: bytes | None = None,
         error: bytes | None = None,
         error_status: int | None = None,
+        version: str | None = None,
     ) -> Job | None:
         self._pending.pop(claimed.entry, None)
         job = self._live(claimed.job.id)
@@ -209,6 +210,7 @@ class MemoryJobs:
             result=result,
             error=error,
             error_status=error_status,
+            version=version,
         )
         self._keep(job, ttl)
         return job

@@ -266,6 +266,7 @@ class RedisJobs:
         result: bytes | None = None,
         error: bytes | None = None,
         error_status: int | None = None,
+        version: str | None = None,
     ) -> Job | None:
         job_id = claimed.job.id
         args: list[str | int] = [
@@ -277,6 +278,7 @@ class RedisJobs:
             "" if error_status is None else str(error_status),
             repr(now),
             _ms(ttl),
+            version or "",
         ]
         with mapped("job_finish"):
             done = await self._finish_job(

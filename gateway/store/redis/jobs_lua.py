@@ -122,13 +122,13 @@ return {out, dead}
 FINISH: Final = """
 -- KEYS[1] job hash  KEYS[2] queue
 -- ARGV[1] group  ARGV[2] entry  ARGV[3] status  ARGV[4] result  ARGV[5] error
--- ARGV[6] error status  ARGV[7] now  ARGV[8] ttl ms
+-- ARGV[6] error status  ARGV[7] now  ARGV[8] ttl ms  ARGV[9] version
 -- Acknowledges the delivery; finishes the job if it is still running (1), else 0.
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'result', ARGV[4], 'error', ARGV[5],
-  'error_status', ARGV[6], 'finished_at', ARGV[7])
+  'error_status', ARGV[6], 'finished_at', ARGV[7], 'version', ARGV[9] or '')
 redis.call('PEXPIRE', KEYS[1], ARGV[8])
 local idem = redis.call('HGET', KEYS[1], 'idem')
 if idem and idem ~= '' then redis.call('PEXPIRE', idem, ARGV[8]) end
