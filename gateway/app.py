@@ -176,7 +176,9 @@ async def open_state(
         job_metrics = JobMetrics(registry)
         jobs = JobService(store, lambda: reloader.current.table.jobs, webhooks, job_metrics)
         if settings.job_workers or workers_only:
-            worker = JobWorker(store, lambda: reloader.current, jobs, keys, job_metrics)
+            worker = JobWorker(
+                store, lambda: reloader.current, jobs, keys, job_metrics, observer=observer
+            )
             worker.start()
             stack.push_async_callback(worker.close)
         yield State(settings, services, reloader, registry, rollouts, observer, jobs)

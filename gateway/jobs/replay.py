@@ -25,6 +25,8 @@ from gateway.config.live import Runtime
 from gateway.errors import BadGateway, BadRequest, GatewayError, Unauthorized
 from gateway.headers import Headers
 from gateway.jobs.model import Job
+from gateway.telemetry.access_log import Observer
+from gateway.telemetry.timing import CURRENT_TIMING, Timing
 
 
 class StoredBody:
@@ -90,8 +92,13 @@ class Answer:
     version: str | None = None
 
 
-async def replay(job: Job, runtime: Runtime, keys: KeyVerifier, request_id: str) -> Answer:
-    """Run ``job`` once on ``runtime``; raises the GatewayError a live call would get."""
+async def replay(
+    job: Job, runtime: Runtime, keys: KeyVerifier, request_id: str, observer: Observer | None = None
+) -> Answer:
+    """Run ``job`` once on ``runtime``; raises the GatewayError a live call would get.
+
+    With ``observer``, the run is counted like a request (protocol ``job``: the request
+    metrics, the access line with the job's path ``/jobs/{id}``), answered or not."""
     headers = Headers.of(job.headers)
     call = Call(
         "infer",
@@ -105,9 +112,25 @@ async def replay(job: Job, runtime: Runtime, keys: KeyVerifier, request_id: str)
         decoder=decoder_for(job.protocol, headers),
         origin="job",
     )
-    call.caller = await caller_of(job, keys)
-    reply = await runtime.chains["infer"](call)
-    return Answer(encode_reply(job, call, reply), call.version)
+    timing = Timing()
+    token = CURRENT_TIMING.set(timing)
+    status, sent = 500, 0
+    try:
+        call.caller = await caller_of(job, keys)
+        reply = await runtime.chains["infer"](call)
+        body = encode_reply(job, call, reply)
+        status, sent = reply.status, len(body)
+        return Answer(body, call.version)
+    except GatewayError as exc:
+        status = exc.status
+        raise
+    finally:
+        CURRENT_TIMING.reset(token)
+        if observer is not None:
+            models = runtime.table.models
+            observer.done(
+                "POST", call.path, status, sent, request_id, timing, None, call, models, "job"
+            )
 
 
 def encode_reply(job: Job, call: Call, reply: Reply) -> bytes:

@@ -34,6 +34,7 @@ from gateway.jobs.model import Claimed, Job
 from gateway.jobs.replay import encode_error, replay
 from gateway.jobs.service import JobService
 from gateway.store import Store
+from gateway.telemetry.access_log import Observer
 
 logger = logging.getLogger("gateway.jobs")
 
@@ -58,6 +59,7 @@ class JobWorker:
         keys: KeyVerifier,
         metrics: JobMetrics,
         consumer: str | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.store = store
         self.runtime = runtime
@@ -65,6 +67,7 @@ class JobWorker:
         self.keys = keys
         self.metrics = metrics
         self.consumer = consumer or consumer_name()
+        self.observer = observer  # counts each run like a request (protocol "job")
         self._running: dict[str, asyncio.Task[None]] = {}  # entry -> its run
         self._owners: Counter[str] = Counter()  # owner -> jobs running here
         self._wake = asyncio.Event()
@@ -190,7 +193,9 @@ class JobWorker:
         try:
             body = version = error = None
             try:
-                answer = await replay(job, self.runtime(), self.keys, f"job-{job.id}")
+                answer = await replay(
+                    job, self.runtime(), self.keys, f"job-{job.id}", self.observer
+                )
                 body, version = answer.body, answer.version
             except GatewayError as exc:
                 error = exc

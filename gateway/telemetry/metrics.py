@@ -63,7 +63,7 @@ class RequestMetrics:
         self.requests = Counter(
             "gateway_requests",
             "Requests answered, by model, version, status class (2xx...; a gRPC call's is its "
-            "error's HTTP equivalent), backend and protocol (http, grpc).",
+            "error's HTTP equivalent), backend and protocol (http, grpc, job: an async job's run).",
             labels,
             registry=registry,
         )

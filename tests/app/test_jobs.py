@@ -159,6 +159,17 @@ async def test_v2_and_v1_jobs_answer_what_a_live_call_answers(
     assert finished["result"] == live.json()
     metrics = (await gateway.client.get("/metrics")).text
     assert 'gateway_jobs_finished_total{model="linear",outcome="succeeded"} 3.0' in metrics
+    runs = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("gateway_requests_total{") and 'protocol="job"' in line
+    ]  # each run counted like a request, under the version that answered
+    assert any(
+        'version="1"' in r and 'status_class="2xx"' in r and r.endswith(" 2.0") for r in runs
+    )
+    assert any(
+        'version="2"' in r and 'status_class="2xx"' in r and r.endswith(" 1.0") for r in runs
+    )
     assert 'gateway_job_runs_total{model="linear",result="succeeded"} 3.0' in metrics
 
 
