@@ -16,6 +16,7 @@ import orjson
 
 from gateway.errors import StoreUnavailable as StoreUnavailable  # what every method raises
 from gateway.jobs.model import Claimed, DeadLetter, Job, JobStatus, SubmitOutcome
+from gateway.store.batches import BatchStore
 
 RESYNC: Final = "*"
 """Yielded by :meth:`Store.subscribe` once subscribed and after every reconnect: messages may have
@@ -329,9 +330,9 @@ class JobStore(Protocol):
         ...
 
 
-class Store(JobStore, Protocol):
-    """Shared state of the gateway: tenants, API keys, idempotency records, audit, events
-    and jobs.
+class Store(JobStore, BatchStore, Protocol):
+    """Shared state of the gateway: tenants, API keys, idempotency records, audit, events,
+    jobs and batch files.
 
     Implemented by :class:`~gateway.store.redis.RedisStore` (shared by every gateway process) and
     :class:`~gateway.store.memory.MemoryStore` (one process); both pass one conformance suite,

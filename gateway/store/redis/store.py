@@ -12,6 +12,7 @@ Key layout, every key under the prefix ``P`` (``gw:`` by default)::
     P{<group>}:l:… / :c:…  limits and cache entries: see :mod:`gateway.store.redis.limits`
     P lease:… P rollouts P{rollout:<model>}:…  rollouts: see :mod:`gateway.store.redis.rollout`
     P{jobs}:…              the job queue: see :mod:`gateway.store.redis.jobs`
+    P{b:<id>}:… P{batches}:…  batch files: see :mod:`gateway.store.redis.batches`
 
 Every Lua call touches one key, or two keys of one hash slot (``{t:<name>}``); every other
 multi-key operation is a pipeline of single-key commands. So the store runs unchanged on a
@@ -37,6 +38,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 
 from gateway.store.base import AUDIT_CAP, RESYNC, APIKey, AuditEntry, DelegatedLimits, Tenant
+from gateway.store.redis.batches import RedisBatches
 from gateway.store.redis.jobs import RedisJobs
 from gateway.store.redis.keys import UNAVAILABLE, KeyLayout, mapped
 from gateway.store.redis.limits import RedisLimits
@@ -123,7 +125,7 @@ class PackedConnection(Connection):
         return super().pack_command(*args)
 
 
-class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs):
+class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs, RedisBatches):
     """:class:`~gateway.store.base.Store` on Redis, shared by every gateway process.
 
     Build it with :meth:`from_url`, or hand it a ``Redis`` / ``RedisCluster`` client made with
@@ -155,6 +157,7 @@ class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs):
         self._limits = self._lua = RedisLimits(client, self._keys)
         RedisRollouts.__init__(self, client, self._keys)
         RedisJobs.__init__(self, client, self._keys)
+        RedisBatches.__init__(self, client, self._keys)
 
     @classmethod
     def from_url(
