@@ -10,7 +10,8 @@ to the frontends (``gateway.edge``): the v1/v2 inference endpoints answer the pr
     GatewayError                      base of everything below
     ├── BadRequest                400 bad_request        malformed input (JSON, headers, tensors)
     │   ├── UnsupportedMethod     400 unsupported_method a TF Serving method the backend lacks
-    │   └── WebhooksUnavailable   400 webhooks_unavailable  a Callback-URL nothing can deliver to
+    │   ├── WebhooksUnavailable   400 webhooks_unavailable  a Callback-URL nothing can deliver to
+    │   └── InvalidBatch          400 invalid_batch      a batch file with bad lines (names them)
     ├── Unauthorized              401 unauthorized       no or bad credentials
     ├── Forbidden                 403 forbidden          credentials without the scope
     ├── NotFound                  404 not_found          no such path, tenant, key, rollout
@@ -73,6 +74,13 @@ class WebhooksUnavailable(BadRequest):
     """A ``Callback-URL`` was given where no webhook delivery is set up."""
 
     code = "webhooks_unavailable"
+
+
+class InvalidBatch(BadRequest):
+    """A batch file (``POST /batches``) with bad lines: the message names the first few by
+    number, and nothing of the batch is queued."""
+
+    code = "invalid_batch"
 
 
 class Unauthorized(GatewayError):

@@ -1,9 +1,10 @@
-"""The admin API's routes: config, tenants, keys, rollouts, shadow traffic, jobs. Adding a part is
-one module with a class that has ``routes()``, and one line here."""
+"""The admin API's routes: config, tenants, keys, rollouts, shadow traffic, jobs, batch files.
+Adding a part is one module with a class that has ``routes()``, and one line here."""
 
 from __future__ import annotations
 
 from gateway.admin.access import AdminAccess
+from gateway.admin.batches import BatchesAPI
 from gateway.admin.config import ConfigAPI
 from gateway.admin.jobs import JobsAPI
 from gateway.admin.keys import KeysAPI
@@ -24,4 +25,5 @@ def admin_routes(state: State) -> list[Route]:
         *RolloutsAPI(state, access).routes(),
         *ShadowAPI(state, access).routes(),
         *JobsAPI(state, access).routes(),
+        *BatchesAPI(state, access).routes(),
     ]

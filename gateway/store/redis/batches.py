@@ -17,6 +17,7 @@ batches are dropped when a listing finds them gone.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -25,7 +26,7 @@ from redis.asyncio import Redis, RedisCluster
 
 from gateway.batches.model import Batch, BatchLine
 from gateway.jobs.model import Job, JobStatus
-from gateway.store.redis.batches_lua import CANCEL, FED, FINISH, SETTLE
+from gateway.store.redis.batches_lua import CANCEL, FED, FINISH, READ, SETTLE
 from gateway.store.redis.keys import KeyLayout, mapped
 
 _CHUNK: Final = 1000  # lines per RPUSH when a batch is stored
@@ -42,6 +43,7 @@ class RedisBatches:
         self._settle = client.register_script(SETTLE)
         self._cancel_batch = client.register_script(CANCEL)
         self._finish_batch = client.register_script(FINISH)
+        self._read_batch = client.register_script(READ)
 
     def _b(self, batch_id: str, name: str) -> str:
         return self._bk.batch(batch_id, name)
@@ -69,19 +71,14 @@ class RedisBatches:
                 await pipe.execute()
 
     async def _read(self, ids: Sequence[str]) -> list[Batch | None]:
-        if not ids:
-            return []
-        async with self._batch_client.pipeline(transaction=False) as pipe:
-            for bid in ids:
-                pipe.hgetall(self._b(bid, "meta"))
-                pipe.smembers(self._b(bid, "open"))
-            rows: list[Any] = await pipe.execute()
-        found: list[Batch | None] = []
-        for i in range(0, len(rows), 2):
-            meta, open_ = rows[i], rows[i + 1]
-            spec = meta.get("spec") if meta else None
-            found.append(Batch.from_parts(spec, meta, tuple(open_)) if spec else None)
-        return found
+        return list(await asyncio.gather(*(self._read_one(bid) for bid in ids)))
+
+    async def _read_one(self, batch_id: str) -> Batch | None:
+        keys = [self._b(batch_id, "meta"), self._b(batch_id, "open")]
+        flat, open_ = await self._read_batch(keys=keys)
+        meta = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+        spec = meta.get("spec")
+        return Batch.from_parts(spec, meta, tuple(str(j) for j in open_)) if spec else None
 
     async def batch_get(self, batch_id: str) -> Batch | None:
         with mapped("batch_get"):

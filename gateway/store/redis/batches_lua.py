@@ -57,3 +57,9 @@ redis.call('DEL', KEYS[3])
 for _, key in ipairs({KEYS[1], KEYS[4], KEYS[5]}) do redis.call('PEXPIRE', key, ARGV[2]) end
 return 1
 """
+
+READ: Final = """
+-- KEYS[1] meta  KEYS[2] open.  Returns {meta as field, value, ...; the open job ids}, read
+-- at once (the counters and the open set never disagree about a job).
+return {redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[2])}
+"""
