@@ -57,12 +57,14 @@ class BatchFeeder:
         self.holder = holder or consumer_name()
         self._held: set[str] = set()  # owners whose lease this feeder holds
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="batch-feeder")
 
     async def close(self) -> None:
         """Stop feeding and free the leases, so another replica takes over at once."""
+        self._stop.set()  # ends the loop even where a store call swallowed the cancel
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -73,15 +75,16 @@ class BatchFeeder:
         self._held.clear()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stop.is_set():
             config = self.config()
+            pause = config.poll_interval
             try:
                 await self.feed_once(config)
             except GatewayError as exc:  # the store is out: try again shortly
                 logger.warning("batch feeder: %s", exc.message)
-                await asyncio.sleep(_STORE_BACKOFF)
-                continue
-            await asyncio.sleep(config.poll_interval)
+                pause = _STORE_BACKOFF
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), pause)
 
     async def feed_once(self, config: JobsConfig) -> None:
         """One round over the active batches."""
