@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.auth.config import AuthConfig
 from gateway.codecs.tensors import Signature
-from gateway.edge import openapi_admin
+from gateway.edge import openapi_admin, openapi_batches
 from gateway.edge import openapi_models as schemas
 from gateway.edge.http import Route
 from gateway.traffic.choose import VERSION_HEADER
@@ -114,6 +114,8 @@ def describe(route: Route, method: str, model: ModelPaths | None) -> Schema:
         op = _inference(path, model)
     elif path.startswith("/admin/"):
         op = openapi_admin.describe(method, path)
+    elif path.startswith("/batches"):
+        op = openapi_batches.describe(method, path)
     else:
         op = _OTHER.get(path) or {
             "summary": (route.endpoint.__doc__ or path).strip().split("\n")[0],

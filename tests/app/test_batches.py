@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from gateway.batches.model import idempotency_key
+from gateway.cli.main import main
 from gateway.jobs.callbacks import NoWebhooks
 from gateway.jobs.config import JobsConfig
 from gateway.jobs.service import JobService
@@ -22,7 +23,7 @@ from gateway.store.redis.store import RedisStore
 from tests.app.test_jobs import V1, demo_table, fake_table, start, tenant_key
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import REPLY, FakeReplica, forwarded
-from tests.support import ADMIN, V2, error_of
+from tests.support import ADMIN, ADMIN_TOKEN, V2, error_of
 
 pytestmark = pytest.mark.anyio
 WAIT = 30.0
@@ -370,3 +371,57 @@ async def test_a_restarted_feeder_finishes_the_batch_without_a_job_twice(
     finally:
         await store.close()
         await slow.stop()
+
+
+async def test_the_openapi_document_describes_the_batch_routes(
+    start_gateway: StartGateway, backend: FakeReplica
+) -> None:
+    gateway = await start_gateway(fake_table(backend.url), admin_token=ADMIN_TOKEN)
+    doc = (await gateway.client.get("/openapi.json")).json()
+    paths = doc["paths"]
+    assert set(paths["/batches"]) == {"get", "post"}
+    assert set(paths["/batches/{batch_id}"]) == {"get", "delete"}
+    post_op = paths["/batches"]["post"]
+    assert set(post_op["responses"]) == {"202", "default"}
+    line_schema = post_op["requestBody"]["content"]["application/jsonl"]["schema"]["x-jsonl-line"]
+    assert line_schema["required"] == ["custom_id", "model", "protocol", "body"]
+    results_op = paths["/batches/{batch_id}/results"]["get"]
+    assert "application/jsonl" in results_op["responses"]["200"]["content"]
+    assert results_op["parameters"][0]["name"] == "batch_id"
+    assert "security" not in results_op  # the callers' schemes, the document's default
+    assert "/admin/batches/{batch_id}/results" in paths
+
+
+async def test_the_cli_lists_shows_prints_results_and_cancels(
+    start_gateway: StartGateway,
+    backend: FakeReplica,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gateway = await start(start_gateway, fake_table(backend.url), {}, job_workers=False)
+    batch_id = (await post(gateway, jsonl(line("a"), line("b")))).json()["id"]
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+
+    async def cli(*args: str) -> tuple[int, str, str]:
+        code = await asyncio.to_thread(main, ["batches", *args, "--admin-url", gateway.url])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = await cli("list")
+    assert code == 0
+    assert [b["id"] for b in orjson.loads(out)["batches"]] == [batch_id]
+    code, out, _ = await cli("show", batch_id)
+    assert orjson.loads(out)["counts"]["queued"] == 2
+    code, out, _ = await cli("results", batch_id)
+    assert code == 0
+    assert [orjson.loads(row) for row in out.splitlines()] == [
+        {"custom_id": "a", "status": "queued"},
+        {"custom_id": "b", "status": "queued"},
+    ]
+    code, out, _ = await cli("cancel", batch_id)
+    assert (code, orjson.loads(out)["status"]) == (0, "cancelled")
+    code, out, _ = await cli("results", batch_id)
+    assert {orjson.loads(row)["status"] for row in out.splitlines()} == {"cancelled"}
+    code, _, err = await cli("results", "b-nope")
+    assert code == 1
+    assert "404" in err
