@@ -13,6 +13,7 @@ from gateway.admin.config import PurgeBody
 from gateway.admin.keys import KeyBody, RotateBody
 from gateway.admin.tenants import TenantBody, TenantPatch
 from gateway.config.types import Strict
+from gateway.edge.openapi_jobs import JOB, JOB_LIST, admin_list_params
 from gateway.traffic.rollout import ACTIONS
 
 Schema = dict[str, Any]
@@ -75,6 +76,22 @@ _RELOAD_STATUS: Schema = {"type": "object", "required": ["last_ok"]}
 _ROUTES: dict[
     tuple[str, str], tuple[str, type[Strict] | None, str, Schema | None, list[Schema]]
 ] = {
+    ("GET", "/admin/jobs"): (
+        "Every tenant's jobs, newest first (results left out)",
+        None,
+        "200",
+        JOB_LIST,
+        admin_list_params(),
+    ),
+    ("GET", "/admin/jobs/dead"): (
+        "Dead-lettered jobs (their worker died on them too often)",
+        None,
+        "200",
+        {"type": "object", "required": ["dead"], "properties": {"dead": {"type": "array"}}},
+        [_limit(1000)],
+    ),
+    ("GET", "/admin/jobs/{job_id}"): ("A job, with its result or error", None, "200", JOB, []),
+    ("DELETE", "/admin/jobs/{job_id}"): ("Cancel a queued job", None, "200", JOB, []),
     ("GET", "/admin/config"): (
         "The route table's status and the backends' replicas",
         None,

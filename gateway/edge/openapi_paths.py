@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.auth.config import AuthConfig
 from gateway.codecs.tensors import Signature
-from gateway.edge import openapi_admin, openapi_batches
+from gateway.edge import openapi_admin, openapi_batches, openapi_jobs
 from gateway.edge import openapi_models as schemas
 from gateway.edge.http import Route
 from gateway.traffic.choose import VERSION_HEADER
@@ -114,7 +114,9 @@ def describe(route: Route, method: str, model: ModelPaths | None) -> Schema:
         op = _inference(path, model)
     elif path.startswith("/admin/"):
         op = openapi_admin.describe(method, path)
-    elif path.startswith("/batches"):
+    elif path == "/jobs" or path.startswith("/jobs/"):
+        op = openapi_jobs.describe(method, path)
+    elif path == "/batches" or path.startswith("/batches/"):
         op = openapi_batches.describe(method, path)
     else:
         op = _OTHER.get(path) or {
@@ -148,7 +150,8 @@ def _inference(path: str, model: ModelPaths | None) -> Schema:
     if path.endswith(":predict"):
         op["summary"] = "Predict (TF Serving REST: rows or columns)"
         op["requestBody"] = _body(schemas.v1_request(signature))
-        op["responses"] = {"200": _json(schemas.V1_RESPONSE)}
+        op["responses"] = {"200": _json(schemas.V1_RESPONSE), "202": openapi_jobs.ACCEPTED}
+        op["parameters"] = [*op.get("parameters", []), *openapi_jobs.SUBMIT_HEADERS]
     elif path.endswith((":classify", ":regress")):
         op["summary"] = "Classify or regress tf.Example features (TF Serving backends)"
         op["requestBody"] = _body(schemas.V1_EXAMPLES)
@@ -159,7 +162,8 @@ def _inference(path: str, model: ModelPaths | None) -> Schema:
         reply = _json(schemas.v2_response(name, versions, signature))
         binary = {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}
         reply["content"]["application/octet-stream"] = binary
-        op["responses"] = {"200": reply}
+        op["responses"] = {"200": reply, "202": openapi_jobs.ACCEPTED}
+        op["parameters"] = [*op.get("parameters", []), *openapi_jobs.SUBMIT_HEADERS]
     elif path.endswith("/ready"):
         op["summary"] = "Model readiness (200 ready, 503 not)"
         op["responses"] = {"200": _json(schemas.V2_READY)}

@@ -101,6 +101,10 @@ class JobWorker:
                 logger.warning("job worker: %s", exc.message)
                 await asyncio.sleep(_STORE_BACKOFF)
                 continue
+            except Exception:  # a bug must not stop the jobs for good
+                logger.exception("job worker: taking jobs failed")
+                await asyncio.sleep(_STORE_BACKOFF)
+                continue
             for run in claimed:
                 self._launch(run)
             if not claimed or len(self._running) >= config.concurrency:

@@ -156,6 +156,9 @@ async def test_v2_and_v1_jobs_answer_what_a_live_call_answers(
         headers={k: v for k, v in headers.items() if k != "Prefer"},
     )
     assert finished["result"] == live.json()
+    metrics = (await gateway.client.get("/metrics")).text
+    assert 'gateway_jobs_finished_total{model="linear",outcome="succeeded"} 3.0' in metrics
+    assert 'gateway_job_runs_total{model="linear",result="succeeded"} 3.0' in metrics
 
 
 async def test_submit_checks_what_a_live_call_checks(

@@ -139,7 +139,7 @@ class RedisJobs:
                 if gone:
                     await client.zrem(index, *gone)
                 upper = f"({ids[-1]}"
-            return found, (found[-1].id if found else ids[-1])
+            return found, ids[-1]  # the scan's budget is spent: go on after what it examined
 
     async def job_cancel(self, job_id: str, now: float, ttl: float) -> Job | None:
         k = self._jk
@@ -218,7 +218,13 @@ class RedisJobs:
         ]
         with mapped("job_reclaim"):
             await self._ensure_group()
-            out, dead = await self._reclaim(keys=keys, args=args)
+            try:
+                out, dead = await self._reclaim(keys=keys, args=args)
+            except rx.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self._group_ready = False  # the stream was lost (a Redis restart): make it again
+                return [], []
             runs = [(str(out[i]), str(out[i + 1]), int(out[i + 2])) for i in range(0, len(out), 3)]
             return await self._claimed(runs), [str(d) for d in dead]
 
@@ -226,9 +232,13 @@ class RedisJobs:
         if not entries:
             return
         with mapped("job_touch"):
-            await self._jobs_client.xclaim(
-                self._jk.jobs("queue"), JOB_GROUP, consumer, 0, list(entries), justid=True
-            )
+            try:
+                await self._jobs_client.xclaim(
+                    self._jk.jobs("queue"), JOB_GROUP, consumer, 0, list(entries), justid=True
+                )
+            except rx.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
 
     async def job_release(
         self, claimed: Claimed, delay: float, now: float, *, attempt: bool

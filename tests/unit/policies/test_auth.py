@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import pytest
 
+from gateway.auth.authenticator import Caller
+from gateway.auth.jwt import Principal
 from gateway.auth.keys import make_key
 from gateway.config.live import Runtime, Services
 from gateway.errors import BadRequest, Forbidden, Unauthorized
@@ -202,3 +204,27 @@ async def test_bad_credentials_are_a_401_even_when_not_required(
     assert "WWW-Authenticate" in raised.value.headers
     assert call.auth_failure == "invalid_credentials"
     assert downstream.calls == []
+
+
+async def test_a_jobs_replay_is_authorized_again_not_authenticated(
+    make_runtime: MakeRuntime, services: Services
+) -> None:
+    """A job's caller was authenticated at submit: its credentials (here: none at all, as a
+    revoked or expired key would be) are not checked again, its scopes are."""
+    policy = await auth_policy(make_runtime)
+    principal = Principal("k1", "acme", frozenset({"predict:m"}), "api-key", None, "api_key")
+    downstream = Downstream()
+    call = make_call()
+    call.origin, call.caller = "job", Caller(principal, Tenant("acme"))
+    await policy(call, downstream)
+    assert downstream.calls == [call]
+    pinned = make_call(pin="2")
+    pinned.origin, pinned.caller = "job", Caller(principal, Tenant("acme"))
+    with pytest.raises(Forbidden, match="pin:m"):
+        await policy(pinned, downstream)
+    assert pinned.auth_failure == "forbidden"
+    anonymous = make_call()
+    anonymous.origin = "job"
+    with pytest.raises(Unauthorized):
+        await policy(anonymous, downstream)
+    assert len(downstream.calls) == 1
