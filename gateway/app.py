@@ -25,11 +25,15 @@ from prometheus_client import CollectorRegistry
 
 from gateway.admin.api import admin_routes
 from gateway.auth.keys import KeyVerifier
+from gateway.batches.feeder import BatchFeeder
+from gateway.batches.metrics import BatchFileMetrics
+from gateway.batches.service import BatchService
 from gateway.batching.metrics import BatchMetrics
 from gateway.codecs.v2_proto import messages
 from gateway.config.live import Services
 from gateway.config.reload import Reloader
 from gateway.edge import grpc_tfs, grpc_v2
+from gateway.edge.batches import BatchesHTTP
 from gateway.edge.errors import shape_of
 from gateway.edge.grpc import Lane, start_server
 from gateway.edge.http import HTTPEdge, Router
@@ -81,6 +85,7 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
                 *TFServingHTTP(state).routes(),
                 *ops.routes(),
                 *JobsHTTP(state).routes(),
+                *BatchesHTTP(state).routes(),
                 *admin_routes(state),
                 *OAuthHTTP(state).routes(),
             ]
@@ -116,7 +121,8 @@ async def open_state(
     workers_only: bool = False,
 ) -> AsyncIterator[State]:
     """Everything one worker shares, opened in order and closed in reverse; with it the job
-    workers (unless ``GATEWAY_JOB_WORKERS=false``; ``workers_only``: ``gateway worker``)."""
+    workers and the batch feeder (unless ``GATEWAY_JOB_WORKERS=false``; ``workers_only``:
+    ``gateway worker``)."""
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(metrics.mark_process_dead)
         if span_exporter is not None or tracing.enabled(settings.tracing):
@@ -175,13 +181,18 @@ async def open_state(
         observer = Observer(metrics.RequestMetrics(registry), settings.access_log, rollouts)
         job_metrics = JobMetrics(registry)
         jobs = JobService(store, lambda: reloader.current.table.jobs, webhooks, job_metrics)
+        batch_metrics = BatchFileMetrics(registry)
+        batches = BatchService(store, jobs, lambda: reloader.current.table.jobs, batch_metrics)
         if settings.job_workers or workers_only:
             worker = JobWorker(
                 store, lambda: reloader.current, jobs, keys, job_metrics, observer=observer
             )
             worker.start()
             stack.push_async_callback(worker.close)
-        yield State(settings, services, reloader, registry, rollouts, observer, jobs)
+            feeder = BatchFeeder(store, jobs, lambda: reloader.current.table.jobs, batch_metrics)
+            feeder.start()
+            stack.push_async_callback(feeder.close)
+        yield State(settings, services, reloader, registry, rollouts, observer, jobs, batches)
 
 
 async def _grpc_server(state: State) -> grpc.aio.Server:

@@ -10,7 +10,8 @@ to the frontends (``gateway.edge``): the v1/v2 inference endpoints answer the pr
     GatewayError                      base of everything below
     ├── BadRequest                400 bad_request        malformed input (JSON, headers, tensors)
     │   ├── UnsupportedMethod     400 unsupported_method a TF Serving method the backend lacks
-    │   └── InvalidCallback       400 invalid_callback   a Callback-URL that is not a usable URL
+    │   ├── InvalidCallback       400 invalid_callback   a Callback-URL that is not a usable URL
+    │   └── InvalidBatch          400 invalid_batch      a batch file with bad lines (names them)
     ├── Unauthorized              401 unauthorized       no or bad credentials
     ├── Forbidden                 403 forbidden          credentials without the scope
     │   └── CallbackNotAllowed    403 callback_not_allowed  a callback host or address refused
@@ -70,16 +71,17 @@ class UnsupportedMethod(BadRequest):
     code = "unsupported_method"
 
 
-class WebhooksUnavailable(BadRequest):
-    """A ``Callback-URL`` was given where no webhook delivery is set up."""
-
-    code = "webhooks_unavailable"
-
-
 class InvalidCallback(BadRequest):
     """A ``Callback-URL`` that is not an absolute http(s) URL the gateway can call."""
 
     code = "invalid_callback"
+
+
+class InvalidBatch(BadRequest):
+    """A batch file (``POST /batches``) with bad lines: the message names the first few by
+    number, and nothing of the batch is queued."""
+
+    code = "invalid_batch"
 
 
 class Unauthorized(GatewayError):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from gateway.batches.service import BatchService
 from gateway.config.live import Runtime, Services
 from gateway.config.reload import Reloader
 from gateway.jobs.service import JobService
@@ -27,6 +28,7 @@ class State:
     rollouts: RolloutController
     observer: Observer  # metrics and the access line of every request
     jobs: JobService  # async jobs: submit, follow, cancel (run by the job workers)
+    batches: BatchService  # batch files: create, follow, results, cancel (fed by the feeders)
 
     @property
     def runtime(self) -> Runtime:

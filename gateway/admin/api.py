@@ -1,9 +1,11 @@
-"""The admin API's routes: config, tenants, keys, rollouts, shadow traffic, jobs, webhooks.
+"""The admin API's routes: config, tenants, keys, rollouts, shadow traffic, jobs, batch files,
+webhooks.
 Adding a part is one module with a class that has ``routes()``, and one line here."""
 
 from __future__ import annotations
 
 from gateway.admin.access import AdminAccess
+from gateway.admin.batches import BatchesAPI
 from gateway.admin.config import ConfigAPI
 from gateway.admin.jobs import JobsAPI
 from gateway.admin.keys import KeysAPI
@@ -26,4 +28,5 @@ def admin_routes(state: State) -> list[Route]:
         *ShadowAPI(state, access).routes(),
         *JobsAPI(state, access).routes(),
         *WebhooksAPI(state, access, tenants).routes(),
+        *BatchesAPI(state, access).routes(),
     ]

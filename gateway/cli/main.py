@@ -1,6 +1,6 @@
 """The ``gateway`` command: its parser, and which module runs each subcommand (serve, check,
 demo, schema, worker, and the admin commands: tenants, keys, audit, cache, rollout, jobs,
-webhooks)."""
+webhooks, batches)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from gateway import __version__
 from gateway.cli import admin as cli_admin
+from gateway.cli import batches as cli_batches
 from gateway.cli import jobs as cli_jobs
 from gateway.cli import rollout as cli_rollout
 from gateway.cli.check import check
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_admin.add_commands(commands)
     cli_rollout.add_commands(commands)
     cli_jobs.add_commands(commands)
+    cli_batches.add_commands(commands)
     return parser
 
 
@@ -105,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_rollout.run(args)
     if args.command == "jobs":
         return cli_jobs.run(args)
+    if args.command == "batches":
+        return cli_batches.run(args)
     if args.command == "worker":
         return cli_jobs.worker(args)
     if args.command == "demo":

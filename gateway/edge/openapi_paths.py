@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.auth.config import AuthConfig
 from gateway.codecs.tensors import Signature
-from gateway.edge import openapi_admin, openapi_jobs
+from gateway.edge import openapi_admin, openapi_batches, openapi_jobs
 from gateway.edge import openapi_models as schemas
 from gateway.edge.http import Route
 from gateway.traffic.choose import VERSION_HEADER
@@ -116,6 +116,8 @@ def describe(route: Route, method: str, model: ModelPaths | None) -> Schema:
         op = openapi_admin.describe(method, path)
     elif path == "/jobs" or path.startswith("/jobs/"):
         op = openapi_jobs.describe(method, path)
+    elif path == "/batches" or path.startswith("/batches/"):
+        op = openapi_batches.describe(method, path)
     else:
         op = _OTHER.get(path) or {
             "summary": (route.endpoint.__doc__ or path).strip().split("\n")[0],

@@ -44,3 +44,17 @@ class JobsConfig(Strict):
     poll_interval: Duration = Field(
         default=0.2, description="How often an idle worker looks for new jobs."
     )
+    max_batch_lines: int = Field(
+        default=50_000, ge=1, description="Lines a batch file (POST /batches) may have."
+    )
+    max_batch_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        ge=1,
+        description="Bytes a batch file may have (after inflating Content-Encoding); beyond, 413.",
+    )
+    batch_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Jobs of one tenant's batch files queued or running at once; the rest of "
+        "their lines wait with the batch, not in the queue.",
+    )

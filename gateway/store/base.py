@@ -14,6 +14,7 @@ from typing import Any, Final, Literal, Protocol, get_args
 
 from gateway.errors import StoreUnavailable as StoreUnavailable  # what every method raises
 from gateway.jobs.model import Claimed, DeadLetter, Job, JobStatus, SubmitOutcome
+from gateway.store.batches import BatchStore
 from gateway.store.record import Record as _Record
 from gateway.store.webhooks import WebhookStore
 
@@ -315,9 +316,9 @@ class JobStore(Protocol):
         ...
 
 
-class Store(JobStore, WebhookStore, Protocol):
+class Store(JobStore, BatchStore, WebhookStore, Protocol):
     """Shared state of the gateway: tenants, API keys, idempotency records, audit, events,
-    jobs and webhooks.
+    jobs, batch files and webhooks.
 
     Implemented by :class:`~gateway.store.redis.RedisStore` (shared by every gateway process) and
     :class:`~gateway.store.memory.MemoryStore` (one process); both pass one conformance suite,

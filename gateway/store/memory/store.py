@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 
 from gateway.store.base import AUDIT_CAP, RESYNC, APIKey, AuditEntry, DelegatedLimits, Tenant
+from gateway.store.memory.batches import MemoryBatches
 from gateway.store.memory.jobs import MemoryJobs
 from gateway.store.memory.limits import MemoryLimits
 from gateway.store.memory.rollout import MemoryRollouts
@@ -18,7 +19,7 @@ SUBSCRIBER_BACKLOG = 1024
 """Messages a slow subscriber may fall behind before it is told to resync instead."""
 
 
-class MemoryStore(DelegatedLimits, MemoryRollouts, MemoryJobs, MemoryWebhooks):
+class MemoryStore(DelegatedLimits, MemoryRollouts, MemoryJobs, MemoryBatches, MemoryWebhooks):
     """:class:`~gateway.store.base.Store` in this process's memory.
 
     Publish/subscribe fans out to in-process asyncio queues. A subscriber that falls
@@ -37,6 +38,7 @@ class MemoryStore(DelegatedLimits, MemoryRollouts, MemoryJobs, MemoryWebhooks):
         MemoryRollouts.__init__(self)
         MemoryJobs.__init__(self)
         MemoryWebhooks.__init__(self)
+        MemoryBatches.__init__(self)
 
     async def put_tenant(self, tenant: Tenant) -> None:
         self._tenants[tenant.name] = tenant

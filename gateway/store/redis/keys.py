@@ -93,6 +93,14 @@ class KeyLayout:
         Lua call of the queue runs on Redis Cluster)."""
         return f"{self.prefix}{{jobs}}:{name}"
 
+    def batch(self, batch_id: str, name: str) -> str:
+        """A key of one batch file; a batch's keys share the hash tag ``{b:<id>}``."""
+        return f"{self.prefix}{{b:{batch_id}}}:{name}"
+
+    def batches(self, name: str) -> str:
+        """The batch files' indexes (``active``, ``i:all``, ``i:o:<owner>``), tag ``{batches}``."""
+        return f"{self.prefix}{{batches}}:{name}"
+
     def limit(self, group: str, name: str) -> str:
         """A limit's state (a window's gets ``:<window index>`` appended, by the Lua script)."""
         return f"{self.prefix}{{{group}}}:l:{name}"

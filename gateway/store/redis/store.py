@@ -13,6 +13,7 @@ Key layout, every key under the prefix ``P`` (``gw:`` by default)::
     P lease:… P rollouts P{rollout:<model>}:…  rollouts: see :mod:`gateway.store.redis.rollout`
     P{jobs}:…              the job queue: see :mod:`gateway.store.redis.jobs`
     P{t:<name>}:webhook_secret P{webhooks}:…   webhooks: see :mod:`gateway.store.redis.webhooks`
+    P{b:<id>}:… P{batches}:…  batch files: see :mod:`gateway.store.redis.batches`
 
 Every Lua call touches one key, or two keys of one hash slot (``{t:<name>}``); every other
 multi-key operation is a pipeline of single-key commands. So the store runs unchanged on a
@@ -38,6 +39,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 
 from gateway.store.base import AUDIT_CAP, RESYNC, APIKey, AuditEntry, DelegatedLimits, Tenant
+from gateway.store.redis.batches import RedisBatches
 from gateway.store.redis.jobs import RedisJobs
 from gateway.store.redis.keys import UNAVAILABLE, KeyLayout, mapped
 from gateway.store.redis.limits import RedisLimits
@@ -125,7 +127,7 @@ class PackedConnection(Connection):
         return super().pack_command(*args)
 
 
-class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs, RedisWebhooks):
+class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs, RedisBatches, RedisWebhooks):
     """:class:`~gateway.store.base.Store` on Redis, shared by every gateway process.
 
     Build it with :meth:`from_url`, or hand it a ``Redis`` / ``RedisCluster`` client made with
@@ -158,6 +160,7 @@ class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs, RedisWebhooks):
         RedisRollouts.__init__(self, client, self._keys)
         RedisJobs.__init__(self, client, self._keys)
         RedisWebhooks.__init__(self, client, self._keys)
+        RedisBatches.__init__(self, client, self._keys)
 
     @classmethod
     def from_url(
