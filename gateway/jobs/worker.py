@@ -71,6 +71,7 @@ class JobWorker:
         self._running: dict[str, asyncio.Task[None]] = {}  # entry -> its run
         self._owners: Counter[str] = Counter()  # owner -> jobs running here
         self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._reclaimed_at = 0.0
         self._sampled_at = 0.0
@@ -82,6 +83,10 @@ class JobWorker:
         """Stop taking jobs, and stop the runs in progress; their jobs are put back (not an
         attempt), or, if that fails, taken over by another worker after the visibility
         timeout."""
+        # redis-py can swallow a cancel that lands while a command is in flight
+        # (redis/redis-py#2028): the loop also ends on this flag, and close never hangs on it.
+        self._stop.set()
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -96,24 +101,33 @@ class JobWorker:
         return self.runtime().table.jobs
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stop.is_set():
             config = self.config
             try:
                 claimed = await self._take(config)
             except GatewayError as exc:  # the store is out: try again shortly
                 logger.warning("job worker: %s", exc.message)
-                await asyncio.sleep(_STORE_BACKOFF)
+                await self._pause(_STORE_BACKOFF)
                 continue
             except Exception:  # a bug must not stop the jobs for good
                 logger.exception("job worker: taking jobs failed")
-                await asyncio.sleep(_STORE_BACKOFF)
+                await self._pause(_STORE_BACKOFF)
                 continue
+            if self._stop.is_set():
+                for run in claimed:  # taken while closing: put back at once
+                    with contextlib.suppress(GatewayError):
+                        await self.store.job_release(run, 0.0, time.time(), attempt=False)
+                break
             for run in claimed:
                 self._launch(run)
             if not claimed or len(self._running) >= config.concurrency:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), config.poll_interval)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def _take(self, config: JobsConfig) -> list[Claimed]:
         now = time.time()
