@@ -32,9 +32,9 @@ SETTLED: Final = ("succeeded", "failed", "cancelled")
 
 
 def new_batch_id(now: float | None = None) -> str:
-    """``b`` + 12 hex digits of milliseconds + 16 random hex digits (sorted by creation)."""
-    millis = int((time.time() if now is None else now) * 1000)
-    return f"b{millis:012x}{os.urandom(8).hex()}"
+    """``b`` + 14 hex digits of microseconds + 16 random hex digits (sorted by creation)."""
+    micros = int((time.time() if now is None else now) * 1_000_000)
+    return f"b{micros:014x}{os.urandom(8).hex()}"
 
 
 def idempotency_key(batch_id: str, custom_id: str) -> str:

@@ -61,10 +61,10 @@ class CallerSnapshot:
 
 
 def new_job_id(now: float | None = None) -> str:
-    """``j`` + 12 hex digits of milliseconds + 16 random hex digits: unique, and sorted by
+    """``j`` + 14 hex digits of microseconds + 16 random hex digits: unique, and sorted by
     creation time (the lists page through the ids in order)."""
-    millis = int((time.time() if now is None else now) * 1000)
-    return f"j{millis:012x}{os.urandom(8).hex()}"
+    micros = int((time.time() if now is None else now) * 1_000_000)
+    return f"j{micros:014x}{os.urandom(8).hex()}"
 
 
 def fingerprint(
