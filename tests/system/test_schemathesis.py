@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -43,6 +44,18 @@ CHECKS = [
     schemathesis.checks.response_headers_conformance,
     schemathesis.checks.response_schema_conformance,
 ]
+
+
+@schemathesis.serializer("application/jsonl")
+def _jsonl_body(ctx: Any, value: Any) -> bytes:
+    """A batch file (``POST /batches``): the document describes it as a string of JSONL."""
+    return value.encode() if isinstance(value, str) else orjson.dumps(value)
+
+
+@schemathesis.deserializer("application/jsonl")
+def _jsonl_answer(ctx: Any, response: Any) -> Any:
+    """Batch results: JSONL text, which the document describes as a string."""
+    return response.content.decode()
 
 
 @dataclass
