@@ -51,10 +51,10 @@ def tenant_name(i: int) -> str:
     return f"t{i // KEYS_PER_TENANT:07d}"
 
 
-def write_keys(url: str, end: int, start: int = 0) -> float:
+def write_keys(url: str, end: int, start: int = 0, prefix: str = PREFIX) -> float:
     """Keys ``start`` .. ``end - 1`` and their tenants, in the store's own format (what
     ``RedisStore.put_tenant`` and ``put_key`` write); the seconds it took."""
-    layout = KeyLayout(PREFIX)
+    layout = KeyLayout(prefix)
     client = redis.Redis.from_url(url)
     began = time.monotonic()
     now = time.time()
@@ -105,11 +105,11 @@ async def measure(url: str, count: int, cache_size: int, sample: int) -> dict[st
         tracemalloc.start()
         for chunk in range(0, len(fill), 10_000):
             await _verify_all(verifier, fill[chunk : chunk + 10_000])
-            verifier._used.clear()  # the last-used times are flushed every 5 s in a gateway
+            await verifier.flush()  # a gateway writes the last-used times every 5 s
         traced, _ = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         gc.collect()
-        cached = len(verifier._cache)
+        cached = verifier.cached
         rss_after = rss_kib([os.getpid()])
     finally:
         await store.close()
