@@ -31,8 +31,13 @@ from bench.procs import BenchError, Processes, cpu_list, cpu_seconds, find_tool,
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # tool -> its Debian package; h2load only when a gRPC scenario is chosen
-PACKAGES = {"wrk": "wrk", "nginx": "nginx-light", "h2load": "nghttp2-client"}
-NGINX_FALLBACK = "/usr/sbin/nginx"
+PACKAGES = {
+    "wrk": "wrk",
+    "nginx": "nginx-light",
+    "h2load": "nghttp2-client",
+    "haproxy": "haproxy",
+}
+SBIN = {"nginx": "/usr/sbin/nginx", "haproxy": "/usr/sbin/haproxy"}
 
 
 def _cpus(text: str) -> list[int]:
@@ -105,13 +110,13 @@ def _executable(parser: argparse.ArgumentParser, path: str) -> str:
 
 
 def _find(names: list[str]) -> dict[str, str | None]:
-    return {n: find_tool(n, *([NGINX_FALLBACK] if n == "nginx" else [])) for n in names}
+    return {n: find_tool(n, *([SBIN[n]] if n in SBIN else [])) for n in names}
 
 
-def ensure_tools(redis: bool, grpc: bool = False) -> str:
-    """wrk, nginx and for gRPC h2load (apt-get installs them as root with a non-interactive
-    apt); nginx's path."""
-    names = ["wrk", "nginx", *(["h2load"] if grpc else [])]
+def ensure_tools(redis: bool, grpc: bool = False, haproxy: bool = False) -> dict[str, str]:
+    """wrk, nginx, for gRPC h2load, for haproxy-proxy haproxy (apt-get installs them as root
+    with a non-interactive apt); their paths."""
+    names = ["wrk", "nginx", *(["h2load"] if grpc else []), *(["haproxy"] if haproxy else [])]
     tools = _find(names)
     missing = [PACKAGES[name] for name, path in tools.items() if path is None]
     if missing and os.geteuid() == 0 and shutil.which("apt-get"):
@@ -133,9 +138,7 @@ def ensure_tools(redis: bool, grpc: bool = False) -> str:
         if shutil.which(tool) is None:
             package = "util-linux" if tool == "taskset" else "redis-server"
             raise BenchError(f"the benchmark needs {tool}: sudo apt-get install -y {package}")
-    nginx = tools["nginx"]
-    assert nginx is not None
-    return nginx
+    return {name: path for name, path in tools.items() if path is not None}
 
 
 def pinning(args: argparse.Namespace) -> str:
@@ -167,16 +170,17 @@ def gateways(baseline: str | None) -> dict[str, dict[str, str | None]]:
     return out
 
 
-def bench(args: argparse.Namespace, procs: Processes, nginx: str) -> dict[str, Any]:
+def bench(args: argparse.Namespace, procs: Processes, tools: dict[str, str]) -> dict[str, Any]:
     compared = gateways(args.baseline_gateway)
     setup = scenarios.start(
         args.scenarios,
         procs,
-        nginx,
+        tools["nginx"],
         args.cpus,
         args.load_cpus,
         args.workers,
         args.baseline_gateway,
+        tools.get("haproxy"),
     )
     for name, why in setup.skipped.items():
         print(f"bench: scenario {name} skipped: {why}", file=sys.stderr, flush=True)
@@ -313,11 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     procs = Processes(workdir)
     ok = False
     try:
-        needs_redis = args.soak is not None or bool(set(args.scenarios) & scenarios.FULL)
+        needs_redis = args.soak is not None or bool(set(args.scenarios) & scenarios.REDIS)
         needs_h2load = args.soak is None and bool(set(args.scenarios) & scenarios.GRPC)
-        nginx = ensure_tools(needs_redis, needs_h2load)
+        needs_haproxy = args.soak is None and "haproxy-proxy" in args.scenarios
+        tools = ensure_tools(needs_redis, needs_h2load, needs_haproxy)
         print(pinning(args), file=sys.stderr, flush=True)
-        result = soak(args, procs, nginx) if args.soak else bench(args, procs, nginx)
+        result = soak(args, procs, tools["nginx"]) if args.soak else bench(args, procs, tools)
         ok = True
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)

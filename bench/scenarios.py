@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import httpx
 
-from bench import grpc_calls, h2load, systems, tensor, wrk
+from bench import grpc_calls, h2load, peers, systems, tensor, wrk
 from bench.loadgen import LoadResult
 from bench.procs import BenchError, Proc, Processes
 from bench.wrk import BODY, lua_script, new_nonce, unique_body
@@ -23,6 +23,7 @@ INFER = "/v2/models/linear/infer"
 SCENARIOS: dict[str, str] = {
     "upstream": "nginx alone answering a fixed KServe v2 reply (the ceiling)",
     "nginx-proxy": "nginx reverse proxy (keepalive upstream) in front of the upstream",
+    "haproxy-proxy": "HAProxy reverse proxy (HTTP/1.1 keep-alive upstream), the same place",
     "forwarder": "minimal Starlette + aiohttp forwarder (the floor for our stack)",
     "gateway-passthrough": "gateway passthrough route /up/ (strip_prefix) to the upstream",
     "gateway-v2": "gateway unified v2 infer, kserve backend, no auth, limits or cache",
@@ -39,6 +40,9 @@ SCENARIOS: dict[str, str] = {
     "gateway-tensor-binary": "gateway: that tensor as binary tensor data (header + raw bytes)",
     "gateway-nobatch": "gateway before Triton's batched_linear (5 ms per execute), no batching",
     "gateway-batch": "the same with gateway-side batching (max_batch_size 64, max_delay 2ms)",
+    "litellm-chat": "LiteLLM proxy: master key + router rpm in Redis, OpenAI chat to the upstream",
+    "gateway-openai": "gateway: API key + Redis rate limit, the same chat request (passthrough)",
+    "litellm-passthrough": "LiteLLM pass-through endpoint (master key) to the v2 infer URL",
 }
 # added latency (and the ratios' table) is over this; any other scenario: over upstream
 BASELINE: dict[str, str | None] = {
@@ -73,6 +77,10 @@ RATIOS = (
     ("gateway-tensor-json", "gateway-tensor-binary"),
     ("gateway-tensor-json", "forwarder-tensor"),
     ("gateway-batch", "gateway-nobatch"),
+    ("haproxy-proxy", "nginx-proxy"),
+    ("gateway-openai", "litellm-chat"),
+    ("gateway-full", "litellm-passthrough"),
+    ("gateway-v2", "litellm-passthrough"),
 )
 GRPC = {"triton-grpc", "gateway-grpc", "gateway-grpc-grpc"}
 TENSOR = {"forwarder-tensor", "gateway-tensor-json", "gateway-tensor-binary"}
@@ -86,7 +94,9 @@ OPEN = BATCH | {
     "gateway-tensor-json",
     "gateway-tensor-binary",
 }
-FULL = {"gateway-full", "gateway-jwt", "gateway-hit"}
+FULL = {"gateway-full", "gateway-jwt", "gateway-hit", "gateway-openai"}
+LITELLM = {"litellm-chat", "litellm-passthrough"}
+REDIS = FULL | LITELLM  # the scenarios that need a redis-server
 TRITON = BATCH | {"triton", "gateway-triton", "triton-grpc", "gateway-grpc", "gateway-grpc-grpc"}
 GATEWAYS = OPEN | FULL  # with --baseline-gateway each gets a twin "<name>@base"
 # twins that an older baseline gateway may not serve (no gRPC frontend, no binary tensors, no
@@ -114,6 +124,13 @@ class FixedBody:
     path: Path
     content_type: str
 
+    @classmethod
+    def chat(cls, workdir: Path) -> FixedBody:
+        """The OpenAI chat request of the LiteLLM comparison."""
+        path = workdir / "chat.json"
+        path.write_text(peers.CHAT_BODY)
+        return cls(path, "application/json")
+
 
 @dataclass
 class GrpcCall:
@@ -139,6 +156,7 @@ class Scenario:
     grpc: GrpcCall | None = None  # h2load, a gRPC unary call (else wrk, HTTP/1.1)
     # the server's own count of answered and failed requests, read around each measured run
     counts: Callable[[], grpc_calls.Counts] | None = None
+    reply: str = "outputs"  # the key the reply's JSON object must have ("choices": OpenAI)
 
     @property
     def baseline(self) -> str | None:
@@ -189,6 +207,7 @@ def start(
     load_cpus: Sequence[int],
     workers: int,
     baseline_gateway: str | None = None,
+    haproxy: str | None = None,
 ) -> Setup:
     """Start every system the chosen scenarios need, once; they run for the whole run. With
     ``baseline_gateway`` (another installation's ``gateway`` executable) the same gateways are
@@ -212,6 +231,11 @@ def start(
     if "nginx-proxy" in wanted:
         proxy, url = systems.start_proxy(procs, nginx, sut_cpus, up)
         made["nginx-proxy"] = Scenario("nginx-proxy", url + INFER, proxy)
+    if "haproxy-proxy" in wanted:
+        if haproxy is None:
+            raise BenchError("haproxy-proxy needs haproxy (apt-get install -y haproxy)")
+        proxy, url = peers.start_haproxy(procs, haproxy, sut_cpus, up)
+        made["haproxy-proxy"] = Scenario("haproxy-proxy", url + INFER, proxy)
     if wanted & {"forwarder", "forwarder-tensor"}:
         forwarder, url = systems.start_forwarder(procs, sut_cpus, up)
         made["forwarder"] = Scenario("forwarder", url + INFER, forwarder)
@@ -245,14 +269,20 @@ def start(
             for s in _open_scenarios(gw, triton, bodies):
                 if s.name not in not_served:
                     made[s.name + suffix] = _renamed(s, suffix)
+    redis = systems.start_redis(procs, load_cpus)[1] if wanted & REDIS else ""
+    if wanted & LITELLM:
+        started_peer = peers.start_litellm(procs, sut_cpus, up, redis)
+        if isinstance(started_peer, str):
+            skipped |= {name: started_peer for name in sorted(wanted & LITELLM)}
+        else:
+            made |= {s.name: s for s in _litellm_scenarios(started_peer, procs.workdir)}
     if wanted & FULL:
-        _, redis = systems.start_redis(procs, load_cpus)
         signer = systems.JwtSigner.new(procs.workdir / "jwt-public.pem")
         for suffix, exe in gateways:
             gw, creds = systems.start_full_gateway(
                 procs, sut_cpus, workers, up, redis, signer, "gateway-auth" + suffix, exe
             )
-            for s in _full_scenarios(gw, creds):
+            for s in _full_scenarios(gw, creds, procs.workdir):
                 made[s.name + suffix] = _renamed(s, suffix)
     chosen: list[Scenario] = []
     for name in names:
@@ -354,14 +384,42 @@ def _open_scenarios(
     return out
 
 
-def _full_scenarios(gw: systems.Gateway, creds: systems.Credentials) -> list[Scenario]:
-    """Scenarios 6-8 on one gateway with the auth config."""
+def _full_scenarios(
+    gw: systems.Gateway, creds: systems.Credentials, workdir: Path
+) -> list[Scenario]:
+    """Scenarios 6-8 on one gateway with the auth config, and its OpenAI passthrough."""
     key, bearer = {"X-API-Key": creds.api_key}, {"Authorization": f"Bearer {creds.token}"}
     url = gw.url + INFER
+    chat = FixedBody.chat(workdir)
     return [
         Scenario("gateway-full", url, gw.proc, key, True, "fwd=miss", True),
         Scenario("gateway-jwt", url, gw.proc, bearer, True, "fwd=miss", True),
         Scenario("gateway-hit", url, gw.proc, key, False, "hit", True),
+        Scenario(
+            "gateway-openai",
+            gw.url + "/openai" + peers.CHAT_PATH,
+            gw.proc,
+            key,
+            limited=True,
+            body=chat,
+            reply="choices",
+        ),
+    ]
+
+
+def _litellm_scenarios(peer: peers.LiteLLM, workdir: Path) -> list[Scenario]:
+    """LiteLLM's chat completion through its router, and its pass-through endpoint."""
+    key = {"Authorization": f"Bearer {peer.master_key}"}
+    return [
+        Scenario(
+            "litellm-chat",
+            peer.url + peers.CHAT_PATH,
+            peer.proc,
+            key,
+            body=FixedBody.chat(workdir),
+            reply="choices",
+        ),
+        Scenario("litellm-passthrough", peer.url + peers.PASSTHROUGH_PATH, peer.proc, key),
     ]
 
 
@@ -406,10 +464,10 @@ def check(scenario: Scenario, timeout: float = 20.0) -> None:
     if reply.status_code != 200:
         problems.append(f"status {reply.status_code}")
     try:
-        outputs = reply.json().get("outputs")
+        outputs = reply.json().get(scenario.reply)
         if outputs is None:
-            problems.append("no 'outputs' in the reply")
-        elif scenario.body is not None:  # the large tensor: the model's one output
+            problems.append(f"no {scenario.reply!r} in the reply")
+        elif scenario.body is not None and scenario.reply == "outputs":  # the large tensor
             shapes = [o.get("shape") for o in outputs]
             if shapes != [OUTPUT_SHAPE]:
                 problems.append(f"outputs of shapes {shapes}, expected [{OUTPUT_SHAPE}]")

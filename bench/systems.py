@@ -19,6 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from bench.peers import CHAT_PATH, CHAT_REPLY
 from bench.procs import (
     BenchError,
     Proc,
@@ -51,6 +52,7 @@ UPSTREAM_SERVER = f"""
     location ~ {_MODEL}/ready$ {{ return 200 ''; }}
     location ~ {_MODEL}$ {{ return 200 '{METADATA}'; }}
     location ~ {_MODEL}/infer$ {{ return 200 '{REPLY}'; }}
+    location = {CHAT_PATH} {{ return 200 '{CHAT_REPLY}'; }}
 """
 PROXY_SERVER = """
     location / {
@@ -229,9 +231,15 @@ def serves_grpc(executable: str) -> bool:
 
 
 def full_routes(upstream: str, public_pem: Path) -> str:
-    """Scenarios 6-8: API keys and JWTs required, the tenant's plan in Redis, the model cached."""
+    """Scenarios 6-8: API keys and JWTs required, the tenant's plan in Redis, the model cached.
+    ``/openai/`` (passthrough to the upstream's OpenAI-shaped ``/v1/chat/completions``, same
+    key, same plan, no cache) is the gateway's side of the LiteLLM comparison."""
     return f"""backends:
   up: {{kind: kserve, urls: ["{upstream}"], timeout: 10s}}
+  up-http: {{kind: http, urls: ["{upstream}"], timeout: 10s}}
+routes:
+  - {{path: /openai/, backend: up-http, strip_prefix: true, methods: [POST],
+     scopes: ["predict:linear"]}}
 models:
   linear:
     versions: {{"1": {{backend: up, name: linear}}}}

@@ -142,7 +142,7 @@ async def open_state(
         store = open_store(settings.redis_url, prefix=settings.redis_prefix)
         stack.push_async_callback(store.close)
         secret = server_secret(settings)
-        keys = KeyVerifier(store, secret)
+        keys = KeyVerifier(store, secret, cache_size=settings.key_cache_size)
         keys.start()
         stack.push_async_callback(keys.close)
         registry = CollectorRegistry()

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         description="Run async-job workers in every serve process (gateway worker always does).",
     )
     pool_size: int = Field(default=512, ge=1, description="Max upstream connections per worker.")
+    key_cache_size: int = Field(
+        default=100_000,
+        ge=1,
+        description="API-key records (and tenants) cached per worker; an LRU past this size.",
+    )
     max_header_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Max bytes of a request's header fields (431)."
     )

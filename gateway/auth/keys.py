@@ -86,6 +86,16 @@ class KeyVerifier:
         self._tasks: list[asyncio.Task[None]] = []
         self.subscribed = asyncio.Event()
 
+    @property
+    def cache_size(self) -> int:
+        """How many key records the LRU keeps (``GATEWAY_KEY_CACHE_SIZE``)."""
+        return self._size
+
+    @property
+    def cached(self) -> int:
+        """How many key records it keeps now."""
+        return len(self._cache)
+
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._follow_invalidations(), name="keys:invalidations"),

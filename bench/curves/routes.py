@@ -1,0 +1,158 @@
+"""What the route table's size costs: 10, 1,000 and 10,000 models in routes.yaml. For each:
+``gateway check``'s time, ``serve`` start until ``/readyz`` answers ready, a one-line change
+(a model renamed) from the file write until the new name answers, the RSS, and the p50 and
+CPU per request of the first and the last model."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import systems
+from bench.curves.common import NGINX, Cores, measure, table
+from bench.procs import (
+    BenchError,
+    Proc,
+    Processes,
+    clean_env,
+    free_port,
+    rss_kib,
+    stop,
+    wait_until,
+)
+from bench.wrk import BODY, lua_script
+
+COUNTS = (10, 1_000, 10_000)
+HEALTH_INTERVAL = "60s"  # one readiness check per model version per interval, off the hot path
+
+
+def model_name(i: int) -> str:
+    return f"m{i:05d}"
+
+
+def routes_yaml(upstream: str, count: int, renamed: int | None = None) -> str:
+    """``count`` models on one kserve backend (nginx's ``linear`` version 1), one per line;
+    ``renamed``: that model is called ``r<number>`` instead (the one-line change)."""
+    lines = [
+        "backends:",
+        f'  up: {{kind: kserve, urls: ["{upstream}"], timeout: 10s, '
+        f"health: {{interval: {HEALTH_INTERVAL}}}}}",
+        "models:",
+    ]
+    for i in range(count):
+        name = model_name(i) if i != renamed else "r" + model_name(i)[1:]
+        lines.append(
+            f'  {name}: {{versions: {{"1": {{backend: up, name: linear, version: "1"}}}}}}'
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _check_seconds(path: Path) -> float:
+    start = time.monotonic()
+    done = subprocess.run(
+        [systems.GATEWAY, "check", str(path)], capture_output=True, text=True,
+        env=clean_env(), cwd=systems.ROOT, check=False,
+    )  # fmt: skip
+    took = time.monotonic() - start
+    if done.returncode != 0:
+        raise BenchError(f"gateway check {path}: {done.stderr or done.stdout}")
+    return took
+
+
+def _answers(client: httpx.Client, url: str) -> bool:
+    try:
+        reply = client.post(url, content=BODY, headers={"Content-Type": "application/json"})
+    except httpx.HTTPError:
+        return False
+    return reply.status_code == 200
+
+
+def _serve(procs: Processes, name: str, path: Path, cpus: list[int]) -> tuple[Proc, str, float]:
+    """``gateway serve`` (watching the file), and the seconds until /readyz says ready."""
+    port = free_port()
+    cmd = [systems.GATEWAY, "serve", "--config", str(path), "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--log-level", "warning"]
+    start = time.monotonic()
+    proc = procs.spawn(name, cmd, cpus, env=clean_env(), cwd=systems.ROOT)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return bool(httpx.get(f"{url}/readyz", timeout=5).json().get("status") == "ready")
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    wait_until(f"{name} ready", ready, proc, timeout=600)
+    return proc, url, time.monotonic() - start
+
+
+def run(
+    procs: Processes,
+    where: Cores,
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    counts: tuple[int, ...] = COUNTS,
+) -> dict[str, Any]:
+    upstream = systems.start_upstream(procs, NGINX, where.load)[1]
+    script = procs.workdir / "routes.lua"
+    script.write_text(lua_script({}, False))
+    rows: list[dict[str, Any]] = []
+    for count in counts:
+        path = procs.workdir / f"routes-{count}.yaml"
+        path.write_text(routes_yaml(upstream, count))
+        row: dict[str, Any] = {"models": count, "file_bytes": path.stat().st_size}
+        row["check_s"] = round(_check_seconds(path), 3)
+        proc, url, row["ready_s"] = _serve(procs, f"gateway-routes-{count}", path, where.sut)
+        row["ready_s"] = round(row["ready_s"], 3)
+        row["rss_kib"] = rss_kib([proc.pid])
+        for which, i in (("first", 0), ("last", count - 1)):
+            m = measure(
+                f"{url}/v2/models/{model_name(i)}/infer", script, proc, concurrency, seconds,
+                warmup, where.load,
+            )  # fmt: skip
+            row[f"{which}_p50_ms"] = m.result.p50_ms
+            row[f"{which}_cpu_us"] = round(m.cpu_us_per_request, 1)
+            row[f"{which}_rps"] = m.result.rps
+        row["reload_s"] = round(_reload(path, upstream, count, url), 3)
+        row["rss_after_kib"] = rss_kib([proc.pid])
+        stop(proc)
+        procs.started.remove(proc)
+        rows.append(row)
+        print(f"  {row}", flush=True)
+    return {"curve": "routes", "concurrency": concurrency, "seconds": seconds, "rows": rows}
+
+
+def _reload(path: Path, upstream: str, count: int, url: str) -> float:
+    """Rename the last model (one line) and time from the write until the new name answers."""
+    last = count - 1
+    new_url = f"{url}/v2/models/r{model_name(last)[1:]}/infer"
+    text = routes_yaml(upstream, count, renamed=last)
+    with httpx.Client(timeout=5) as client:
+        if _answers(client, new_url):
+            raise BenchError(f"{new_url} answers before the change")
+        start = time.monotonic()
+        path.write_text(text)
+        deadline = start + 300
+        while not _answers(client, new_url):
+            if time.monotonic() > deadline:
+                raise BenchError(f"{new_url} did not answer within 300 s of the change")
+            time.sleep(0.01)
+        return time.monotonic() - start
+
+
+def render(data: dict[str, Any]) -> str:
+    headers = [
+        "models", "check s", "start→ready s", "reload s", "RSS MiB", "first p50 ms",
+        "first µs/req", "last p50 ms", "last µs/req",
+    ]  # fmt: skip
+    rows = [
+        [r["models"], r["check_s"], r["ready_s"], r["reload_s"], round(r["rss_kib"] / 1024, 1),
+         r["first_p50_ms"], r["first_cpu_us"], r["last_p50_ms"], r["last_cpu_us"]]
+        for r in data["rows"]
+    ]  # fmt: skip
+    return table(headers, rows)
