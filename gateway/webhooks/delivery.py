@@ -61,6 +61,7 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._attempts: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         if self._loop is None:
@@ -73,6 +74,10 @@ class Deliverer:
     async def close(self) -> None:
         """Stop taking deliveries and cancel attempts in flight: their leases run out and
         another replica (or this one, restarted) attempts them again."""
+        # The loop also ends on this flag: a cancel can be lost where it lands as a timeout
+        # fires or inside a store call (redis/redis-py#2028), and close must not hang on it.
+        self._stopping = True
+        self._wake.set()
         tasks = [t for t in (self._loop, *self._attempts) if t is not None]
         for task in tasks:
             task.cancel()
@@ -84,7 +89,7 @@ class Deliverer:
 
     async def _run(self) -> None:
         config = self._config
-        while True:
+        while not self._stopping:
             self._wake.clear()
             free = config.concurrency - len(self._attempts)
             taken: list[Claimed] = []
@@ -92,6 +97,8 @@ class Deliverer:
                 # a store outage is logged by the store; try again after the poll interval
                 with contextlib.suppress(StoreUnavailable):
                     taken = await self._store.webhook_claim(config.lease, free)
+            if self._stopping:
+                break  # taken while closing: their leases run out, they are attempted again
             for claimed in taken:
                 task = asyncio.create_task(self._attempt(claimed))
                 self._attempts.add(task)
