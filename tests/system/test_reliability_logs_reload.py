@@ -10,6 +10,7 @@ Each test prints its figures (for the README's reliability table).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -39,14 +40,19 @@ class Served:
 
 @asynccontextmanager
 async def gateway_serve(
-    config: Path, output: int | IO[bytes], environment: dict[str, str] | None = None
+    config: Path,
+    output: int | IO[bytes],
+    environment: dict[str, str] | None = None,
+    unread: int | None = None,
 ) -> AsyncIterator[Served]:
     """`gateway serve` on ``config`` with stdout and stderr to ``output`` and ``environment``
     added, ready; stopped by PID afterwards (SIGTERM, and SIGKILL if it has not ended in 30 s)."""
     port = free_port()
     process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
         [GATEWAY, "serve", "--config", str(config), "--port", str(port)],
-        env={**os.environ, **(environment or {})},
+        # faulthandler: a gateway that does not stop is sent SIGABRT, which prints every
+        # thread's stack for the failure message
+        env={**os.environ, "PYTHONFAULTHANDLER": "1", **(environment or {})},
         stdout=output,
         stderr=output,
     )
@@ -71,9 +77,30 @@ async def gateway_serve(
                 break
             await asyncio.sleep(0.1)
         else:
+            stacks = _stacks(process, unread)
             process.kill()
             process.wait()
-            pytest.fail("the gateway did not stop within 30 s of SIGTERM")
+            pytest.fail(f"the gateway did not stop within 30 s of SIGTERM; its stacks:\n{stacks}")
+
+
+def _stacks(process: subprocess.Popen[bytes], unread: int | None) -> str:
+    """The threads' stacks of a process that hangs (SIGABRT → faulthandler), read from the
+    read end of its output pipe when the test holds it (else they went to its output)."""
+    if unread is not None:
+        os.set_blocking(unread, False)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(unread, 1 << 16):  # make room: the pipe may be full of log lines
+                pass
+    process.send_signal(signal.SIGABRT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(5)
+    if unread is None:
+        return "(in the process's output)"
+    chunks = []
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(unread, 1 << 16):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")[-8000:]
 
 
 async def send(client: httpx.AsyncClient, url: str) -> bool:
@@ -103,7 +130,7 @@ async def test_a_log_sink_nobody_reads_drops_lines_and_never_stalls_a_request(
         # Access log on (the default) at info: a line per request. A queue of 100 lines (the
         # default is 10,000) fills within the run, so lines are dropped and counted.
         environment = {"GATEWAY_LOG_LEVEL": "info", "GATEWAY_LOG_QUEUE_SIZE": "100"}
-        async with gateway_serve(config, sink, environment) as served:
+        async with gateway_serve(config, sink, environment, unread) as served:
             os.close(sink)
             sink = -1
             url = f"{served.url}/v2/models/linear/infer"
