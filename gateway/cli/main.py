@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 
 from gateway import __version__
@@ -17,6 +18,7 @@ from gateway.cli.check import check
 from gateway.cli.serve import serve
 from gateway.config.model import json_schema
 from gateway.demo import run_demo
+from gateway.telemetry import log_queue
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,8 +112,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "batches":
         return cli_batches.run(args)
     if args.command == "worker":
-        return cli_jobs.worker(args)
+        return _ended(cli_jobs.worker(args))
     if args.command == "demo":
         run_demo(args.host, args.port, args.grpc_port)
-        return 0
-    return serve(args)
+        return _ended(0)
+    return _ended(serve(args))
+
+
+def _ended(code: int) -> int:
+    """A server's exit: its log lines written within the bound, then ``code``. When a log
+    sink never drained, the process ends at once with ``code`` rather than wait forever in
+    the interpreter's shutdown on the writer stuck in its write (the lines left are lost, and
+    were counted as dropped)."""
+    if log_queue.settle():
+        os._exit(code)
+    return code

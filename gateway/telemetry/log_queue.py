@@ -136,6 +136,11 @@ class QueuedStreamHandler(logging.handlers.QueueHandler):
                 if remaining <= 0 or not self._queue.all_tasks_done.wait(remaining):
                     return
 
+    @property
+    def blocked(self) -> bool:
+        """After :meth:`close`: the writer is still in a write its sink never took."""
+        return self._writer.is_alive()
+
     def close(self) -> None:
         if self._writer.is_alive():
             deadline = time.monotonic() + self._close_timeout
@@ -189,3 +194,21 @@ def count_drops(
             if isinstance(handler, QueuedStreamHandler) and id(handler) not in seen:
                 seen.add(id(handler))
                 handler.count_into(counter)
+
+
+def settle(loggers: tuple[str, ...] = ("gateway", "uvicorn", "")) -> bool:
+    """Close the queued handlers of ``loggers`` now (each bounded by its close timeout), and
+    say whether a writer is still blocked writing to a sink that never drains.
+
+    Such a thread, stuck in a system call, can hold the interpreter's own shutdown for good
+    (seen on CPython 3.11: ``gateway serve`` with its output on a pipe nobody reads did not
+    exit after SIGTERM); the caller then ends the process with ``os._exit``."""
+    blocked = False
+    seen: set[int] = set()
+    for name in loggers:
+        for handler in logging.getLogger(name or None).handlers:
+            if isinstance(handler, QueuedStreamHandler) and id(handler) not in seen:
+                seen.add(id(handler))
+                handler.close()
+                blocked = blocked or handler.blocked
+    return blocked
