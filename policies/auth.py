@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Self
 
+from gateway.auth.admit import admit
 from gateway.auth.authenticator import CHALLENGE, Authenticator
 from gateway.call import CALL_KINDS, Call, CallKind, Next, Reply
 from gateway.config.live import Runtime
@@ -43,20 +44,5 @@ class AuthPolicy:
             elif auth.config.required:
                 raise Unauthorized("credentials required", headers=CHALLENGE)
             return await call_next(call)
-        try:
-            caller = await auth.authenticate(call.headers, call.client_cert)
-        except GatewayError as exc:
-            call.auth_failure = "invalid_credentials" if exc.status == 401 else exc.code
-            raise
-        if caller is None:
-            if auth.config.required:
-                call.auth_failure = "missing_credentials"
-                raise Unauthorized("credentials required", headers=CHALLENGE)
-            return await call_next(call)
-        try:
-            auth.authorize(caller, call.required, call.model)
-        except GatewayError:
-            call.auth_failure = "forbidden"
-            raise
-        call.caller = caller
+        await admit(auth, call)
         return await call_next(call)

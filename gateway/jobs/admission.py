@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gateway.auth.authenticator import CHALLENGE, Caller
+from gateway.auth.admit import admit as admit_call
+from gateway.auth.authenticator import Caller
 from gateway.call import Call
 from gateway.config.live import Runtime
-from gateway.errors import GatewayError, QuotaExhausted, Unauthorized
+from gateway.errors import GatewayError, QuotaExhausted
 from gateway.limits.limiter import Subject
 
 logger = logging.getLogger("gateway.jobs")
@@ -22,23 +23,7 @@ async def admit(runtime: Runtime, call: Call) -> Caller | None:
     auth = runtime.auth
     if auth is None:
         return None
-    try:
-        caller = await auth.authenticate(call.headers, call.client_cert)
-    except GatewayError as exc:
-        call.auth_failure = "invalid_credentials" if exc.status == 401 else exc.code
-        raise
-    if caller is None:
-        if auth.config.required:
-            call.auth_failure = "missing_credentials"
-            raise Unauthorized("credentials required", headers=CHALLENGE)
-        return None
-    try:
-        auth.authorize(caller, call.required, call.model)
-    except GatewayError:
-        call.auth_failure = "forbidden"
-        raise
-    call.caller = caller
-    return caller
+    return await admit_call(auth, call)
 
 
 async def check_quota(runtime: Runtime, caller: Caller | None, model: str) -> None:
