@@ -4,6 +4,7 @@ pool and proxy edge cases, and an OTLP/HTTP trace receiver."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,20 @@ from tests.support import free_port
 
 # A KServe v2 reply with one output, for tests whose backend is a fake.
 REPLY = b'{"outputs": [{"name": "y", "datatype": "FP32", "shape": [1], "data": [7]}]}'
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def listen(handle: Handler, client_max_size: int = 1024**2) -> tuple[web.AppRunner, int]:
+    """An aiohttp server on a free loopback port answering every path with ``handle``."""
+    app = web.Application(client_max_size=client_max_size)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
 
 
 @dataclass
@@ -45,12 +60,7 @@ class FakeReplica:
         return web.Response(status=self.status, body=self.body, content_type="application/json")
 
     async def start(self) -> FakeReplica:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner, self.port = await listen(self._handle, 64 * 1024 * 1024)
         return self
 
     async def stop(self) -> None:
@@ -194,12 +204,7 @@ class WebhookReceiver:
                 await self._arrived.wait()
 
     async def start(self) -> WebhookReceiver:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner, self.port = await listen(self._handle)
         return self
 
     async def stop(self) -> None:
