@@ -2,16 +2,13 @@
 gateway), both in front of the same upstream nginx.
 
 LiteLLM is installed by the bench in its own venv (``bench/.peers/litellm-venv``, never a
-project dependency) the first time a LiteLLM scenario is chosen; if that fails, the scenarios
-are skipped with the reason.
+project dependency; ``bench/venvs.py``) the first time a LiteLLM scenario is chosen; if that
+fails, the scenarios are skipped with the reason.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +16,11 @@ from pathlib import Path
 import httpx
 
 from bench.procs import BenchError, Proc, Processes, clean_env, free_port, port_open, wait_until
+from bench.venvs import ToolVenv
 
-PEERS = Path(__file__).resolve().parent / ".peers"
-LITELLM_VENV = PEERS / "litellm-venv"
 LITELLM_REQUIREMENT = "litellm[proxy]"
+LITELLM = ToolVenv("litellm-venv", (LITELLM_REQUIREMENT,))
+LITELLM_VENV = LITELLM.folder
 LITELLM_MODEL = "linear"
 CHAT_PATH = "/v1/chat/completions"
 PASSTHROUGH_PATH = "/bench-v2"  # LiteLLM's pass-through endpoint -> /v2/models/linear/infer
@@ -76,31 +74,7 @@ def start_haproxy(
 def litellm_executable() -> Path | str:
     """LiteLLM's ``litellm`` command in its own venv, installed there on first use; or why
     it cannot be (a string)."""
-    exe = LITELLM_VENV / "bin" / "litellm"
-    if exe.is_file():
-        return exe
-    print(
-        f"bench: installing {LITELLM_REQUIREMENT} into {LITELLM_VENV} (once; a few minutes)",
-        file=sys.stderr,
-        flush=True,
-    )
-    PEERS.mkdir(exist_ok=True)
-    log = PEERS / "litellm-install.log"
-    with log.open("w") as out:
-        for cmd in (
-            [sys.executable, "-m", "venv", str(LITELLM_VENV)],
-            [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", LITELLM_REQUIREMENT],
-        ):
-            try:
-                done = subprocess.run(
-                    cmd, stdout=out, stderr=subprocess.STDOUT, timeout=900, check=False
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                return f"cannot install {LITELLM_REQUIREMENT}: {exc!r} (see {log})"
-            if done.returncode != 0:
-                why = f"{Path(cmd[0]).name} exit {done.returncode}"
-                return f"cannot install {LITELLM_REQUIREMENT}: {why} (see {log})"
-    return exe if exe.is_file() else f"no {exe} after installing {LITELLM_REQUIREMENT}"
+    return LITELLM.executable("litellm")
 
 
 def litellm_config(upstream: str, redis: str, master_key: str) -> str:
@@ -188,12 +162,4 @@ def start_litellm(
 
 def installed_version() -> str | None:
     """LiteLLM's version in its venv (for the JSON), or None."""
-    python = LITELLM_VENV / "bin" / "python"
-    if not python.is_file():
-        return None
-    code = "import importlib.metadata as m; print(m.version('litellm'))"
-    done = subprocess.run(
-        [str(python), "-c", code], capture_output=True, text=True, check=False,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-    )  # fmt: skip
-    return done.stdout.strip() or None
+    return LITELLM.version("litellm")

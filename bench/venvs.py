@@ -1,0 +1,81 @@
+"""Programs the bench runs from a venv of their own under ``bench/.peers/`` (LiteLLM, granian):
+never project dependencies, made and filled with pip the first time one is asked for.
+
+A venv is ready when its command exists and its stamp file lists exactly the requirements asked
+for; otherwise pip installs them (again: a requirement already met costs pip a few seconds) and
+the stamp is written. A failure is returned as the reason, a string, for the caller to skip
+what needed it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+PEERS = Path(__file__).resolve().parent / ".peers"
+_STAMP = ".bench-requirements"
+
+
+@dataclass(frozen=True)
+class ToolVenv:
+    """``bench/.peers/<name>`` holding ``requirements`` (pip requirement strings)."""
+
+    name: str  # e.g. "granian-venv"
+    requirements: tuple[str, ...]
+
+    @property
+    def folder(self) -> Path:
+        return PEERS / self.name
+
+    @property
+    def log(self) -> Path:
+        return PEERS / f"{self.name.removesuffix('-venv')}-install.log"
+
+    def executable(self, command: str, timeout: float = 900.0) -> Path | str:
+        """``bin/<command>`` of the venv, installed there first if needed; or why it cannot
+        be (a string)."""
+        exe = self.folder / "bin" / command
+        stamp = self.folder / _STAMP
+        wanted = "\n".join(self.requirements) + "\n"
+        if exe.is_file() and stamp.is_file() and stamp.read_text() == wanted:
+            return exe
+        what = " ".join(self.requirements)
+        print(
+            f"bench: installing {what} into {self.folder} (once; a few minutes)",
+            file=sys.stderr,
+            flush=True,
+        )
+        PEERS.mkdir(exist_ok=True)
+        steps = [[str(self.folder / "bin" / "pip"), "install", "-q", *self.requirements]]
+        if not (self.folder / "bin" / "python").is_file():
+            steps.insert(0, [sys.executable, "-m", "venv", str(self.folder)])
+        with self.log.open("w") as out:
+            for cmd in steps:
+                try:
+                    done = subprocess.run(
+                        cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False
+                    )
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    return f"cannot install {what}: {exc!r} (see {self.log})"
+                if done.returncode != 0:
+                    why = f"{Path(cmd[0]).name} exit {done.returncode}"
+                    return f"cannot install {what}: {why} (see {self.log})"
+        if not exe.is_file():
+            return f"no {exe} after installing {what}"
+        stamp.write_text(wanted)
+        return exe
+
+    def version(self, distribution: str) -> str | None:
+        """The installed version of ``distribution`` in the venv (for the JSON), or None."""
+        python = self.folder / "bin" / "python"
+        if not python.is_file():
+            return None
+        code = f"import importlib.metadata as m; print(m.version({distribution!r}))"
+        done = subprocess.run(
+            [str(python), "-c", code], capture_output=True, text=True, check=False,
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        )  # fmt: skip
+        return done.stdout.strip() or None
