@@ -158,7 +158,7 @@ _RATIO_COLUMNS = (
 
 
 def ratio_table(ratio_rows: list[dict[str, Any]]) -> str:
-    return _format(ratio_rows, _RATIO_COLUMNS)
+    return format_table(ratio_rows, _RATIO_COLUMNS)
 
 
 RATIO_LEGEND = (
@@ -189,12 +189,15 @@ _COLUMNS = (
 
 
 def table(table_rows: list[dict[str, Any]]) -> str:
-    return _format(table_rows, _COLUMNS)
+    return format_table(table_rows, _COLUMNS)
 
 
-def _format(
+def format_table(
     table_rows: list[dict[str, Any]], columns: tuple[tuple[str, str, str, str], ...]
 ) -> str:
+    """The rows as text; ``columns`` are (key, title, alignment, format spec), a missing
+    value shows as "–", and a blank line parts the concurrencies."""
+
     def cell(value: Any, align: str, spec: str) -> str:
         return format("–" if value is None else format(value, spec), align)
 
@@ -272,7 +275,7 @@ _COMPARE_COLUMNS = (
 
 def compare_table(comparison: list[dict[str, Any]]) -> str:
     """The extra table "against the baseline gateway"."""
-    return _format(comparison, _COMPARE_COLUMNS)
+    return format_table(comparison, _COMPARE_COLUMNS)
 
 
 COMPARE_LEGEND = (

@@ -287,7 +287,8 @@ def soak(args: argparse.Namespace, procs: Processes, nginx: str) -> dict[str, An
     }
 
 
-def _host() -> dict[str, Any]:
+def host() -> dict[str, Any]:
+    """The machine, for the JSON: cores, CPU model, kernel, Python."""
     model = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": [Path(sys.executable).name, "-m", "bench.run", *(argv or sys.argv[1:])],
         "options": options,
         "pinning": {"sut_cpus": args.cpus, "load_cpus": args.load_cpus, "text": pinning(args)},
-        "host": _host(),
+        "host": host(),
         "legend": report.LEGEND,
         "ratio_legend": report.RATIO_LEGEND,
         **result,

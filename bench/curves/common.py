@@ -36,10 +36,10 @@ def cores() -> Cores:
 
 
 @contextmanager
-def processes() -> Iterator[Processes]:
+def processes(tool: str = "curves") -> Iterator[Processes]:
     """A work folder and every process started in it, stopped by PID at the end (the folder
-    is kept, with the logs, when something failed)."""
-    workdir = Path(tempfile.mkdtemp(prefix="gateway-curves-"))
+    is kept, with the logs, when something failed); ``tool`` names both in messages."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"gateway-{tool}-"))
     procs = Processes(workdir)
     ok = False
     try:
@@ -50,7 +50,7 @@ def processes() -> Iterator[Processes]:
         if ok:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
-            print(f"curves: logs kept in {workdir}", file=sys.stderr)
+            print(f"{tool}: logs kept in {workdir}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
