@@ -1,6 +1,6 @@
 """What tests at every level share: free loopback ports, the routes.yaml builder, the shape of an
-error answer, the request and admin token most gateway tests use, and `gateway serve` as a
-process of its own."""
+error answer, the request and admin token most gateway tests use, `gateway serve` as a
+process of its own, and a bench tool run as a user runs it."""
 
 from __future__ import annotations
 
@@ -224,3 +224,26 @@ async def gateway_process(
         yield gateway
     finally:
         await asyncio.to_thread(gateway.stop)
+
+
+def run_bench(module: str, *args: str, timeout: float = 120.0) -> str:
+    """``python -m <module> args`` (``bench.run``, ``bench.servers``) from the repository, as a
+    user runs it: its output. A run not done in ``timeout`` seconds is stopped the way Ctrl-C
+    stops it (the tool then stops every process it started) and fails, as a non-zero exit
+    does."""
+    command = [sys.executable, "-m", module, *args]
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = process.communicate(timeout=45)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+        raise AssertionError(f"{module} did not finish in {timeout:g} s:\n{output}") from None
+    assert process.returncode == 0, output
+    return output

@@ -8,8 +8,6 @@ import json
 import math
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -17,31 +15,15 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.support import REPO
+from tests.support import run_bench
 
 SCENARIOS = ["upstream", "forwarder", "gateway-full", "gateway-hit"]
 NEW_SCENARIOS = ["triton-grpc", "gateway-grpc", "gateway-tensor-json", "gateway-tensor-binary"]
 
 
 def run_harness(*args: str) -> str:
-    """``python -m bench.run`` as a user runs it; a hung run is stopped the way Ctrl-C stops it
-    (the harness then stops every process it started)."""
-    command = [sys.executable, "-m", "bench.run", *args]
-    process = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        output, _ = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGTERM)
-        try:
-            output, _ = process.communicate(timeout=45)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        pytest.fail(f"the harness did not finish in 120 s:\n{output}")
-    assert process.returncode == 0, output
-    return output
+    """``python -m bench.run`` as a user runs it (``tests.support.run_bench``)."""
+    return run_bench("bench.run", *args)
 
 
 def test_harness_measures_every_scenario(tmp_path: Path) -> None:
