@@ -49,7 +49,7 @@ from bench.venvs import ToolVenv
 Variant = Literal[
     "uvicorn-starlette",
     "uvicorn-asgi",
-    "uvicorn-respond",
+    "uvicorn-gateway",
     "raw-protocol",
     "granian-rsgi",
     "granian-asgi",
@@ -59,8 +59,8 @@ VARIANTS: dict[Variant, str] = {
     "(httptools, uvloop)",
     "uvicorn-asgi": "bench/servers_apps/asgi.py, a bare ASGI app, under uvicorn's httptools "
     "protocol: two send messages",
-    "uvicorn-respond": "the same app under gateway.edge.server:GatewayProtocol: one write "
-    "through the gateway.respond scope extension (what the gateway does)",
+    "uvicorn-gateway": "the same app under gateway.edge.server:GatewayProtocol, as gateway "
+    "serve runs it: uvicorn's parser with the gateway's limits on the request head",
     "raw-protocol": "bench/servers_apps/raw.py: asyncio.Protocol + httptools' parser on uvloop, "
     "no ASGI: the floor of a Python server",
     "granian-rsgi": "bench/servers_apps/rsgi.py under granian's RSGI interface",
@@ -88,7 +88,7 @@ def command(name: Variant, port: int, upstream: str, granian: Path | None) -> li
     python = [sys.executable, "-m"]
     if name == "uvicorn-starlette":
         return [*python, "bench.forwarder", "--upstream", upstream, "--port", str(port)]
-    if name in ("uvicorn-asgi", "uvicorn-respond"):
+    if name in ("uvicorn-asgi", "uvicorn-gateway"):
         protocol = "httptools" if name == "uvicorn-asgi" else "gateway"
         serve = "bench.servers_apps.serve_uvicorn"
         return [*python, serve, "--protocol", protocol, "--port", str(port)]

@@ -1,10 +1,8 @@
 """A bare ASGI app that forwards: no framework, no router, one pooled session.
 
-It answers the way ``gateway.edge.http`` does: through the server's ``gateway.respond`` scope
-extension (one write of head and body, ``gateway/edge/server.py``'s ``Responder``) when the
-server offers it, else with the two ASGI messages ``http.response.start`` and
-``http.response.body``. So the same app is ``uvicorn-asgi`` (uvicorn's httptools protocol: two
-messages), ``uvicorn-respond`` (the gateway's protocol: one write) and ``granian-asgi``.
+It answers with the two ASGI messages ``http.response.start`` and ``http.response.body``, as
+``gateway.edge.http`` does. The same app is ``uvicorn-asgi`` (uvicorn's httptools protocol),
+``uvicorn-gateway`` (the gateway's protocol: its head limits) and ``granian-asgi``.
 """
 
 from __future__ import annotations
@@ -15,9 +13,6 @@ from typing import Any
 import aiohttp
 
 from bench.servers_apps.upstream import forward, open_session, upstream_url
-
-# gateway.edge.server.RESPOND (a test pins them equal): granian's venv cannot import gateway
-RESPOND = "gateway.respond"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -55,11 +50,6 @@ class Forwarder:
             (b"content-type", b"application/json"),
             (b"content-length", str(len(data)).encode("ascii")),
         ]
-        extensions = scope.get("extensions")
-        respond = extensions.get(RESPOND) if extensions else None
-        if respond is not None:
-            await respond(status, headers, data)
-            return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 

@@ -5,8 +5,8 @@ two HTTP protocols:
 - ``httptools``: uvicorn's own (as ``bench/forwarder.py`` runs): the app answers with two ASGI
   messages;
 - ``gateway``: the gateway's ``gateway.edge.server:GatewayProtocol`` through ``server_config``,
-  as ``gateway serve`` builds it: head limits, and the ``gateway.respond`` extension the app
-  answers through in one write.
+  as ``gateway serve`` builds it: the same parser with the gateway's limits on the request
+  head (``gateway/edge/server.py``).
 
     BENCH_UPSTREAM=http://127.0.0.1:8000 python -m bench.servers_apps.serve_uvicorn \\
         --protocol gateway --port 9000

@@ -27,7 +27,6 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway.call import Call
 from gateway.edge.errors import ErrorShape, render, shape_of
 from gateway.edge.request_id import request_id_of
-from gateway.edge.server import RESPOND
 from gateway.errors import GatewayError, InternalError, MethodNotAllowed, Unavailable
 from gateway.telemetry import tracing
 from gateway.telemetry.access_log import Observer
@@ -252,19 +251,11 @@ class HTTPEdge:
 
 
 async def _send(response: Response, scope: Scope, receive: Receive, send: Send) -> int:
-    """Send ``response``; the body bytes sent. A buffered response goes out in one write
-    through the server's ``gateway.respond`` extension when it has one (``edge.server``),
-    else as ASGI messages. A streamed body that fails after its headers went out can only be
-    cut short: the error propagates and the server drops the connection."""
+    """Send ``response``; the body bytes sent. A streamed body that fails after its headers
+    went out can only be cut short: the error propagates and the server drops the connection."""
     if not isinstance(response, StreamingResponse):
-        body = response.body
-        extensions = scope.get("extensions")
-        respond = extensions.get(RESPOND) if extensions else None
-        plain = type(response).__call__ is Response.__call__ and response.background is None
-        if respond is not None and plain and isinstance(body, bytes):
-            await respond(response.status_code, response.raw_headers, body)
-            return len(body)
         await response(scope, receive, send)
+        body = response.body
         return len(body) if isinstance(body, bytes | memoryview) else 0
     sent = 0
 

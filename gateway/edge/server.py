@@ -14,14 +14,8 @@ path is known, else ``{"error": {"code", "message"}, "request_id"}``), ``Connect
 and the connection is closed. The keep-alive idle timeout stays uvicorn's own.
 
 The protocol also puts the ASGI TLS extension (``scope["extensions"]["tls"]``) into the scope
-of each request on a TLS connection, and the gateway's own ``gateway.respond`` extension into
-every request's: an awaitable ``respond(status, headers, body)`` that writes a whole buffered
-response (head and body) in one write, as the cycle's ASGI ``send`` would for the two messages
-``http.response.start`` and ``http.response.body``, without them (``edge.http`` uses it for
-every response that is not streamed: the hot path's answers).
-
-:class:`EdgeConfig` carries the options to every worker process (uvicorn pickles its config
-into each one) and builds the TLS context there.
+of each request on a TLS connection. :class:`EdgeConfig` carries the options to every worker
+process (uvicorn pickles its config into each one) and builds the TLS context there.
 """
 
 from __future__ import annotations
@@ -33,13 +27,7 @@ from typing import Any, Literal
 
 import orjson
 from uvicorn import Config
-from uvicorn.protocols.http.httptools_impl import (
-    HEADER_RE,
-    HEADER_VALUE_RE,
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from gateway.edge.errors import shape_of
@@ -48,9 +36,6 @@ from gateway.edge.tls import TLSOptions, rotating_server_context, tls_extension
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway.edge")
-
-RESPOND = "gateway.respond"
-"""The scope extension of :class:`Responder` (``scope["extensions"][RESPOND]``)."""
 
 PROTOCOL = "gateway.edge.server:GatewayProtocol"
 """The import string of the protocol (uvicorn's ``http=``), for every server of the gateway."""
@@ -169,13 +154,9 @@ class GatewayProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         self._reading = "body"
         self._head_bytes = 0
-        extensions: dict[str, object] = {}
         if self._tls is not None:
-            extensions["tls"] = self._tls
-        self.scope["extensions"] = extensions  # type: ignore[typeddict-item]
-        super().on_headers_complete()  # the cycle; its task runs from the next loop turn
-        if self.cycle is not None and self.cycle.scope is self.scope:
-            extensions[RESPOND] = Responder(self.cycle)
+            self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
+        super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._reading = "idle"
@@ -248,69 +229,6 @@ class GatewayProtocol(HttpToolsProtocol):
             self.loop.call_later(_LINGER, self.transport.close)
         else:
             self.transport.close()
-
-
-class Responder:
-    """``await respond(status, headers, body)``: a whole response in one write.
-
-    Contract: the same bytes and the same connection state as the cycle's ``send`` given
-    ``http.response.start`` (these headers) then one ``http.response.body`` (this body, no
-    more): uvicorn's default headers first, header names and values checked the same way,
-    ``Connection: close`` when the connection will not be kept, no body for HEAD, a
-    ``Content-Length`` added when the headers have none (except where a status has no body),
-    then the cycle marked complete and the next pipelined request started. Skips what
-    buffering makes needless: two ASGI messages and their checks, one write per message.
-    """
-
-    __slots__ = ("cycle",)
-
-    def __init__(self, cycle: RequestResponseCycle) -> None:
-        self.cycle = cycle
-
-    async def __call__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        cycle = self.cycle
-        if cycle.flow.write_paused and not cycle.disconnected:
-            await cycle.flow.drain()
-        if cycle.disconnected:
-            return
-        if cycle.response_started:
-            raise RuntimeError("the response has already started")
-        cycle.response_started = True
-        cycle.waiting_for_100_continue = False
-        content = [STATUS_LINE[status]]
-        for name, value in cycle.default_headers:
-            content.extend((name, b": ", value, b"\r\n"))
-        keep_alive, closing, length = cycle.keep_alive, False, False
-        for name, value in headers:
-            if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
-                raise RuntimeError("invalid HTTP header")
-            name = name.lower()
-            if name == b"content-length":
-                if int(value) != len(body):
-                    raise RuntimeError("Content-Length does not match the body")
-                length = True
-            elif name == b"transfer-encoding":
-                raise RuntimeError("a buffered response has no Transfer-Encoding")
-            elif name == b"connection" and b"close" in [
-                token.strip().lower() for token in value.split(b",")
-            ]:
-                keep_alive, closing = False, True
-            content.extend((name, b": ", value, b"\r\n"))
-        if not length and status >= 200 and status not in (204, 304):
-            content.extend((b"content-length: ", str(len(body)).encode("ascii"), b"\r\n"))
-        if not keep_alive and not closing:
-            content.append(b"connection: close\r\n")
-        content.append(b"\r\n")
-        if cycle.scope["method"] != "HEAD":
-            content.append(body)
-        transport = cycle.transport
-        transport.write(b"".join(content))
-        cycle.keep_alive = keep_alive
-        cycle.response_complete = True
-        cycle.message_event.set()
-        if not keep_alive:
-            transport.close()
-        cycle.on_response()
 
 
 def _headers_too_large(edge: EdgeOptions) -> _Refused:

@@ -11,8 +11,6 @@ from typing import get_args
 import pytest
 
 from bench import servers
-from bench.servers_apps import asgi
-from gateway.edge.server import RESPOND
 from tests.support import run_bench
 
 LOCAL = [name for name in servers.VARIANTS if not name.startswith("granian-")]
@@ -40,16 +38,14 @@ def test_every_local_variant_is_measured(tmp_path: Path) -> None:
     assert raw["cpu_vs_reference"] == pytest.approx(
         raw["cpu_us_per_request"] / reference["cpu_us_per_request"]
     )
-    assert data["variants"]["uvicorn-respond"]["command"][-4:-2] == ["--protocol", "gateway"]
+    assert data["variants"]["uvicorn-gateway"]["command"][-4:-2] == ["--protocol", "gateway"]
     assert "granian" not in data["versions"]
     assert "x CPU" in output
 
 
 def test_the_registry_and_the_names_agree() -> None:
-    """Every variant has its description, in the order of the Literal; the bare ASGI app looks
-    for the gateway's own extension name (it cannot import gateway under granian)."""
+    """Every variant has its description, in the order of the Literal."""
     assert tuple(servers.VARIANTS) == get_args(servers.Variant)
-    assert asgi.RESPOND == RESPOND
 
 
 @pytest.mark.parametrize("variants", ["uvicorn-asgi,nope", ""])

@@ -1,6 +1,7 @@
-"""The one-write responder (``gateway.respond``, ``edge.server.Responder``) on raw sockets
-against a real ``gateway serve``: what a client reads is what uvicorn's two ASGI messages
-wrote before, for pipelined requests, HEAD, ``Connection: close``, HTTP/1.0 and errors."""
+"""Keep-alive on raw sockets against a real ``gateway serve`` (the gateway's protocol over
+uvicorn's): pipelined requests answered in order, HEAD without a body, ``Connection: close``
+and HTTP/1.0 closed after the answer, and a bad inference body answered in the v2 shape on a
+connection that serves on."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.system.serving import Served, gateway_serve
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with gateway_serve(tmp_path_factory.mktemp("responder")) as served:
+    with gateway_serve(tmp_path_factory.mktemp("keepalive")) as served:
         yield served
 
 
