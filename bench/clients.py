@@ -8,8 +8,10 @@ its CPU is not counted).
 
 Each row sends the ~80-byte v2 JSON body of ``bench.wrk`` as ``POST /v2/models/linear/infer``
 with the kserve adapter's headers and reads the whole reply; ``c`` workers (``asyncio.gather``)
-share the requests. CPU is ``time.process_time`` over the measured requests (after a warm-up
-that opens the connections), divided by their number; the median of the rounds is shown.
+share the requests; the last row is the h1 client under ``ReplicaPool.request`` (balancing,
+breaker, deadline, timing). CPU is ``time.process_time`` over the measured requests (after a
+warm-up that opens the connections), divided by their number; the median of the rounds, which
+are interleaved (a noisy neighbour hits every row alike), is shown.
 """
 
 from __future__ import annotations
@@ -107,19 +109,21 @@ async def measure(url: str, args: argparse.Namespace) -> list[tuple[str, int, li
     session = aiohttp_session()
     client = Client(limit=512, keepalive_timeout=30)
     spec = Backend.model_validate({"kind": "kserve", "urls": [url], "timeout": "30s"})
-    pool = None
+    pool = ReplicaPool("bench", spec, session, client)
     senders = {
         "aiohttp session": aiohttp_sender(session, url + INFER, body),
         "h1 client": h1_sender(client, url + INFER, body),
+        "ReplicaPool.request (h1)": pool_sender(pool, body),
     }
     rows: dict[tuple[str, int], list[float]] = {}
     try:
-        for _ in range(args.rounds):  # interleaved: a noisy neighbour hits every row alike
+        for _ in range(args.rounds):
             for c in args.concurrency:
                 for name, send in senders.items():
                     figure = await cpu_per_request(send, args.requests, c)
                     rows.setdefault((name, c), []).append(figure)
     finally:
+        await pool.close()
         await session.close()
         await client.close()
     return [(name, c, figures) for (name, c), figures in rows.items()]
@@ -128,7 +132,8 @@ async def measure(url: str, args: argparse.Namespace) -> list[tuple[str, int, li
 def table(rows: list[tuple[str, int, list[float]]]) -> str:
     base = {c: statistics.median(f) for name, c, f in rows if name == "aiohttp session"}
     lines = [f"{'client':<26} {'c':>3} {'CPU µs/req':>10} {'min':>7} {'max':>7} {'vs aiohttp':>10}"]
-    for name, c, figures in sorted(rows, key=lambda r: (r[1], r[0] != "aiohttp session")):
+    order = {name: i for i, (name, _, _) in enumerate(rows)}
+    for name, c, figures in sorted(rows, key=lambda r: (r[1], order[r[0]])):
         median = statistics.median(figures)
         ratio = base[c] / median if median else 0.0
         lines.append(

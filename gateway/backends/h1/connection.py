@@ -69,7 +69,6 @@ class Connection(asyncio.Protocol):
         "_timer",
         "_waiter",
         "closed",
-        "exchanges",
         "reusable",
         "transport",
     )
@@ -90,7 +89,6 @@ class Connection(asyncio.Protocol):
         self._skip_body = False
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.exchanges = 0  # replies read whole on this connection: > 0 means a reused one
         self.reusable = False
 
     # -- the owner's side --------------------------------------------------------------------
@@ -101,7 +99,8 @@ class Connection(asyncio.Protocol):
         """Write one request (its head and body, in one write) and return its reply's future.
         ``head_only``: the request is a HEAD, whose reply has no body whatever it says."""
         transport = self.transport
-        assert transport is not None and self._waiter is None, "one exchange at a time"
+        assert transport is not None, "not connected"
+        assert self._waiter is None, "one exchange at a time"
         loop = self._loop
         waiter: asyncio.Future[Reply] = loop.create_future()
         if self.closed:  # ended between its checkout and now: nothing was sent
@@ -112,7 +111,7 @@ class Connection(asyncio.Protocol):
         self._body = []
         self._head_done = self._got_bytes = self.reusable = False
         self._skip_body = head_only
-        if type(data) is bytes:
+        if isinstance(data, bytes):
             transport.write(data)
         else:
             transport.writelines(data)
@@ -121,13 +120,17 @@ class Connection(asyncio.Protocol):
         self._timer = loop.call_at(now + read_timeout, self._on_timer)
         return waiter
 
-    def close(self) -> None:
-        """End the connection now (an abandoned exchange, a reply not read whole)."""
+    def close(self, exc: H1Error | None = None) -> None:
+        """End the connection now (an abandoned exchange, a reply not read whole); an exchange
+        still waiting fails with ``exc``."""
+        waiter = self._waiter
         self._waiter = None
         self._cancel_timer()
         self.reusable = False
         if self.transport is not None:
             self.transport.abort()
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc or ExchangeFailed("the client closed the connection"))
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -143,18 +146,18 @@ class Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(ExchangeFailed("the server switched protocols (an unasked upgrade)"))
+            self.close(ExchangeFailed("the server switched protocols (an unasked upgrade)"))
         except httptools.HttpParserError as exc:
             if self._waiter is None:  # a second message after the reply
                 self.close()
                 return
             cause = exc.__context__ if isinstance(exc.__context__, H1Error) else None
             if cause is not None:
-                self._fail(cause)
+                self.close(cause)
             elif self._head_done:
-                self._fail(ReplyCutOff(f"malformed reply body: {exc}"))
+                self.close(ReplyCutOff(f"malformed reply body: {exc}"))
             else:
-                self._fail(ExchangeFailed(f"malformed reply: {exc}"))
+                self.close(ExchangeFailed(f"malformed reply: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -165,11 +168,11 @@ class Connection(asyncio.Protocol):
                 self._finish(False)
             elif not self._got_bytes:
                 why = f": {exc}" if exc is not None else ""
-                self._fail(ClosedBeforeReply(f"the server closed the connection{why}"))
+                self.close(ClosedBeforeReply(f"the server closed the connection{why}"))
             elif self._head_done:
-                self._fail(ReplyCutOff(f"the connection ended mid-body{_why(exc)}"))
+                self.close(ReplyCutOff(f"the connection ended mid-body{_why(exc)}"))
             else:
-                self._fail(ExchangeFailed(f"the connection ended mid-head{_why(exc)}"))
+                self.close(ExchangeFailed(f"the connection ended mid-head{_why(exc)}"))
         self._lost(self)
 
     # -- httptools callbacks -----------------------------------------------------------------
@@ -215,16 +218,11 @@ class Connection(asyncio.Protocol):
         self._cancel_timer()
         parts = self._body
         body = parts[0] if len(parts) == 1 else b"".join(parts)
-        self.exchanges += 1
         self.reusable = keep_alive and not self.closed
         if not waiter.done():
-            waiter.set_result(Reply(self._status, CIMultiDictProxy(CIMultiDict(self._headers)), body))
-
-    def _fail(self, exc: H1Error) -> None:
-        waiter = self._waiter
-        self.close()
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+            waiter.set_result(
+                Reply(self._status, CIMultiDictProxy(CIMultiDict(self._headers)), body)
+            )
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -234,7 +232,7 @@ class Connection(asyncio.Protocol):
         if self._loop.time() < due:  # bytes came since: wait for what is left
             self._timer = self._loop.call_at(due, self._on_timer)
             return
-        self._fail(ReadTimeout(f"no data from the server for {self._timeout:g}s"))
+        self.close(ReadTimeout(f"no data from the server for {self._timeout:g}s"))
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

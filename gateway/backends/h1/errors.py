@@ -1,14 +1,14 @@
 """The client's errors, sorted by what the caller may do about them.
 
-    H1Error                      base of everything below
-    ├── ConnectFailed            no connection: the request never left (safe to try elsewhere)
-    │   ├── ConnectTimeout       the connect (TCP and TLS handshake) took too long
-    │   └── TLSHandshakeFailed   the TLS handshake failed (its ``ssl.SSLError`` is the cause)
-    ├── ReadTimeout              no byte of the reply for ``read_timeout`` seconds
-    └── ExchangeFailed           the connection failed, or the reply is not HTTP/1.x, before
-        │                        the reply's head was read: the request may have been processed
-        ├── ClosedBeforeReply    the server closed the connection before any byte of a reply
-        └── ReplyCutOff          the reply's head was read, its body was not read whole
+H1Error                      base of everything below
+├── ConnectFailed            no connection: the request never left (safe to try elsewhere)
+│   ├── ConnectTimeout       the connect (TCP and TLS handshake) took too long
+│   └── TLSHandshakeFailed   the TLS handshake failed (its ``ssl.SSLError`` is the cause)
+├── ReadTimeout              no byte of the reply for ``read_timeout`` seconds
+└── ExchangeFailed           the connection failed, or the reply is not HTTP/1.x, before
+    │                        the reply's head was read: the request may have been processed
+    ├── ClosedBeforeReply    the server closed the connection before any byte of a reply
+    └── ReplyCutOff          the reply's head was read, its body was not read whole
 """
 
 from __future__ import annotations

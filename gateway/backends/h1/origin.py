@@ -196,10 +196,10 @@ class OriginPool:
         self._idle.pop(conn, None)
         self._open.discard(conn)
 
-    async def _connect(self, timeout: float) -> Connection:
+    async def _connect(self, within: float) -> Connection:
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within):
                 _, conn = await loop.create_connection(
                     lambda: Connection(loop, self._forget),
                     self.host,
@@ -208,7 +208,7 @@ class OriginPool:
                     server_hostname=self._server_hostname,
                 )
         except TimeoutError as exc:
-            raise ConnectTimeout(f"no connection within {timeout:g}s") from exc
+            raise ConnectTimeout(f"no connection within {within:g}s") from exc
         except ssl.SSLError as exc:
             raise TLSHandshakeFailed(f"TLS handshake failed: {exc}") from exc
         except OSError as exc:
