@@ -167,8 +167,7 @@ class Connection(asyncio.Protocol):
             if exc is None and self._head_done and self._close_delimited():
                 self._finish(False)
             elif not self._got_bytes:
-                why = f": {exc}" if exc is not None else ""
-                self.close(ClosedBeforeReply(f"the server closed the connection{why}"))
+                self.close(ClosedBeforeReply(f"the server closed the connection{_why(exc)}"))
             elif self._head_done:
                 self.close(ReplyCutOff(f"the connection ended mid-body{_why(exc)}"))
             else:
