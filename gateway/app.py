@@ -1,11 +1,12 @@
 """The composition root: ``create_app(settings)`` → the ASGI application of one worker.
 
 When the worker starts (the ASGI lifespan), :func:`open_state` builds everything it shares:
-the aiohttp session (one pooled ``ClientSession`` per worker), the store, the key cache, the
-route table with its chains (``policies.build_chains``) and its reloader, the rollout
-controller, shadow traffic, the metrics registry and the observer. The frontends and the admin
-API are then bound to that :class:`~gateway.state.State` and their routes handed to the HTTP
-edge. Nothing is built at import time. Only the CLI, the demo and the tests import this module.
+the upstream clients (one pooled aiohttp ``ClientSession`` and one h1 ``Client`` per worker),
+the store, the key cache, the route table with its chains (``policies.build_chains``) and its
+reloader, the rollout controller, shadow traffic, the metrics registry and the observer. The
+frontends and the admin API are then bound to that :class:`~gateway.state.State` and their
+routes handed to the HTTP edge. Nothing is built at import time. Only the CLI, the demo and
+the tests import this module.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.admin.api import admin_routes
 from gateway.auth.keys import KeyVerifier
+from gateway.backends.h1.client import Client
 from gateway.batches.feeder import BatchFeeder
 from gateway.batches.metrics import BatchFileMetrics
 from gateway.batches.service import BatchService
@@ -137,6 +139,8 @@ async def open_state(
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
         stack.push_async_callback(session.close)
+        upstream = Client(limit=settings.pool_size, keepalive_timeout=30)
+        stack.push_async_callback(upstream.close)
         http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), trust_env=False)
         stack.push_async_callback(http.aclose)
         store = open_store(settings.redis_url, prefix=settings.redis_prefix)
@@ -167,6 +171,7 @@ async def open_state(
             traffic=rollouts,
             shadow=shadow,
             webhooks=webhooks,
+            upstream=upstream,
         )
         chains = chain_factory(settings.max_body_bytes)
         reloader = Reloader(config, services, registry, chains, settings.max_config_bytes)

@@ -11,6 +11,12 @@ watch them.
 - **Retries** (tenacity): only where safe — the connection was never made, or an idle replica
   answered 503 — on another replica, within a retry budget (``retries``), inside the overall
   deadline.
+- **Clients**: buffered requests (:meth:`ReplicaPool.request`, the adapters' hot path) go
+  through the worker's lean HTTP/1.1 client (``h1``), which reads the whole reply; streamed
+  ones (:meth:`ReplicaPool.stream`, passthrough) and readiness probes through its
+  ``aiohttp.ClientSession``. Both share the TLS settings and the error mapping below. As the
+  h1 client reads the whole reply within the try, a read timeout or a reply cut off mid-body
+  counts against the replica (outlier detection, the attempt metrics) wherever it happens.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ import aiohttp
 from opentelemetry.trace import Span
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from gateway.backends.h1 import errors as h1
+from gateway.backends.h1.client import Client
+from gateway.backends.h1.connection import Reply
+from gateway.backends.h1.origin import OriginPool
 from gateway.backends.replica import Replica, TargetKey
 from gateway.backends.replica_set import ReplicaSet
 from gateway.backends.spec import BackendSpec
@@ -39,23 +49,35 @@ from gateway.telemetry.metrics import BackendMetrics
 from gateway.telemetry.timing import CURRENT_TIMING, record_upstream
 
 logger = logging.getLogger("gateway.pool")
+# what one request sends, from _open to each _try: method, path, body, headers, management,
+# buffered
+_Sent = tuple[str, str, Any, Mapping[str, str] | list[tuple[str, str]] | None, bool, bool]
 
 
 @dataclass(slots=True)
 class _Attempt:
+    """One try's answer: an aiohttp response still to be read (``stream``) or a reply read
+    whole by the h1 client (``request``)."""
+
     replica: Replica
-    response: aiohttp.ClientResponse
+    status: int
     started: float
     span: Span | None = None
+    response: aiohttp.ClientResponse | None = None
+    reply: Reply | None = None
+
+    def release(self) -> None:
+        if self.response is not None:
+            self.response.release()
 
     def discard(self) -> None:
-        self.response.release()
+        self.release()
         self.replica.outstanding -= 1
         self.end_span()
 
     def end_span(self) -> None:
         if self.span is not None:
-            tracing.end_client_span(self.span, self.response.status, None)
+            tracing.end_client_span(self.span, self.status, None)
             self.span = None
 
 
@@ -72,17 +94,21 @@ class _Retryable(Exception):
 
 
 class ReplicaPool(ReplicaSet):
-    """The replicas of one HTTP backend, sharing the worker's ``aiohttp.ClientSession``."""
+    """The replicas of one HTTP backend, sharing the worker's h1 ``Client`` (buffered
+    requests) and ``aiohttp.ClientSession`` (streams and probes)."""
 
     def __init__(
         self,
         name: str,
         spec: BackendSpec,
         session: aiohttp.ClientSession,
+        client: Client,
         metrics: BackendMetrics | None = None,
     ) -> None:
         super().__init__(name, spec, metrics)
         self.session = session
+        self.client = client
+        self._origins: dict[str, tuple[OriginPool, str]] = {}  # replica base URL -> its origin
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=spec.connect_timeout, sock_read=spec.timeout
         )
@@ -116,26 +142,23 @@ class ReplicaPool(ReplicaSet):
         headers: Mapping[str, str] | None = None,
         management: bool = False,
     ) -> UpstreamReply:
-        """Send a buffered request and read the whole reply (:meth:`stream` without the
-        generator-based context manager, which costs more than it gives on the hot path)."""
+        """Send a buffered request and read the whole reply, with the h1 client (:meth:`stream`
+        without the generator-based context manager, which costs more than it gives on the hot
+        path)."""
         self._enter()
         attempt: _Attempt | None = None
         try:
             async with asyncio.timeout(self.spec.overall_deadline):
-                attempt = await self._open(method, path, key, body, headers, management)
-                try:
-                    data = await attempt.response.read()
-                except TimeoutError as exc:
-                    raise UpstreamTimeout(f"backend {self.name!r} timed out") from exc
-                except aiohttp.ClientError as exc:
-                    raise BadGateway(f"the model server's reply was cut off: {exc}") from exc
+                attempt = await self._open(method, path, key, body, headers, management, True)
         except TimeoutError as exc:
             raise self._deadline_passed(attempt) from exc
         finally:
             self._leave(attempt)
+        reply = attempt.reply
+        assert reply is not None
         elapsed = time.perf_counter() - attempt.started
         record_upstream(elapsed)
-        return UpstreamReply(attempt.response.status, attempt.response.headers, data, elapsed)
+        return UpstreamReply(reply.status, reply.headers, reply.body, elapsed)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -153,7 +176,8 @@ class ReplicaPool(ReplicaSet):
         attempt: _Attempt | None = None
         try:
             async with asyncio.timeout(self.spec.overall_deadline):
-                attempt = await self._open(method, path, key, body, headers, management)
+                attempt = await self._open(method, path, key, body, headers, management, False)
+                assert attempt.response is not None
                 yield attempt.response, attempt.started
         except TimeoutError as exc:
             raise self._deadline_passed(attempt) from exc
@@ -166,7 +190,7 @@ class ReplicaPool(ReplicaSet):
     def _leave(self, attempt: _Attempt | None) -> None:
         self.breaker.leave()
         if attempt is not None:
-            attempt.response.release()
+            attempt.release()
             attempt.replica.outstanding -= 1
             attempt.end_span()
 
@@ -186,27 +210,22 @@ class ReplicaPool(ReplicaSet):
         body: Any,
         headers: Mapping[str, str] | list[tuple[str, str]] | None,
         management: bool,
+        buffered: bool,
     ) -> _Attempt:
         """The first try goes straight out; only a retryable failure builds the tenacity loop
-        (building it for every request cost more than the rest of this method)."""
+        (building it for every request cost more than the rest of this method). ``buffered``:
+        the h1 client reads the whole reply; else aiohttp's response is left to the caller."""
         self.budget.record_request()
         replica = self.choose(key, set())
+        sent = (method, path, body, headers, management, buffered)
         try:
-            return await self._try(replica, method, path, body, headers, management)
+            return await self._try(replica, *sent)
         except _Retryable as first:
             tried = set() if first.again else {self.replicas.index(replica)}
-            return await self._retry(first, tried, method, path, key, body, headers, management)
+            return await self._retry(first, tried, key, sent)
 
     async def _retry(
-        self,
-        first: _Retryable,
-        tried: set[int],
-        method: str,
-        path: str,
-        key: TargetKey | None,
-        body: Any,
-        headers: Mapping[str, str] | list[tuple[str, str]] | None,
-        management: bool,
+        self, first: _Retryable, tried: set[int], key: TargetKey | None, sent: _Sent
     ) -> _Attempt:
         last = first
         spend: Callable[[BaseException], bool] = lambda e: (  # noqa: E731
@@ -228,7 +247,7 @@ class ReplicaPool(ReplicaSet):
                         raise last from None
                     tried.add(self.replicas.index(replica))
                     try:
-                        return await self._try(replica, method, path, body, headers, management)
+                        return await self._try(replica, *sent)
                     except _Retryable as exc:
                         if exc.again:
                             tried.discard(self.replicas.index(replica))
@@ -256,6 +275,7 @@ class ReplicaPool(ReplicaSet):
         body: Any,
         headers: Mapping[str, str] | list[tuple[str, str]] | None,
         management: bool,
+        buffered: bool,
     ) -> _Attempt:
         base = replica.management_url if management and replica.management_url else replica.url
         idle = replica.outstanding == 0
@@ -277,31 +297,48 @@ class ReplicaPool(ReplicaSet):
         replica.outstanding += 1
         started, since = time.perf_counter(), time.monotonic()
         try:
-            response = await self.session.request(
-                method,
-                base + path,
-                data=body,
-                headers=headers,
-                timeout=timeout,
-                ssl=self._ssl,
-                server_hostname=self._server_hostname,
-            )
-        except aiohttp.ConnectionTimeoutError as exc:
+            if buffered:
+                origin, prefix = self._origins.get(base) or self._origin(base)
+                reply = await origin.request(
+                    method,
+                    prefix + path,
+                    headers,
+                    body,
+                    connect_timeout=self.spec.connect_timeout,
+                    read_timeout=self.spec.timeout,
+                )
+                attempt = _Attempt(replica, reply.status, started, span, reply=reply)
+            else:
+                response = await self.session.request(
+                    method,
+                    base + path,
+                    data=body,
+                    headers=headers,
+                    timeout=timeout,
+                    ssl=self._ssl,
+                    server_hostname=self._server_hostname,
+                )
+                attempt = _Attempt(replica, response.status, started, span, response=response)
+        except (aiohttp.ConnectionTimeoutError, h1.ConnectTimeout) as exc:
             self._attempt_failed(replica, "retryable", span, exc, (since, timeout.sock_connect))
             again = loop.stalled(since, timeout.sock_connect or 0.0)
-            raise _Retryable(f"{replica.url}: {exc.__class__.__name__}", again=again) from exc
-        except aiohttp.ClientSSLError as exc:  # never connected: as safe to retry as below
+            raise _Retryable(f"{replica.url}: {_name(exc)}", again=again) from exc
+        except (aiohttp.ClientSSLError, h1.TLSHandshakeFailed) as exc:  # never connected
             self._attempt_failed(replica, "retryable", span, exc)
-            raise _Retryable(f"{replica.url}: TLS handshake failed: {tls_reason(exc)}") from exc
-        except aiohttp.ClientConnectorError as exc:
+            reason = tls_reason((exc.__cause__ or exc) if isinstance(exc, h1.H1Error) else exc)
+            raise _Retryable(f"{replica.url}: TLS handshake failed: {reason}") from exc
+        except (aiohttp.ClientConnectorError, h1.ConnectFailed) as exc:
             self._attempt_failed(replica, "retryable", span, exc)
-            raise _Retryable(f"{replica.url}: {exc.__class__.__name__}") from exc
-        except aiohttp.SocketTimeoutError as exc:
+            raise _Retryable(f"{replica.url}: {_name(exc)}") from exc
+        except (aiohttp.SocketTimeoutError, h1.ReadTimeout) as exc:
             self._attempt_failed(replica, "timeout", span, exc, (since, timeout.sock_read))
             raise UpstreamTimeout(
                 f"backend {self.name!r} did not answer within {self.spec.timeout:g}s"
             ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except h1.ReplyCutOff as exc:
+            self._attempt_failed(replica, "error", span, exc)
+            raise BadGateway(f"the model server's reply was cut off: {exc}") from exc
+        except (aiohttp.ClientError, OSError, h1.H1Error) as exc:
             self._attempt_failed(replica, "error", span, exc)
             raise BadGateway(f"the connection to the model server failed: {exc}") from exc
         except BaseException as exc:
@@ -309,8 +346,7 @@ class ReplicaPool(ReplicaSet):
             if span is not None:
                 tracing.end_client_span(span, None, exc)
             raise
-        attempt = _Attempt(replica, response, started, span)
-        if response.status == 503 and idle:
+        if attempt.status == 503 and idle:
             # An idle replica that says 503 is not overloaded: it cannot serve. Try another.
             if metrics is not None:
                 metrics.attempt["retryable"].inc()
@@ -319,6 +355,10 @@ class ReplicaPool(ReplicaSet):
             metrics.attempt["ok"].inc()
         self.outliers.succeeded(replica)
         return attempt
+
+    def _origin(self, base: str) -> tuple[OriginPool, str]:
+        found = self._origins[base] = self.client.origin(base, self._ssl, self._server_hostname)
+        return found
 
     def _attempt_failed(
         self,
@@ -338,3 +378,9 @@ class ReplicaPool(ReplicaSet):
             self.metrics.attempt[outcome].inc()
         if span is not None:
             tracing.end_client_span(span, None, exc)
+
+
+def _name(exc: BaseException) -> str:
+    """How a connect failure is named in a 503's message: aiohttp's class name (as before the
+    h1 client), or for the h1 client what happened."""
+    return str(exc) if isinstance(exc, h1.H1Error) else exc.__class__.__name__

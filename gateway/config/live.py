@@ -20,6 +20,7 @@ from gateway.auth.authenticator import Authenticator, build_authenticator
 from gateway.auth.keys import KeyVerifier
 from gateway.backends import ADAPTERS
 from gateway.backends.grpc_pool import GRPCPool
+from gateway.backends.h1.client import Client
 from gateway.backends.live import LiveBackend, Resolved, resolve
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica_set import ReplicaSet
@@ -45,7 +46,7 @@ class Services:
     """What outlives route tables: the worker's clients, the store, key cache, token signer,
     and the per-process state of traffic (the split's round-robin, rollouts, shadow)."""
 
-    session: aiohttp.ClientSession
+    session: aiohttp.ClientSession  # streamed upstream requests (passthrough) and probes
     http: httpx.AsyncClient
     store: Store
     keys: KeyVerifier
@@ -59,6 +60,9 @@ class Services:
     traffic: TrafficControl | None = None  # progressive rollouts, when a model declares one
     shadow: ShadowWorker | None = None  # mirrors a share of a model's calls to another version
     webhooks: Webhooks | None = None  # signed job callbacks (None only in tests)
+    # buffered upstream requests (the adapters' hot path); the default opens no socket unless
+    # used, and whoever uses it closes it (open_state passes the worker's)
+    upstream: Client = field(default_factory=Client)
 
 
 Chains = Mapping[CallKind, Next]
@@ -171,7 +175,7 @@ def _pool(name: str, spec: BackendSpec, services: Services) -> ReplicaSet:
     metrics = _bind(services.pool_metrics, name)
     if spec.protocol == "grpc":
         return GRPCPool(name, spec, metrics)  # its own channels, one per replica
-    return ReplicaPool(name, spec, services.session, metrics)
+    return ReplicaPool(name, spec, services.session, services.upstream, metrics)
 
 
 def _bind(metrics: PoolMetrics | None, backend: str) -> BackendMetrics | None:

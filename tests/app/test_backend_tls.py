@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.backends.h1.client import Client
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
 from gateway.backends.upstream import Target
@@ -179,9 +180,11 @@ async def test_insecure_skip_verify_is_served_and_warned(
         {"kind": "triton", "urls": [https.url], "tls": {"insecure_skip_verify": True}}
     )
     caplog.set_level(logging.WARNING, logger="gateway.pool")
+    client = Client()
     async with aiohttp.ClientSession() as session:
-        pool = ReplicaPool("demo", spec, session)
+        pool = ReplicaPool("demo", spec, session, client)
         reply = await pool.request("GET", "/v2/health/ready")
+    await client.close()
     assert reply.status == 200
     [record] = [r for r in caplog.records if "insecure_skip_verify" in r.getMessage()]
     assert record.levelno == logging.WARNING
@@ -203,7 +206,7 @@ async def test_a_failed_probe_says_why_in_the_log(
     )
     caplog.set_level(logging.WARNING, logger="gateway.pool")
     async with aiohttp.ClientSession() as session:
-        pool = ReplicaPool("demo", spec, session)
+        pool = ReplicaPool("demo", spec, session, Client())  # probes go through the session
 
         async def ready(replica: Replica, target: Target) -> bool:
             async with pool.get(replica.url + "/v2/health/ready") as response:

@@ -4,28 +4,44 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
+from gateway.backends.h1.client import Client
+from gateway.backends.h1.connection import Reply
+from gateway.backends.h1.errors import ConnectTimeout
+from gateway.backends.h1.origin import OriginPool
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
 from gateway.backends.upstream import Target
 from gateway.config.model import Backend
-from gateway.errors import NoHealthyReplica, Overloaded, UpstreamTimeout
+from gateway.errors import BadGateway, NoHealthyReplica, Overloaded, UpstreamTimeout
 from gateway.telemetry import loop
 from tests.fakes import FakeReplica, dead_url
+from tests.rawhttp import Handler, Peer, RawServer, reply
 
 pytestmark = pytest.mark.anyio
 
 
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """A worker's upstream clients: the session (streams, probes) and the h1 client."""
+
+    session: aiohttp.ClientSession
+    client: Client
+
+
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
+async def clients() -> AsyncIterator[Clients]:
+    client = Client()
     async with aiohttp.ClientSession() as session:
-        yield session
+        yield Clients(session, client)
+    await client.close()
 
 
 @pytest.fixture
@@ -36,17 +52,34 @@ async def replicas() -> AsyncIterator[list[FakeReplica]]:
         await replica.stop()
 
 
-def make_pool(session: aiohttp.ClientSession, urls: list[str], **spec: Any) -> ReplicaPool:
+Serve = Callable[[Handler], Awaitable[RawServer]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """``await serve(handler)``: a raw HTTP server (``tests.rawhttp``), stopped after."""
+    started: list[RawServer] = []
+
+    async def start(handler: Handler) -> RawServer:
+        started.append(await RawServer(handler).start())
+        return started[-1]
+
+    yield start
+    for server in started:
+        await server.stop()
+
+
+def make_pool(clients: Clients, urls: list[str], **spec: Any) -> ReplicaPool:
     backend = Backend.model_validate({"kind": "triton", "urls": urls, **spec})
-    return ReplicaPool("test", backend, session)
+    return ReplicaPool("test", backend, clients.session, clients.client)
 
 
 async def test_power_of_two_choices_prefers_the_less_busy_replica(
-    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+    clients: Clients, replicas: list[FakeReplica]
 ) -> None:
     slow, fast = replicas
     slow.delay = 0.2
-    pool = make_pool(session, [slow.url, fast.url])
+    pool = make_pool(clients, [slow.url, fast.url])
 
     async def client() -> None:
         for _ in range(8):
@@ -59,10 +92,10 @@ async def test_power_of_two_choices_prefers_the_less_busy_replica(
 
 
 async def test_connect_errors_retry_on_another_replica_and_eject(
-    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+    clients: Clients, replicas: list[FakeReplica]
 ) -> None:
     live = replicas[0]
-    pool = make_pool(session, [dead_url(), live.url], outlier={"consecutive_failures": 2})
+    pool = make_pool(clients, [dead_url(), live.url], outlier={"consecutive_failures": 2})
     for _ in range(20):
         assert (await pool.request("POST", "/x", body=b"{}")).status == 200
     assert live.calls == 20
@@ -70,38 +103,36 @@ async def test_connect_errors_retry_on_another_replica_and_eject(
     assert dead["ejected_for"] > 0  # ejected after two connect failures
 
 
-async def test_every_replica_down_is_503_not_a_hang(session: aiohttp.ClientSession) -> None:
-    pool = make_pool(session, [dead_url(), dead_url()], timeout="30s")
+async def test_every_replica_down_is_503_not_a_hang(clients: Clients) -> None:
+    pool = make_pool(clients, [dead_url(), dead_url()], timeout="30s")
     with pytest.raises(NoHealthyReplica) as caught:
         await pool.request("GET", "/")
     assert caught.value.status == 503
 
 
 async def test_503_from_an_idle_replica_is_retried_elsewhere(
-    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+    clients: Clients, replicas: list[FakeReplica]
 ) -> None:
     broken, healthy = replicas
     broken.status = 503
-    pool = make_pool(session, [broken.url, healthy.url])
+    pool = make_pool(clients, [broken.url, healthy.url])
     for _ in range(20):
         assert (await pool.request("GET", "/")).status == 200
     assert broken.calls > 0  # it was tried, and its 503 never reached the caller
 
 
 async def test_503_is_returned_when_no_other_replica_can_take_it(
-    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+    clients: Clients, replicas: list[FakeReplica]
 ) -> None:
     only = replicas[0]
     only.status, only.body = 503, b'{"error": "unavailable"}'
-    reply = await make_pool(session, [only.url]).request("GET", "/")
+    reply = await make_pool(clients, [only.url]).request("GET", "/")
     assert (reply.status, reply.body) == (503, b'{"error": "unavailable"}')
 
 
-async def test_no_retries_without_budget(
-    session: aiohttp.ClientSession, replicas: list[FakeReplica]
-) -> None:
+async def test_no_retries_without_budget(clients: Clients, replicas: list[FakeReplica]) -> None:
     pool = make_pool(
-        session,
+        clients,
         [dead_url(), replicas[0].url],
         retries={"attempts": 3, "budget": 0, "min_per_second": 0},
         outlier={"consecutive_failures": 1000},
@@ -116,10 +147,10 @@ async def test_no_retries_without_budget(
 
 
 async def test_circuit_breaker_caps_requests_in_flight(
-    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+    clients: Clients, replicas: list[FakeReplica]
 ) -> None:
     replicas[0].delay = 0.5
-    pool = make_pool(session, [replicas[0].url], max_in_flight=2)
+    pool = make_pool(clients, [replicas[0].url], max_in_flight=2)
     first = [asyncio.create_task(pool.request("GET", "/")) for _ in range(2)]
     await asyncio.sleep(0.1)
     with pytest.raises(Overloaded) as caught:
@@ -129,21 +160,17 @@ async def test_circuit_breaker_caps_requests_in_flight(
     assert [r.status for r in await asyncio.gather(*first)] == [200, 200]
 
 
-async def test_per_try_timeout_is_504(
-    session: aiohttp.ClientSession, replicas: list[FakeReplica]
-) -> None:
+async def test_per_try_timeout_is_504(clients: Clients, replicas: list[FakeReplica]) -> None:
     replicas[0].delay = 2
-    pool = make_pool(session, [replicas[0].url], timeout="200ms")
+    pool = make_pool(clients, [replicas[0].url], timeout="200ms")
     with pytest.raises(UpstreamTimeout) as caught:
         await pool.request("GET", "/")
     assert caught.value.status == 504
 
 
-async def test_overall_deadline_is_504(
-    session: aiohttp.ClientSession, replicas: list[FakeReplica]
-) -> None:
+async def test_overall_deadline_is_504(clients: Clients, replicas: list[FakeReplica]) -> None:
     replicas[0].delay = 2
-    pool = make_pool(session, [replicas[0].url], timeout="10s", deadline="300ms")
+    pool = make_pool(clients, [replicas[0].url], timeout="10s", deadline="300ms")
     with pytest.raises(UpstreamTimeout, match=r"0\.3s"):
         await pool.request("GET", "/")
     assert pool.in_flight == 0
@@ -151,32 +178,39 @@ async def test_overall_deadline_is_504(
 
 
 class ConnectTimerFires:
-    """The session, but its first request's connect timer fires: after the loop stalled for
-    ``stall`` seconds (the gateway busy), or at once (the replica slow to accept)."""
+    """The h1 client (and its origin), but the first request's connect timer fires: after
+    the loop stalled for ``stall`` seconds (the gateway busy), or at once (the replica slow to
+    accept)."""
 
-    def __init__(self, session: aiohttp.ClientSession, stall: float) -> None:
-        self.session, self.stall, self.fired = session, stall, 0
+    def __init__(self, client: Client, stall: float) -> None:
+        self.client, self.stall, self.fired = client, stall, 0
+        self.pool: OriginPool | None = None
 
-    async def request(self, *args: Any, **kwargs: Any) -> aiohttp.ClientResponse:
+    def origin(self, url: str, *args: Any) -> tuple[ConnectTimerFires, str]:
+        self.pool, prefix = self.client.origin(url, *args)
+        return self, prefix
+
+    async def request(self, *args: Any, **kwargs: Any) -> Reply:
         if not self.fired:
             self.fired += 1
             await asyncio.sleep(loop.TICK * 2)
             time.sleep(self.stall)  # noqa: ASYNC251 - the point: the loop does nothing else
-            raise aiohttp.ConnectionTimeoutError("Connection timeout to host")
-        return await self.session.request(*args, **kwargs)
+            raise ConnectTimeout("no connection within 1s")
+        assert self.pool is not None
+        return await self.pool.request(*args, **kwargs)
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.4])
 async def test_a_connect_timer_fired_by_a_stalled_loop_is_not_the_replicas_fault(
-    session: aiohttp.ClientSession, replicas: list[FakeReplica], stall: float
+    clients: Clients, replicas: list[FakeReplica], stall: float
 ) -> None:
     """A 1 s connect timer that fired while the gateway's own loop stalled 0.4 s measured the
     gateway: the same replica is tried again and not ejected. Without the stall, it is the
     replica's failure (ejected at the first, here) and, alone, a 503."""
     pool = make_pool(
-        session, [replicas[0].url], connect_timeout="1s", outlier={"consecutive_failures": 1}
+        clients, [replicas[0].url], connect_timeout="1s", outlier={"consecutive_failures": 1}
     )
-    pool.session = ConnectTimerFires(session, stall)  # type: ignore[assignment]
+    pool.client = ConnectTimerFires(clients.client, stall)  # type: ignore[assignment]
     async with loop.watching(CollectorRegistry()):
         if stall:
             reply = await pool.request("GET", "/")
@@ -191,11 +225,11 @@ async def test_a_connect_timer_fired_by_a_stalled_loop_is_not_the_replicas_fault
 
 
 async def test_active_health_checks_take_replicas_out_and_back(
-    session: aiohttp.ClientSession, replicas: list[FakeReplica]
+    clients: Clients, replicas: list[FakeReplica]
 ) -> None:
     first, second = replicas
     pool = make_pool(
-        session, [first.url, second.url], health={"unhealthy_after": 2, "healthy_after": 1}
+        clients, [first.url, second.url], health={"unhealthy_after": 2, "healthy_after": 1}
     )
     target = Target("m", "1", "m", "1")
     ready = {first.url: False, second.url: True}
@@ -217,3 +251,70 @@ async def test_active_health_checks_take_replicas_out_and_back(
     assert pool.choose(target.key, set()) is pool.replicas[0]
     with pytest.raises(NoHealthyReplica):
         pool.choose(target.key, {0})  # the other one is excluded, this one is not ready
+
+
+# -- the h1 client's failures, as the pool reports them ------------------------------------------
+
+
+async def test_a_reply_cut_off_mid_body_is_502(clients: Clients, serve: Serve) -> None:
+    async def half(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(reply(200, b"{", [("Content-Length", "100")]))
+        await peer.close()
+
+    server = await serve(half)
+    with pytest.raises(BadGateway, match="the model server's reply was cut off") as caught:
+        await make_pool(clients, [server.url]).request("POST", "/", body=b"{}")
+    assert caught.value.status == 502
+
+
+async def test_a_connection_closed_before_a_reply_is_502_not_retried(
+    clients: Clients, serve: Serve
+) -> None:
+    async def read_and_close(peer: Peer) -> None:
+        await peer.request()
+        await peer.close()
+
+    server = await serve(read_and_close)
+    other = await serve(read_and_close)
+    pool = make_pool(clients, [server.url, other.url], retries={"attempts": 3})
+    with pytest.raises(BadGateway, match="the connection to the model server failed"):
+        await pool.request("POST", "/", body=b"{}")
+    assert server.connections + other.connections == 1  # it may have been processed
+
+
+async def test_the_keep_alive_race_is_not_the_replicas_failure(
+    clients: Clients, serve: Serve
+) -> None:
+    async def idle_closed(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(reply())
+        if await peer.request() is not None:
+            await peer.close()  # gave the kept connection up as the request came
+
+    server = await serve(idle_closed)
+    pool = make_pool(clients, [server.url], outlier={"consecutive_failures": 1})
+    for _ in range(3):
+        assert (await pool.request("POST", "/", body=b"{}")).status == 200
+    assert pool.state()["replicas"][0]["ejected_for"] == 0
+
+
+async def test_the_deadline_frees_the_connection_slot(serve: Serve) -> None:
+    async def first_stalls(peer: Peer) -> None:
+        while await peer.request() is not None:
+            if peer.number == 1:
+                await peer.closed_by_client()
+                return
+            await peer.send(reply())
+
+    server = await serve(first_stalls)
+    client = Client(limit=1)
+    try:
+        async with aiohttp.ClientSession() as session:
+            pool = make_pool(Clients(session, client), [server.url], deadline="200ms")
+            with pytest.raises(UpstreamTimeout):
+                await pool.request("GET", "/")
+            assert (await pool.request("GET", "/")).status == 200  # the only slot is free
+    finally:
+        await client.close()
+    assert server.connections == 2
