@@ -77,7 +77,12 @@ class Settings(BaseSettings):
         default=True,
         description="Run async-job workers in every serve process (gateway worker always does).",
     )
-    pool_size: int = Field(default=512, ge=1, description="Max upstream connections per worker.")
+    pool_size: int = Field(
+        default=512,
+        ge=1,
+        description="Max upstream connections per worker, for each of its two clients "
+        "(buffered requests; streamed passthrough and readiness probes).",
+    )
     key_cache_size: int = Field(
         default=100_000,
         ge=1,
