@@ -19,9 +19,11 @@ Contracts:
   ``CLIENT SETNAME``, ``SELECT``, the connect timeout; no reply for ``socket_timeout`` seconds
   while one is due fails the connection with :class:`redis.exceptions.TimeoutError`.
 - A lost connection fails the commands waiting on it with
-  :class:`redis.exceptions.ConnectionError`; the next command reconnects. After a failed
-  connect, commands fail at once until a backoff has passed (50 ms, doubling to 1 s), so a
-  Redis that is down costs a connect attempt per backoff, not one per command.
+  :class:`redis.exceptions.ConnectionError` (redis-py's ``Retry`` would have sent them again;
+  the lane does not: a take is not idempotent); the next command reconnects. Nothing
+  reconnects in the background, and the commands that arrive while a connect is under way
+  wait for that one attempt (bounded by the connect timeout): a Redis that is down costs one
+  connect attempt per wave of commands, and one that is back is used by the next command.
 - A caller that gives up (cancelled) leaves its command in the line: its reply is read and
   dropped, so the others' replies stay in order.
 - One server only: a ``RedisCluster`` keeps redis-py, which knows the slot map.
@@ -53,8 +55,6 @@ _MORE: Final = object()  # hiredis.Reader.gets(): no whole reply yet
 _pack: Final = cast(
     "Callable[[tuple[str | bytes | int | float, ...]], bytes]", hiredis.pack_command
 )
-_BACKOFF_FIRST: Final = 0.05
-_BACKOFF_MAX: Final = 1.0
 _CLOSE_WAIT: Final = 5.0  # the longest close() waits for replies without a socket timeout
 
 
@@ -111,9 +111,6 @@ class Lane:
         self._endpoint = endpoint
         self._wire: _Wire | None = None
         self._connecting: asyncio.Task[_Wire] | None = None
-        self._backoff = _BACKOFF_FIRST
-        self._retry_at = 0.0
-        self._failure: Exception | None = None
 
     @classmethod
     def from_pool(cls, pool: ConnectionPool) -> Lane | None:
@@ -138,24 +135,16 @@ class Lane:
             await wire.close()
 
     async def _send_connected(self, packed: bytes) -> Any:
-        if self._connecting is None:
-            loop = asyncio.get_running_loop()
-            if self._failure is not None and loop.time() < self._retry_at:
-                raise rx.ConnectionError(f"{self._endpoint.where}: {self._failure}")
-            self._connecting = loop.create_task(self._open())
+        if self._connecting is None:  # else join the attempt under way
+            self._connecting = asyncio.get_running_loop().create_task(self._open())
             self._connecting.add_done_callback(self._opened)
         wire = await asyncio.shield(self._connecting)  # one caller's cancel stops no one else
         return await wire.send(packed)
 
     def _opened(self, task: asyncio.Task[_Wire]) -> None:
         self._connecting = None
-        failure = None if task.cancelled() else task.exception()  # retrieved: no warning
-        if failure is None:
-            self._failure, self._backoff = None, _BACKOFF_FIRST
-        elif isinstance(failure, Exception):
-            self._failure = failure
-            self._retry_at = asyncio.get_running_loop().time() + self._backoff
-            self._backoff = min(2 * self._backoff, _BACKOFF_MAX)
+        if not task.cancelled():
+            task.exception()  # retrieved, even if every caller gave up: no warning
 
     async def _open(self) -> _Wire:
         at, loop = self._endpoint, asyncio.get_running_loop()
