@@ -17,7 +17,8 @@ builds (:func:`~gateway.store.redis.store.standalone_client`):
   coredis (``python -m venv /tmp/venv-coredis && /tmp/venv-coredis/bin/pip install uvloop
   coredis``), running :mod:`bench.redis_coredis`.
 
-Rounds interleave the clients; the table shows the median CPU µs per command of the rounds.
+Rounds interleave the clients; the table shows the median CPU µs per command of the rounds
+(user + system time of this process, ``resource.getrusage``; its user part in brackets).
 """
 
 from __future__ import annotations
@@ -164,27 +165,24 @@ CLIENTS: dict[str, Callable[[str], AbstractAsyncContextManager[Pair]]] = {
 }
 
 
-async def run(url: str, concurrency: list[int], seconds: float, rounds: int) -> dict[str, Any]:
+Figures = dict[str, dict[int, list[tuple[float, float]]]]  # client -> c -> (CPU, user) µs
+
+
+async def run(url: str, concurrency: list[int], seconds: float, rounds: int) -> Figures:
     loader = Redis.from_url(url)
     await loader.script_load(SCRIPT)
     await loader.aclose()
-    cpu: dict[str, dict[int, list[float]]] = {
-        name: {c: [] for c in concurrency} for name in CLIENTS
-    }
-    rate: dict[str, dict[int, list[float]]] = {
-        name: {c: [] for c in concurrency} for name in CLIENTS
-    }
+    found: Figures = {name: {c: [] for c in concurrency} for name in CLIENTS}
     for _ in range(rounds):
         for c in concurrency:
             for name, client in CLIENTS.items():
                 async with client(url) as pair:
-                    us, per_second = await measure(pair, c, seconds)
-                cpu[name][c].append(us)
-                rate[name][c].append(per_second)
-    return {"cpu": cpu, "rate": rate}
+                    cpu, user, _ = await measure(pair, c, seconds)
+                found[name][c].append((cpu, user))
+    return found
 
 
-def _coredis(python: str, port: int, args: argparse.Namespace) -> dict[int, list[float]] | str:
+def _coredis(python: str, port: int, args: argparse.Namespace) -> dict[int, Any] | str:
     command = [python, "-m", "bench.redis_coredis", "--port", str(port)]
     command += ["--seconds", str(args.seconds), "--rounds", str(args.rounds)]
     command += ["--concurrency", args.concurrency]
@@ -192,7 +190,8 @@ def _coredis(python: str, port: int, args: argparse.Namespace) -> dict[int, list
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     if done.returncode != 0:
         return f"failed: {done.stderr.strip()[-500:]}"
-    return {int(c): rounds for c, rounds in json.loads(done.stdout).items()}
+    found = json.loads(done.stdout)
+    return {int(c): [(cpu, user) for cpu, user in rounds] for c, rounds in found.items()}
 
 
 def _start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -218,17 +217,19 @@ def _start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
         time.sleep(0.05)
 
 
-def _table(cpu: dict[str, dict[int, list[float]]], concurrency: list[int]) -> str:
-    base = cpu.get("redis-py + AutoPipeline", {})
-    head = ["client", *(f"c={c} µs/cmd" for c in concurrency), *(f"x c={c}" for c in concurrency)]
+def _table(found: Figures, concurrency: list[int]) -> str:
+    """CPU µs per command (its user part in brackets) and the AutoPipeline's CPU over each's."""
+    base = found.get("redis-py + AutoPipeline", {})
+    head = ["client", *(f"c={c}" for c in concurrency), *(f"x c={c}" for c in concurrency)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, by_c in cpu.items():
-        mids = [median(by_c[c]) if by_c.get(c) else None for c in concurrency]
-        cells = [f"{m:.1f}" if m is not None else "–" for m in mids]
-        for c, m in zip(concurrency, mids, strict=True):
-            ratio = median(base[c]) / m if m and base.get(c) else None
-            cells.append(f"{ratio:.1f}" if ratio else "–")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, by_c in found.items():
+        cells, ratios = [], []
+        for c in concurrency:
+            cpu = median([total for total, _ in by_c[c]])
+            user = median([user for _, user in by_c[c]])
+            cells.append(f"{cpu:.1f} ({user:.1f})")
+            ratios.append(f"{median([t for t, _ in base[c]]) / cpu:.1f}" if base.get(c) else "–")
+        lines.append(f"| {name} | " + " | ".join(cells + ratios) + " |")
     return "\n".join(lines)
 
 
@@ -245,14 +246,13 @@ def main() -> None:
         try:
             url = f"redis://127.0.0.1:{port}/0"
             found = uvloop.run(run(url, concurrency, args.seconds, args.rounds))
-            cpu: dict[str, dict[int, list[float]]] = found["cpu"]
             note = "coredis: skipped (no --coredis PYTHON)"
             if args.coredis:
                 measured = _coredis(args.coredis, port, args)
                 if isinstance(measured, str):
                     note = f"coredis: {measured}"
                 else:
-                    cpu["coredis"], note = measured, ""
+                    found["coredis"], note = measured, ""
         finally:
             server.terminate()
             try:
@@ -260,17 +260,9 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait(10)
-    print(f"CPU µs per command (median of {args.rounds} rounds of {args.seconds} s); x: the")
-    print("AutoPipeline's CPU over the row's")
-    print(_table(cpu, concurrency))
-    rate = found["rate"]
-    print(
-        "commands/s (median): "
-        + "; ".join(
-            f"{name} " + ", ".join(f"c={c} {median(by_c[c]):,.0f}" for c in concurrency)
-            for name, by_c in rate.items()
-        )
-    )
+    print(f"CPU µs per command, user + system (user), median of {args.rounds} rounds of")
+    print(f"{args.seconds} s; x: the AutoPipeline's CPU over the client's")
+    print(_table(found, concurrency))
     if note:
         print(note)
 

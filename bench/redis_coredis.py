@@ -1,7 +1,7 @@
 """The workload of :mod:`bench.redis_workload` on coredis, for ``bench.redis_clients --coredis``.
 
 Run by the interpreter of a throwaway venv holding only uvloop and coredis (never the project's
-venv); prints ``{concurrency: [CPU µs per command of each round]}`` as JSON.
+venv); prints ``{concurrency: [[CPU µs, user µs] per command of each round]}`` as JSON.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from bench.redis_workload import SCRIPT, TTL_MS, VALUE, Pair, measure
 
 async def run(port: int, concurrency: list[int], seconds: float, rounds: int) -> dict[int, Any]:
     client = coredis.Redis(host="127.0.0.1", port=port, decode_responses=False)
-    found: dict[int, list[float]] = {c: [] for c in concurrency}
+    found: dict[int, list[list[float]]] = {c: [] for c in concurrency}
     async with client:
         sha = await client.script_load(SCRIPT)
 
@@ -30,7 +30,8 @@ async def run(port: int, concurrency: list[int], seconds: float, rounds: int) ->
         typed: Pair = pair
         for _ in range(rounds):
             for c in concurrency:
-                found[c].append((await measure(typed, c, seconds))[0])
+                cpu, user, _ = await measure(typed, c, seconds)
+                found[c].append([cpu, user])
     return dict(found)
 
 
