@@ -11,6 +11,11 @@ group share a slot and one Lua call decides them all)::
 
 Values travel undecoded (``NEVER_DECODE``): cache entries are bytes, whatever the client's
 ``decode_responses``.
+
+The hot commands (take's Lua call, the cache's GET, SET and FILL) go on a
+:class:`~gateway.store.redis.lane.Lane` of their own on one Redis server, and through redis-py
+on a Redis Cluster. The rarer steps stay on redis-py everywhere: the refund and peeks after a
+refusal, a cache entry of another slot read beside a take, release, lock, unlock and purge.
 """
 
 from __future__ import annotations
