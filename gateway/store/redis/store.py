@@ -40,6 +40,7 @@ from redis.commands.core import AsyncScript
 
 from gateway.store.base import AUDIT_CAP, RESYNC, APIKey, AuditEntry, DelegatedLimits, Tenant
 from gateway.store.redis.batches import RedisBatches
+from gateway.store.redis.cluster_url import url_scheme
 from gateway.store.redis.jobs import RedisJobs
 from gateway.store.redis.keys import UNAVAILABLE, KeyLayout, mapped
 from gateway.store.redis.limits import RedisLimits
@@ -351,6 +352,10 @@ def standalone_client(
     retries: int = 2,
 ) -> Redis:
     """The client :meth:`RedisStore.from_url` builds for one server (see there)."""
+    # hiredis packing on plain TCP only: a connection_class given to from_url replaces the TLS
+    # and unix socket classes that rediss:// and unix:// URLs choose (rediss:// went out in
+    # plain text)
+    packed = {"connection_class": PackedConnection} if url_scheme(url) == "redis" else {}
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -359,7 +364,7 @@ def standalone_client(
         socket_connect_timeout=connect_timeout,
         retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), retries),
         decode_responses=True,
-        connection_class=PackedConnection,  # rediss:// and unix:// URLs choose their own
+        **packed,
     )
     return Redis.from_pool(pool)
 
