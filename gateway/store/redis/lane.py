@@ -32,6 +32,7 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -43,7 +44,6 @@ from redis._parsers import BaseParser
 from redis.asyncio.connection import Connection as TCPConnection
 from redis.asyncio.connection import (
     ConnectionPool,
-    RedisSSLContext,
     SSLConnection,
     UnixDomainSocketConnection,
 )
@@ -66,7 +66,7 @@ class Endpoint:
     host: str = "localhost"
     port: int = 6379
     path: str | None = None  # a unix socket instead of host and port
-    tls: RedisSSLContext | None = None
+    tls: ssl.SSLContext | None = None
     credentials: CredentialProvider | None = None
     client_name: str | None = None
     db: int = 0
@@ -96,7 +96,8 @@ class Endpoint:
         if isinstance(made, UnixDomainSocketConnection):
             return cls(where=made.path, path=made.path, **common)
         assert isinstance(made, TCPConnection)
-        tls = made.ssl_context if isinstance(made, SSLConnection) else None
+        # built now, as redis-py builds it, not in the first connect: it reads certificate files
+        tls = made.ssl_context.get() if isinstance(made, SSLConnection) else None
         where = f"{made.host}:{made.port}"
         return cls(where=where, host=made.host, port=int(made.port), tls=tls, **common)
 
@@ -157,8 +158,8 @@ class Lane:
                 if at.path is not None:
                     _, wire = await loop.create_unix_connection(protocol, at.path)
                 else:
-                    tls = None if at.tls is None else at.tls.get()
-                    _, wire = await loop.create_connection(protocol, at.host, at.port, ssl=tls)
+                    connecting = loop.create_connection(protocol, at.host, at.port, ssl=at.tls)
+                    _, wire = await connecting
         except TimeoutError as exc:
             raise rx.TimeoutError(f"Timeout connecting to {at.where}") from exc
         except OSError as exc:
