@@ -2,7 +2,7 @@
 "Redis client").
 
     .venv/bin/python -m bench.redis_clients [--seconds 1] [--rounds 3] [--concurrency 1,16,64]
-        [--coredis /tmp/venv-coredis/bin/python]
+        [--cpus 0 --redis-cpus 1] [--coredis /tmp/venv-coredis/bin/python]
 
 A throwaway ``redis-server`` on a free loopback port (no persistence, stopped by PID at the
 end), uvloop, the workload of :mod:`bench.redis_workload` (EVALSHA of a small limits-like
@@ -17,8 +17,10 @@ builds (:func:`~gateway.store.redis.store.standalone_client`):
   coredis (``python -m venv /tmp/venv-coredis && /tmp/venv-coredis/bin/pip install uvloop
   coredis``), running :mod:`bench.redis_coredis`.
 
-Rounds interleave the clients; the table shows the median CPU µs per command of the rounds
-(user + system time of this process, ``resource.getrusage``; its user part in brackets).
+``--cpus`` pins this process (and coredis's), ``--redis-cpus`` the server: at c=1 the figures
+depend on whether they share a core (bench/README.md). Rounds interleave the clients; the
+table shows the median CPU µs per command of the rounds (user + system time of this process,
+``resource.getrusage``; its user part in brackets).
 """
 
 from __future__ import annotations
@@ -194,13 +196,15 @@ def _coredis(python: str, port: int, args: argparse.Namespace) -> dict[int, Any]
     return {int(c): [(cpu, user) for cpu, user in rounds] for c, rounds in found.items()}
 
 
-def _start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _start_redis(folder: Path, cpus: str | None) -> tuple[subprocess.Popen[bytes], int]:
     binary = shutil.which("redis-server")
     if binary is None:
         sys.exit("redis-server is not on PATH (apt-get install -y redis-server)")
     port = free_port()
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
     command += ["no", "--dir", str(folder), "--logfile", str(folder / "redis.log")]
+    if cpus is not None:
+        command = ["taskset", "-c", cpus, *command]
     server = subprocess.Popen(command)
     deadline = time.monotonic() + 20
     while True:
@@ -215,6 +219,15 @@ def _start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
             server.kill()
             sys.exit(f"redis-server on port {port} did not start")
         time.sleep(0.05)
+
+
+def _cores(text: str) -> set[int]:
+    """``0,2-3`` -> {0, 2, 3}."""
+    cores: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        cores.update(range(int(low), int(high or low) + 1))
+    return cores
 
 
 def _table(found: Figures, concurrency: list[int]) -> str:
@@ -239,10 +252,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--coredis", default=None, help="python of a venv with coredis+uvloop")
+    parser.add_argument("--cpus", default=None, help="cores of this process (taskset list)")
+    parser.add_argument("--redis-cpus", default=None, help="cores of the redis-server")
     args = parser.parse_args()
     concurrency = [int(c) for c in args.concurrency.split(",")]
+    if args.cpus is not None:
+        os.sched_setaffinity(0, _cores(args.cpus))
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as folder:
-        server, port = _start_redis(Path(folder))
+        server, port = _start_redis(Path(folder), args.redis_cpus)
         try:
             url = f"redis://127.0.0.1:{port}/0"
             found = uvloop.run(run(url, concurrency, args.seconds, args.rounds))
