@@ -11,6 +11,11 @@ group share a slot and one Lua call decides them all)::
 
 Values travel undecoded (``NEVER_DECODE``): cache entries are bytes, whatever the client's
 ``decode_responses``.
+
+The hot commands (take's Lua call, the cache's GET, SET and FILL) go on a
+:class:`~gateway.store.redis.lane.Lane` of their own on one Redis server, and through redis-py
+on a Redis Cluster. The rarer steps stay on redis-py everywhere: the refund and peeks after a
+refusal, a cache entry of another slot read beside a take, release, lock, unlock and purge.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from redis.asyncio import Redis, RedisCluster
 from redis.client import NEVER_DECODE
 
 from gateway.store.base import Limit, LimitState, Verdict, check_cache_key, check_take
-from gateway.store.redis.batch import AutoPipeline
 from gateway.store.redis.keys import KeyLayout, mapped
+from gateway.store.redis.lane import Lane
 
 LIMITS: Final = """
 -- KEYS[1..n]  each limit's state, P{group}:l:<name>, all in the slot of {group}; a window
@@ -202,12 +207,16 @@ class RedisLimits:
         self._script = client.register_script(LIMITS)
         self._fill = client.register_script(FILL)
         self._cluster = isinstance(client, RedisCluster)
-        self._batch = None if isinstance(client, RedisCluster) else AutoPipeline(client)
+        # the hot commands (take's Lua, the cache's GET, SET and FILL) on a lane of their own;
+        # on a RedisCluster (or a pool the lane cannot copy), through redis-py
+        self._lane = (
+            None if isinstance(client, RedisCluster) else Lane.from_pool(client.connection_pool)
+        )
         self._specs: dict[Limit, tuple[str, list[str]]] = {}
 
     async def close(self) -> None:
-        if self._batch is not None:
-            await self._batch.close()
+        if self._lane is not None:
+            await self._lane.close()
 
     async def take(
         self,
@@ -289,7 +298,7 @@ class RedisLimits:
         entry, ms = self._keys.cache(group, key), _milliseconds(ttl)
         with mapped("cache_set"):
             if not unlock:
-                await self._client.set(entry, value, px=ms)
+                await self._send("SET", entry, value, "PX", str(ms))
                 return
             lock = self._keys.cache_lock(group, key)  # the same slot: one call, one trip
             await self._eval(self._fill, "2", entry, lock, value, str(ms))
@@ -346,7 +355,11 @@ class RedisLimits:
             keys.append(call.cache_key)
         if call.lock is not None:
             keys.append(call.lock[0])
-        return [str(len(keys)), *keys, *args]  # all strings: hiredis packs them (PackedConnection)
+        return [
+            str(len(keys)),
+            *keys,
+            *args,
+        ]  # all strings: hiredis packs them (the lane, PackedConnection)
 
     def _spec(self, limit: Limit) -> tuple[str, list[str]]:
         """A limit's key and its five script arguments, built once per limit (a limit is the
@@ -372,9 +385,10 @@ class RedisLimits:
             return await self._send("EVAL", script.script, *command)
 
     async def _send(self, *command: Any) -> Any:
-        """One hot-path command, undecoded: auto-pipelined with its neighbours when it can be."""
-        if self._batch is not None:
-            return await self._batch.call(*command)
+        """One hot-path command, undecoded: on the lane (pipelined with the commands of the
+        same loop turn) when there is one."""
+        if self._lane is not None:
+            return await self._lane.call(*command)
         return await self._client.execute_command(*command, **{NEVER_DECODE: True})
 
     async def _pipeline(

@@ -40,6 +40,7 @@ from redis.commands.core import AsyncScript
 
 from gateway.store.base import AUDIT_CAP, RESYNC, APIKey, AuditEntry, DelegatedLimits, Tenant
 from gateway.store.redis.batches import RedisBatches
+from gateway.store.redis.cluster_url import url_scheme
 from gateway.store.redis.jobs import RedisJobs
 from gateway.store.redis.keys import UNAVAILABLE, KeyLayout, mapped
 from gateway.store.redis.limits import RedisLimits
@@ -179,17 +180,14 @@ class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs, RedisBatches, RedisW
         """A store on a ``BlockingConnectionPool``: past ``max_connections`` a call waits up to
         ``timeout`` seconds for a connection instead of failing (redis-py's default pool fails
         at once). Query-string options in ``url`` (``?max_connections=128``) win."""
-        pool = BlockingConnectionPool.from_url(
+        client = standalone_client(
             url,
             max_connections=max_connections,
             timeout=timeout,
             socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), retries),
-            decode_responses=True,
-            connection_class=PackedConnection,  # rediss:// and unix:// URLs choose their own
+            connect_timeout=connect_timeout,
+            retries=retries,
         )
-        client = Redis.from_pool(pool)
         return cls(client, prefix=prefix, audit_cap=audit_cap, keepalive=keepalive)
 
     async def put_tenant(self, tenant: Tenant) -> None:
@@ -342,6 +340,33 @@ class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs, RedisBatches, RedisW
         async with self._client.pipeline(transaction=False) as pipe:
             queue(pipe)
             return list(await pipe.execute())
+
+
+def standalone_client(
+    url: str,
+    *,
+    max_connections: int = 64,
+    timeout: float = 5.0,
+    socket_timeout: float = 5.0,
+    connect_timeout: float = 2.0,
+    retries: int = 2,
+) -> Redis:
+    """The client :meth:`RedisStore.from_url` builds for one server (see there)."""
+    # hiredis packing on plain TCP only: a connection_class given to from_url replaces the TLS
+    # and unix socket classes that rediss:// and unix:// URLs choose (rediss:// went out in
+    # plain text)
+    packed = {"connection_class": PackedConnection} if url_scheme(url) == "redis" else {}
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.25), retries),
+        decode_responses=True,
+        **packed,
+    )
+    return Redis.from_pool(pool)
 
 
 def _queue_script(pipe: _Pipe, script: AsyncScript, key: str, *args: str) -> None:

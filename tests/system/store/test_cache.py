@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import anyio
 import pytest
@@ -12,6 +13,7 @@ import redis.asyncio as aredis
 from redis.asyncio import BlockingConnectionPool, Connection
 
 from gateway.store import Limit, RedisStore, Store
+from gateway.store.redis.lane import Lane
 from tests.system.store.conftest import WAIT
 
 pytestmark = pytest.mark.anyio
@@ -191,9 +193,20 @@ async def test_entries_are_stored_as_the_bytes_given(
         await admin.aclose()
 
 
-def counting_store(url: str, prefix: str) -> tuple[RedisStore, list[bytes]]:
-    """A store whose connections note every write to the socket: one per round trip."""
+def counting_store(
+    url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[RedisStore, list[bytes]]:
+    """A store that notes every round trip: each write of its redis-py connections (a
+    pipeline is one), and each command on its lane (the store awaits each lane command before
+    it sends the next, so each is a round trip of its own)."""
     sent: list[bytes] = []
+    call = Lane.call
+
+    def counted(lane: Lane, *command: str | bytes | int | float) -> Awaitable[Any]:
+        sent.append(str(command[0]).encode())
+        return call(lane, *command)
+
+    monkeypatch.setattr(Lane, "call", counted)
 
     class CountingConnection(Connection):
         async def send_packed_command(
@@ -218,9 +231,13 @@ def counting_store(url: str, prefix: str) -> tuple[RedisStore, list[bytes]]:
     ],
 )
 async def test_take_reads_the_cache_in_one_round_trip(
-    redis_url: str, redis_prefix: str, limits: list[str], cache: tuple[str, str]
+    redis_url: str,
+    redis_prefix: str,
+    limits: list[str],
+    cache: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store, sent = counting_store(redis_url, redis_prefix)
+    store, sent = counting_store(redis_url, redis_prefix, monkeypatch)
     try:
         given = [Limit(group, "rate", "bucket", 100, rate=1) for group in limits]
         await store.cache_set(*cache, b"v", 60)
