@@ -51,6 +51,7 @@ Variant = Literal[
     "uvicorn-asgi",
     "uvicorn-gateway",
     "raw-protocol",
+    "raw-h1",
     "granian-rsgi",
     "granian-asgi",
 ]
@@ -63,6 +64,8 @@ VARIANTS: dict[Variant, str] = {
     "serve runs it: uvicorn's parser with the gateway's limits on the request head",
     "raw-protocol": "bench/servers_apps/raw.py: asyncio.Protocol + httptools' parser on uvloop, "
     "no ASGI: the floor of a Python server",
+    "raw-h1": "the same raw server with the gateway's own HTTP/1.1 client (gateway.backends.h1) "
+    "instead of aiohttp: the floor of a Python forwarder built from the gateway's parts",
     "granian-rsgi": "bench/servers_apps/rsgi.py under granian's RSGI interface",
     "granian-asgi": "bench/servers_apps/asgi.py under granian's ASGI interface: two messages",
 }
@@ -92,8 +95,9 @@ def command(name: Variant, port: int, upstream: str, granian: Path | None) -> li
         protocol = "httptools" if name == "uvicorn-asgi" else "gateway"
         serve = "bench.servers_apps.serve_uvicorn"
         return [*python, serve, "--protocol", protocol, "--port", str(port)]
-    if name == "raw-protocol":
-        return [*python, "bench.servers_apps.raw", "--port", str(port)]
+    if name in ("raw-protocol", "raw-h1"):
+        client = "h1" if name == "raw-h1" else "aiohttp"
+        return [*python, "bench.servers_apps.raw", "--port", str(port), "--client", client]
     if granian is None:
         raise BenchError(f"{name} needs granian")
     interface = "rsgi" if name == "granian-rsgi" else "asgi"

@@ -1,7 +1,10 @@
 """The floor of a Python server: an ``asyncio.Protocol`` with httptools' request parser on
-uvloop, and the same upstream call as every variant. No ASGI, no scope, no messages.
+uvloop, and the same upstream call as every variant. No ASGI, no scope, no messages. With
+``--client h1`` the upstream call goes through the gateway's own HTTP/1.1 client
+(``gateway.backends.h1``) instead of aiohttp: the floor of a Python forwarder built from the
+gateway's parts.
 
-    BENCH_UPSTREAM=http://127.0.0.1:8000 python -m bench.servers_apps.raw --port 9000
+    BENCH_UPSTREAM=http://127.0.0.1:8000 python -m bench.servers_apps.raw --port 9000 [--client h1]
 
 HTTP/1.1 keep-alive as the client asks (``Connection: close`` and HTTP/1.0 are honoured);
 requests pipelined on one connection are answered in order, one at a time. No limits on heads
@@ -14,6 +17,7 @@ import argparse
 import asyncio
 import signal
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 import aiohttp
@@ -22,15 +26,44 @@ import uvloop
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from bench.servers_apps.upstream import forward, open_session, upstream_url
+from gateway.backends.h1 import errors as h1_errors
+from gateway.backends.h1.client import Client
 
 _Request = tuple[bytes, bytes, bool]  # path, body, keep-alive
+_JSON = {"Content-Type": "application/json"}
+Forward = Callable[[str, bytes], Awaitable[tuple[int, bytes]]]
+
+
+def aiohttp_forward(session: aiohttp.ClientSession, upstream: str) -> Forward:
+    async def call(path: str, body: bytes) -> tuple[int, bytes]:
+        try:
+            return await forward(session, upstream + path, body)
+        except (aiohttp.ClientError, TimeoutError):
+            return 502, b""
+
+    return call
+
+
+def h1_forward(client: Client, upstream: str) -> Forward:
+    origin, prefix = client.origin(upstream)
+
+    async def call(path: str, body: bytes) -> tuple[int, bytes]:
+        try:
+            reply = await origin.request(
+                "POST", prefix + path, _JSON, body, connect_timeout=1.0, read_timeout=30.0
+            )
+        except h1_errors.H1Error:
+            return 502, b""
+        return reply.status, reply.body
+
+    return call
 
 
 class Connection(asyncio.Protocol):
     """One client connection: parse, forward, write the answer in one write."""
 
-    def __init__(self, session: aiohttp.ClientSession, upstream: str) -> None:
-        self.session, self.upstream = session, upstream
+    def __init__(self, send: Forward) -> None:
+        self.send = send
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.url = b""
@@ -72,11 +105,7 @@ class Connection(asyncio.Protocol):
     async def answer(self, request: _Request) -> None:
         while True:
             path, body, keep_alive = request
-            try:
-                url = self.upstream + path.decode("latin-1")
-                status, data = await forward(self.session, url, body)
-            except (aiohttp.ClientError, TimeoutError):
-                status, data = 502, b""
+            status, data = await self.send(path.decode("latin-1"), body)
             self.write(status, data, keep_alive)
             if not self.waiting or self.transport is None:
                 self.task = None
@@ -94,30 +123,36 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
 
-async def serve(host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT; then close the listener and the session."""
+async def serve(host: str, port: int, client: str = "aiohttp") -> None:
+    """Serve until SIGTERM or SIGINT; then close the listener and the upstream client."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    session = open_session()
+    session, h1 = (open_session(), None) if client == "aiohttp" else (None, Client())
     upstream = upstream_url()
+    send = aiohttp_forward(session, upstream) if session is not None else None
+    if h1 is not None:
+        send = h1_forward(h1, upstream)
+    assert send is not None
     try:
-        server = await loop.create_server(
-            lambda: Connection(session, upstream), host, port, backlog=4096
-        )
+        server = await loop.create_server(lambda: Connection(send), host, port, backlog=4096)
         async with server:
             await stop.wait()
     finally:
-        await session.close()
+        if session is not None:
+            await session.close()
+        if h1 is not None:
+            await h1.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--client", choices=("aiohttp", "h1"), default="aiohttp")
     args = parser.parse_args()
-    uvloop.run(serve(args.host, args.port))
+    uvloop.run(serve(args.host, args.port, args.client))
 
 
 if __name__ == "__main__":
