@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
@@ -218,3 +219,14 @@ def find_tool(name: str, *fallbacks: str) -> str | None:
     if found:
         return found
     return next((f for f in fallbacks if os.access(f, os.X_OK)), None)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM: stop every process we started, like Ctrl-C
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C (even if the harness was started with SIGINT ignored) and SIGTERM both raise
+    KeyboardInterrupt in the main thread, so a harness stops every process it started."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)

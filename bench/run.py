@@ -17,17 +17,23 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from bench import report, scenarios, systems, wrk
-from bench.procs import BenchError, Processes, cpu_list, cpu_seconds, find_tool, rss_kib
+from bench.procs import (
+    BenchError,
+    Processes,
+    cpu_list,
+    cpu_seconds,
+    find_tool,
+    rss_kib,
+    stop_on_signals,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # tool -> its Debian package; h2load only when a gRPC scenario is chosen
@@ -305,14 +311,9 @@ def host() -> dict[str, Any]:
     }
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM: stop every process we started, like Ctrl-C
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_signals()
     stamp = dt.datetime.now(dt.UTC)
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     procs = Processes(workdir)

@@ -19,12 +19,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import signal
 import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal
 
 import httpx
@@ -40,6 +38,7 @@ from bench.procs import (
     cpu_seconds,
     free_port,
     port_open,
+    stop_on_signals,
     wait_until,
 )
 from bench.run import RESULTS, ensure_tools, host
@@ -257,15 +256,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM: stop every process we started, like Ctrl-C
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_signals()
     stamp = dt.datetime.now(dt.UTC)
     pinning = (
         f"pinning: servers on core {cpu_list(args.cpus)}, wrk and the upstream nginx on core "

@@ -12,14 +12,12 @@ process it starts (nginx, redis, gateways) is on loopback and stopped by PID at 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from bench.curves import common, keys, payload, routes, soak
-from bench.procs import BenchError
+from bench.procs import BenchError, stop_on_signals
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -57,15 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM: stop every process we started, like Ctrl-C
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_signals()
     where = common.cores()
     print(f"curves: gateway on core {where.sut}, load on core {where.load}", file=sys.stderr)
     data: dict[str, Any]

@@ -97,20 +97,19 @@ def test_head_has_the_length_of_get_and_no_body(served: Served) -> None:
     assert after[2] == body
 
 
-def test_connection_close_is_answered_and_closed(served: Served) -> None:
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        pytest.param(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", id="close"),
+        pytest.param(b"GET /healthz HTTP/1.0\r\n\r\n", id="http-1.0"),
+    ],
+)
+def test_a_connection_not_kept_alive_is_answered_and_closed(
+    served: Served, request_head: bytes
+) -> None:
     with _connect(served) as sock:
         reader = Reader(sock)
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        status, headers, _ = reader.response()
-        assert reader.closed()
-    assert status == 200
-    assert headers["connection"] == "close"
-
-
-def test_http_10_is_not_kept_alive(served: Served) -> None:
-    with _connect(served) as sock:
-        reader = Reader(sock)
-        sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        sock.sendall(request_head)
         status, headers, _ = reader.response()
         assert reader.closed()
     assert status == 200
