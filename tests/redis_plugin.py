@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.certs import CA
 from tests.support import free_port
 
 STARTUP_TIMEOUT = 20.0
@@ -78,6 +79,17 @@ def start_redis_server(directory: Path, *options: str, port: int | None = None) 
             pytest.fail(f"redis-server on port {port} did not start:\n{tail}")
         time.sleep(0.02)
     return server
+
+
+def tls_options(folder: Path) -> tuple[CA, int, list[str]]:
+    """For a ``redis-server`` serving TLS: a test CA under ``folder``, a free TLS port, and the
+    options that serve it there with a certificate for 127.0.0.1 (no client certificates)."""
+    ca = CA(folder)
+    issued = ca.server("127.0.0.1")
+    port = free_port()
+    options = ["--tls-port", str(port), "--tls-cert-file", str(issued.cert)]
+    options += ["--tls-key-file", str(issued.key), "--tls-ca-cert-file", str(ca.cert)]
+    return ca, port, [*options, "--tls-auth-clients", "no"]
 
 
 @pytest.fixture(scope="session")

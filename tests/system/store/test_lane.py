@@ -19,8 +19,7 @@ from redis.asyncio import BlockingConnectionPool, ConnectionPool, SSLConnection
 
 from gateway.store import Limit, RedisStore
 from gateway.store.redis.lane import Lane
-from tests.certs import CA
-from tests.redis_plugin import RedisServer, StartRedis
+from tests.redis_plugin import RedisServer, StartRedis, tls_options
 from tests.support import free_port
 
 pytestmark = pytest.mark.anyio
@@ -226,12 +225,8 @@ async def test_a_unix_socket(start_redis: StartRedis, tmp_path: Path) -> None:
 
 
 async def test_tls(start_redis: StartRedis, tmp_path: Path) -> None:
-    ca = CA(tmp_path / "pki")
-    issued = ca.server("127.0.0.1")
-    port = free_port()
-    options = ["--tls-port", str(port), "--tls-cert-file", str(issued.cert)]
-    options += ["--tls-key-file", str(issued.key), "--tls-ca-cert-file", str(ca.cert)]
-    start_redis(*options, "--tls-auth-clients", "no")
+    ca, port, options = tls_options(tmp_path / "pki")
+    start_redis(*options)
     pool = BlockingConnectionPool(
         connection_class=SSLConnection, host="127.0.0.1", port=port, ssl_ca_certs=str(ca.cert)
     )

@@ -10,9 +10,7 @@ import pytest
 import redis.asyncio as aredis
 
 from gateway.store import Limit, RedisStore, Tenant
-from tests.certs import CA
-from tests.redis_plugin import RedisServer, StartRedis
-from tests.support import free_port
+from tests.redis_plugin import RedisServer, StartRedis, tls_options
 
 pytestmark = pytest.mark.anyio
 
@@ -38,12 +36,8 @@ async def with_password(server: RedisServer, password: str) -> None:
 
 
 async def test_rediss_with_a_password(start_redis: StartRedis, tmp_path: Path) -> None:
-    ca = CA(tmp_path / "pki")
-    issued = ca.server("127.0.0.1")
-    port = free_port()
-    options = ["--tls-port", str(port), "--tls-cert-file", str(issued.cert)]
-    options += ["--tls-key-file", str(issued.key), "--tls-ca-cert-file", str(ca.cert)]
-    server = start_redis(*options, "--tls-auth-clients", "no")
+    ca, port, options = tls_options(tmp_path / "pki")
+    server = start_redis(*options)
     await with_password(server, "s3cret")
     store = RedisStore.from_url(f"rediss://:s3cret@127.0.0.1:{port}/2?ssl_ca_certs={ca.cert}")
     try:
