@@ -150,6 +150,12 @@ def answering(*replies: bytes) -> Handler:
     return handle
 
 
+async def read_and_close(peer: Peer) -> None:
+    """A handler that reads the request and closes the connection without a byte of reply."""
+    await peer.request()
+    await peer.close()
+
+
 def blackhole_port() -> tuple[int, list[socket.socket]]:
     """A loopback port where a connect neither succeeds nor fails: a listener that never
     accepts, its accept queue filled (Linux drops the SYNs that do not fit, and the client

@@ -23,7 +23,7 @@ from gateway.config.model import Backend
 from gateway.errors import BadGateway, NoHealthyReplica, Overloaded, UpstreamTimeout
 from gateway.telemetry import loop
 from tests.fakes import FakeReplica, dead_url
-from tests.rawhttp import Handler, Peer, RawServer, reply
+from tests.rawhttp import Handler, Peer, RawServer, read_and_close, reply
 
 pytestmark = pytest.mark.anyio
 
@@ -271,10 +271,6 @@ async def test_a_reply_cut_off_mid_body_is_502(clients: Clients, serve: Serve) -
 async def test_a_connection_closed_before_a_reply_is_502_not_retried(
     clients: Clients, serve: Serve
 ) -> None:
-    async def read_and_close(peer: Peer) -> None:
-        await peer.request()
-        await peer.close()
-
     server = await serve(read_and_close)
     other = await serve(read_and_close)
     pool = make_pool(clients, [server.url, other.url], retries={"attempts": 3})

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.backends.h1.client import Client
 from gateway.backends.h1.errors import ClosedBeforeReply, ExchangeFailed
-from tests.rawhttp import Handler, Peer, answering, reply
+from tests.rawhttp import Handler, Peer, answering, read_and_close, reply
 from tests.support import eventually
 from tests.unit.backends.h1.support import Serve, call
 
@@ -133,10 +133,6 @@ async def test_a_reused_connection_is_retried_only_once(client: Client, serve: S
 async def test_a_fresh_connection_closed_without_a_reply_is_not_retried(
     client: Client, serve: Serve
 ) -> None:
-    async def read_and_close(peer: Peer) -> None:
-        await peer.request()
-        await peer.close()
-
     server = await serve(read_and_close)
     with pytest.raises(ClosedBeforeReply):
         await call(client, server, "POST", body=b"once")
