@@ -146,6 +146,19 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) 
         await asyncio.sleep(0.05)
 
 
+async def sleep_losing_a_cancel(seconds: float) -> bool:
+    """Sleep, and if cancelled meanwhile, swallow the cancel for good (as redis-py can while a
+    command is in flight, redis/redis-py#2028); True when one was swallowed."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        assert task is not None
+        task.uncancel()
+        return True
+    return False
+
+
 async def kserve_calls(mode: str, url: str, model: str, calls: list[dict[str, Any]]) -> Any:
     """kserve's own client (``rest`` or ``grpc``) making ``calls`` against ``url``, in a process
     of its own (tests/clients/kserve_calls.py says why); its JSON results."""

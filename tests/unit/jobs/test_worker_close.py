@@ -20,6 +20,7 @@ from gateway.jobs.model import Claimed, Job
 from gateway.jobs.service import JobService
 from gateway.jobs.worker import JobWorker
 from gateway.store.memory.store import MemoryStore
+from tests.support import sleep_losing_a_cancel
 
 pytestmark = pytest.mark.anyio
 
@@ -34,13 +35,8 @@ class Stubborn(MemoryStore):
 
     async def job_claim(self, consumer: str, count: int, now: float) -> list[Claimed]:
         self.claiming.set()
-        try:
-            await asyncio.sleep(0.05)
-        except asyncio.CancelledError:
-            self.swallowed += 1  # like redis-py: the reply is read and returned regardless
-            task = asyncio.current_task()
-            assert task is not None
-            task.uncancel()  # and the cancel is gone for good
+        # like redis-py: the reply is read and returned regardless of a cancel
+        self.swallowed += await sleep_losing_a_cancel(0.05)
         return await super().job_claim(consumer, count, now)
 
 

@@ -12,6 +12,7 @@ from gateway.store import Claimed
 from gateway.store.memory.store import MemoryStore
 from gateway.webhooks.config import WebhookConfig
 from gateway.webhooks.service import Webhooks
+from tests.support import sleep_losing_a_cancel
 
 pytestmark = pytest.mark.anyio
 
@@ -24,13 +25,7 @@ class Stubborn(MemoryStore):
 
     async def webhook_claim(self, lease: float, limit: int) -> list[Claimed]:
         self.claiming.set()
-        try:
-            await asyncio.sleep(0.05)
-        except asyncio.CancelledError:
-            self.swallowed += 1
-            task = asyncio.current_task()
-            assert task is not None
-            task.uncancel()  # the cancel is gone for good
+        self.swallowed += await sleep_losing_a_cancel(0.05)
         return await super().webhook_claim(lease, limit)
 
 
