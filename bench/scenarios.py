@@ -43,6 +43,9 @@ SCENARIOS: dict[str, str] = {
     "litellm-chat": "LiteLLM proxy: master key + router rpm in Redis, OpenAI chat to the upstream",
     "gateway-openai": "gateway: API key + Redis rate limit, the same chat request (passthrough)",
     "litellm-passthrough": "LiteLLM pass-through endpoint (master key) to the v2 infer URL",
+    "floor-full": "bench/floor.py: gateway-full's work (key, v2 decode, cache key, the limit's "
+    "Lua on the lane, h1 upstream, FILL) on a raw protocol, nothing else: the Python floor",
+    "floor-hit": "bench/floor.py: gateway-hit's work the same way (answered from the entry)",
 }
 # added latency (and the ratios' table) is over this; any other scenario: over upstream
 BASELINE: dict[str, str | None] = {
@@ -96,7 +99,8 @@ OPEN = BATCH | {
 }
 FULL = {"gateway-full", "gateway-jwt", "gateway-hit", "gateway-openai"}
 LITELLM = {"litellm-chat", "litellm-passthrough"}
-REDIS = FULL | LITELLM  # the scenarios that need a redis-server
+FLOOR = {"floor-full", "floor-hit"}
+REDIS = FULL | LITELLM | FLOOR  # the scenarios that need a redis-server
 TRITON = BATCH | {"triton", "gateway-triton", "triton-grpc", "gateway-grpc", "gateway-grpc-grpc"}
 GATEWAYS = OPEN | FULL  # with --baseline-gateway each gets a twin "<name>@base"
 # twins that an older baseline gateway may not serve (no gRPC frontend, no binary tensors, no
@@ -276,6 +280,11 @@ def start(
             skipped |= {name: started_peer for name in sorted(wanted & LITELLM)}
         else:
             made |= {s.name: s for s in _litellm_scenarios(started_peer, procs.workdir)}
+    if wanted & FLOOR:
+        floor, url, api_key = systems.start_floor(procs, sut_cpus, up, redis)
+        key = {"X-API-Key": api_key}
+        made["floor-full"] = Scenario("floor-full", url + INFER, floor, key, True, "fwd=miss", True)
+        made["floor-hit"] = Scenario("floor-hit", url + INFER, floor, key, False, "hit", True)
     if wanted & FULL:
         signer = systems.JwtSigner.new(procs.workdir / "jwt-public.pem")
         for suffix, exe in gateways:

@@ -152,6 +152,19 @@ def start_forwarder(procs: Processes, cpus: Sequence[int], upstream: str) -> tup
     return proc, f"http://127.0.0.1:{port}"
 
 
+def start_floor(
+    procs: Processes, cpus: Sequence[int], upstream: str, redis: str
+) -> tuple[Proc, str, str]:
+    """``bench/floor.py`` (the full chain's work and nothing else) with an API key of its own."""
+    port, api_key = free_port(), secrets.token_urlsafe(24)
+    cmd = [sys.executable, "-m", "bench.floor", "--upstream", upstream, "--redis", redis]
+    cmd += ["--port", str(port)]
+    env = clean_env(BENCH_FLOOR_API_KEY=api_key)
+    proc = procs.spawn("floor", cmd, cpus, env=env, cwd=ROOT)
+    wait_until(f"bench.floor on port {port}", port_open(port), proc, timeout=30)
+    return proc, f"http://127.0.0.1:{port}", api_key
+
+
 def open_routes(
     upstream: str,
     triton: str | None,

@@ -17,7 +17,7 @@ import pytest
 
 from tests.support import run_bench
 
-SCENARIOS = ["upstream", "forwarder", "gateway-full", "gateway-hit"]
+SCENARIOS = ["upstream", "forwarder", "gateway-full", "gateway-hit", "floor-full", "floor-hit"]
 NEW_SCENARIOS = ["triton-grpc", "gateway-grpc", "gateway-tensor-json", "gateway-tensor-binary"]
 
 
