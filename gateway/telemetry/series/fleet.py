@@ -2,11 +2,12 @@
 a read merges the live replicas' steps.
 
 :class:`FleetSeries` runs one background task per process. Just after each step ends (a tenth
-of a step, at most 250 ms, later) it drops what fell out of the window or out of the route
-table, then publishes every finished step not yet published in one store call
+of a step, at most 250 ms, later; and once at start) it drops what fell out of the window or
+out of the route table, then publishes every finished step not yet published in one store call
 (:meth:`~gateway.store.series.SeriesStore.series_publish`; the replica's id, a time to live of
-:data:`TTL_STEPS` steps) and forgets them here. A publish that fails is retried with the next
-one: a step is stored under its start time, so sending it twice never counts it twice.
+:data:`TTL_STEPS` steps, :data:`MIN_TTL` at least) and forgets them here. A publish that
+fails is retried with the next one: a step is stored under its start time, so sending it twice
+never counts it twice.
 
 :meth:`FleetSeries.read` asks the store for the steps of the range, sums each model ×
 version's counts and histograms over the replicas (``wire.Totals``), leaves out what the
@@ -31,7 +32,9 @@ from gateway.telemetry.series.wire import Totals, decode_step, encode_step
 logger = logging.getLogger("gateway.series")
 
 TTL_STEPS: Final = 3
-"""A replica that has not published for this many steps is no longer part of the fleet."""
+MIN_TTL: Final = 5.0
+"""A replica that has not published for this many steps (and at least this many seconds) is
+no longer part of the fleet."""
 
 
 class FleetSeries:
@@ -68,8 +71,6 @@ class FleetSeries:
 
     async def _run(self) -> None:
         while True:
-            now = self.recorder.now()
-            await asyncio.sleep(self.step - now % self.step + self.delay)
             try:
                 await self.publish()
             except StoreUnavailable:
@@ -80,6 +81,8 @@ class FleetSeries:
                 logger.exception("series: publishing failed")
             else:
                 self._warned = False
+            now = self.recorder.now()
+            await asyncio.sleep(self.step - now % self.step + self.delay)
 
     async def publish(self) -> None:
         """Publish every finished step held here, then forget them (also a heartbeat: the
@@ -92,7 +95,7 @@ class FleetSeries:
         for model, version, step in recorder.finished(current):
             rows.setdefault(step.index, []).append((model, version, step))
         texts = {index * self.step: encode_step(self.step, found) for index, found in rows.items()}
-        ttl = TTL_STEPS * self.step
+        ttl = max(TTL_STEPS * self.step, MIN_TTL)
         await self.store.series_publish(self.replica, texts, keep_from=oldest * self.step, ttl=ttl)
         recorder.forget(current)
 

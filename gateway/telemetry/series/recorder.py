@@ -17,11 +17,12 @@ that fell out of the window and the models and versions no longer in the route t
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from gateway.telemetry.series.histogram import bucket_of
+from gateway.telemetry.series.histogram import BOUNDS
 
 MIN_STEP: Final = 1
 MAX_STEPS: Final = 3600
@@ -39,16 +40,6 @@ class Step:
         self.errors_5xx = 0
         self.errors_4xx = 0
         self.buckets: dict[int, int] = {}  # latency bucket (histogram.BOUNDS) → requests
-
-    def add(self, status: int, seconds: float) -> None:
-        self.requests += 1
-        if status >= 500:
-            self.errors_5xx += 1
-        elif status >= 400:
-            self.errors_4xx += 1
-        bucket = bucket_of(seconds)
-        buckets = self.buckets
-        buckets[bucket] = buckets.get(bucket, 0) + 1
 
 
 Served = Callable[[str, str], bool]
@@ -91,12 +82,18 @@ class SeriesRecorder:
         if ring is None:
             ring = versions[version] = deque(maxlen=self.steps)
         index = int(self._clock() // self.step)
-        if ring and ring[-1].index >= index:  # the current step (or the clock went back)
-            current = ring[-1]
-        else:
+        current = ring[-1] if ring else None
+        if current is None or current.index < index:  # else this step (or the clock went back)
             current = Step(index)
             ring.append(current)
-        current.add(status, seconds)
+        current.requests += 1
+        if status >= 500:
+            current.errors_5xx += 1
+        elif status >= 400:
+            current.errors_4xx += 1
+        bucket = bisect_left(BOUNDS, seconds)
+        buckets = current.buckets
+        buckets[bucket] = buckets.get(bucket, 0) + 1
 
     def finished(self, before: int) -> Iterator[tuple[str, str, Step]]:
         """Every (model, version, step) held whose step index is below ``before``."""
