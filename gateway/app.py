@@ -3,10 +3,10 @@
 When the worker starts (the ASGI lifespan), :func:`open_state` builds everything it shares:
 the upstream clients (one pooled aiohttp ``ClientSession`` and one h1 ``Client`` per worker),
 the store, the key cache, the route table with its chains (``policies.build_chains``) and its
-reloader, the rollout controller, shadow traffic, the metrics registry and the observer. The
-frontends and the admin API are then bound to that :class:`~gateway.state.State` and their
-routes handed to the HTTP edge. Nothing is built at import time. Only the CLI, the demo and
-the tests import this module.
+reloader, the rollout controller, shadow traffic, the metrics registry, the live series and
+the observer. The frontends and the admin API are then bound to that
+:class:`~gateway.state.State` and their routes handed to the HTTP edge. Nothing is built at
+import time. Only the CLI, the demo and the tests import this module.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ from gateway.state import State
 from gateway.store import open_store
 from gateway.telemetry import log_queue, loop, metrics, tracing
 from gateway.telemetry.access_log import Observer
+from gateway.telemetry.series.fleet import FleetSeries
+from gateway.telemetry.series.recorder import SeriesRecorder
 from gateway.traffic.rollout import RolloutController
 from gateway.traffic.shadow import ShadowWorker
 from gateway.webhooks.callbacks import parse_networks
@@ -183,7 +185,13 @@ async def open_state(
         rollouts.watch_health(lambda model, version: reloader.current.serving(model, version))
         await rollouts.start(lambda: reloader.current.table)
         stack.push_async_callback(rollouts.close)
-        observer = Observer(metrics.RequestMetrics(registry), settings.access_log, rollouts)
+        recorder = SeriesRecorder(settings.series_step_seconds, settings.series_window_seconds)
+        series = FleetSeries(recorder, store, rollouts.holder, lambda: reloader.current.table)
+        series.start()
+        stack.push_async_callback(series.close)
+        observer = Observer(
+            metrics.RequestMetrics(registry), settings.access_log, rollouts, recorder
+        )
         job_metrics = JobMetrics(registry)
         jobs = JobService(store, lambda: reloader.current.table.jobs, webhooks, job_metrics)
         batch_metrics = BatchFileMetrics(registry)
@@ -197,7 +205,9 @@ async def open_state(
             feeder = BatchFeeder(store, jobs, lambda: reloader.current.table.jobs, batch_metrics)
             feeder.start()
             stack.push_async_callback(feeder.close)
-        yield State(settings, services, reloader, registry, rollouts, observer, jobs, batches)
+        yield State(
+            settings, services, reloader, registry, rollouts, observer, jobs, batches, series
+        )
 
 
 async def _grpc_server(state: State) -> grpc.aio.Server:

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.telemetry.log_queue import DEFAULT_QUEUE_SIZE
 from gateway.telemetry.logs import log_config
+from gateway.telemetry.series.recorder import MAX_STEPS
 from gateway.webhooks.callbacks import parse_networks
 
 
@@ -109,6 +110,16 @@ class Settings(BaseSettings):
         default="required", description="With tls_client_ca: a client certificate is required."
     )
 
+    series_step_seconds: int = Field(
+        default=5, ge=1, le=60, description="Live series (/admin/series): seconds per point."
+    )
+    series_window_seconds: int = Field(
+        default=900,
+        ge=60,
+        le=24 * 3600,
+        description="Live series: how far back the points go (at least 2 steps, at most 3600).",
+    )
+
     webhook_allow_http: bool = Field(
         default=False, description="Allow plain http:// callback URLs (https always is)."
     )
@@ -148,6 +159,16 @@ class Settings(BaseSettings):
             raise ValueError("tls_key needs tls_cert")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("tls_client_ca (client certificates) needs tls_cert")
+        return self
+
+    @model_validator(mode="after")
+    def _check_series(self) -> Settings:
+        step, window = self.series_step_seconds, self.series_window_seconds
+        if window < 2 * step or window // step > MAX_STEPS:
+            raise ValueError(
+                f"series_window_seconds ({window}) must hold from 2 to {MAX_STEPS} steps of "
+                f"series_step_seconds ({step})"
+            )
         return self
 
     def uvicorn_options(self) -> dict[str, object]:

@@ -16,6 +16,7 @@ from gateway.config.reload import Reloader
 from gateway.jobs.service import JobService
 from gateway.settings import Settings
 from gateway.telemetry.access_log import Observer
+from gateway.telemetry.series.fleet import FleetSeries
 from gateway.traffic.rollout import RolloutController
 
 
@@ -29,6 +30,7 @@ class State:
     observer: Observer  # metrics and the access line of every request
     jobs: JobService  # async jobs: submit, follow, cancel (run by the job workers)
     batches: BatchService  # batch files: create, follow, results, cancel (fed by the feeders)
+    series: FleetSeries  # the live series of every replica (/admin/series)
 
     @property
     def runtime(self) -> Runtime:

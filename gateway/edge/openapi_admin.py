@@ -84,6 +84,65 @@ DELIVERY: Schema = {
     },
 }
 
+_COUNTS: Schema = {"type": "array", "items": {"type": "integer", "minimum": 0}}
+_MAYBE: Schema = {"type": "array", "items": {"type": ["number", "null"]}}
+_SUMMARY_FIELDS = ("requests", "rps", "errors_5xx", "errors_4xx", "error_rate", "p50_ms", "p99_ms")
+_LINE_FIELDS = ("model", "version", "t", *_SUMMARY_FIELDS, "total")
+SERIES: Schema = {
+    "type": "object",
+    "required": ["step", "now", "start", "end", "replicas", "series"],
+    "properties": {
+        "step": {"type": "integer", "description": "Seconds per point."},
+        "now": {"type": "number"},
+        "start": {"type": "integer", "description": "The first step's start (unix seconds)."},
+        "end": {"type": "integer", "description": "The last step's end (unix seconds)."},
+        "replicas": {"type": "integer", "description": "Live replicas whose steps were read."},
+        "series": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": list(_LINE_FIELDS),
+                "properties": {
+                    "model": {"type": "string"},
+                    "version": {"type": ["string", "null"]},
+                    "t": {"type": "array", "items": {"type": "integer"}},
+                    "requests": _COUNTS,
+                    "rps": {"type": "array", "items": {"type": "number"}},
+                    "errors_5xx": _COUNTS,
+                    "errors_4xx": _COUNTS,
+                    "error_rate": _MAYBE,
+                    "p50_ms": _MAYBE,
+                    "p99_ms": _MAYBE,
+                    "total": {
+                        "type": "object",
+                        "required": list(_SUMMARY_FIELDS),
+                        "properties": {
+                            "requests": {"type": "integer"},
+                            "rps": {"type": "number"},
+                            "errors_5xx": {"type": "integer"},
+                            "errors_4xx": {"type": "integer"},
+                            "error_rate": {"type": ["number", "null"]},
+                            "p50_ms": {"type": ["number", "null"]},
+                            "p99_ms": {"type": ["number", "null"]},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+_SERIES_PARAMS: list[Schema] = [
+    {"name": "model", "in": "query", "required": False, "schema": {"type": "string"}},
+    {"name": "version", "in": "query", "required": False, "schema": {"type": "string"}},
+    {
+        "name": "minutes",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1440},
+        "description": "The last minutes only (at most the window; default: all of it).",
+    },
+]
+
 
 def _limit(most: int) -> Schema:
     return {
@@ -265,6 +324,13 @@ _ROUTES: dict[
         "202",
         DELIVERY,
         [],
+    ),
+    ("GET", "/admin/series"): (
+        "Live requests, errors and latency per model and version, every replica summed",
+        None,
+        "200",
+        SERIES,
+        _SERIES_PARAMS,
     ),
     ("GET", "/admin/shadow"): (
         "What shadow traffic has shown",

@@ -23,6 +23,7 @@ from opentelemetry.trace import Span
 
 from gateway.call import Call
 from gateway.telemetry.metrics import RequestMetrics
+from gateway.telemetry.series.recorder import SeriesRecorder
 from gateway.telemetry.timing import Timing
 from gateway.traffic.choose import TrafficControl
 
@@ -32,14 +33,19 @@ ACCESS = logging.getLogger("gateway.access")
 class Observer:
     """Metrics, span attributes and the access line for one finished request."""
 
-    __slots__ = ("access", "metrics", "traffic")
+    __slots__ = ("access", "metrics", "series", "traffic")
 
     def __init__(
-        self, metrics: RequestMetrics, access: bool, traffic: TrafficControl | None = None
+        self,
+        metrics: RequestMetrics,
+        access: bool,
+        traffic: TrafficControl | None = None,
+        series: SeriesRecorder | None = None,
     ) -> None:
         self.metrics = metrics
         self.access = access
         self.traffic = traffic  # the rollout controller: which arm a version is, for traces
+        self.series = series  # the live series (/admin/series)
 
     def done(
         self,
@@ -71,6 +77,8 @@ class Observer:
         backend = timing.backend
         metrics = self.metrics
         metrics.observe(model, version, status, backend, total, upstream, protocol)
+        if self.series is not None:
+            self.series.record(model, version, status, total)
         if call is not None:
             if call.auth_failure is not None:
                 metrics.auth_failures.labels(call.auth_failure).inc()

@@ -101,6 +101,11 @@ class KeyLayout:
         """The batch files' indexes (``active``, ``i:all``, ``i:o:<owner>``), tag ``{batches}``."""
         return f"{self.prefix}{{batches}}:{name}"
 
+    def series(self, name: str) -> str:
+        """The live series' keys (``replicas``, ``r:<replica>``): one hash tag, ``{series}``,
+        so one Lua call writes a replica's steps and the index of replicas on Cluster too."""
+        return f"{self.prefix}{{series}}:{name}"
+
     def limit(self, group: str, name: str) -> str:
         """A limit's state (a window's gets ``:<window index>`` appended, by the Lua script)."""
         return f"{self.prefix}{{{group}}}:l:{name}"
