@@ -14,6 +14,7 @@ Key layout, every key under the prefix ``P`` (``gw:`` by default)::
     P{jobs}:…              the job queue: see :mod:`gateway.store.redis.jobs`
     P{t:<name>}:webhook_secret P{webhooks}:…   webhooks: see :mod:`gateway.store.redis.webhooks`
     P{b:<id>}:… P{batches}:…  batch files: see :mod:`gateway.store.redis.batches`
+    P usage:…              usage counters: see :mod:`gateway.store.redis.usage`
 
 Every Lua call touches one key, or two keys of one hash slot (``{t:<name>}``); every other
 multi-key operation is a pipeline of single-key commands. So the store runs unchanged on a
@@ -45,6 +46,7 @@ from gateway.store.redis.jobs import RedisJobs
 from gateway.store.redis.keys import UNAVAILABLE, KeyLayout, mapped
 from gateway.store.redis.limits import RedisLimits
 from gateway.store.redis.rollout import RedisRollouts
+from gateway.store.redis.usage import RedisUsage
 from gateway.store.redis.webhooks import RedisWebhooks
 
 logger = logging.getLogger(__name__)
@@ -128,7 +130,9 @@ class PackedConnection(Connection):
         return super().pack_command(*args)
 
 
-class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs, RedisBatches, RedisWebhooks):
+class RedisStore(
+    DelegatedLimits, RedisRollouts, RedisJobs, RedisBatches, RedisWebhooks, RedisUsage
+):
     """:class:`~gateway.store.base.Store` on Redis, shared by every gateway process.
 
     Build it with :meth:`from_url`, or hand it a ``Redis`` / ``RedisCluster`` client made with
@@ -162,6 +166,7 @@ class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs, RedisBatches, RedisW
         RedisJobs.__init__(self, client, self._keys)
         RedisWebhooks.__init__(self, client, self._keys)
         RedisBatches.__init__(self, client, self._keys)
+        RedisUsage.__init__(self, client, self._keys)
 
     @classmethod
     def from_url(
