@@ -55,6 +55,7 @@ from gateway.state import State
 from gateway.store import open_store
 from gateway.telemetry import log_queue, loop, metrics, tracing
 from gateway.telemetry.access_log import Observer
+from gateway.telemetry.usage import TenantRequests, UsageRecorder
 from gateway.traffic.rollout import RolloutController
 from gateway.traffic.shadow import ShadowWorker
 from gateway.webhooks.callbacks import parse_networks
@@ -183,7 +184,14 @@ async def open_state(
         rollouts.watch_health(lambda model, version: reloader.current.serving(model, version))
         await rollouts.start(lambda: reloader.current.table)
         stack.push_async_callback(rollouts.close)
-        observer = Observer(metrics.RequestMetrics(registry), settings.access_log, rollouts)
+        usage = UsageRecorder(
+            store,
+            settings.usage_flush_seconds,
+            TenantRequests(registry, settings.metrics_max_tenants),
+        )
+        usage.start()  # closed (its last flush) before the store, after the job workers
+        stack.push_async_callback(usage.close)
+        observer = Observer(metrics.RequestMetrics(registry), settings.access_log, rollouts, usage)
         job_metrics = JobMetrics(registry)
         jobs = JobService(store, lambda: reloader.current.table.jobs, webhooks, job_metrics)
         batch_metrics = BatchFileMetrics(registry)

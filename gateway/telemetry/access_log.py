@@ -1,7 +1,8 @@
 """The access log: one structured line per request, and the per-request bookkeeping behind it.
 
 :class:`Observer` runs once when a request is answered (the last byte sent): it adds the
-request to the metrics (``gateway.telemetry.metrics``), names the server span's gateway
+request to the metrics (``gateway.telemetry.metrics``) and to the tenant's usage
+(``gateway.telemetry.usage``), names the server span's gateway
 attributes and writes one ``gateway.access`` line (JSON by default; ``GATEWAY_LOG_FORMAT=text``)::
 
     {"time": "...", "level": "info", "logger": "gateway.access", "message": "access",
@@ -24,6 +25,7 @@ from opentelemetry.trace import Span
 from gateway.call import Call
 from gateway.telemetry.metrics import RequestMetrics
 from gateway.telemetry.timing import Timing
+from gateway.telemetry.usage import UsageRecorder
 from gateway.traffic.choose import TrafficControl
 
 ACCESS = logging.getLogger("gateway.access")
@@ -32,14 +34,19 @@ ACCESS = logging.getLogger("gateway.access")
 class Observer:
     """Metrics, span attributes and the access line for one finished request."""
 
-    __slots__ = ("access", "metrics", "traffic")
+    __slots__ = ("access", "metrics", "traffic", "usage")
 
     def __init__(
-        self, metrics: RequestMetrics, access: bool, traffic: TrafficControl | None = None
+        self,
+        metrics: RequestMetrics,
+        access: bool,
+        traffic: TrafficControl | None = None,
+        usage: UsageRecorder | None = None,
     ) -> None:
         self.metrics = metrics
         self.access = access
         self.traffic = traffic  # the rollout controller: which arm a version is, for traces
+        self.usage = usage  # per-tenant usage, counted here and written behind
 
     def done(
         self,
@@ -76,6 +83,8 @@ class Observer:
                 metrics.auth_failures.labels(call.auth_failure).inc()
             if call.limited is not None:
                 metrics.ratelimit.labels(call.limited).inc()
+            if self.usage is not None:
+                self.usage.record(call, tenant, model, version, status, sent)
         if cache:
             metrics.cache.labels(cache).inc()
         retries = max(0, timing.attempts - 1)
