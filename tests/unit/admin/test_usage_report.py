@@ -7,7 +7,7 @@ import pytest
 
 from gateway.admin.usage_report import buckets, covered, parse_time, summed
 from gateway.errors import BadRequest
-from gateway.store.usage import UsageRow
+from gateway.store.usage import GRANULARITIES, UsageRow
 
 DAY, HOUR, MINUTE = 86400, 3600, 60
 D = 20_000 * DAY  # 2024-10-04T00:00:00Z, a day's start
@@ -68,9 +68,7 @@ def test_the_coarsest_buckets_cover_the_range_exactly() -> None:
     assert found["day"] == []
     week = buckets(D, D + 7 * DAY)
     assert week == {"minute": [], "hour": [], "day": [D + d * DAY for d in range(7)]}
-    covered_seconds = sum(
-        len(found[g]) * length for g, length in (("minute", 60), ("hour", 3600), ("day", DAY))
-    )
+    covered_seconds = sum(len(found[g]) * length for g, length in GRANULARITIES.items())
     assert covered_seconds == end - start
 
 
