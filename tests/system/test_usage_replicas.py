@@ -256,7 +256,17 @@ def check_cli(url: str, beta: str, expected: list[Any]) -> None:
                                 "cache", "hits", "429s", "bytes", "in", "bytes", "out"]  # fmt: skip
     assert lines[3].split() == [beta, "linear", "1", *(str(row[f]) for f in FIELDS)]
     assert lines[4] == ""
-    assert lines[5].split() == "tenant plan quota used limit remaining resets in (s)".split()
+    assert lines[5].split() == [
+        "tenant",
+        "plan",
+        "quota",
+        "used",
+        "limit",
+        "remaining",
+        "resets",
+        "in",
+        "(s)",
+    ]
     assert lines[6].split()[:-1] == [beta, "small", "quota-day", "5", "5", "0"]
     as_csv = subprocess.run(
         [*command, "--csv"], env=env, capture_output=True, text=True, timeout=60
