@@ -1,6 +1,7 @@
 """``GET /admin/usage`` on a running gateway (memory store and real Redis alike): what calls
-count, the ``by`` views, the model filter, CSV by ``format`` or ``Accept``, quota consumption
-against the plan, the query checked, and admin credentials required. The counts reach the
+count (HTTP, gRPC, an async job's submit and run), the ``by`` views, the model filter, CSV by
+``format`` or ``Accept``, quota consumption against the plan, the query checked, and admin
+credentials required. The counts reach the
 store by the recorder's write-behind (a short ``usage_flush_seconds``), waited for by polling.
 """
 
@@ -13,7 +14,9 @@ import uuid
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc.aio as triton
 
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import FakeReplica
@@ -25,6 +28,7 @@ from tests.support import (
     backend,
     error_of,
     eventually,
+    free_port,
     model,
     routes_yaml,
     versions,
@@ -258,3 +262,50 @@ async def test_admin_credentials_are_required(
     _, key = await tenant_key(gateway, "open", ("predict:*",))  # no admin scope
     response = await gateway.client.get("/admin/usage", headers={"X-API-Key": key})
     assert response.status_code == 403
+
+
+async def test_grpc_calls_count_without_bytes(
+    start_gateway: StartGateway, backend: FakeReplica
+) -> None:
+    port = free_port()
+    gateway = await start_gateway(
+        routes(backend.url),
+        admin_token=ADMIN_TOKEN,
+        secret="s-" + uuid.uuid4().hex,
+        usage_flush_seconds=0.05,
+        grpc_port=port,
+    )
+    tenant, key = await tenant_key(gateway, "open")
+    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    try:
+        tensor = triton.InferInput("INPUT0", [1, 4], "FP32")
+        tensor.set_data_from_numpy(np.array([[1, 2, 3, 4]], dtype=np.float32))
+        await client.infer("linear", [tensor], model_version="2", headers={"x-api-key": key})
+    finally:
+        await client.close()
+    report = await settled(gateway, tenant, 1)
+    assert [
+        (r["version"], r["requests"], r["bytes_in"], r["bytes_out"]) for r in report["rows"]
+    ] == [("2", 1, 0, 0)]
+
+
+async def test_an_async_job_counts_its_submit_and_its_run(
+    start_gateway: StartGateway, backend: FakeReplica, store_settings: dict[str, Any]
+) -> None:
+    gateway = await start(start_gateway, backend.url, store_settings)
+    tenant, key = await tenant_key(gateway, "open")
+    headers = {**IDENTITY, "X-API-Key": key, "Prefer": "respond-async"}
+    accepted = await gateway.client.post("/v2/models/linear/infer", json=V2, headers=headers)
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["id"]
+
+    async def finished() -> bool:
+        shown = await gateway.client.get(f"/jobs/{job_id}", headers={"X-API-Key": key})
+        return bool(shown.json()["status"] == "succeeded")
+
+    await eventually(finished, 10)
+    report = await settled(gateway, tenant, 2)  # polling /jobs/{id} is not a call
+    assert [(r["version"], r["requests"]) for r in report["rows"]] == [
+        ("", 1),  # the submit: answered 202 before a version is chosen
+        ("1", 1),  # the run
+    ]
