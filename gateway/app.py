@@ -57,6 +57,7 @@ from gateway.telemetry import log_queue, loop, metrics, tracing
 from gateway.telemetry.access_log import Observer
 from gateway.telemetry.series.fleet import FleetSeries
 from gateway.telemetry.series.recorder import SeriesRecorder
+from gateway.telemetry.usage import TenantRequests, UsageRecorder
 from gateway.traffic.rollout import RolloutController
 from gateway.traffic.shadow import ShadowWorker
 from gateway.webhooks.callbacks import parse_networks
@@ -189,8 +190,15 @@ async def open_state(
         series = FleetSeries(recorder, store, rollouts.holder, lambda: reloader.current.table)
         series.start()
         stack.push_async_callback(series.close)
+        usage = UsageRecorder(
+            store,
+            settings.usage_flush_seconds,
+            TenantRequests(registry, settings.metrics_max_tenants),
+        )
+        usage.start()  # closed (its last flush) before the store, after the job workers
+        stack.push_async_callback(usage.close)
         observer = Observer(
-            metrics.RequestMetrics(registry), settings.access_log, rollouts, recorder
+            metrics.RequestMetrics(registry), settings.access_log, rollouts, recorder, usage
         )
         job_metrics = JobMetrics(registry)
         jobs = JobService(store, lambda: reloader.current.table.jobs, webhooks, job_metrics)

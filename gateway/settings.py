@@ -89,6 +89,18 @@ class Settings(BaseSettings):
         ge=1,
         description="API-key records (and tenants) cached per worker; an LRU past this size.",
     )
+    usage_flush_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between writes of the per-tenant usage counters to the store "
+        "(one batched call per worker; the usage API is this far behind at most).",
+    )
+    metrics_max_tenants: int = Field(
+        default=100,
+        ge=0,
+        description="Tenants with a label of their own in gateway_tenant_requests_total (the "
+        "first seen by each worker); later ones are counted as 'other'.",
+    )
     max_header_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Max bytes of a request's header fields (431)."
     )

@@ -1,5 +1,5 @@
 """The admin API's routes: config, tenants, keys, rollouts, shadow traffic, jobs, batch files,
-webhooks, live series.
+webhooks, usage, live series.
 Adding a part is one module with a class that has ``routes()``, and one line here."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from gateway.admin.rollouts import RolloutsAPI
 from gateway.admin.series import SeriesAPI
 from gateway.admin.shadow import ShadowAPI
 from gateway.admin.tenants import TenantsAPI
+from gateway.admin.usage import UsageAPI
 from gateway.admin.webhooks import WebhooksAPI
 from gateway.edge.http import Route
 from gateway.state import State
@@ -31,4 +32,5 @@ def admin_routes(state: State) -> list[Route]:
         *WebhooksAPI(state, access, tenants).routes(),
         *BatchesAPI(state, access).routes(),
         *SeriesAPI(state, access).routes(),
+        *UsageAPI(state, access).routes(),
     ]

@@ -175,6 +175,29 @@ def send(
     admin_url: str, method: str, path: str, body: dict[str, Any] | None, headers: dict[str, str]
 ) -> int:
     """Call the admin API and print its JSON reply; the exit status."""
+    response = call(admin_url, method, path, body, headers)
+    if isinstance(response, int):
+        return response
+    if response.status_code == 204:
+        return 0
+    try:
+        reply = response.json()
+    except ValueError:
+        reply = {"error": {"message": response.text}}
+    if isinstance(reply, dict) and "key" in reply:
+        print("the key is shown this once; store it now", file=sys.stderr)
+    if isinstance(reply, dict) and "secret" in reply:
+        print("the webhook secret is shown this once; store it now", file=sys.stderr)
+    print(json.dumps(reply, indent=2))
+    return 0
+
+
+def call(
+    admin_url: str, method: str, path: str, body: dict[str, Any] | None, headers: dict[str, str]
+) -> httpx.Response | int:
+    """The admin API's successful answer (a failed connection is retried), or the exit status
+    after printing why there is none: 2 without ``GATEWAY_ADMIN_TOKEN``, 1 when the gateway
+    cannot be reached or answers an error."""
     token = os.environ.get("GATEWAY_ADMIN_TOKEN")
     if not token:
         print("set GATEWAY_ADMIN_TOKEN to the gateway's admin token", file=sys.stderr)
@@ -189,20 +212,13 @@ def send(
                 if attempt == _RETRIES - 1:
                     print(f"cannot reach {admin_url}: {exc}", file=sys.stderr)
                     return 1
-    if response.status_code == 204:
-        return 0
-    try:
-        reply = response.json()
-    except ValueError:
-        reply = {"error": {"message": response.text}}
     if response.status_code >= 400:
+        try:
+            reply = response.json()
+        except ValueError:
+            reply = {"error": {"message": response.text}}
         error = reply.get("error", {}) if isinstance(reply, dict) else {}
         message = error.get("message", response.text) if isinstance(error, dict) else error
         print(f"error {response.status_code}: {message}", file=sys.stderr)
         return 1
-    if isinstance(reply, dict) and "key" in reply:
-        print("the key is shown this once; store it now", file=sys.stderr)
-    if isinstance(reply, dict) and "secret" in reply:
-        print("the webhook secret is shown this once; store it now", file=sys.stderr)
-    print(json.dumps(reply, indent=2))
-    return 0
+    return response

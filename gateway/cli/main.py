@@ -1,6 +1,6 @@
 """The ``gateway`` command: its parser, and which module runs each subcommand (serve, check,
 demo, schema, worker, and the admin commands: tenants, keys, audit, cache, rollout, jobs,
-webhooks, batches)."""
+webhooks, batches, usage)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from gateway.cli import admin as cli_admin
 from gateway.cli import batches as cli_batches
 from gateway.cli import jobs as cli_jobs
 from gateway.cli import rollout as cli_rollout
+from gateway.cli import usage as cli_usage
 from gateway.cli.check import check
 from gateway.cli.serve import serve
 from gateway.config.model import json_schema
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_rollout.add_commands(commands)
     cli_jobs.add_commands(commands)
     cli_batches.add_commands(commands)
+    cli_usage.add_commands(commands)
     return parser
 
 
@@ -111,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_jobs.run(args)
     if args.command == "batches":
         return cli_batches.run(args)
+    if args.command == "usage":
+        return cli_usage.run(args)
     if args.command == "worker":
         return _ended(cli_jobs.worker(args))
     if args.command == "demo":

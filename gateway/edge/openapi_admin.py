@@ -14,6 +14,7 @@ from gateway.admin.keys import KeyBody, RotateBody
 from gateway.admin.tenants import TenantBody, TenantPatch
 from gateway.admin.webhooks import SecretBody
 from gateway.config.types import Strict
+from gateway.edge import openapi_usage
 from gateway.edge.openapi_jobs import JOB, JOB_LIST, admin_list_params
 from gateway.traffic.rollout import ACTIONS
 
@@ -332,6 +333,13 @@ _ROUTES: dict[
         SERIES,
         _SERIES_PARAMS,
     ),
+    ("GET", "/admin/usage"): (
+        "Per-tenant usage summed by model, version or day, and quota used against the plan",
+        None,
+        "200",
+        openapi_usage.USAGE,
+        openapi_usage.PARAMETERS,
+    ),
     ("GET", "/admin/shadow"): (
         "What shadow traffic has shown",
         None,
@@ -363,6 +371,8 @@ def describe(method: str, path: str) -> Schema:
     if body is not None:
         schema = body.model_json_schema()  # flat models: no $defs to place
         op["requestBody"] = {"required": False, "content": {"application/json": {"schema": schema}}}
+    if path == "/admin/usage":
+        op["responses"]["200"]["content"]["text/csv"] = openapi_usage.CSV
     if path == "/admin/config/reload":
         op["responses"]["422"] = {
             "description": "The new routes.yaml was rejected; the old table stays",

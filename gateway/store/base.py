@@ -17,6 +17,7 @@ from gateway.jobs.model import Claimed, DeadLetter, Job, JobStatus, SubmitOutcom
 from gateway.store.batches import BatchStore
 from gateway.store.record import Record as _Record
 from gateway.store.series import SeriesStore
+from gateway.store.usage import UsageStore
 from gateway.store.webhooks import WebhookStore
 
 RESYNC: Final = "*"
@@ -317,9 +318,9 @@ class JobStore(Protocol):
         ...
 
 
-class Store(JobStore, BatchStore, WebhookStore, SeriesStore, Protocol):
+class Store(JobStore, BatchStore, WebhookStore, UsageStore, SeriesStore, Protocol):
     """Shared state of the gateway: tenants, API keys, idempotency records, audit, events,
-    jobs, batch files, webhooks and the replicas' live series.
+    jobs, batch files, webhooks, usage counters and the replicas' live series.
 
     Implemented by :class:`~gateway.store.redis.RedisStore` (shared by every gateway process) and
     :class:`~gateway.store.memory.MemoryStore` (one process); both pass one conformance suite,

@@ -1,7 +1,8 @@
 """The access log: one structured line per request, and the per-request bookkeeping behind it.
 
 :class:`Observer` runs once when a request is answered (the last byte sent): it adds the
-request to the metrics (``gateway.telemetry.metrics``), names the server span's gateway
+request to the metrics (``gateway.telemetry.metrics``) and to the tenant's usage
+(``gateway.telemetry.usage``), names the server span's gateway
 attributes and writes one ``gateway.access`` line (JSON by default; ``GATEWAY_LOG_FORMAT=text``)::
 
     {"time": "...", "level": "info", "logger": "gateway.access", "message": "access",
@@ -25,6 +26,7 @@ from gateway.call import Call
 from gateway.telemetry.metrics import RequestMetrics
 from gateway.telemetry.series.recorder import SeriesRecorder
 from gateway.telemetry.timing import Timing
+from gateway.telemetry.usage import UsageRecorder
 from gateway.traffic.choose import TrafficControl
 
 ACCESS = logging.getLogger("gateway.access")
@@ -33,7 +35,7 @@ ACCESS = logging.getLogger("gateway.access")
 class Observer:
     """Metrics, span attributes and the access line for one finished request."""
 
-    __slots__ = ("access", "metrics", "series", "traffic")
+    __slots__ = ("access", "metrics", "series", "traffic", "usage")
 
     def __init__(
         self,
@@ -41,11 +43,13 @@ class Observer:
         access: bool,
         traffic: TrafficControl | None = None,
         series: SeriesRecorder | None = None,
+        usage: UsageRecorder | None = None,
     ) -> None:
         self.metrics = metrics
         self.access = access
         self.traffic = traffic  # the rollout controller: which arm a version is, for traces
         self.series = series  # the live series (/admin/series)
+        self.usage = usage  # per-tenant usage, counted here and written behind
 
     def done(
         self,
@@ -84,6 +88,8 @@ class Observer:
                 metrics.auth_failures.labels(call.auth_failure).inc()
             if call.limited is not None:
                 metrics.ratelimit.labels(call.limited).inc()
+            if self.usage is not None:
+                self.usage.record(call, tenant, model, version, status, sent)
         if cache:
             metrics.cache.labels(cache).inc()
         retries = max(0, timing.attempts - 1)

@@ -14,6 +14,7 @@ from gateway.store.memory.jobs import MemoryJobs
 from gateway.store.memory.limits import MemoryLimits
 from gateway.store.memory.rollout import MemoryRollouts
 from gateway.store.memory.series import MemorySeries
+from gateway.store.memory.usage import MemoryUsage
 from gateway.store.memory.webhooks import MemoryWebhooks
 
 SUBSCRIBER_BACKLOG = 1024
@@ -21,7 +22,13 @@ SUBSCRIBER_BACKLOG = 1024
 
 
 class MemoryStore(
-    DelegatedLimits, MemoryRollouts, MemoryJobs, MemoryBatches, MemoryWebhooks, MemorySeries
+    DelegatedLimits,
+    MemoryRollouts,
+    MemoryJobs,
+    MemoryBatches,
+    MemoryWebhooks,
+    MemoryUsage,
+    MemorySeries,
 ):
     """:class:`~gateway.store.base.Store` in this process's memory.
 
@@ -43,6 +50,7 @@ class MemoryStore(
         MemoryWebhooks.__init__(self)
         MemoryBatches.__init__(self)
         MemorySeries.__init__(self)
+        MemoryUsage.__init__(self)
 
     async def put_tenant(self, tenant: Tenant) -> None:
         self._tenants[tenant.name] = tenant

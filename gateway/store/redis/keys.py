@@ -106,6 +106,14 @@ class KeyLayout:
         so one Lua call writes a replica's steps and the index of replicas on Cluster too."""
         return f"{self.prefix}{{series}}:{name}"
 
+    def usage(self, granularity: str, start: int, tenant: str) -> str:
+        """One usage bucket's counts for one tenant (no hash tag: buckets spread over slots)."""
+        return f"{self.prefix}usage:{granularity}:{start}:h:{tenant}"
+
+    def usage_tenants(self, granularity: str, start: int) -> str:
+        """The tenants with counts in one usage bucket."""
+        return f"{self.prefix}usage:{granularity}:{start}:tenants"
+
     def limit(self, group: str, name: str) -> str:
         """A limit's state (a window's gets ``:<window index>`` appended, by the Lua script)."""
         return f"{self.prefix}{{{group}}}:l:{name}"

@@ -15,6 +15,7 @@ Key layout, every key under the prefix ``P`` (``gw:`` by default)::
     P{t:<name>}:webhook_secret P{webhooks}:…   webhooks: see :mod:`gateway.store.redis.webhooks`
     P{b:<id>}:… P{batches}:…  batch files: see :mod:`gateway.store.redis.batches`
     P{series}:…            the replicas' live series: see :mod:`gateway.store.redis.series`
+    P usage:…              usage counters: see :mod:`gateway.store.redis.usage`
 
 Every Lua call touches one key, or two keys of one hash slot (``{t:<name>}``); every other
 multi-key operation is a pipeline of single-key commands. So the store runs unchanged on a
@@ -47,6 +48,7 @@ from gateway.store.redis.keys import UNAVAILABLE, KeyLayout, mapped
 from gateway.store.redis.limits import RedisLimits
 from gateway.store.redis.rollout import RedisRollouts
 from gateway.store.redis.series import RedisSeries
+from gateway.store.redis.usage import RedisUsage
 from gateway.store.redis.webhooks import RedisWebhooks
 
 logger = logging.getLogger(__name__)
@@ -131,7 +133,13 @@ class PackedConnection(Connection):
 
 
 class RedisStore(
-    DelegatedLimits, RedisRollouts, RedisJobs, RedisBatches, RedisWebhooks, RedisSeries
+    DelegatedLimits,
+    RedisRollouts,
+    RedisJobs,
+    RedisBatches,
+    RedisWebhooks,
+    RedisUsage,
+    RedisSeries,
 ):
     """:class:`~gateway.store.base.Store` on Redis, shared by every gateway process.
 
@@ -167,6 +175,7 @@ class RedisStore(
         RedisWebhooks.__init__(self, client, self._keys)
         RedisBatches.__init__(self, client, self._keys)
         RedisSeries.__init__(self, client, self._keys)
+        RedisUsage.__init__(self, client, self._keys)
 
     @classmethod
     def from_url(
