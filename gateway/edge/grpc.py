@@ -27,6 +27,7 @@ from typing import Any, Final, TypeVar
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2
@@ -143,9 +144,11 @@ class Lane:
         work: Callable[[Scope], Awaitable[T]],
         *,
         abort: bool = True,
+        request: Message | None = None,
     ) -> T:
         """``work`` in the RPC's scope. An error aborts the RPC with its gRPC status, or, with
-        ``abort=False`` (one message of a stream), is raised to the caller as it is."""
+        ``abort=False`` (one message of a stream), is raised to the caller as it is.
+        ``request`` (the RPC's message) and the answer are counted in bytes, as serialized."""
         metadata = [(k, v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)]
         headers = Headers.of(metadata)
         request_id = request_id_of(headers.raw)
@@ -157,6 +160,7 @@ class Lane:
             span, trace_token = tracing.grpc_span(tracer, metadata, method, context.peer())
         scope = Scope(request_id, headers, peer_host(context.peer()), method, timing)
         scope.client_cert = _client_cert(context)
+        sent = 0
         remaining = context.time_remaining()
         if remaining is not None:
             scope.deadline = time.monotonic() + remaining
@@ -168,6 +172,8 @@ class Lane:
                 raise UpstreamTimeout("the call's gRPC deadline passed") from exc
             if abort:
                 context.set_trailing_metadata(self._trailers(scope))
+            if isinstance(result, Message):
+                sent = result.ByteSize()
             return result
         except GatewayError as exc:
             scope.status = exc.status
@@ -186,13 +192,14 @@ class Lane:
                 "POST",
                 method,
                 scope.status,
-                0,
+                sent,
                 request_id,
                 timing,
                 span,
                 scope.call,
                 scope.models,
                 protocol="grpc",
+                received=request.ByteSize() if request is not None else None,
             )
             if span is not None:
                 tracing.finish(span, trace_token, scope.status)

@@ -33,6 +33,7 @@ class Lane(Protocol):
         work: Callable[[Any], Awaitable[Any]],
         *,
         abort: bool = True,
+        request: Any = None,
     ) -> Any: ...
 
 

@@ -150,7 +150,9 @@ class PredictionGRPC(prediction_service_pb2_grpc.PredictionServiceServicer):
                 request.output_filter,
             )  # fmt: skip
 
-        return await front.lane.rpc(context, f"/{PREDICTION_SERVICE}/Predict", work)
+        return await front.lane.rpc(
+            context, f"/{PREDICTION_SERVICE}/Predict", work, request=request
+        )
 
     async def GetModelMetadata(  # noqa: N802
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: Context
@@ -166,7 +168,9 @@ class PredictionGRPC(prediction_service_pb2_grpc.PredictionServiceServicer):
             call = scope.new_call("metadata", spec.model, spec.pin)
             return tf_grpc.encode_metadata(_info(await front.run(scope, call, spec, "servable")))
 
-        return await front.lane.rpc(context, f"/{PREDICTION_SERVICE}/GetModelMetadata", work)
+        return await front.lane.rpc(
+            context, f"/{PREDICTION_SERVICE}/GetModelMetadata", work, request=request
+        )
 
     async def Classify(  # noqa: N802
         self, request: classification_pb2.ClassificationRequest, context: Context
@@ -215,7 +219,7 @@ class PredictionGRPC(prediction_service_pb2_grpc.PredictionServiceServicer):
             return message
 
         rpc = "Classify" if kind == "classify" else "Regress"
-        return await front.lane.rpc(context, f"/{PREDICTION_SERVICE}/{rpc}", work)
+        return await front.lane.rpc(context, f"/{PREDICTION_SERVICE}/{rpc}", work, request=request)
 
     async def MultiInference(self, request: Any, context: Context) -> Any:  # noqa: N802
         async def work(scope: Scope) -> Any:
@@ -223,7 +227,9 @@ class PredictionGRPC(prediction_service_pb2_grpc.PredictionServiceServicer):
                 "MultiInference is not served by the gateway: send one Classify or Regress per task"
             )
 
-        return await self.front.lane.rpc(context, f"/{PREDICTION_SERVICE}/MultiInference", work)
+        return await self.front.lane.rpc(
+            context, f"/{PREDICTION_SERVICE}/MultiInference", work, request=request
+        )
 
 
 class ModelGRPC(model_service_pb2_grpc.ModelServiceServicer):
@@ -245,7 +251,9 @@ class ModelGRPC(model_service_pb2_grpc.ModelServiceServicer):
             call = scope.new_call("status", spec.model, spec.pin)
             return tf_grpc.encode_status(_info(await front.run(scope, call, spec, "status")))
 
-        return await front.lane.rpc(context, f"/{MODEL_SERVICE}/GetModelStatus", work)
+        return await front.lane.rpc(
+            context, f"/{MODEL_SERVICE}/GetModelStatus", work, request=request
+        )
 
 
 def servicers(state: State, lane: Lane) -> list[tuple[Any, Any, str]]:

@@ -53,17 +53,18 @@ class KServeGRPC:
             info = _info(await self._run(scope, call))
             return self.pb.ModelReadyResponse(ready=all(ok for _, ok in info.ready))
 
-        return await self.lane.rpc(context, f"/{SERVICE}/ModelReady", work)
+        return await self.lane.rpc(context, f"/{SERVICE}/ModelReady", work, request=request)
 
     async def ModelMetadata(self, request: Any, context: Context) -> Any:  # noqa: N802
         async def work(scope: Scope) -> Any:
             call = scope.new_call("metadata", request.name, request.version or None)
             return v2_grpc.encode_metadata(_info(await self._run(scope, call)))
 
-        return await self.lane.rpc(context, f"/{SERVICE}/ModelMetadata", work)
+        return await self.lane.rpc(context, f"/{SERVICE}/ModelMetadata", work, request=request)
 
     async def ModelInfer(self, request: Any, context: Context) -> Any:  # noqa: N802
-        return await self.lane.rpc(context, f"/{SERVICE}/ModelInfer", self._infer(request))
+        work = self._infer(request)
+        return await self.lane.rpc(context, f"/{SERVICE}/ModelInfer", work, request=request)
 
     async def ModelStreamInfer(  # noqa: N802
         self, requests: AsyncIterator[Any], context: Context
@@ -71,7 +72,11 @@ class KServeGRPC:
         async for request in requests:
             try:
                 answer = await self.lane.rpc(
-                    context, f"/{SERVICE}/ModelStreamInfer", self._infer(request), abort=False
+                    context,
+                    f"/{SERVICE}/ModelStreamInfer",
+                    self._infer(request),
+                    abort=False,
+                    request=request,
                 )
             except GatewayError as exc:
                 yield self.pb.ModelStreamInferResponse(error_message=exc.message)

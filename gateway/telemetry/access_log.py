@@ -63,9 +63,12 @@ class Observer:
         call: Call | None = None,
         models: Container[str] = (),
         protocol: str = "http",
+        received: int | None = None,
     ) -> None:
         """One answered request: ``call`` when it became one, ``models`` the names the route
-        table it ran on serves (an unknown name never becomes a label)."""
+        table it ran on serves (an unknown name never becomes a label). ``sent`` and
+        ``received`` (when the frontend knows it better than the call's payload: a gRPC
+        message's size) are the answer's and the request's bytes."""
         total = time.perf_counter() - timing.started
         upstream = timing.upstream
         model = version = tenant = cache = ""
@@ -89,7 +92,7 @@ class Observer:
             if call.limited is not None:
                 metrics.ratelimit.labels(call.limited).inc()
             if self.usage is not None:
-                self.usage.record(call, tenant, model, version, status, sent)
+                self.usage.record(call, tenant, model, version, status, sent, received)
         if cache:
             metrics.cache.labels(cache).inc()
         retries = max(0, timing.attempts - 1)

@@ -122,10 +122,19 @@ class UsageRecorder:
         return len(self._pending)
 
     def record(
-        self, call: Call, tenant: str, model: str, version: str, status: int, sent: int
+        self,
+        call: Call,
+        tenant: str,
+        model: str,
+        version: str,
+        status: int,
+        sent: int,
+        received: int | None = None,
     ) -> None:
         """Count one finished call (in memory only). ``tenant``, ``model`` and ``version`` as
-        the observer names them ("" when unknown); ``sent``: the answer's body bytes."""
+        the observer names them ("" when unknown); ``sent``: the answer's body bytes;
+        ``received``: the request's, when the frontend knows them (gRPC), else the length
+        the call's payload declared."""
         now = int(self._clock())
         key = (now - now % 60, tenant, model, version)
         counts = self._pending.get(key)
@@ -141,7 +150,9 @@ class UsageRecorder:
         if call.limited == "rejected":
             counts[4] += 1
         payload = call.payload
-        if payload is not None:
+        if received is not None:
+            counts[5] += received
+        elif payload is not None:
             counts[5] += payload.length or 0
         counts[6] += sent
         if self.metric is not None:

@@ -13,11 +13,11 @@ import time
 import uuid
 from typing import Any
 
+import grpc
 import httpx
-import numpy as np
 import pytest
-import tritonclient.grpc.aio as triton
 
+from gateway.codecs import v2_proto
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import FakeReplica
 from tests.support import (
@@ -264,9 +264,11 @@ async def test_admin_credentials_are_required(
     assert response.status_code == 403
 
 
-async def test_grpc_calls_count_without_bytes(
+async def test_grpc_calls_count_their_messages_bytes(
     start_gateway: StartGateway, backend: FakeReplica
 ) -> None:
+    """A gRPC call's bytes are its messages' serialized sizes: the request as the client
+    serialized it, the answer as it came over the wire."""
     port = free_port()
     gateway = await start_gateway(
         routes(backend.url),
@@ -276,17 +278,22 @@ async def test_grpc_calls_count_without_bytes(
         grpc_port=port,
     )
     tenant, key = await tenant_key(gateway, "open")
-    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
-    try:
-        tensor = triton.InferInput("INPUT0", [1, 4], "FP32")
-        tensor.set_data_from_numpy(np.array([[1, 2, 3, 4]], dtype=np.float32))
-        await client.infer("linear", [tensor], model_version="2", headers={"x-api-key": key})
-    finally:
-        await client.close()
+    pb = v2_proto.messages()
+    request = pb.ModelInferRequest(model_name="linear", model_version="2")
+    tensor = request.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 4])
+    tensor.contents.fp32_contents.extend([1, 2, 3, 4])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        infer: Any = channel.unary_unary(
+            f"/{v2_proto.SERVICE}/ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=None,  # the answer's bytes as they came
+        )
+        answer = await infer(request, metadata=(("x-api-key", key),))
+    assert pb.ModelInferResponse.FromString(answer).outputs
     report = await settled(gateway, tenant, 1)
     assert [
         (r["version"], r["requests"], r["bytes_in"], r["bytes_out"]) for r in report["rows"]
-    ] == [("2", 1, 0, 0)]
+    ] == [("2", 1, len(request.SerializeToString()), len(answer))]
 
 
 async def test_an_async_job_counts_its_submit_and_its_run(
