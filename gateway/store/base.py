@@ -16,6 +16,7 @@ from gateway.errors import StoreUnavailable as StoreUnavailable  # what every me
 from gateway.jobs.model import Claimed, DeadLetter, Job, JobStatus, SubmitOutcome
 from gateway.store.batches import BatchStore
 from gateway.store.record import Record as _Record
+from gateway.store.sessions import SessionStore
 from gateway.store.webhooks import WebhookStore
 
 RESYNC: Final = "*"
@@ -316,9 +317,9 @@ class JobStore(Protocol):
         ...
 
 
-class Store(JobStore, BatchStore, WebhookStore, Protocol):
+class Store(JobStore, BatchStore, WebhookStore, SessionStore, Protocol):
     """Shared state of the gateway: tenants, API keys, idempotency records, audit, events,
-    jobs, batch files and webhooks.
+    jobs, batch files, webhooks and console sessions.
 
     Implemented by :class:`~gateway.store.redis.RedisStore` (shared by every gateway process) and
     :class:`~gateway.store.memory.MemoryStore` (one process); both pass one conformance suite,

@@ -13,13 +13,16 @@ from gateway.store.memory.batches import MemoryBatches
 from gateway.store.memory.jobs import MemoryJobs
 from gateway.store.memory.limits import MemoryLimits
 from gateway.store.memory.rollout import MemoryRollouts
+from gateway.store.memory.sessions import MemorySessions
 from gateway.store.memory.webhooks import MemoryWebhooks
 
 SUBSCRIBER_BACKLOG = 1024
 """Messages a slow subscriber may fall behind before it is told to resync instead."""
 
 
-class MemoryStore(DelegatedLimits, MemoryRollouts, MemoryJobs, MemoryBatches, MemoryWebhooks):
+class MemoryStore(
+    DelegatedLimits, MemoryRollouts, MemoryJobs, MemoryBatches, MemoryWebhooks, MemorySessions
+):
     """:class:`~gateway.store.base.Store` in this process's memory.
 
     Publish/subscribe fans out to in-process asyncio queues. A subscriber that falls
@@ -39,6 +42,7 @@ class MemoryStore(DelegatedLimits, MemoryRollouts, MemoryJobs, MemoryBatches, Me
         MemoryJobs.__init__(self)
         MemoryWebhooks.__init__(self)
         MemoryBatches.__init__(self)
+        MemorySessions.__init__(self)
 
     async def put_tenant(self, tenant: Tenant) -> None:
         self._tenants[tenant.name] = tenant

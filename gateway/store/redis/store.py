@@ -7,6 +7,7 @@ Key layout, every key under the prefix ``P`` (``gw:`` by default)::
     P{t:<name>}:keys       set     the tenant's key ids; same slot as its record ({t:<name>})
     P key:<key_id>         hash    record = APIKey JSON, used = last_used_at (only ever grows)
     P idem:<key>           string  a remember() value, expiring (PX)
+    P session:<id>         string  a console session, expiring (PX)
     P audit                list    AuditEntry JSON, newest first, trimmed to the cap
     P<channel>             pub/sub channel
     P{<group>}:l:… / :c:…  limits and cache entries: see :mod:`gateway.store.redis.limits`
@@ -45,6 +46,7 @@ from gateway.store.redis.jobs import RedisJobs
 from gateway.store.redis.keys import UNAVAILABLE, KeyLayout, mapped
 from gateway.store.redis.limits import RedisLimits
 from gateway.store.redis.rollout import RedisRollouts
+from gateway.store.redis.sessions import RedisSessions
 from gateway.store.redis.webhooks import RedisWebhooks
 
 logger = logging.getLogger(__name__)
@@ -128,7 +130,9 @@ class PackedConnection(Connection):
         return super().pack_command(*args)
 
 
-class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs, RedisBatches, RedisWebhooks):
+class RedisStore(
+    DelegatedLimits, RedisRollouts, RedisJobs, RedisBatches, RedisWebhooks, RedisSessions
+):
     """:class:`~gateway.store.base.Store` on Redis, shared by every gateway process.
 
     Build it with :meth:`from_url`, or hand it a ``Redis`` / ``RedisCluster`` client made with
@@ -162,6 +166,7 @@ class RedisStore(DelegatedLimits, RedisRollouts, RedisJobs, RedisBatches, RedisW
         RedisJobs.__init__(self, client, self._keys)
         RedisWebhooks.__init__(self, client, self._keys)
         RedisBatches.__init__(self, client, self._keys)
+        RedisSessions.__init__(self, client, self._keys)
 
     @classmethod
     def from_url(
