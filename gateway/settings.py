@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     admin_port: int | None = Field(
         default=None, description="Serve the admin API only on this port (same host)."
     )
+    console: bool = Field(
+        default=True,
+        description="Serve the web console at /console (where the admin API is served).",
+    )
+    console_session_ttl: float = Field(
+        default=8 * 3600.0,
+        gt=0,
+        description="Seconds a console sign-in lasts (its session is kept in the store).",
+    )
     secret: str | None = Field(
         default=None,
         repr=False,
