@@ -5,8 +5,8 @@
   here), ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``, and
   ``Cache-Control: no-store`` on pages.
 - **Same origin**: a state-changing request that carries the session cookie must come from a
-  page of this origin: ``Sec-Fetch-Site: same-origin`` when the browser sends it, and an
-  ``Origin`` whose host is the request's ``Host``; at least one of the two must be there.
+  page of this origin: ``Sec-Fetch-Site: same-origin`` when the browser sends it (every
+  current browser does), else an ``Origin`` whose host is the request's ``Host``.
 - **CSRF token**: such a request must also carry ``X-CSRF-Token``, the token bound to its
   session (``GET /console/session`` hands it to the console's scripts).
 
@@ -47,17 +47,22 @@ def security_headers(*, page: bool) -> dict[str, str]:
 
 
 def require_same_origin(headers: Headers) -> None:
-    """403 unless the request comes from a page of this origin (see the module docstring)."""
+    """403 unless the request comes from a page of this origin (see the module docstring).
+
+    ``Sec-Fetch-Site`` decides when the browser sends it: the page's ``Referrer-Policy:
+    no-referrer`` makes Chromium send ``Origin: null`` on its own form posts, so an Origin is
+    only compared with ``Host`` when there is no ``Sec-Fetch-Site``."""
     site = headers.one("sec-fetch-site")
+    if site is not None:
+        if site != "same-origin":
+            raise Forbidden(f"cross-site request refused: Sec-Fetch-Site is {site}")
+        return
     origin = headers.one("origin")
-    if site is None and origin is None:
+    if origin is None:
         raise Forbidden("cross-site request refused: no Origin or Sec-Fetch-Site")
-    if site is not None and site != "same-origin":
-        raise Forbidden(f"cross-site request refused: Sec-Fetch-Site is {site}")
-    if origin is not None:
-        host = headers.one("host")
-        if origin == "null" or host is None or urlsplit(origin).netloc.lower() != host.lower():
-            raise Forbidden("cross-site request refused: Origin is not this site")
+    host = headers.one("host")
+    if origin == "null" or host is None or urlsplit(origin).netloc.lower() != host.lower():
+        raise Forbidden("cross-site request refused: Origin is not this site")
 
 
 def require_csrf(headers: Headers, session: ConsoleSession) -> None:
