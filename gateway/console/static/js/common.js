@@ -1,5 +1,5 @@
 // What every console page shares: the session (its CSRF token), calls to the admin API, the
-// navigation, DOM building without innerHTML, polling, and a confirmation dialog.
+// navigation, DOM building from nodes and text (never parsed markup), polling, and a confirmation dialog.
 // The admin token never reaches a page: the session cookie is HttpOnly, and the CSRF token
 // is sent only in the X-CSRF-Token header of this origin's own requests.
 
