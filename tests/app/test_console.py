@@ -49,9 +49,7 @@ async def test_signing_in_sets_a_strict_httponly_cookie_and_never_echoes_the_tok
         assert attribute in set_cookie
     assert "Secure" not in set_cookie  # plain HTTP here; over TLS: Secure and __Host-
     assert ADMIN_TOKEN not in set_cookie
-    wrong = await gateway.client.post(
-        "/console/login", data={"token": "nope"}, headers=SAME_ORIGIN
-    )
+    wrong = await gateway.client.post("/console/login", data={"token": "nope"}, headers=SAME_ORIGIN)
     assert wrong.status_code == 303
     assert wrong.headers["location"] == "/console/login?failed=1"
     assert "set-cookie" not in wrong.headers

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
@@ -64,7 +64,9 @@ def wait_for(check: Callable[[], T | None], what: str, timeout: float = WAIT) ->
         except Exception as exc:  # noqa: BLE001 - the DOM moves under a poll: try again
             last = exc
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}" + (f" (last error: {last})" if last else ""))
+    raise AssertionError(
+        f"timed out waiting for {what}" + (f" (last error: {last})" if last else "")
+    )
 
 
 def element(driver: webdriver.Chrome, css: str, timeout: float = WAIT) -> WebElement:
@@ -88,7 +90,7 @@ def sign_in(driver: webdriver.Chrome, base: str, token: str) -> None:
 def severe_messages(driver: webdriver.Chrome, allowed: tuple[str, ...] = ()) -> list[str]:
     """The browser console's SEVERE messages since the last call, except those naming one of
     ``allowed``."""
-    entries = driver.get_log("browser")
+    entries: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
     return [
         e["message"]
         for e in entries

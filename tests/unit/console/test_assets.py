@@ -71,4 +71,6 @@ def test_the_vendored_chart_library_is_the_pinned_npm_package() -> None:
     assert json.loads((installed / "package.json").read_text())["version"] == pinned
     for copy, original in VENDORED.items():
         vendored = (STATIC / "vendor" / copy).read_bytes()
-        assert vendored == (installed / original).read_bytes(), f"{copy}: run scripts/console-assets"
+        assert vendored == (installed / original).read_bytes(), (
+            f"{copy}: run scripts/console-assets"
+        )

@@ -22,7 +22,7 @@ const keyForm = h(
   "form",
   { class: "inline", id: "key-form" },
   h("label", {}, "key name", h("input", { name: "name", id: "key-name", placeholder: "ci" })),
-  h("label", {}, "scopes (empty: the tenant's)", h("input", { name: "scopes", id: "key-scopes", placeholder: "predict:fraud" })),
+  h("label", {}, "scopes (within the tenant's)", h("input", { name: "scopes", id: "key-scopes", placeholder: "predict:*" })),
   h("label", {}, "expires in", h("input", { name: "expires_in", id: "key-expires", placeholder: "90d" })),
   h("button", { type: "submit", id: "key-create" }, "Create key"),
 );
@@ -150,7 +150,7 @@ async function refreshKeys() {
       keys.map((k) => [
         h("code", {}, k.key_id),
         k.name || "–",
-        k.scopes.join(", ") || "(the tenant's)",
+        k.scopes.join(", ") || "(none)",
         h("span", { class: `badge ${STATUS_CLASS[k.status] || ""}`, "data-status": k.status }, k.status),
         time(k.created_at),
         time(k.expires_at),
