@@ -95,10 +95,11 @@ export function fill(target, ...children) {
   return el;
 }
 
-/** A table from column headings and rows of cells (a cell: text, Node, or [text, class]). */
+/** A table from column headings (null: none) and rows of cells (a cell: text, Node, or
+ * [text, class]). */
 export function table(headings, rows, { empty = "nothing yet", rowAttrs } = {}) {
   if (!rows.length) return h("p", { class: "muted" }, empty);
-  const head = h("tr", {}, headings.map((t) => (Array.isArray(t) ? h("th", { class: t[1] }, t[0]) : h("th", {}, t))));
+  const head = headings && h("tr", {}, headings.map((t) => (Array.isArray(t) ? h("th", { class: t[1] }, t[0]) : h("th", {}, t))));
   const body = rows.map((row, i) =>
     h(
       "tr",
@@ -106,7 +107,7 @@ export function table(headings, rows, { empty = "nothing yet", rowAttrs } = {}) 
       row.map((cell) => (Array.isArray(cell) ? h("td", { class: cell[1] }, cell[0]) : h("td", {}, cell))),
     ),
   );
-  return h("table", {}, h("thead", {}, head), h("tbody", {}, body));
+  return h("table", {}, head && h("thead", {}, head), h("tbody", {}, body));
 }
 
 /** The header with the navigation, the signed-in actor and a sign-out button. */

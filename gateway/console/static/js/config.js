@@ -27,7 +27,7 @@ async function refresh() {
   fill(
     statusBox,
     table(
-      ["", ""],
+      null,
       [
         ["result", badge(s.last_ok)],
         ["file", h("code", {}, s.source)],

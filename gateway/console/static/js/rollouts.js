@@ -73,6 +73,14 @@ function choose(event, model) {
   refresh().catch(status);
 }
 
+/** Whether ``action`` can change a rollout in ``status`` (the API answers 409 otherwise). */
+function allowed(status, action) {
+  const active = status === "running" || status === "paused";
+  if (action === "pause") return status === "running";
+  if (action === "resume") return status === "paused" || status === "rolled_back" || status === "aborted";
+  return active;
+}
+
 function showState(state) {
   fill(
     head,
@@ -83,7 +91,7 @@ function showState(state) {
   fill(
     buttons,
     ACTIONS.map(([action, label, cls, question]) =>
-      h("button", { class: cls, id: `action-${action}`, "data-action": action, onclick: () => command(state.model, action, question, label) }, label),
+      h("button", { class: cls, id: `action-${action}`, "data-action": action, disabled: !allowed(state.status, action), onclick: () => command(state.model, action, question, label) }, label),
     ),
   );
   const plan = state.plan?.gates;
