@@ -63,7 +63,8 @@ def traffic(base: str) -> None:
         made.raise_for_status()
         key = {"X-API-Key": made.json()["key"]}
         client.post(
-            "/admin/tenants/acme/keys", json={"name": "batch", "scopes": ["predict:scorer"]},
+            "/admin/tenants/acme/keys",
+            json={"name": "batch", "scopes": ["predict:scorer"]},
             headers=admin,
         ).raise_for_status()
         deadline = time.monotonic() + 7  # the rollout advances a step or two meanwhile
@@ -92,6 +93,35 @@ def shoot(driver: webdriver.Chrome, base: str, page: str, target: Path) -> None:
     driver.save_screenshot(str(target))
 
 
+def shoot_config(driver: webdriver.Chrome, base: str, target: Path) -> None:
+    """The config page with a changed copy of the live file checked and diffed."""
+    driver.get(f"{base}/console/config")
+    live = element(driver, "#live-yaml")
+    wait_for(lambda: live.text.startswith("backends"), "the live file")
+    changed = live.text.replace("timeout: 5s", "timeout: 10s").replace("10000/day", "20000/day")
+    box = element(driver, "#candidate")
+    driver.execute_script("arguments[0].value = arguments[1]", box, changed)
+    element(driver, "#check").click()
+    element(driver, "#check-changes")
+    element(driver, "#check-diff")
+    driver.set_window_size(1400, 1800)  # the status, both files and the verdict
+    driver.execute_script("window.scrollTo(0, 0)")
+    time.sleep(0.5)
+    driver.save_screenshot(str(target))
+    driver.set_window_size(1400, 900)
+
+
+def shoot_tenants(driver: webdriver.Chrome, base: str, target: Path) -> None:
+    """The tenants page with a new key, shown once with its copy button."""
+    driver.get(f"{base}/console/tenants?tenant=acme")
+    element(driver, "#key-name").send_keys("dashboard")
+    element(driver, "#key-scopes").send_keys("predict:linear")
+    element(driver, "#key-create").click()
+    element(driver, "#new-key")
+    time.sleep(0.5)
+    driver.save_screenshot(str(target))
+
+
 def main(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="console-shots-"))
@@ -105,36 +135,15 @@ def main(folder: Path) -> None:
             driver.save_screenshot(str(folder / "login.png"))
             sign_in(driver, base, TOKEN)
             for page in PAGES:
-                suffix = {"rollouts": "?model=linear", "tenants": "?tenant=acme"}.get(page, "")
+                target = folder / f"{page}.png"
                 if page == "config":
-                    driver.get(f"{base}/console/config")
-                    live = element(driver, "#live-yaml")
-                    wait_for(lambda: live.text.startswith("backends"), "the live file")
-                    changed = live.text.replace("timeout: 5s", "timeout: 10s").replace(
-                        "10000/day", "20000/day"
-                    )
-                    box = element(driver, "#candidate")
-                    driver.execute_script("arguments[0].value = arguments[1]", box, changed)
-                    element(driver, "#check").click()
-                    element(driver, "#check-changes")
-                    element(driver, "#check-diff")
-                    driver.set_window_size(1400, 1800)  # the status, both files and the verdict
-                    driver.execute_script("window.scrollTo(0, 0)")
-                    time.sleep(0.5)
-                    driver.save_screenshot(str(folder / "config.png"))
-                    driver.set_window_size(1400, 900)
-                    continue
-                if page == "tenants":  # a new key, shown once with its copy button
-                    driver.get(f"{base}/console/tenants{suffix}")
-                    element(driver, "#key-name").send_keys("dashboard")
-                    element(driver, "#key-scopes").send_keys("predict:linear")
-                    element(driver, "#key-create").click()
-                    element(driver, "#new-key")
-                    time.sleep(0.5)
-                    driver.save_screenshot(str(folder / "tenants.png"))
-                    continue
-                shoot(driver, base, f"{page}{suffix}", folder / f"{page}.png")
-                print(f"{folder / page}.png", file=sys.stderr)
+                    shoot_config(driver, base, target)
+                elif page == "tenants":
+                    shoot_tenants(driver, base, target)
+                else:
+                    suffix = "?model=linear" if page == "rollouts" else ""
+                    shoot(driver, base, f"{page}{suffix}", target)
+                print(target, file=sys.stderr)
 
 
 if __name__ == "__main__":
