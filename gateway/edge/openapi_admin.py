@@ -339,7 +339,11 @@ def describe(method: str, path: str) -> Schema:
         op["responses"] = {
             "200": {
                 "description": "OK",
-                "content": {"application/yaml": {"schema": {"type": "string"}}},
+                "content": {
+                    "application/yaml": {
+                        "schema": {"type": "object", "description": "routes.yaml, as read"}
+                    }
+                },
             }
         }
     if path == "/admin/config/reload":
