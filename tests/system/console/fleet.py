@@ -59,7 +59,9 @@ def demo_model_server(folder: Path) -> Iterator[str]:
 def fleet_routes(model_url: str, **extra: Any) -> str:
     """Model ``linear`` (versions 1 and 2) behind API keys, with a canary rollout of version 2
     that waits for far more traffic than a test sends (it stays at its first step until an
-    operator acts), and anything in ``extra`` (routes.yaml sections, ``models`` merged)."""
+    operator acts); ``charted`` (the demo's version 1) and ``broken`` (a backend that is not
+    there: every call a 5xx) for traffic of known composition; and anything in ``extra``
+    (routes.yaml sections, ``models`` merged)."""
     served = {v: {"backend": "demo", "name": "linear", "version": v} for v in ("1", "2")}
     linear: dict[str, Any] = {
         "default": "1",
@@ -72,9 +74,14 @@ def fleet_routes(model_url: str, **extra: Any) -> str:
         },
         **extra.pop("linear", {}),
     }
-    models = {"linear": linear, **extra.pop("models", {})}
+    charted = {"versions": {"1": {"backend": "demo", "name": "linear", "version": "1"}}}
+    broken = {"versions": {"1": {"backend": "dead"}}}  # every call a 5xx
+    models = {"linear": linear, "charted": charted, "broken": broken, **extra.pop("models", {})}
     return routes_yaml(
-        {"demo": {"kind": "triton", "urls": [model_url], "timeout": "5s"}},
+        {
+            "demo": {"kind": "triton", "urls": [model_url], "timeout": "5s"},
+            "dead": {"kind": "kserve", "urls": ["http://127.0.0.1:9"], "timeout": "1s"},
+        },
         models,
         auth={"required": True, "api_keys": True},
         **extra,

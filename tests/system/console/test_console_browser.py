@@ -185,6 +185,49 @@ def test_an_abort_in_the_console_rolls_the_rollout_back(
     assert severe_messages(console, allowed=OPTIONAL) == []
 
 
+def test_the_overview_shows_the_traffic_sent_to_both_replicas(
+    console: webdriver.Chrome, replicas: list[Served]
+) -> None:
+    """Known traffic over both replicas (12 answered calls of ``charted``, 8 failing calls of
+    ``broken``) shows on the overview as the fleet's: its per-version figures, which its
+    charts draw, are the sums."""
+    with httpx.Client(timeout=5) as client:
+        if client.get(f"{replicas[0].url}/admin/series", headers=ADMIN).status_code == 404:
+            pytest.skip("GET /admin/series (the live series) is not in this gateway yet")
+        made = client.post(
+            f"{replicas[0].url}/admin/tenants",
+            json={"name": "charts", "scopes": ["predict:*"]},
+            headers=ADMIN,
+        )
+        assert made.status_code == 201, made.text
+        key = client.post(
+            f"{replicas[0].url}/admin/tenants/charts/keys",
+            json={"scopes": ["predict:*"]},
+            headers=ADMIN,
+        ).json()["key"]
+        for i in range(20):
+            model = "charted" if i < 12 else "broken"
+            replica = replicas[i % 2]
+            answer = client.post(
+                f"{replica.url}/v2/models/{model}/infer", json=V2, headers={"X-API-Key": key}
+            )
+            assert (answer.status_code == 200) == (model == "charted"), answer.text
+    open_page(console, replicas[0].url, "overview")
+
+    def row(model: str) -> list[str] | None:
+        for tr in console.find_elements(By.CSS_SELECTOR, "#latest tbody tr"):
+            cells = [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+            if cells and cells[0] == model:
+                return cells
+        return None
+
+    # model, version, requests, req/s, 5xx, 4xx, error rate, p50, p99
+    wait_for(lambda: (r := row("charted")) and r[2] == "12" and r[4] == "0", "charted: 12, 0")
+    wait_for(lambda: (r := row("broken")) and r[2] == "8" and r[4] == "8", "broken: 8 5xx")
+    assert row("broken")[6] == "100.00 %"  # type: ignore[index]
+    assert severe_messages(console, allowed=OPTIONAL) == []
+
+
 class _Evil(BaseHTTPRequestHandler):
     """Another origin's page (same host, another port: same site, so even a SameSite=Strict
     cookie goes along) that posts to the console's admin API with the visitor's cookie."""
