@@ -11,6 +11,10 @@ with ``GATEWAY_CONSOLE=false``.
 ``GET /console/login``            the sign-in form (the admin token)
 ``POST /console/login``           form ``token=``: a session cookie and on to the overview; a
                                   wrong token back to the form (``?failed=1``), never echoed
+``GET /console/login/options``    ``{"token", "oidc"}``: the sign-ins this gateway offers
+``GET /console/oidc/login``        OIDC sign-in: to the issuer (``gateway.console.oidc``)
+``GET /console/oidc/callback``     back from the issuer: a session, or the form again
+                                  (``?failed=oidc``; the reason is logged)
 ``POST /console/logout``          ends the session everywhere (CSRF token required)
 ``GET /console/session``          ``{"actor", "csrf_token", "expires_at"}``; 401 without one
 ``GET /console/{page}``           a page (``PAGES``); to the sign-in page without a session
@@ -29,6 +33,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.admin.access import AdminAccess
+from gateway.console.oidc import (
+    OIDCSignIn,
+    SignInRefused,
+    clear_flow_cookie,
+    flow_binding,
+    flow_cookie,
+)
 from gateway.console.security import require_csrf, require_same_origin, security_headers
 from gateway.console.session import ConsoleSession, clear_cookie, cookie_value, set_cookie
 from gateway.console.static import Assets
@@ -59,6 +70,7 @@ class ConsoleHTTP:
         self.access = access
         self.sessions = access.sessions
         self.assets = Assets()
+        self.oidc = OIDCSignIn(state)
 
     def routes(self) -> list[Route]:
         return [
@@ -66,6 +78,9 @@ class ConsoleHTTP:
             Route("/console/", self.home, ("GET",)),
             Route("/console/login", self.login_page, ("GET",)),
             Route("/console/login", self.login, ("POST",)),
+            Route("/console/login/options", self.login_options, ("GET",)),
+            Route("/console/oidc/login", self.oidc_login, ("GET",)),
+            Route("/console/oidc/callback", self.oidc_callback, ("GET",)),
             Route("/console/logout", self.logout, ("POST",)),
             Route("/console/session", self.session, ("GET",)),
             Route("/console/static/{path:path}", self.static, ("GET",)),
@@ -117,6 +132,58 @@ class ConsoleHTTP:
         response = _redirect("/console/overview")
         tls = request.url.scheme == "https"
         response.headers["Set-Cookie"] = set_cookie(value, self.sessions.ttl, tls=tls)
+        return response
+
+    async def login_options(self, request: Request, exchange: Exchange) -> Response:
+        self._reachable(request)
+        body = {"token": bool(self.settings.admin_token), "oidc": self.oidc.enabled}
+        return JSONResponse(body, headers=security_headers(page=True))
+
+    async def oidc_login(self, request: Request, exchange: Exchange) -> Response:
+        self._reachable(request)
+        if not self.oidc.enabled:
+            raise NotFound("OIDC sign-in is not configured (GATEWAY_CONSOLE_OIDC_ISSUER)")
+        tls = request.url.scheme == "https"
+        callback = f"{request.url.scheme}://{request.url.netloc}/console/oidc/callback"
+        try:
+            location, binding = await self.oidc.begin(callback)
+        except SignInRefused as exc:
+            logger.warning(
+                "console OIDC sign-in failed",
+                extra={"request_id": exchange.request_id, "reason": str(exc)},
+            )
+            return _redirect("/console/login?failed=oidc")
+        response = _redirect(location)
+        response.headers["Set-Cookie"] = flow_cookie(binding, tls=tls)
+        return response
+
+    async def oidc_callback(self, request: Request, exchange: Exchange) -> Response:
+        """Back from the issuer. A 200 page that moves on by itself, not a redirect: the
+        browser sends a SameSite=Strict cookie only on a navigation this site started."""
+        self._reachable(request)
+        if not self.oidc.enabled:
+            raise NotFound("OIDC sign-in is not configured (GATEWAY_CONSOLE_OIDC_ISSUER)")
+        tls = request.url.scheme == "https"
+        query = request.query_params
+        binding = flow_binding(Headers(request.scope["headers"]))
+        try:
+            if "error" in query:
+                raise SignInRefused(f"the issuer answered {query['error'][:64]!r}")
+            subject = await self.oidc.finish(query.get("state", ""), query.get("code", ""), binding)
+        except SignInRefused as exc:
+            logger.warning(
+                "console OIDC sign-in refused",
+                extra={"request_id": exchange.request_id, "reason": str(exc)},
+            )
+            response = _redirect("/console/login?failed=oidc")
+            response.headers["Set-Cookie"] = clear_flow_cookie(tls=tls)
+            return response
+        value, session = await self.sessions.open(f"oidc:{subject}", with_admin_token=False)
+        actor = f"console:{session.actor}"
+        await self.access.audit(exchange.request_id, actor, "console.login", "console")
+        response = await self._file("signed-in.html", page=True)
+        response.headers.append("Set-Cookie", set_cookie(value, self.sessions.ttl, tls=tls))
+        response.headers.append("Set-Cookie", clear_flow_cookie(tls=tls))
         return response
 
     async def logout(self, request: Request, exchange: Exchange) -> Response:

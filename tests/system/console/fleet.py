@@ -83,7 +83,7 @@ def fleet_routes(model_url: str, **extra: Any) -> str:
             "dead": {"kind": "kserve", "urls": ["http://127.0.0.1:9"], "timeout": "1s"},
         },
         models,
-        auth={"required": True, "api_keys": True},
+        auth=extra.pop("auth", {"required": True, "api_keys": True}),
         **extra,
     )
 
