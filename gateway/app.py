@@ -24,6 +24,7 @@ import httpx
 from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
+from gateway.admin.access import AdminAccess
 from gateway.admin.api import admin_routes
 from gateway.auth.keys import KeyVerifier
 from gateway.backends.h1.client import Client
@@ -34,6 +35,7 @@ from gateway.batching.metrics import BatchMetrics
 from gateway.codecs.v2_proto import messages
 from gateway.config.live import Services
 from gateway.config.reload import Reloader
+from gateway.console.routes import ConsoleHTTP
 from gateway.edge import grpc_tfs, grpc_v2
 from gateway.edge.batches import BatchesHTTP
 from gateway.edge.errors import shape_of
@@ -95,6 +97,7 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
                 *OAuthHTTP(state).routes(),
             ]
             ops.describe(routes)  # /openapi.json, generated from these routes
+            routes += ConsoleHTTP(state, AdminAccess(state)).routes()  # pages: not in it
             legacy = settings.inference_errors == "legacy"
             router = Router(
                 routes,

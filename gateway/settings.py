@@ -63,6 +63,34 @@ class Settings(BaseSettings):
     admin_port: int | None = Field(
         default=None, description="Serve the admin API only on this port (same host)."
     )
+    console: bool = Field(
+        default=True,
+        description="Serve the web console at /console (where the admin API is served).",
+    )
+    console_session_ttl: float = Field(
+        default=8 * 3600.0,
+        gt=0,
+        description="Seconds a console sign-in lasts (its session is kept in the store).",
+    )
+    console_oidc_issuer: str | None = Field(
+        default=None,
+        description="Console sign-in with OIDC (authorization code + PKCE) at this issuer, one "
+        "the auth section trusts; its access token must carry the admin scope.",
+    )
+    console_oidc_client_id: str | None = Field(
+        default=None, description="The console's client id at the OIDC issuer."
+    )
+    console_oidc_client_secret: str | None = Field(
+        default=None, repr=False, description="Its secret, for a confidential client."
+    )
+    console_oidc_scope: str = Field(
+        default="openid admin", description="The scopes the console's OIDC sign-in asks for."
+    )
+    console_oidc_resource: str | None = Field(
+        default=None,
+        description="The resource (RFC 8707) the access token is for: the auth section's "
+        "audience, when the issuer needs one.",
+    )
     secret: str | None = Field(
         default=None,
         repr=False,

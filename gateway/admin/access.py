@@ -1,9 +1,11 @@
 """Who may use the admin API, what its bodies must look like, and the audit log it writes.
 
-Its credential is its own: ``GATEWAY_ADMIN_TOKEN`` as a bearer token, or any credential the
-running auth section accepts that carries the ``admin`` scope. With an admin port set, the
-admin API does not exist on the public port (404). Every change is audited (who, what, when;
-never a secret).
+Its credential is its own: ``GATEWAY_ADMIN_TOKEN`` as a bearer token, any credential the
+running auth section accepts that carries the ``admin`` scope, or the console's session cookie
+(``gateway.console``): with the cookie, a state-changing method must also be same-origin and
+carry the session's CSRF token (``gateway.console.security``), else 403. With an admin port
+set, the admin API does not exist on the public port (404). Every change is audited (who,
+what, when; never a secret).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from starlette.requests import Request
 from gateway.auth.scopes import allowed
 from gateway.codecs.tensors import loads
 from gateway.config.types import Strict
+from gateway.console.security import SAFE_METHODS, require_csrf
+from gateway.console.session import Sessions, cookie_value
 from gateway.errors import BadRequest, Forbidden, InvalidBody, NotFound, Unauthorized
 from gateway.headers import Headers
 from gateway.state import State
@@ -30,6 +34,7 @@ _MAX_BODY = 1024 * 1024
 class AdminAccess:
     def __init__(self, state: State) -> None:
         self.state = state
+        self.sessions = console_sessions(state)
 
     async def require(self, request: Request) -> str:
         """The acting admin's name for the audit log; 401/403 for anyone else."""
@@ -50,6 +55,13 @@ class AdminAccess:
                 if not allowed(caller.principal.scopes, "admin"):
                     raise Forbidden("missing scope: admin")
                 return f"{caller.principal.via}:{caller.principal.subject}"
+        cookie = cookie_value(headers)
+        if cookie is not None and settings.console:
+            session = await self.sessions.find(cookie)
+            if session is not None:
+                if request.method not in SAFE_METHODS:
+                    require_csrf(headers, session)
+                return f"console:{session.actor}"
         if not expected and auth is None:
             raise Forbidden("the admin API is disabled: set GATEWAY_ADMIN_TOKEN")
         raise Unauthorized("admin credentials required", headers={"WWW-Authenticate": "Bearer"})
@@ -59,6 +71,15 @@ class AdminAccess:
     ) -> None:
         entry = AuditEntry(time.time(), actor, action, target, detail, request_id)
         await self.state.services.store.audit(entry)
+
+
+def console_sessions(state: State) -> Sessions:
+    """The console's sessions, over the worker's store and secret."""
+    settings = state.settings
+    services = state.services
+    return Sessions(
+        services.store, services.secret, settings.console_session_ttl, settings.admin_token
+    )
 
 
 async def read_body(request: Request, model: type[Body]) -> Body:

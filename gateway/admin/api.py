@@ -7,6 +7,7 @@ from __future__ import annotations
 from gateway.admin.access import AdminAccess
 from gateway.admin.batches import BatchesAPI
 from gateway.admin.config import ConfigAPI
+from gateway.admin.config_check import ConfigCheckAPI
 from gateway.admin.jobs import JobsAPI
 from gateway.admin.keys import KeysAPI
 from gateway.admin.rollouts import RolloutsAPI
@@ -24,6 +25,7 @@ def admin_routes(state: State) -> list[Route]:
     tenants = TenantsAPI(state, access)
     return [
         *ConfigAPI(state, access).routes(),
+        *ConfigCheckAPI(state, access).routes(),
         *tenants.routes(),
         *KeysAPI(state, access, tenants).routes(),
         *RolloutsAPI(state, access).routes(),

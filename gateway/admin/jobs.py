@@ -1,4 +1,5 @@
-"""The admin API of async jobs: every tenant's jobs, one job, cancelling it, dead letters."""
+"""The admin API of async jobs: every tenant's jobs, one job, cancelling it, the queue's
+depth, dead letters."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class JobsAPI:
         return [
             Route("/admin/jobs", self.list, ("GET",)),
             Route("/admin/jobs/dead", self.dead, ("GET",)),
+            Route("/admin/jobs/depth", self.depth, ("GET",)),
             Route("/admin/jobs/{job_id}", self.show, ("GET",)),
             Route("/admin/jobs/{job_id}", self.cancel, ("DELETE",)),
         ]
@@ -47,6 +49,12 @@ class JobsAPI:
         return Response(
             orjson.dumps({**view(job), "tenant": job.owner}), media_type="application/json"
         )
+
+    async def depth(self, request: Request, exchange: Exchange) -> Response:
+        """Jobs queued (not yet running), per model."""
+        await self.access.require(request)
+        depth = await self.state.services.store.job_depth()
+        return Response(orjson.dumps({"depth": depth}), media_type="application/json")
 
     async def dead(self, request: Request, exchange: Exchange) -> Response:
         await self.access.require(request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -24,6 +24,7 @@ class LoadedConfig:
     table: RouteTable
     source: str
     digest: str
+    text: str = field(default="", repr=False)  # the file as read (GET /admin/config/source)
 
 
 def load_config(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES) -> LoadedConfig:
@@ -95,7 +96,7 @@ def parse_config(text: str, source: str = "<string>") -> LoadedConfig:
     if duplicates:
         raise ConfigError(source, duplicates)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return LoadedConfig(table=table, source=source, digest=digest)
+    return LoadedConfig(table=table, source=source, digest=digest, text=text)
 
 
 def _check_aliases(root: yaml.Node, source: str) -> None:

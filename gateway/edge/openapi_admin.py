@@ -163,6 +163,21 @@ _IDEMPOTENCY = {
     "description": "A retried call with the same key gets the first call's reply.",
 }
 _RELOAD_STATUS: Schema = {"type": "object", "required": ["last_ok"]}
+_CONFIG_CHECK: Schema = {
+    "type": "object",
+    "required": ["ok", "summary", "errors", "changes", "diff"],
+    "properties": {
+        "ok": {"type": "boolean"},
+        "summary": {"type": "string"},
+        "errors": {**_STRINGS, "description": "Every problem, with its line."},
+        "changes": {**_STRINGS, "description": "What would change (gateway check --against)."},
+        "diff": {"type": "string", "description": "A unified line diff against the live file."},
+    },
+}
+_YAML_BODY: Schema = {
+    "required": True,
+    "content": {"application/yaml": {"schema": {"type": "string"}}},
+}
 
 # (method, path) → (summary, body model, success status, reply schema, extra parameters)
 _ROUTES: dict[
@@ -182,6 +197,19 @@ _ROUTES: dict[
         {"type": "object", "required": ["dead"], "properties": {"dead": {"type": "array"}}},
         [_limit(1000)],
     ),
+    ("GET", "/admin/jobs/depth"): (
+        "Jobs queued (not yet running), per model",
+        None,
+        "200",
+        {
+            "type": "object",
+            "required": ["depth"],
+            "properties": {
+                "depth": {"type": "object", "additionalProperties": {"type": "integer"}}
+            },
+        },
+        [],
+    ),
     ("GET", "/admin/jobs/{job_id}"): ("A job, with its result or error", None, "200", JOB, []),
     ("DELETE", "/admin/jobs/{job_id}"): ("Cancel a queued job", None, "200", JOB, []),
     ("GET", "/admin/config"): (
@@ -196,6 +224,13 @@ _ROUTES: dict[
         None,
         "200",
         _RELOAD_STATUS,
+        [],
+    ),
+    ("POST", "/admin/config/check"): (
+        "Check a routes.yaml (the body) and diff it against the live one; nothing is applied",
+        None,
+        "200",
+        _CONFIG_CHECK,
         [],
     ),
     ("GET", "/admin/audit"): (
@@ -373,6 +408,20 @@ def describe(method: str, path: str) -> Schema:
         op["requestBody"] = {"required": False, "content": {"application/json": {"schema": schema}}}
     if path == "/admin/usage":
         op["responses"]["200"]["content"]["text/csv"] = openapi_usage.CSV
+    if path == "/admin/config/check":
+        op["requestBody"] = _YAML_BODY
+    if path == "/admin/config/source":
+        op["summary"] = "The live routes.yaml, as it was read"
+        op["responses"] = {
+            "200": {
+                "description": "OK",
+                "content": {
+                    "application/yaml": {
+                        "schema": {"type": "object", "description": "routes.yaml, as read"}
+                    }
+                },
+            }
+        }
     if path == "/admin/config/reload":
         op["responses"]["422"] = {
             "description": "The new routes.yaml was rejected; the old table stays",

@@ -17,6 +17,7 @@ from gateway.jobs.model import Claimed, DeadLetter, Job, JobStatus, SubmitOutcom
 from gateway.store.batches import BatchStore
 from gateway.store.record import Record as _Record
 from gateway.store.series import SeriesStore
+from gateway.store.sessions import SessionStore
 from gateway.store.usage import UsageStore
 from gateway.store.webhooks import WebhookStore
 
@@ -318,9 +319,9 @@ class JobStore(Protocol):
         ...
 
 
-class Store(JobStore, BatchStore, WebhookStore, UsageStore, SeriesStore, Protocol):
+class Store(JobStore, BatchStore, WebhookStore, UsageStore, SeriesStore, SessionStore, Protocol):
     """Shared state of the gateway: tenants, API keys, idempotency records, audit, events,
-    jobs, batch files, webhooks, usage counters and the replicas' live series.
+    jobs, batch files, webhooks, usage counters, the replicas' live series and console sessions.
 
     Implemented by :class:`~gateway.store.redis.RedisStore` (shared by every gateway process) and
     :class:`~gateway.store.memory.MemoryStore` (one process); both pass one conformance suite,

@@ -6,6 +6,10 @@
 // tokens (RFC 9068, header typ "at+jwt") to the confidential client gateway-test /
 // gateway-test-secret (client_secret_basic) with an extra claim tenant: "acme".
 //
+// With OP_CONSOLE_REDIRECTS (comma-separated redirect URIs) it also has the public client
+// gateway-console for the authorization code flow with PKCE (the console's OIDC sign-in), and
+// its development login and consent pages (any login and password; consent by a button).
+//
 // Test-only knobs, not part of any standard:
 // - request header X-OP-Alg on the token endpoint picks the signing alg of that one token
 //   (RS256, PS256 or ES256; default OP_ALG);
@@ -27,6 +31,7 @@ const resource = process.env.OP_RESOURCE || 'https://gateway.test/api';
 const defaultAlg = process.env.OP_ALG || 'RS256';
 const SCOPES = ['predict:linear', 'metadata:linear', 'admin'];
 const ALGS = new Set(['RS256', 'PS256', 'ES256']);
+const consoleRedirects = (process.env.OP_CONSOLE_REDIRECTS || '').split(',').filter(Boolean);
 
 if (!ALGS.has(defaultAlg)) {
   console.error(`OP_ALG must be one of ${[...ALGS].join(', ')}`);
@@ -62,6 +67,18 @@ function buildProvider(current, retired) {
         token_endpoint_auth_method: 'client_secret_basic',
         scope: SCOPES.join(' '),
       },
+      ...(consoleRedirects.length
+        ? [
+            {
+              client_id: 'gateway-console',
+              token_endpoint_auth_method: 'none',
+              grant_types: ['authorization_code'],
+              response_types: ['code'],
+              redirect_uris: consoleRedirects,
+              scope: ['openid', ...SCOPES].join(' '),
+            },
+          ]
+        : []),
     ],
     // The current keys come first: the provider signs with the first key that fits the alg.
     jwks: { keys: [current.rsa, current.ec, ...retired.flatMap((k) => [k.rsa, k.ec])] },
@@ -70,7 +87,7 @@ function buildProvider(current, retired) {
     scopes: ['openid', ...SCOPES],
     extraTokenClaims: async () => ({ tenant: 'acme' }),
     features: {
-      devInteractions: { enabled: false },
+      devInteractions: { enabled: consoleRedirects.length > 0 },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
       // Without resourceIndicators, client_credentials tokens are OPAQUE. With it and

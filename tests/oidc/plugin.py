@@ -19,7 +19,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,8 +110,11 @@ def _wait_ready(process: subprocess.Popen[bytes], log_path: Path, deadline: floa
     return None
 
 
-def start_oidc_provider(run_dir: Path, *, alg: str = "RS256") -> OIDCProvider:
-    """Start ``op.mjs`` on a free port and wait for its discovery document (bounded)."""
+def start_oidc_provider(
+    run_dir: Path, *, alg: str = "RS256", env: Mapping[str, str] | None = None
+) -> OIDCProvider:
+    """Start ``op.mjs`` on a free port and wait for its discovery document (bounded); ``env``
+    adds to its environment (``OP_CONSOLE_REDIRECTS``...)."""
     if not (HERE / "node_modules" / "oidc-provider").is_dir():
         pytest.fail(
             "the OIDC test provider is not installed: run npm ci --prefix tests/oidc", pytrace=False
@@ -122,12 +125,13 @@ def start_oidc_provider(run_dir: Path, *, alg: str = "RS256") -> OIDCProvider:
     run_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(_START_ATTEMPTS):
         log_path = run_dir / f"op-{attempt}.log"
-        env = {**os.environ, "OP_PORT": str(free_port()), "OP_ALG": alg, "NODE_ENV": "test"}
+        port = str(free_port())
+        environment = {**os.environ, "OP_PORT": port, "OP_ALG": alg, "NODE_ENV": "test"}
         with log_path.open("wb") as log:  # the child keeps its own descriptor
             process = subprocess.Popen(
                 [node, str(HERE / "op.mjs")],
                 cwd=HERE,
-                env=env,
+                env={**environment, **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

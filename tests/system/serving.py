@@ -49,12 +49,13 @@ def gateway_serve(
     routes: str = ROUTES,
     https: ssl.SSLContext | None = None,
     fds: int = 8192,
+    port: int | None = None,
 ) -> Iterator[Served]:
     """``gateway serve`` on ``routes`` with ``flags`` and ``env``; ``https``: the client
-    context to wait for it with (it serves TLS)."""
+    context to wait for it with (it serves TLS); ``port``: this one, not a free one."""
     config = folder / "routes.yaml"
     config.write_text(routes, encoding="utf-8")
-    port = free_port()
+    port = port or free_port()
     log = folder / f"gateway-{port}.log"
     command = [GATEWAY, "serve", "--config", str(config), "--port", str(port), "--no-watch"]
     with log.open("wb") as sink:

@@ -14,6 +14,7 @@ from gateway.store.memory.jobs import MemoryJobs
 from gateway.store.memory.limits import MemoryLimits
 from gateway.store.memory.rollout import MemoryRollouts
 from gateway.store.memory.series import MemorySeries
+from gateway.store.memory.sessions import MemorySessions
 from gateway.store.memory.usage import MemoryUsage
 from gateway.store.memory.webhooks import MemoryWebhooks
 
@@ -29,6 +30,7 @@ class MemoryStore(
     MemoryWebhooks,
     MemoryUsage,
     MemorySeries,
+    MemorySessions,
 ):
     """:class:`~gateway.store.base.Store` in this process's memory.
 
@@ -51,6 +53,7 @@ class MemoryStore(
         MemoryBatches.__init__(self)
         MemorySeries.__init__(self)
         MemoryUsage.__init__(self)
+        MemorySessions.__init__(self)
 
     async def put_tenant(self, tenant: Tenant) -> None:
         self._tenants[tenant.name] = tenant

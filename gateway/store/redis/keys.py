@@ -63,6 +63,9 @@ class KeyLayout:
         so each Lua call's keys are in one slot."""
         return f"{self.prefix}{{webhooks}}:{part}"
 
+    def session(self, session_id: str) -> str:
+        return f"{self.prefix}session:{session_id}"
+
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
 

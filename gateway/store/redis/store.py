@@ -7,6 +7,7 @@ Key layout, every key under the prefix ``P`` (``gw:`` by default)::
     P{t:<name>}:keys       set     the tenant's key ids; same slot as its record ({t:<name>})
     P key:<key_id>         hash    record = APIKey JSON, used = last_used_at (only ever grows)
     P idem:<key>           string  a remember() value, expiring (PX)
+    P session:<id>         string  a console session, expiring (PX)
     P audit                list    AuditEntry JSON, newest first, trimmed to the cap
     P<channel>             pub/sub channel
     P{<group>}:l:… / :c:…  limits and cache entries: see :mod:`gateway.store.redis.limits`
@@ -48,6 +49,7 @@ from gateway.store.redis.keys import UNAVAILABLE, KeyLayout, mapped
 from gateway.store.redis.limits import RedisLimits
 from gateway.store.redis.rollout import RedisRollouts
 from gateway.store.redis.series import RedisSeries
+from gateway.store.redis.sessions import RedisSessions
 from gateway.store.redis.usage import RedisUsage
 from gateway.store.redis.webhooks import RedisWebhooks
 
@@ -140,6 +142,7 @@ class RedisStore(
     RedisWebhooks,
     RedisUsage,
     RedisSeries,
+    RedisSessions,
 ):
     """:class:`~gateway.store.base.Store` on Redis, shared by every gateway process.
 
@@ -176,6 +179,7 @@ class RedisStore(
         RedisBatches.__init__(self, client, self._keys)
         RedisSeries.__init__(self, client, self._keys)
         RedisUsage.__init__(self, client, self._keys)
+        RedisSessions.__init__(self, client, self._keys)
 
     @classmethod
     def from_url(
