@@ -11,7 +11,7 @@ export function color(i) {
 export class TimeChart {
   /**
    * @param {HTMLElement} el where the chart goes
-   * @param {{format?: (v: number) => string, stepped?: boolean, height?: number, min?: number, max?: number, thresholds?: Array<{label: string, value: number}>}} options
+   * @param {{format?: (v: number) => string, stepped?: boolean, height?: number, min?: number, max?: number, pad?: number, thresholds?: Array<{label: string, value: number}>}} options
    */
   constructor(el, options = {}) {
     this.el = el;
@@ -37,7 +37,8 @@ export class TimeChart {
     const opts = {
       width: Math.max(320, this.el.clientWidth || 600),
       height: this.options.height || 220,
-      scales: { x: { time: true }, y: { range: (u, lo, hi) => [this.options.min ?? Math.min(0, lo ?? 0), this.options.max ?? (hi > 0 ? hi * 1.1 : 1)] } },
+      // one x value alone gets half a day on each side (uPlot would otherwise span years)
+      scales: { x: { time: true, range: (u) => xRange(u.data[0], this.options.pad ?? 43200) }, y: { range: (u, lo, hi) => [this.options.min ?? Math.min(0, lo ?? 0), this.options.max ?? (hi > 0 ? hi * 1.1 : 1)] } },
       axes: [{}, { values: (u, ticks) => ticks.map(format), size: 70 }],
       series: [
         {},
@@ -54,6 +55,18 @@ export class TimeChart {
     };
     this.plot = new uPlot(opts, data, this.el);
   }
+}
+
+/** The x scale: the data's first to last time; one time alone (or none) gets ``pad`` seconds
+ * on each side. */
+function xRange(xs, pad) {
+  if (!xs || xs.length === 0) {
+    const now = Date.now() / 1000;
+    return [now - pad, now + pad];
+  }
+  const lo = xs[0];
+  const hi = xs[xs.length - 1];
+  return lo === hi ? [lo - pad, hi + pad] : [lo, hi];
 }
 
 /** Align series that each have their own time axis onto the union of their times. */

@@ -55,7 +55,8 @@ async function refreshSeries() {
     throw error;
   }
   const rows = data.series || [];
-  const label = (r) => `${r.model} v${r.version}`;
+  // version null: answered before a version was chosen (a refused credential, an unknown pin)
+  const label = (r) => (r.version === null ? `${r.model} (no version)` : `${r.model} v${r.version}`);
   for (const [name, key] of [
     ["rps", "rps"],
     ["errors", "error_rate"],
