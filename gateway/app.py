@@ -60,6 +60,7 @@ from gateway.telemetry.access_log import Observer
 from gateway.telemetry.series.fleet import FleetSeries
 from gateway.telemetry.series.recorder import SeriesRecorder
 from gateway.telemetry.usage import TenantRequests, UsageRecorder
+from gateway.traffic import shadow_fleet
 from gateway.traffic.rollout import RolloutController
 from gateway.traffic.shadow import ShadowWorker
 from gateway.webhooks.callbacks import parse_networks
@@ -190,7 +191,13 @@ async def open_state(
         await rollouts.start(lambda: reloader.current.table)
         stack.push_async_callback(rollouts.close)
         recorder = SeriesRecorder(settings.series_step_seconds, settings.series_window_seconds)
-        series = FleetSeries(recorder, store, rollouts.holder, lambda: reloader.current.table)
+        series = FleetSeries(
+            recorder,
+            store,
+            rollouts.holder,
+            lambda: reloader.current.table,
+            summary=lambda: shadow_fleet.summary(shadow),
+        )
         series.start()
         stack.push_async_callback(series.close)
         usage = UsageRecorder(

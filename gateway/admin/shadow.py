@@ -1,7 +1,9 @@
 """``GET /admin/shadow``: what shadow traffic has shown, per model and shadow version.
 
-Counts are this worker process's (each worker mirrors its own share); Prometheus has the same
-numbers as ``gateway_shadow_*`` for the whole fleet.
+Counts are the fleet's: every worker mirrors and compares its own share, publishes its running
+totals with its live series every step, and this sums the live replicas' (this one's as they
+are now, the others' as of their last publish: a step, 5 s by default, behind;
+``gateway.traffic.shadow_fleet``). Prometheus has the same numbers as ``gateway_shadow_*``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from gateway.admin.access import AdminAccess
 from gateway.edge.http import Exchange, Route
 from gateway.state import State
+from gateway.traffic import shadow_fleet
 
 
 class ShadowAPI:
@@ -31,6 +34,9 @@ class ShadowAPI:
             if spec.shadow is not None
         }
         worker = self.state.services.shadow
-        return JSONResponse(
-            {"configured": configured, "models": worker.snapshot() if worker else {}}
-        )
+        series = self.state.series
+        texts = await series.summaries()
+        if worker is not None:
+            texts[series.replica] = shadow_fleet.summary(worker)  # this replica's, fresh
+        models = shadow_fleet.merge(texts.values())
+        return JSONResponse({"configured": configured, "models": models, "replicas": len(texts)})

@@ -17,14 +17,26 @@ class SeriesStore(Protocol):
     """The live-series part of :class:`~gateway.store.base.Store`."""
 
     async def series_publish(
-        self, replica: str, steps: Mapping[int, str], *, keep_from: int, ttl: float
+        self,
+        replica: str,
+        steps: Mapping[int, str],
+        *,
+        keep_from: int,
+        ttl: float,
+        summary: str = "",
     ) -> None:
         """Store ``replica``'s ``steps`` (step start in unix seconds → text; a step already
         stored is replaced), forget its steps that start before ``keep_from``, and keep the
         replica live for ``ttl`` seconds (``ttl > 0``) on the store's clock, steps or none.
-        One round trip (on Redis one Lua call, one hash slot)."""
+        ``summary`` replaces the replica's one summary text (its running totals of what no
+        step holds: shadow traffic's). One round trip (on Redis one Lua call, one hash
+        slot)."""
 
     async def series_read(self, steps: Sequence[int]) -> dict[str, dict[int, str]]:
         """The live replicas' texts of ``steps``: replica → step start → text (a live replica
         that stored none of them maps to an empty dict)."""
+        ...
+
+    async def series_summaries(self) -> dict[str, str]:
+        """The live replicas' summary texts: replica → its last ``summary`` ("" for none)."""
         ...

@@ -14,7 +14,8 @@ with the same tensors and compare the answers' tensors:
 - **errors**: a shadow call that fails (the primary's 5xx are counted beside it).
 
 Nothing here is awaited by a request: the caller's response, latency and errors are never
-affected, and a failure in here is caught and counted. Counts are per worker process.
+affected, and a failure in here is caught and counted. Counts are per worker process; the
+fleet's are their sum (``gateway.traffic.shadow_fleet``).
 """
 
 from __future__ import annotations
@@ -156,6 +157,10 @@ class ShadowWorker:
         if stats is None:
             stats = self._stats[(model, version)] = Stats()
         return stats
+
+    def totals(self) -> list[tuple[tuple[str, str], Stats]]:
+        """Per (model, shadow version): its running totals in this process."""
+        return list(self._stats.items())
 
     def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Per model, per shadow version: the counts ``GET /admin/shadow`` shows."""

@@ -3,8 +3,9 @@
 Keys, under the store's prefix ``P``, all with the hash tag ``{series}`` (one slot)::
 
     P{series}:replicas        zset  replica id -> until when it is live (ms, Redis TIME)
-    P{series}:r:<replica>     hash  step start (unix s) -> the step's text; '-' -> '' (the
-                                    replica is live); expires (PX) a few steps after its
+    P{series}:r:<replica>     hash  step start (unix s) -> the step's text; '-' -> the
+                                    replica's summary text ('' for none; the field also says
+                                    the replica is live); expires (PX) a few steps after its
                                     last publish
 
 A publish is one Lua call on both keys; a read is the index, then one pipeline of HMGETs.
@@ -25,12 +26,12 @@ from gateway.store.redis.keys import KeyLayout, mapped
 PUBLISH: Final = """
 -- KEYS[1]  the replica's steps (P{series}:r:<replica>)   KEYS[2]  the index (P{series}:replicas)
 -- ARGV[1]  the replica's id   ARGV[2]  time to live (ms)   ARGV[3]  forget steps before this
--- ARGV[4], ARGV[5], ...  step start, text, ...
+-- ARGV[4]  the replica's summary text   ARGV[5], ARGV[6], ...  step start, text, ...
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], '-', '')
-for i = 4, #ARGV, 2 do
+redis.call('HSET', KEYS[1], '-', ARGV[4])
+for i = 5, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 local keep = tonumber(ARGV[3])
@@ -54,12 +55,18 @@ class RedisSeries:
         self._series_publish = client.register_script(PUBLISH)
 
     async def series_publish(
-        self, replica: str, steps: Mapping[int, str], *, keep_from: int, ttl: float
+        self,
+        replica: str,
+        steps: Mapping[int, str],
+        *,
+        keep_from: int,
+        ttl: float,
+        summary: str = "",
     ) -> None:
         if ttl <= 0:
             raise ValueError(f"series_publish: ttl must be positive, got {ttl}")
         keys = [self._series_keys.series(f"r:{replica}"), self._series_keys.series("replicas")]
-        args: list[str | int] = [replica, max(1, math.ceil(ttl * 1000)), keep_from]
+        args: list[str | int] = [replica, max(1, math.ceil(ttl * 1000)), keep_from, summary]
         for start, text in steps.items():
             args += [start, text]
         with mapped("series_publish"):
@@ -81,3 +88,14 @@ class RedisSeries:
                     s: str(text) for s, text in zip(steps, texts, strict=True) if text is not None
                 }
         return found
+
+    async def series_summaries(self) -> dict[str, str]:
+        with mapped("series_summaries"):
+            names = await self._series_client.zrange(self._series_keys.series("replicas"), 0, -1)
+            replicas = [str(name) for name in names]
+            async with self._series_client.pipeline(transaction=False) as pipe:
+                for replica in replicas:
+                    pipe.hget(self._series_keys.series(f"r:{replica}"), "-")
+                texts: list[Any] = await pipe.execute() if replicas else []
+        # a replica whose hash expired stopped publishing: not live
+        return {r: str(t) for r, t in zip(replicas, texts, strict=True) if t is not None}

@@ -13,6 +13,9 @@ never counts it twice.
 version's counts and histograms over the replicas (``wire.Totals``), leaves out what the
 route table no longer serves, and lays it out (``view``). A range ends at the last step every
 replica has had time to publish. With the memory store the fleet is this process.
+
+Each publish also carries the replica's summary (``summary``, e.g. shadow traffic's running
+totals, ``gateway.traffic.shadow_fleet``); :meth:`FleetSeries.summaries` reads the live ones.
 """
 
 from __future__ import annotations
@@ -46,8 +49,10 @@ class FleetSeries:
         store: Store,
         replica: str,
         table: Callable[[], RouteTable],
+        summary: Callable[[], str] | None = None,
     ) -> None:
         self.recorder = recorder
+        self.summary = summary  # this replica's running totals of what no step holds (shadow)
         self.store = store
         self.replica = replica  # this process's id among the replicas
         self.table = table  # the route table live now
@@ -96,7 +101,10 @@ class FleetSeries:
             rows.setdefault(step.index, []).append((model, version, step))
         texts = {index * self.step: encode_step(self.step, found) for index, found in rows.items()}
         ttl = max(TTL_STEPS * self.step, MIN_TTL)
-        await self.store.series_publish(self.replica, texts, keep_from=oldest * self.step, ttl=ttl)
+        summary = self.summary() if self.summary is not None else ""
+        await self.store.series_publish(
+            self.replica, texts, keep_from=oldest * self.step, ttl=ttl, summary=summary
+        )
         recorder.forget(current)
 
     async def read(
@@ -129,6 +137,10 @@ class FleetSeries:
                     else:
                         cell.add(totals)
         return lay_out(self.step, now, indices, merged, len(published))
+
+    async def summaries(self) -> dict[str, str]:
+        """The live replicas' last summaries (replica → text), as of their last publish."""
+        return await self.store.series_summaries()
 
     def settled(self) -> float:
         """Seconds after a step's end when every replica has published it: its publish delay,

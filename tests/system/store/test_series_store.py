@@ -67,3 +67,19 @@ async def test_on_redis_the_keys_share_one_hash_tag_and_expire(redis_store: Redi
     assert keys == [f"{prefix}{{series}}:r:r1", f"{prefix}{{series}}:replicas"]
     for key in keys:
         assert 0 < await client.pttl(key) <= 30_000
+
+
+async def test_each_live_replicas_summary_is_its_last_and_leaves_with_it(
+    make_store: MakeStore,
+) -> None:
+    a, b = await pair(make_store)
+    await a.series_publish("r1", {}, keep_from=0, ttl=60, summary="one")
+    await a.series_publish("r1", {}, keep_from=0, ttl=60, summary="two")  # replaced
+    await b.series_publish("r2", {100: "x"}, keep_from=0, ttl=0.2)  # no summary: ""
+    assert await b.series_summaries() == {"r1": "two", "r2": ""}
+    for _ in range(200):  # bounded: 0.2 s to expire
+        if await a.series_summaries() == {"r1": "two"}:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the silent replica's summary never left")

@@ -160,12 +160,18 @@ class FailingOnce(MemoryStore):
         self.failures = 1
 
     async def series_publish(
-        self, replica: str, steps: Mapping[int, str], *, keep_from: int, ttl: float
+        self,
+        replica: str,
+        steps: Mapping[int, str],
+        *,
+        keep_from: int,
+        ttl: float,
+        summary: str = "",
     ) -> None:
         if self.failures:
             self.failures -= 1
             raise StoreUnavailable("the shared store is unavailable")
-        await super().series_publish(replica, steps, keep_from=keep_from, ttl=ttl)
+        await super().series_publish(replica, steps, keep_from=keep_from, ttl=ttl, summary=summary)
 
 
 async def test_a_failed_publish_is_sent_with_the_next_one_and_counted_once() -> None:

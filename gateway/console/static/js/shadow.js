@@ -8,7 +8,7 @@ const configured = h("div", { id: "shadow-configured" });
 const figures = h("div", { id: "shadow-figures" });
 content.append(
   h("div", { class: "panel" }, h("h2", {}, "Configured in routes.yaml"), configured),
-  h("div", { class: "panel" }, h("h2", {}, "Agreement and latency"), figures, h("p", { class: "legend" }, "Counts of the worker that answered this page; Prometheus has gateway_shadow_* for the fleet.")),
+  h("div", { class: "panel" }, h("h2", {}, "Agreement and latency"), figures, h("p", { class: "legend" }, "Counts of every live replica, summed (the others as of their last publish, a few seconds behind); Prometheus has gateway_shadow_*.")),
 );
 
 async function refresh() {
