@@ -3,7 +3,7 @@
 
     BENCH_FLOOR_API_KEY=... python -m bench.floor --upstream URL --redis URL --port N
 
-A raw ``asyncio.Protocol`` with httptools' parser on uvloop (``bench/servers_apps/raw.py``)
+The raw ``asyncio.Protocol`` with httptools' parser on uvloop of ``bench/servers_apps/raw.py``
 that, for each ``POST /v2/models/linear/infer``:
 
 1. looks the ``X-API-Key`` up in a dict (the gateway's verified-key cache, without the
@@ -31,13 +31,13 @@ import asyncio
 import os
 import signal
 from collections import deque
-from typing import Any, cast
+from typing import Any
 
-import httptools
 import uvloop
 from redis.asyncio import Redis
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
+from bench.servers_apps import raw
 from gateway.backends.h1 import errors as h1_errors
 from gateway.backends.h1.client import Client
 from gateway.backends.h1.origin import OriginPool
@@ -52,7 +52,6 @@ _JSON = {"Content-Type": "application/json"}
 _TTL_MS = "30000"  # the cache's ttl in bench.systems.full_routes
 _LOCK_MS = "10000"
 _BUCKET = ["bucket", "1000000.0", "1000000.0", "0.0", "0.0", ""]  # the "bench" plan
-_Request = tuple[bytes, bytes | None, bytes, bool]  # path, api key, body, keep-alive
 
 
 class Chain:
@@ -100,66 +99,42 @@ class Chain:
         return upstream.status, limit + miss, upstream.body
 
 
-class Connection(asyncio.Protocol):
-    """One client connection; pipelined requests answered in order, one write each."""
+class Connection(raw.Connection):
+    """``raw.Connection`` (its parsing and pipelining) answering with the chain: the API key
+    read from the head, the answer written with the chain's head lines."""
 
     def __init__(self, chain: Chain) -> None:
+        super().__init__(_unused)
         self.chain = chain
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.url = b""
         self.api_key: bytes | None = None
-        self.body: list[bytes] = []
-        self.waiting: deque[_Request] = deque()
-        self.task: asyncio.Task[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        self.waiting.clear()
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.write(400, b"", b"", keep_alive=False)
+        self.keys: deque[bytes | None] = deque()  # the API key of each request waiting
 
     def on_message_begin(self) -> None:
-        self.url, self.api_key, self.body = b"", None, []
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
+        super().on_message_begin()
+        self.api_key = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if name.lower() == b"x-api-key":
             self.api_key = value
 
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
     def on_message_complete(self) -> None:
-        path = self.url.split(b"?", 1)[0]
-        request = (path, self.api_key, b"".join(self.body), self.parser.should_keep_alive())
-        if self.task is None:
-            self.task = asyncio.get_running_loop().create_task(self.serve(request))
-        else:
-            self.waiting.append(request)
+        self.keys.append(self.api_key)
+        super().on_message_complete()
 
-    async def serve(self, request: _Request) -> None:
+    async def answer(self, request: tuple[bytes, bytes, bool]) -> None:
         while True:
-            path, api_key, body, keep_alive = request
+            path, body, keep_alive = request
+            api_key = self.keys.popleft()
             if path != PATH:
-                self.write(404, b"", b'{"error":"not found"}', keep_alive)
+                self.reply(404, b"", b'{"error":"not found"}', keep_alive)
             else:
-                self.write(*await self.chain.answer(api_key, body), keep_alive)
+                self.reply(*await self.chain.answer(api_key, body), keep_alive)
             if not self.waiting or self.transport is None:
                 self.task = None
                 return
             request = self.waiting.popleft()
 
-    def write(self, status: int, extra: bytes, data: bytes, keep_alive: bool) -> None:
+    def reply(self, status: int, extra: bytes, data: bytes, keep_alive: bool) -> None:
         if self.transport is None:
             return
         head = b"content-type: application/json\r\ncontent-length: %d\r\n" % len(data)
@@ -168,6 +143,10 @@ class Connection(asyncio.Protocol):
         self.transport.write(b"".join((STATUS_LINE[status], head, extra, b"\r\n", data)))
         if not keep_alive:
             self.transport.close()
+
+
+async def _unused(path: str, body: bytes) -> tuple[int, bytes]:
+    raise AssertionError("the floor answers with its chain")  # pragma: no cover
 
 
 async def serve(host: str, port: int, upstream: str, redis_url: str, api_key: str) -> None:

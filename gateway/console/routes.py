@@ -50,17 +50,19 @@ from gateway.state import State
 
 logger = logging.getLogger("gateway.console")
 
-PAGES: Final = (
-    "overview",
-    "rollouts",
-    "shadow",
-    "tenants",
-    "usage",
-    "cache",
-    "config",
-    "jobs",
-    "audit",
-)
+PAGES: Final = {
+    "overview": "Overview",
+    "rollouts": "Rollouts",
+    "shadow": "Shadow traffic",
+    "tenants": "Tenants and keys",
+    "usage": "Usage",
+    "cache": "Cache",
+    "config": "Config",
+    "jobs": "Jobs",
+    "audit": "Audit log",
+}
+"""Each page's name (its path and script, ``static/js/<name>.js``) and title: one shell,
+``static/page.html``, filled with both."""
 _MAX_FORM: Final = 8 * 1024
 
 
@@ -110,7 +112,9 @@ class ConsoleHTTP:
             raise NotFound(f"no console page {name!r}")
         if await self._session(request) is None:
             return _redirect("/console/login")
-        return await self._file(f"{name}.html", page=True)
+        shell = await self.assets.get("page.html")
+        html = shell.content.decode().format(page=name, title=PAGES[name])
+        return Response(html, media_type=shell.media_type, headers=security_headers(page=True))
 
     async def login_page(self, request: Request, exchange: Exchange) -> Response:
         self._reachable(request)

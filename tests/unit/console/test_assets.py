@@ -26,10 +26,15 @@ VENDORED = {
 MOVES_ON = {"signed-in"}  # a page that only moves on (meta refresh): no script at all
 
 
-def test_every_page_has_its_file_and_script() -> None:
-    assert {p.stem for p in HTML} == {*PAGES, "login", *MOVES_ON}
-    for page in HTML:
-        assert page.stem in MOVES_ON or (STATIC / "js" / f"{page.stem}.js").is_file()
+def test_every_page_has_its_script_and_one_shell_serves_them() -> None:
+    assert {p.stem for p in HTML} == {"page", "login", *MOVES_ON}
+    for name in [*PAGES, "login"]:
+        assert (STATIC / "js" / f"{name}.js").is_file(), name
+    shell = (STATIC / "page.html").read_text(encoding="utf-8")
+    for name, title in PAGES.items():
+        html = shell.format(page=name, title=title)
+        assert f'src="/console/static/js/{name}.js"' in html
+        assert f"<h1>{title}</h1>" in html
 
 
 @pytest.mark.parametrize("page", HTML, ids=lambda p: p.name)
