@@ -7,13 +7,18 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from gateway.batching.metrics import BatchMetrics
+from gateway.config.model import RouteTable
 from gateway.jobs.metrics import JobMetrics
+from gateway.store import MemoryStore
 from gateway.telemetry.cardinality import OTHER, LabelCap, ModelLabels
 from gateway.telemetry.metrics import RequestMetrics
+from gateway.traffic.rollout import RolloutController
 from gateway.traffic.shadow import ShadowMetrics
+from tests import support
 
 
 def samples(registry: CollectorRegistry, name: str) -> dict[frozenset[tuple[str, str]], float]:
@@ -91,10 +96,10 @@ def test_every_metric_with_a_model_label_shares_the_one_decision() -> None:
     batches, jobs = BatchMetrics(registry, models), JobMetrics(registry, models)
     shadow = ShadowMetrics(registry, models)
     requests.observe("first", "1", 200, "up", 0.01, 0.005)
-    for model in ("first", "second", "third"):
-        batches.bind(model, "1").size.observe(4)
-        jobs.run.labels(jobs.model(model)).observe(0.5)
-        shadow.dropped.labels(models.label(model)).inc()
+    for name in ("first", "second", "third"):
+        batches.bind(name, "1").size.observe(4)
+        jobs.run.labels(jobs.model(name)).observe(0.5)
+        shadow.dropped.labels(models.label(name)).inc()
     batch_sizes = by(registry, "gateway_batch_size_count", "model", "version")
     assert batch_sizes == {("first", "1"): 1, (OTHER, OTHER): 2}
     assert by(registry, "gateway_job_run_seconds_count", "model") == {("first",): 1, (OTHER,): 2}
@@ -113,3 +118,24 @@ def test_queued_jobs_past_the_cap_are_added_up_under_other(cap: int) -> None:
     assert len(queued) == min(cap, 3) + (1 if cap < 3 else 0)
     if cap < 3:
         assert queued[(OTHER,)] == sum(list(depth.values())[cap:])
+
+
+@pytest.mark.anyio
+async def test_a_rollout_past_the_cap_counts_its_transitions_as_other_without_gauges() -> None:
+    rollout = {"canary": "2", "steps": [10, 100], "interval": "1h"}
+    rolled = support.model(support.versions("b", "1", "2"), default="1", rollout=rollout)
+    backends = {"b": support.backend("kserve", "http://127.0.0.1:9")}
+    text = support.routes_yaml(backends, {"a": rolled, "z": rolled})
+    table = RouteTable.model_validate(yaml.safe_load(text))
+    registry = CollectorRegistry()
+    controller = RolloutController(MemoryStore(), registry, models=ModelLabels(1))
+    controller.follow(lambda: table)
+    await controller.tick()  # both start: "a" first (models are driven in name order)
+    assert controller.weights("z") == {"1": 90, "2": 10}  # the cap is the metrics' only
+    assert by(registry, "gateway_rollout_transitions_total", "model", "to") == {
+        ("a", "running"): 1,
+        (OTHER, "running"): 1,
+    }
+    assert by(registry, "gateway_rollout_step", "model") == {("a",): 0}
+    weights = by(registry, "gateway_rollout_weight", "model", "version")
+    assert weights == {("a", "1"): 90, ("a", "2"): 10}
