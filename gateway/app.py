@@ -57,6 +57,7 @@ from gateway.state import State
 from gateway.store import open_store
 from gateway.telemetry import log_queue, loop, metrics, tracing
 from gateway.telemetry.access_log import Observer
+from gateway.telemetry.cardinality import ModelLabels
 from gateway.telemetry.series.fleet import FleetSeries
 from gateway.telemetry.series.recorder import SeriesRecorder
 from gateway.telemetry.usage import TenantRequests, UsageRecorder
@@ -157,10 +158,11 @@ async def open_state(
         keys.start()
         stack.push_async_callback(keys.close)
         registry = CollectorRegistry()
+        models = ModelLabels(settings.metrics_max_models)  # one model label cap for all metrics
         log_queue.count_drops(metrics.LogMetrics(registry).dropped)
         await stack.enter_async_context(loop.watching(registry))
-        rollouts = RolloutController(store, registry)
-        shadow = ShadowWorker(registry)  # shadow traffic, off the request path
+        rollouts = RolloutController(store, registry, models=models)
+        shadow = ShadowWorker(registry, models=models)  # shadow traffic, off the request path
         shadow.start()
         stack.push_async_callback(shadow.close)
         webhooks = Webhooks(store, secret, webhook_config(settings), registry)
@@ -174,7 +176,7 @@ async def open_state(
             secret,
             limiter_metrics=LimiterMetrics(registry),
             pool_metrics=metrics.PoolMetrics(registry),
-            batch_metrics=BatchMetrics(registry),
+            batch_metrics=BatchMetrics(registry, models),
             traffic=rollouts,
             shadow=shadow,
             webhooks=webhooks,
@@ -208,9 +210,9 @@ async def open_state(
         usage.start()  # closed (its last flush) before the store, after the job workers
         stack.push_async_callback(usage.close)
         observer = Observer(
-            metrics.RequestMetrics(registry), settings.access_log, rollouts, recorder, usage
+            metrics.RequestMetrics(registry, models), settings.access_log, rollouts, recorder, usage
         )
-        job_metrics = JobMetrics(registry)
+        job_metrics = JobMetrics(registry, models)
         jobs = JobService(store, lambda: reloader.current.table.jobs, webhooks, job_metrics)
         batch_metrics = BatchFileMetrics(registry)
         batches = BatchService(store, jobs, lambda: reloader.current.table.jobs, batch_metrics)

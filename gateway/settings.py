@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.telemetry.cardinality import DEFAULT_MAX_MODELS
 from gateway.telemetry.log_queue import DEFAULT_QUEUE_SIZE
 from gateway.telemetry.logs import log_config
 from gateway.telemetry.series.recorder import MAX_STEPS
@@ -128,6 +129,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Tenants with a label of their own in gateway_tenant_requests_total (the "
         "first seen by each worker); later ones are counted as 'other'.",
+    )
+    metrics_max_models: int = Field(
+        default=DEFAULT_MAX_MODELS,
+        ge=0,
+        description="Models with model and version labels of their own in the metrics (the "
+        "first seen by each worker); later ones are counted as model and version 'other'.",
     )
     max_header_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Max bytes of a request's header fields (431)."

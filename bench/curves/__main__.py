@@ -1,7 +1,7 @@
 """Cost curves (bench/README.md, "Cost as work grows"):
 
     .venv/bin/python -m bench.curves payload [--seconds 5] [--concurrency 16]
-    .venv/bin/python -m bench.curves routes [--models 10,1000,10000]
+    .venv/bin/python -m bench.curves routes [--models 10,1000,10000,100000] [--health-interval 5s]
     .venv/bin/python -m bench.curves keys [--keys 10,10000,1000000] [--cache-size 100000]
     .venv/bin/python -m bench.curves soak [--minutes 30] [--interval 60]
 
@@ -40,8 +40,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sub.choices["payload"].add_argument(
         "--sizes", type=_ints, default=payload.SIZES, help="body bytes (1024,102400,1048576)"
     )
-    sub.choices["routes"].add_argument(
-        "--models", type=_ints, default=routes.COUNTS, help="models (10,1000,10000)"
+    r = sub.choices["routes"]
+    r.add_argument(
+        "--models", type=_ints, default=routes.COUNTS, help="models (10,1000,10000,100000)"
+    )
+    r.add_argument(
+        "--health-interval",
+        default=routes.HEALTH_INTERVAL,
+        help=f"the backend's health interval in routes.yaml ({routes.HEALTH_INTERVAL})",
+    )
+    r.add_argument(
+        "--probe-seconds",
+        type=float,
+        default=routes.PROBE_SECONDS,
+        help=f"idle window after ready to count probes in ({routes.PROBE_SECONDS:g})",
     )
     k = sub.add_parser("keys")
     k.add_argument("--keys", type=_ints, default=keys.COUNTS, help="keys (10,10000,1000000)")
@@ -71,7 +83,14 @@ def main(argv: list[str] | None = None) -> int:
                 text = payload.render(data)
             elif args.curve == "routes":
                 data = routes.run(
-                    procs, where, args.concurrency, args.seconds, args.warmup, args.models
+                    procs,
+                    where,
+                    args.concurrency,
+                    args.seconds,
+                    args.warmup,
+                    args.models,
+                    args.health_interval,
+                    args.probe_seconds,
                 )
                 text = routes.render(data)
             elif args.curve == "keys":

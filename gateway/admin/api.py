@@ -1,5 +1,5 @@
-"""The admin API's routes: config, tenants, keys, rollouts, shadow traffic, jobs, batch files,
-webhooks, usage, live series.
+"""The admin API's routes: config, models, tenants, keys, rollouts, shadow traffic, jobs, batch
+files, webhooks, usage, live series.
 Adding a part is one module with a class that has ``routes()``, and one line here."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from gateway.admin.config import ConfigAPI
 from gateway.admin.config_check import ConfigCheckAPI
 from gateway.admin.jobs import JobsAPI
 from gateway.admin.keys import KeysAPI
+from gateway.admin.models import ModelsAPI
 from gateway.admin.rollouts import RolloutsAPI
 from gateway.admin.series import SeriesAPI
 from gateway.admin.shadow import ShadowAPI
@@ -26,6 +27,7 @@ def admin_routes(state: State) -> list[Route]:
     return [
         *ConfigAPI(state, access).routes(),
         *ConfigCheckAPI(state, access).routes(),
+        *ModelsAPI(state, access).routes(),
         *tenants.routes(),
         *KeysAPI(state, access, tenants).routes(),
         *RolloutsAPI(state, access).routes(),

@@ -1,5 +1,6 @@
 """The admin API of the running gateway: its route table's status and reload, the response
-cache's purge, and the audit log."""
+cache's purge, and the audit log. ``GET /admin/config`` gives the backends' status by name a
+page at a time (``gateway.admin.pages``); the reload status comes with every page."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.admin.access import AdminAccess, query_limit, read_body
+from gateway.admin.pages import SortedNames, page
 from gateway.caching.keys import purge_pattern
 from gateway.config.types import Strict
 from gateway.edge.http import Exchange, Route
@@ -26,6 +28,7 @@ class ConfigAPI:
     def __init__(self, state: State, access: AdminAccess) -> None:
         self.state = state
         self.access = access
+        self._backends = SortedNames()
 
     def routes(self) -> list[Route]:
         return [
@@ -39,10 +42,13 @@ class ConfigAPI:
         await self.access.require(request)
         reloader = self.state.reloader
         runtime = reloader.current
+        backends = runtime.backends
+        chosen = page(request, self._backends.of(runtime, backends))
         return JSONResponse(
             {
                 "status": reloader.status.as_json(),
-                "backends": {name: b.pool.state() for name, b in runtime.backends.items()},
+                "backends": {name: backends[name].pool.state() for name in chosen.names},
+                "next_cursor": chosen.next_cursor,
             }
         )
 

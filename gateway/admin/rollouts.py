@@ -1,6 +1,7 @@
 """The admin API of progressive rollouts: status, pause, resume, promote, abort, events.
 
 Every command is audited and recorded, with who sent it, in the model's rollout event log.
+``GET /admin/rollouts`` lists them by model name a page at a time (``gateway.admin.pages``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.admin.access import AdminAccess, query_limit
+from gateway.admin.pages import page
 from gateway.edge.http import Exchange, Route
 from gateway.errors import NotFound
 from gateway.state import State
@@ -32,13 +34,14 @@ class RolloutsAPI:
 
     async def list(self, request: Request, exchange: Exchange) -> Response:
         await self.access.require(request)
+        chosen = page(request, await self.controller.models())
         rollouts: list[dict[str, Any]] = []
-        for model in await self.controller.models():
+        for model in chosen.names:
             try:
                 rollouts.append(await self.controller.status(model))
             except NotFound:
                 continue
-        return JSONResponse({"rollouts": rollouts})
+        return JSONResponse({"rollouts": rollouts, "next_cursor": chosen.next_cursor})
 
     async def show(self, request: Request, exchange: Exchange) -> Response:
         await self.access.require(request)

@@ -1,4 +1,5 @@
-"""The batcher's metrics: batch sizes, time queued and refusals, per model and version."""
+"""The batcher's metrics: batch sizes, time queued and refusals, per model and version (the
+model label bounded by ``GATEWAY_METRICS_MAX_MODELS``: ``gateway.telemetry.cardinality``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from gateway.telemetry.cardinality import DEFAULT_MAX_MODELS, ModelLabels
 
 _SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 _WAIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
@@ -16,7 +19,8 @@ class BatchMetrics:
     request, from joining the queue to its batch being sent) and ``gateway_batch_rejected``
     (``full``: 503; ``deadline``: 504 while queued)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, models: ModelLabels | None = None) -> None:
+        self.models = models if models is not None else ModelLabels(DEFAULT_MAX_MODELS)
         labels = ["model", "version"]
         self.size = Histogram(
             "gateway_batch_size",
@@ -40,6 +44,7 @@ class BatchMetrics:
         )
 
     def bind(self, model: str, version: str) -> BoundBatchMetrics:
+        model, version = self.models.pair(model, version)
         return BoundBatchMetrics(
             self.size.labels(model, version),
             self.wait.labels(model, version),

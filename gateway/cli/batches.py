@@ -7,11 +7,12 @@ import argparse
 import os
 import sys
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import httpx
 
 from gateway.cli import admin as cli_admin
+from gateway.cli import pages
 
 
 def add_commands(commands: Any) -> None:
@@ -21,8 +22,7 @@ def add_commands(commands: Any) -> None:
     )
     listing = batches.add_parser("list", parents=[common], help="batches, newest first")
     listing.add_argument("--tenant")
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--cursor", help="the next_cursor of the previous page")
+    pages.add_options(listing, limit=50)
     for action, text in (
         ("show", "one batch: status and counts"),
         ("results", "a batch's results, JSONL in input order"),
@@ -34,9 +34,7 @@ def add_commands(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     action = args.action
     if action == "list":
-        fields = {"tenant": args.tenant, "limit": args.limit, "cursor": args.cursor}
-        query = urlencode({k: v for k, v in fields.items() if v is not None})
-        return cli_admin.send(args.admin_url, "GET", f"/admin/batches?{query}", None, {})
+        return pages.fetch(args, "/admin/batches", "batches", tenant=args.tenant)
     path = f"/admin/batches/{quote(args.id, safe='')}"
     if action == "results":
         return _results(args.admin_url, f"{path}/results")

@@ -11,10 +11,11 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from gateway.app import open_state
 from gateway.cli import admin as cli_admin
+from gateway.cli import pages
 from gateway.cli.check import check
 from gateway.jobs.model import JOB_STATUSES
 from gateway.settings import Settings
@@ -33,8 +34,7 @@ def add_commands(commands: Any) -> None:
     listing.add_argument("--status", choices=JOB_STATUSES)
     listing.add_argument("--model")
     listing.add_argument("--batch")
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--cursor", help="the next_cursor of the previous page")
+    pages.add_options(listing, limit=50)
     jobs.add_parser("show", parents=[common], help="one job, with its result").add_argument("id")
     jobs.add_parser("cancel", parents=[common], help="cancel a queued job").add_argument("id")
     dead = jobs.add_parser("dead", parents=[common], help="dead-lettered jobs")
@@ -48,16 +48,15 @@ def add_commands(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     action = args.action
     if action == "list":
-        fields = {
-            "tenant": args.tenant,
-            "status": args.status,
-            "model": args.model,
-            "batch_id": args.batch,
-            "limit": args.limit,
-            "cursor": args.cursor,
-        }
-        query = urlencode({k: v for k, v in fields.items() if v is not None})
-        return cli_admin.send(args.admin_url, "GET", f"/admin/jobs?{query}", None, {})
+        return pages.fetch(
+            args,
+            "/admin/jobs",
+            "jobs",
+            tenant=args.tenant,
+            status=args.status,
+            model=args.model,
+            batch_id=args.batch,
+        )
     if action == "dead":
         path = f"/admin/jobs/dead?limit={args.limit}"
         return cli_admin.send(args.admin_url, "GET", path, None, {})

@@ -1,6 +1,6 @@
 """The ``gateway`` command: its parser, and which module runs each subcommand (serve, check,
 demo, schema, worker, and the admin commands: tenants, keys, audit, cache, rollout, jobs,
-webhooks, batches, usage)."""
+webhooks, batches, usage, models, config)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from gateway.cli import admin as cli_admin
 from gateway.cli import batches as cli_batches
 from gateway.cli import jobs as cli_jobs
 from gateway.cli import rollout as cli_rollout
+from gateway.cli import status as cli_status
 from gateway.cli import usage as cli_usage
 from gateway.cli.check import check
 from gateway.cli.serve import serve
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_jobs.add_commands(commands)
     cli_batches.add_commands(commands)
     cli_usage.add_commands(commands)
+    cli_status.add_commands(commands)
     return parser
 
 
@@ -115,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_batches.run(args)
     if args.command == "usage":
         return cli_usage.run(args)
+    if args.command in ("models", "config"):
+        return cli_status.run(args)
     if args.command == "worker":
         return _ended(cli_jobs.worker(args))
     if args.command == "demo":

@@ -2,6 +2,7 @@
 
 The admin API's rollout endpoints from the command line (URL and token as for
 ``gateway tenants``: ``--admin-url`` or ``GATEWAY_ADMIN_URL``, ``GATEWAY_ADMIN_TOKEN``).
+``status`` without a model lists them a page at a time (``--limit``, ``--cursor``, ``--all``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from gateway.cli import admin as cli_admin
+from gateway.cli import pages
 
 
 def add_commands(commands: Any) -> None:
@@ -22,6 +24,7 @@ def add_commands(commands: Any) -> None:
         "status", parents=[common], help="step, weights and gate figures (every rollout)"
     )
     status.add_argument("model", nargs="?")
+    pages.add_options(status)
     helps = {
         "pause": "hold the current step (a failing gate still rolls back)",
         "resume": "continue a paused rollout, or restart a rolled back or aborted one",
@@ -39,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     action = args.action
     model = quote(args.model, safe="") if getattr(args, "model", None) else None
     if action == "status":
-        path = f"/admin/rollouts/{model}" if model else "/admin/rollouts"
-        return cli_admin.send(args.admin_url, "GET", path, None, {})
+        if model:
+            return cli_admin.send(args.admin_url, "GET", f"/admin/rollouts/{model}", None, {})
+        return pages.fetch(args, "/admin/rollouts", "rollouts")
     if action == "events":
         path = f"/admin/rollouts/{model}/events?limit={args.limit}"
         return cli_admin.send(args.admin_url, "GET", path, None, {})

@@ -14,7 +14,7 @@ from gateway.admin.keys import KeyBody, RotateBody
 from gateway.admin.tenants import TenantBody, TenantPatch
 from gateway.admin.webhooks import SecretBody
 from gateway.config.types import Strict
-from gateway.edge import openapi_usage
+from gateway.edge import openapi_lists, openapi_usage
 from gateway.edge.openapi_jobs import JOB, JOB_LIST, admin_list_params
 from gateway.traffic.rollout import ACTIONS
 
@@ -213,11 +213,18 @@ _ROUTES: dict[
     ("GET", "/admin/jobs/{job_id}"): ("A job, with its result or error", None, "200", JOB, []),
     ("DELETE", "/admin/jobs/{job_id}"): ("Cancel a queued job", None, "200", JOB, []),
     ("GET", "/admin/config"): (
-        "The route table's status and the backends' replicas",
+        "The route table's status and the backends' replicas, by backend name a page at a time",
         None,
         "200",
-        _OBJECT,
-        [],
+        openapi_lists.CONFIG,
+        openapi_lists.PAGE_PARAMS,
+    ),
+    ("GET", "/admin/models"): (
+        "The route table's models by name, a page at a time: versions, backends, readiness",
+        None,
+        "200",
+        openapi_lists.MODELS,
+        openapi_lists.PAGE_PARAMS,
     ),
     ("POST", "/admin/config/reload"): (
         "Reload routes.yaml now (422: rejected, the old table stays)",
@@ -295,11 +302,11 @@ _ROUTES: dict[
         [],
     ),
     ("GET", "/admin/rollouts"): (
-        "Every progressive rollout",
+        "The progressive rollouts by model name, a page at a time",
         None,
         "200",
-        {"type": "object", "required": ["rollouts"]},
-        [],
+        openapi_lists.ROLLOUTS,
+        openapi_lists.PAGE_PARAMS,
     ),
     ("GET", "/admin/rollouts/{model}"): (
         "A model's rollout",
@@ -376,11 +383,11 @@ _ROUTES: dict[
         openapi_usage.PARAMETERS,
     ),
     ("GET", "/admin/shadow"): (
-        "What shadow traffic has shown",
+        "What shadow traffic has shown, by model name a page at a time",
         None,
         "200",
-        {"type": "object", "required": ["configured", "models"]},
-        [],
+        openapi_lists.SHADOW,
+        openapi_lists.PAGE_PARAMS,
     ),
 }
 

@@ -189,7 +189,7 @@ class JobService:
         if after.status != "cancelled":
             raise Conflict(f"job {job_id!r} is {after.status}: only a queued job can be cancelled")
         if self.metrics is not None:
-            self.metrics.outcomes.labels(after.model, "cancelled").inc()
+            self.metrics.outcomes.labels(self.metrics.model(after.model), "cancelled").inc()
         await self.notify(after)
         return after
 

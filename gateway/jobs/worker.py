@@ -157,15 +157,12 @@ class JobWorker:
         return claimed
 
     async def _sample_depth(self) -> None:
-        depth = await self.store.job_depth()
-        self.metrics.queued.clear()
-        for model, count in depth.items():
-            self.metrics.queued.labels(model).set(count)
+        self.metrics.sample_depth(await self.store.job_depth())
 
     async def _dead_lettered(self, job_id: str) -> None:
         job = await self.store.job_get(job_id)
         if job is not None:
-            self.metrics.outcomes.labels(job.model, "dead_lettered").inc()
+            self.metrics.outcomes.labels(self.metrics.model(job.model), "dead_lettered").inc()
             logger.error("job %s dead-lettered after too many deliveries", job_id)
             await self.service.notify(job)
 
@@ -195,13 +192,13 @@ class JobWorker:
 
     async def _execute(self, claimed: Claimed) -> None:
         job, config = claimed.job, self.config
-        model = job.model
+        label = self.metrics.model(job.model)
         if self._owners[job.owner] > config.tenant_concurrency:
-            self.metrics.attempts.labels(model, "delayed").inc()
+            self.metrics.attempts.labels(label, "delayed").inc()
             await self.store.job_release(claimed, config.poll_interval, time.time(), attempt=False)
             return
         if job.started_at is not None:
-            self.metrics.wait.labels(model).observe(max(0.0, job.started_at - job.created_at))
+            self.metrics.wait.labels(label).observe(max(0.0, job.started_at - job.created_at))
         keepalive = asyncio.create_task(self._keep_claim(claimed, config.visibility_timeout / 3))
         started = time.monotonic()
         try:
@@ -220,7 +217,7 @@ class JobWorker:
             keepalive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keepalive
-        self.metrics.run.labels(model).observe(time.monotonic() - started)
+        self.metrics.run.labels(label).observe(time.monotonic() - started)
         await self._record(claimed, config, body, version, error)
 
     async def _record(
@@ -232,24 +229,24 @@ class JobWorker:
         error: GatewayError | None,
     ) -> None:
         job, now = claimed.job, time.time()
-        model, ttl = job.model, config.result_ttl
+        label, ttl = self.metrics.model(job.model), config.result_ttl
         if error is None:
             done = await self.store.job_finish(
                 claimed, "succeeded", now, ttl, result=body, version=version
             )
-            self.metrics.attempts.labels(model, "succeeded").inc()
+            self.metrics.attempts.labels(label, "succeeded").inc()
             return await self._finished(done)
         if isinstance(error, RateLimited) and not isinstance(error, QuotaExhausted):
             delay = _retry_after(error, config.poll_interval)
-            self.metrics.attempts.labels(model, "delayed").inc()
+            self.metrics.attempts.labels(label, "delayed").inc()
             await self.store.job_release(claimed, delay, now, attempt=False)
             return None
         if error.status in RETRYABLE and job.attempts < config.max_attempts:
             delay = config.retry_backoff * 2 ** max(0, job.attempts - 1)
-            self.metrics.attempts.labels(model, "retried").inc()
+            self.metrics.attempts.labels(label, "retried").inc()
             await self.store.job_release(claimed, delay, now, attempt=True)
             return None
-        self.metrics.attempts.labels(model, "failed").inc()
+        self.metrics.attempts.labels(label, "failed").inc()
         done = await self.store.job_finish(
             claimed, "failed", now, ttl, error=encode_error(error), error_status=error.status
         )
@@ -258,7 +255,7 @@ class JobWorker:
     async def _finished(self, job: Job | None) -> None:
         if job is None:
             return  # another delivery of the same job finished it first
-        self.metrics.outcomes.labels(job.model, job.status).inc()
+        self.metrics.outcomes.labels(self.metrics.model(job.model), job.status).inc()
         await self.service.notify(job)
 
     async def _keep_claim(self, claimed: Claimed, every: float) -> None:

@@ -5,6 +5,9 @@ before they start (``gateway.cli``): every worker writes its values to files the
 ``/metrics`` adds them up, whichever worker answers (``prometheus_client`` multiprocess mode).
 
 The per-request cost is a dict lookup of pre-bound label children, then a few increments.
+The model and version labels are bounded (``GATEWAY_METRICS_MAX_MODELS``,
+:class:`~gateway.telemetry.cardinality.ModelLabels`): past the first models a worker counts,
+a model's requests are counted under ``model="other", version="other"``.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from prometheus_client import (
     generate_latest,
 )
 
+from gateway.telemetry.cardinality import DEFAULT_MAX_MODELS, ModelLabels
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
-_MAX_BOUND = 4096  # label combinations kept pre-bound (model, version, class, backend)
+_MAX_BOUND = 4096  # names seen (model, version, class, backend, protocol) kept pre-bound
+_Key = tuple[str, str, str, str, str]
 
 
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:
@@ -56,9 +62,13 @@ class _Bound:
 
 
 class RequestMetrics:
-    """What every request adds: counts and latencies, auth failures, limit and cache results."""
+    """What every request adds: counts and latencies, auth failures, limit and cache results.
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    ``models`` decides which models have labels of their own (shared with the other metrics
+    of the worker that have a model label); the rest are counted as ``other``."""
+
+    def __init__(self, registry: CollectorRegistry, models: ModelLabels | None = None) -> None:
+        self.models = models if models is not None else ModelLabels(DEFAULT_MAX_MODELS)
         labels = ["model", "version", "status_class", "backend", "protocol"]
         self.requests = Counter(
             "gateway_requests",
@@ -106,16 +116,21 @@ class RequestMetrics:
             ["result"],
             registry=registry,
         )
-        self._bound: dict[tuple[str, str, str, str, str], _Bound] = {}
+        self._bound: dict[_Key, _Bound] = {}  # by the names seen: the per-request lookup
+        self._children: dict[_Key, _Bound] = {}  # by labels: bounded by the model cap
 
-    def _bind(self, key: tuple[str, str, str, str, str]) -> _Bound:
-        model, _, _, backend, _ = key
-        bound = _Bound(
-            self.requests.labels(*key),
-            self.duration.labels(*key),
-            self.overhead.labels(model, backend),
-            self.upstream.labels(model, backend),
-        )
+    def _bind(self, key: _Key) -> _Bound:
+        model, version, status_class, backend, protocol = key
+        model, version = self.models.pair(model, version)
+        labels = (model, version, status_class, backend, protocol)
+        bound = self._children.get(labels)
+        if bound is None:
+            bound = self._children[labels] = _Bound(
+                self.requests.labels(*labels),
+                self.duration.labels(*labels),
+                self.overhead.labels(model, backend),
+                self.upstream.labels(model, backend),
+            )
         if len(self._bound) < _MAX_BOUND:
             self._bound[key] = bound
         return bound

@@ -46,11 +46,9 @@ from prometheus_client import CollectorRegistry, Counter
 from gateway.call import Call
 from gateway.errors import GatewayError
 from gateway.store.usage import USAGE_FIELDS, UsageKey, UsageStore
+from gateway.telemetry.cardinality import LabelCap
 
 logger = logging.getLogger("gateway.usage")
-
-OTHER: Final = "other"
-"""The tenant label of every tenant past the first ``max_tenants`` a worker has seen."""
 
 _CLASSES: Final = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 _CACHED: Final = frozenset({"hit", "collapsed"})
@@ -60,12 +58,13 @@ _Key = tuple[int, str, str, str]  # minute, tenant, model, version
 class TenantRequests:
     """``gateway_tenant_requests_total{tenant, status_class}``.
 
-    The label cardinality is bounded: the first ``max_tenants`` tenants this worker process
-    counts get a ``tenant`` label of their own (anonymous calls, ``""``, are one of them when
-    they come early enough), every later one is counted as ``other``. A tenant keeps its own
-    label for the life of the process. The count is per worker process, so with ``--workers N``
-    the fleet can show up to N × ``max_tenants`` names; a tenant actually named ``other``
-    shares its label with the overflow.
+    The label cardinality is bounded (:class:`~gateway.telemetry.cardinality.LabelCap`): the
+    first ``max_tenants`` tenants this worker process counts get a ``tenant`` label of their
+    own (anonymous calls, ``""``, are one of them when they come early enough), every later one
+    is counted as ``other``. A tenant keeps its own label for the life of the process. The
+    count is per worker process, so with ``--workers N`` the fleet can show up to
+    N × ``max_tenants`` names; a tenant actually named ``other`` shares its label with the
+    overflow.
     """
 
     def __init__(self, registry: CollectorRegistry, max_tenants: int) -> None:
@@ -77,17 +76,12 @@ class TenantRequests:
             registry=registry,
         )
         self.max_tenants = max_tenants
-        self._labelled: set[str] = set()
+        self._tenants = LabelCap(max_tenants)
         self._children: dict[tuple[str, int], Any] = {}
 
     def label(self, tenant: str) -> str:
         """The ``tenant`` label of ``tenant``'s requests."""
-        if tenant in self._labelled:
-            return tenant
-        if len(self._labelled) < self.max_tenants:
-            self._labelled.add(tenant)
-            return tenant
-        return OTHER
+        return self._tenants.label(tenant)
 
     def count(self, tenant: str, status: int) -> None:
         label, group = self.label(tenant), min(status // 100, 5)

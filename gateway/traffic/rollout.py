@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from gateway.config.model import RouteTable
 from gateway.errors import Conflict, NotFound
 from gateway.store import Store, StoreUnavailable
+from gateway.telemetry.cardinality import DEFAULT_MAX_MODELS, ModelLabels
 from gateway.traffic.config import Gates, Rollout
 from gateway.traffic.rollout_state import (
     ACTIVE,
@@ -107,7 +108,12 @@ def judge(
 
 
 class RolloutMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    """The rollouts' gauges and transitions. A model past ``GATEWAY_METRICS_MAX_MODELS``
+    (``gateway.telemetry.cardinality``) counts its transitions as ``other`` and has no gauges:
+    the figures of several rollouts do not add up into one."""
+
+    def __init__(self, registry: CollectorRegistry, models: ModelLabels | None = None) -> None:
+        self.models = models if models is not None else ModelLabels(DEFAULT_MAX_MODELS)
         self.weight = Gauge(
             "gateway_rollout_weight",
             "Share of a model's traffic a rollout gives each version, in percent.",
@@ -154,10 +160,11 @@ class RolloutController:
         *,
         clock: Callable[[], float] = time.time,
         holder: str | None = None,
+        models: ModelLabels | None = None,
     ) -> None:
         self.book = RolloutBook(store)
         self.store = store
-        self.metrics = RolloutMetrics(registry)
+        self.metrics = RolloutMetrics(registry, models)
         self.clock = clock
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.driving = False
@@ -270,6 +277,8 @@ class RolloutController:
             self._steps[model] = state.step_id
         else:
             self._steps.pop(model, None)
+        if not self.metrics.models.keeps(model):
+            return
         for version, share in state.split().items():
             self.metrics.weight.labels(model, version).set(share)
         self.metrics.step.labels(model).set(state.step)
@@ -312,8 +321,9 @@ class RolloutController:
             return state.moved("rolled_back", reason, now)
         stable, canary = await self.book.figures(state)
         for version, figures in ((state.stable, stable), (state.canary, canary)):
-            self.metrics.error_rate.labels(state.model, version).set(figures.error_rate)
-            self.metrics.p99.labels(state.model, version).set(figures.p99 or 0.0)
+            if self.metrics.models.keeps(state.model):
+                self.metrics.error_rate.labels(state.model, version).set(figures.error_rate)
+                self.metrics.p99.labels(state.model, version).set(figures.p99 or 0.0)
         due = now - state.step_started_at >= plan.rollout.interval
         verdict = judge(plan.rollout.gates, state, stable, canary, due)
         if verdict is None:
@@ -333,7 +343,8 @@ class RolloutController:
         if not await self.book.write(rev, old, new, actor):
             return False
         if old is None or old.status != new.status or old.step != new.step:
-            self.metrics.transitions.labels(new.model, new.status).inc()
+            label = self.metrics.models.label(new.model)
+            self.metrics.transitions.labels(label, new.status).inc()
             logger.info(
                 "rollout %s: %s → %s at step %d: %s",
                 new.model,

@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from gateway.backends.live import Resolved
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse
 from gateway.config.model import Model
+from gateway.telemetry.cardinality import DEFAULT_MAX_MODELS, ModelLabels
 
 logger = logging.getLogger("gateway.shadow")
 _CONCURRENCY = 4
@@ -99,7 +100,11 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 class ShadowMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    """Shadow outcomes; a model past ``GATEWAY_METRICS_MAX_MODELS`` is counted as ``other``
+    (``gateway.telemetry.cardinality``)."""
+
+    def __init__(self, registry: CollectorRegistry, models: ModelLabels | None = None) -> None:
+        self.models = models if models is not None else ModelLabels(DEFAULT_MAX_MODELS)
         self.requests = Counter(
             "gateway_shadow_requests",
             "Shadow calls completed, by outcome against the primary's answer.",
@@ -130,8 +135,13 @@ class ShadowMetrics:
 class ShadowWorker:
     """The per-process shadow queue and the tasks that drain it."""
 
-    def __init__(self, registry: CollectorRegistry, concurrency: int = _CONCURRENCY) -> None:
-        self.metrics = ShadowMetrics(registry)
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        concurrency: int = _CONCURRENCY,
+        models: ModelLabels | None = None,
+    ) -> None:
+        self.metrics = ShadowMetrics(registry, models)
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._waiting: dict[str, int] = {}  # per model: copies queued, bounded by its ``queue``
         self._share: dict[str, float] = {}  # per model: the share accumulator
@@ -199,7 +209,7 @@ class ShadowWorker:
         self._share[model] = max(0.0, due - 1.0)
         if self._waiting.get(model, 0) >= shadow.queue:
             stats.dropped += 1
-            self.metrics.dropped.labels(model).inc()
+            self.metrics.dropped.labels(self.metrics.models.label(model)).inc()
             return
         try:
             target = resolve(model, shadow.version)
@@ -231,7 +241,7 @@ class ShadowWorker:
     async def _replay(self, job: Job) -> None:
         shadow = job.shadow
         stats = self.stats(shadow.model, shadow.version)
-        labels = (shadow.model, shadow.version)
+        labels = self.metrics.models.pair(shadow.model, shadow.version)
         started = time.perf_counter()
         try:
             answer = await _call(job)

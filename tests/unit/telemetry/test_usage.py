@@ -17,7 +17,8 @@ from gateway.headers import Headers
 from gateway.jobs.replay import StoredBody
 from gateway.store import MemoryStore, RedisStore
 from gateway.store.usage import UsageKey, UsageRow
-from gateway.telemetry.usage import OTHER, TenantRequests, UsageRecorder
+from gateway.telemetry.cardinality import OTHER
+from gateway.telemetry.usage import TenantRequests, UsageRecorder
 from tests.redis_plugin import StartRedis
 from tests.support import eventually
 
