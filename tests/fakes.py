@@ -34,9 +34,22 @@ async def listen(handle: Handler, client_max_size: int = 1024**2) -> tuple[web.A
     return runner, port
 
 
+def health_check(request: web.Request) -> web.Response | None:
+    """A v2 server's answer to the gateway's server and bulk readiness checks: live, and no
+    repository index (404, as a v2 server without Triton's model repository extension), so
+    the gateway probes each model version's ``…/ready``, which the fake answers as it likes.
+    None for any other request."""
+    if request.path == "/v2/health/live":
+        return web.Response(status=200)
+    if request.path == "/v2/repository/index":
+        return web.json_response({"error": "Not Found"}, status=404)
+    return None
+
+
 @dataclass
 class FakeReplica:
-    """Answers every request with ``status``/``body`` after ``delay`` seconds; records requests."""
+    """Answers every request with ``status``/``body`` after ``delay`` seconds; records requests
+    (the server and bulk readiness checks aside: ``health_check``)."""
 
     status: int = 200
     body: bytes = b'{"outputs": []}'
@@ -52,6 +65,9 @@ class FakeReplica:
         return f"http://127.0.0.1:{self.port}"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        checked = health_check(request)
+        if checked is not None:
+            return checked
         self.calls += 1
         self.seen.append(request)
         self.bodies.append(await request.read())
