@@ -1,13 +1,16 @@
 """Fake servers in the test's event loop (aiohttp.web): a controllable model server replica, for
-pool and proxy edge cases, and an OTLP/HTTP trace receiver."""
+pool and proxy edge cases, an OTLP/HTTP trace receiver, and a counting proxy in front of a real
+server."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -227,3 +230,58 @@ class WebhookReceiver:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+@dataclass
+class CountingProxy:
+    """A reverse proxy in front of a real server that counts every request by method and path
+    (with its query), exactly; a path in ``refuse`` is answered with that status instead of
+    being forwarded (a bulk call that fails, say)."""
+
+    upstream: str
+    counts: Counter[str] = field(default_factory=Counter)
+    refuse: dict[str, int] = field(default_factory=dict)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+    _session: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def paths(self, *, excluding: tuple[str, ...] = ()) -> Counter[str]:
+        """The counts, without the requests that start with one of ``excluding``."""
+        return Counter({k: n for k, n in self.counts.items() if not k.startswith(excluding)})
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.counts[f"{request.method} {request.path_qs}"] += 1
+        status = self.refuse.get(request.path)
+        if status is not None:
+            return web.json_response({"error": "refused by the test"}, status=status)
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        async with self._session.request(
+            request.method,
+            self.upstream + request.path_qs,
+            headers=headers,
+            data=await request.read(),
+        ) as reply:
+            body = await reply.read()
+            kept = {k: v for k, v in reply.headers.items() if k.lower() not in _HOP}
+            return web.Response(status=reply.status, body=body, headers=kept)
+
+    async def start(self) -> CountingProxy:
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        self._runner, self.port = await listen(self._handle, 64 * 1024 * 1024)
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+_HOP = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive"})

@@ -103,13 +103,13 @@ class HealthChecker:
 
     def first_use(self, key: TargetKey) -> None:
         """A call was routed to ``key`` for the first time: probe it where no bulk index
-        covers it."""
+        covers it (where it is unready already, each round probes it or the index judges it)."""
         self.used.add(key)
         if key not in self.targets:
             return
         now = self.clock()
         for watch in self._watches.values():
-            if watch.source != "index":
+            if watch.source != "index" and key not in watch.replica.unready:
                 watch.queue.want(key, now, soon=True)
         self._wake.set()
 

@@ -61,7 +61,10 @@ class RepositoryIndex:
         any_ready: dict[str, bool] = {}
         for name, version, state, reason in entries:
             ready = state == READY
-            states[(name, version or None)] = (ready, reason or state or "not ready")
+            states[(name, version or None)] = (
+                ready,
+                "" if ready else reason or state or "not ready",
+            )
             any_ready[name] = any_ready.get(name, False) or ready
         return cls(states, any_ready)
 
