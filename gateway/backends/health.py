@@ -100,6 +100,10 @@ class HealthChecker:
         """The model versions to watch (versions naming the same server model are one)."""
         self.targets = {t.key: t for t in targets}
         self.used &= self.targets.keys()
+        for replica in self.replicas:  # forget what is known of versions no longer routed
+            replica.unready &= self.targets.keys()
+            for key in replica.probe_streaks.keys() - self.targets.keys():
+                del replica.probe_streaks[key]
 
     def first_use(self, key: TargetKey) -> None:
         """A call was routed to ``key`` for the first time: probe it where no bulk index
@@ -153,13 +157,19 @@ class HealthChecker:
 
     async def _rounds(self) -> None:
         while True:
-            await self.check_round()
+            try:
+                await self.check_round()
+            except Exception:  # a bug must not end the checks for good: say it, go on
+                logger.exception("health check round failed", extra={"backend": self.backend})
             await asyncio.sleep(self.spec.interval)
 
     async def _probes(self) -> None:
         while True:
-            if await self.probe_due():
-                continue
+            try:
+                if await self.probe_due():
+                    continue
+            except Exception:  # as in _rounds
+                logger.exception("health probes failed", extra={"backend": self.backend})
             now = self.clock()
             due = [
                 at
@@ -192,13 +202,12 @@ class HealthChecker:
         else:
             source = "fallback" if error is not None else "probes"
         if source != watch.source and "fallback" in (source, watch.source):
-            extra = {"backend": self.backend, "replica": replica.url, "error": error}
-            logger.warning(
-                "bulk readiness failed: per-model probes at the bounded rate"
-                if source == "fallback"
-                else "bulk readiness answers again",
-                extra=extra if error else extra | {"error": None},
-            )
+            extra = {"backend": self.backend, "replica": replica.url}
+            if source == "fallback":
+                message = "bulk readiness failed: per-model probes at the bounded rate"
+                logger.warning(message, extra=extra | {"error": error})
+            else:
+                logger.info("bulk readiness answers again", extra=extra)
         watch.source = source
         queue = watch.queue
         if source == "index":
