@@ -246,7 +246,12 @@ class HealthChecker:
         if change is None:
             return
         self._up(replica, change == "ready")
-        extra = {"backend": self.backend, "replica": replica.url, "model": target.name}
+        extra = {
+            "backend": self.backend,
+            "replica": replica.url,
+            "model": target.name,
+            "version": target.native_version,
+        }
         if change == "ready":
             logger.info("replica ready", extra=extra)
         else:

@@ -226,3 +226,68 @@ async def test_with_a_thousand_models_the_gateway_sends_no_per_model_probe(
     assert len(await unready(gateway, "triton")) == 999
     one = await gateway.client.post("/v2/models/m5/versions/1/infer", json=V2)
     assert one.status_code == 503  # no replica has it: never sent
+
+
+async def test_a_model_unregistered_on_torchserve_is_out_and_its_workers_checked_on_use(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """A private TorchServe (the session's is shared): version 2.0 unregistered is out once a
+    call to it fails (the list still names ``linear``, so its description decides); the whole
+    model unregistered is out within the interval, without a request; registered again, back.
+    The admin view names the server's versions (``linear/2.0``)."""
+    torchserve = start_servers(["torchserve"], tmp_path / "ts")["torchserve"]
+    try:
+        management = torchserve.management_url
+        assert management is not None
+        declared = {
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}],
+        }
+        served = {
+            v: {"backend": "ts", "name": "linear", "version": f"{v}.0", **declared}
+            for v in ("1", "2")
+        }
+        health = {"interval": "100ms", "timeout": "2s", "unhealthy_after": 1}
+        ts = backend(
+            "torchserve",
+            torchserve.url,
+            management_urls=[management],
+            health=health,
+            retries={"attempts": 1},
+        )
+        routes = routes_yaml({"ts": ts}, {"linear": model(served, default="1")})
+        gateway = await start_gateway(routes, admin_token=ADMIN_TOKEN)
+        rows = {"instances": [[1.0, 2.0, 3.0, 4.0]]}
+
+        async def predict(version: str) -> int:
+            url = f"/v1/models/linear/versions/{version}:predict"
+            return (await gateway.client.post(url, json=rows)).status_code
+
+        assert (await predict("2"), await predict("1")) == (200, 200)
+        async with httpx.AsyncClient(timeout=60) as client:
+            assert (await client.delete(f"{management}/models/linear/2.0")).status_code == 200
+            assert await predict("2") == 404  # TorchServe's: that version does not exist
+
+            async def second_out() -> bool:
+                return await unready(gateway, "ts") == ["linear/2.0"]
+
+            await eventually(second_out)
+            assert (await client.delete(f"{management}/models/linear/1.0")).status_code == 200
+
+            async def all_out() -> bool:
+                return await unready(gateway, "ts") == ["linear/1.0", "linear/2.0"]
+
+            await eventually(all_out)  # no call made: the list no longer names it
+            params = {"url": "linear.mar", "initial_workers": "1", "synchronous": "true"}
+            registered = await client.post(f"{management}/models", params=params)
+            assert registered.status_code == 200, registered.text
+
+        async def first_back() -> bool:
+            return await unready(gateway, "ts") == ["linear/2.0"]
+
+        await eventually(first_back, seconds=30)
+        assert await predict("1") == 200
+        seen = await replica_state(gateway, "ts")
+        assert (seen["model_readiness"], seen["server_ready"]) == ("index+probes", True)
+    finally:
+        torchserve.stop()
