@@ -82,6 +82,14 @@ async def _health(request: Request) -> Response:
     return Response(status_code=200)
 
 
+async def _index(request: Request) -> Response:
+    """Triton's model repository index (the gateway's health checks read it): every version
+    of the one model, ready."""
+    return JSONResponse(
+        [{"name": "linear", "version": v, "state": "READY", "reason": ""} for v in _VERSIONS]
+    )
+
+
 async def _infer(request: Request) -> Response:
     """Inference as Triton answers it: JSON, or binary tensor data both ways (the gateway's
     own v2 codec reads and writes the wire)."""
@@ -123,6 +131,7 @@ def demo_model_app() -> Starlette:
         routes=[
             Route("/v2/health/live", _health),
             Route("/v2/health/ready", _health),
+            Route("/v2/repository/index", _index, methods=["POST"]),
             Route("/v2/models/{model}", _metadata),
             Route("/v2/models/{model}/versions/{version}", _metadata),
             Route("/v2/models/{model}/ready", _ready),

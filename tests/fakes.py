@@ -1,13 +1,16 @@
 """Fake servers in the test's event loop (aiohttp.web): a controllable model server replica, for
-pool and proxy edge cases, and an OTLP/HTTP trace receiver."""
+pool and proxy edge cases, an OTLP/HTTP trace receiver, and a counting proxy in front of a real
+server."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -34,9 +37,22 @@ async def listen(handle: Handler, client_max_size: int = 1024**2) -> tuple[web.A
     return runner, port
 
 
+def health_check(request: web.Request) -> web.Response | None:
+    """A v2 server's answer to the gateway's server and bulk readiness checks: live, and no
+    repository index (404, as a v2 server without Triton's model repository extension), so
+    the gateway probes each model version's ``…/ready``, which the fake answers as it likes.
+    None for any other request."""
+    if request.path == "/v2/health/live":
+        return web.Response(status=200)
+    if request.path == "/v2/repository/index":
+        return web.json_response({"error": "Not Found"}, status=404)
+    return None
+
+
 @dataclass
 class FakeReplica:
-    """Answers every request with ``status``/``body`` after ``delay`` seconds; records requests."""
+    """Answers every request with ``status``/``body`` after ``delay`` seconds; records requests
+    (the server and bulk readiness checks aside: ``health_check``)."""
 
     status: int = 200
     body: bytes = b'{"outputs": []}'
@@ -52,6 +68,9 @@ class FakeReplica:
         return f"http://127.0.0.1:{self.port}"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        checked = health_check(request)
+        if checked is not None:
+            return checked
         self.calls += 1
         self.seen.append(request)
         self.bodies.append(await request.read())
@@ -211,3 +230,58 @@ class WebhookReceiver:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+@dataclass
+class CountingProxy:
+    """A reverse proxy in front of a real server that counts every request by method and path
+    (with its query), exactly; a path in ``refuse`` is answered with that status instead of
+    being forwarded (a bulk call that fails, say)."""
+
+    upstream: str
+    counts: Counter[str] = field(default_factory=Counter)
+    refuse: dict[str, int] = field(default_factory=dict)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+    _session: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def paths(self, *, excluding: tuple[str, ...] = ()) -> Counter[str]:
+        """The counts, without the requests that start with one of ``excluding``."""
+        return Counter({k: n for k, n in self.counts.items() if not k.startswith(excluding)})
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.counts[f"{request.method} {request.path_qs}"] += 1
+        status = self.refuse.get(request.path)
+        if status is not None:
+            return web.json_response({"error": "refused by the test"}, status=status)
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        async with self._session.request(
+            request.method,
+            self.upstream + request.path_qs,
+            headers=headers,
+            data=await request.read(),
+        ) as reply:
+            body = await reply.read()
+            kept = {k: v for k, v in reply.headers.items() if k.lower() not in _HOP}
+            return web.Response(status=reply.status, body=body, headers=kept)
+
+    async def start(self) -> CountingProxy:
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        self._runner, self.port = await listen(self._handle, 64 * 1024 * 1024)
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+_HOP = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, Protocol
 
-from gateway.backends.replica import Replica
+from gateway.backends.readiness import Readiness
 from gateway.backends.replica_set import ReplicaSet
 from gateway.backends.spec import BackendSpec
 from gateway.backends.upstream import Target
@@ -21,13 +21,15 @@ def unsupported(method: str, kind: str, model: str) -> UnsupportedMethod:
     )
 
 
-class Adapter(Protocol):
+class Adapter(Readiness, Protocol):
     """Translates a call's tensors to one server kind's protocol and back.
 
     An adapter knows its server's URLs, request and reply shapes, error bodies and readiness
-    probe, and declares its own routes.yaml schema (``spec``: a :class:`BackendSpec` whose
-    ``kind`` is a ``Literal`` of its name, with its own keys and checks). It never knows about
-    tenants or policies; replica choice, retries and deadlines are the pool's.
+    checks (``Readiness``: the server's, the bulk model index where the server has one, one
+    model version's), and declares its own routes.yaml schema (``spec``: a
+    :class:`BackendSpec` whose ``kind`` is a ``Literal`` of its name, with its own keys and
+    checks). It never knows about tenants or policies; replica choice, retries and deadlines
+    are the pool's.
 
     It is given the pool its spec's ``protocol`` calls for: a ``pool.ReplicaPool`` for http,
     a ``grpc_pool.GRPCPool`` for grpc (kinds whose ``spec.protocols`` include it). A kind
@@ -51,6 +53,3 @@ class Adapter(Protocol):
 
     async def metadata(self, target: Target) -> Signature | None:
         """The model's inputs and outputs as the server reports them (None if it cannot)."""
-
-    async def probe(self, replica: Replica, target: Target) -> bool:
-        """Is ``target`` ready on ``replica``? The server kind's real readiness, not a ping."""

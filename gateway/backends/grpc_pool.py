@@ -44,6 +44,16 @@ MAX_MESSAGE: Final = 2**31 - 1
 _MAX_BACKOFF: Final = 30.0  # seconds between connection attempts to a replica that is down
 _NAME_OVERRIDE: Final = "grpc.ssl_target_name_override"
 Caller = grpc.aio.UnaryUnaryMultiCallable[Any, Any]
+# the codes of a failed call after which a lazily checked model version is probed again
+_SUSPECT: Final = frozenset(
+    {
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +178,8 @@ class GRPCPool(ReplicaSet):
                 return await self._try(replica, method, request, tries)
             except grpc.aio.AioRpcError as exc:
                 code, details = exc.code(), exc.details() or ""
+                if key is not None and code in _SUSPECT:
+                    self.health.failed(replica, key)  # is the model version still ready?
                 if not never_sent(code, details):
                     raise error_of(code, details, self.name, method.statuses) from exc
                 failed = NoHealthyReplica(f"could not connect to backend {self.name!r}: {details}")

@@ -38,3 +38,10 @@ class HTTPBackend:
 
     async def probe(self, replica: Replica, target: Target) -> bool:
         return True
+
+    async def server_ready(self, replica: Replica) -> None:
+        """None: a plain HTTP server has no readiness API (outlier ejection watches it)."""
+        return None
+
+    async def model_index(self, replica: Replica) -> None:
+        return None

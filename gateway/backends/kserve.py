@@ -2,7 +2,8 @@
 HTTP (``kserve_http``) or gRPC (``kserve_grpc``), as the backend's ``protocol`` says.
 
 The adapter reads readiness per model version, never the server-wide ready check (strict: one
-failed model would take every model's traffic away). The wire is chosen once, from the pool
+failed model would take every model's traffic away): every model version at once from the
+repository index, one version from its ready check. The wire is chosen once, from the pool
 the backend's protocol made (``config.live.build_runtime``).
 """
 
@@ -17,6 +18,7 @@ from gateway.backends.grpc_pool import GRPCPool
 from gateway.backends.kserve_grpc import V2GRPC
 from gateway.backends.kserve_http import V2HTTP, BinaryMode
 from gateway.backends.pool import ReplicaPool
+from gateway.backends.readiness import RepositoryIndex
 from gateway.backends.replica import Replica
 from gateway.backends.replica_set import ReplicaSet
 from gateway.backends.spec import BackendSpec, Transport
@@ -62,6 +64,10 @@ class V2Wire(Protocol):
 
     async def probe(self, replica: Replica, target: Target) -> bool: ...
 
+    async def server_ready(self, replica: Replica) -> bool: ...
+
+    async def model_index(self, replica: Replica) -> RepositoryIndex: ...
+
 
 class KServeBackend:
     kind: ClassVar[str] = "kserve"
@@ -95,6 +101,12 @@ class KServeBackend:
 
     async def probe(self, replica: Replica, target: Target) -> bool:
         return await self.wire.probe(replica, target)
+
+    async def server_ready(self, replica: Replica) -> bool:
+        return await self.wire.server_ready(replica)
+
+    async def model_index(self, replica: Replica) -> RepositoryIndex:
+        return await self.wire.model_index(replica)
 
 
 class TritonBackend(KServeBackend):

@@ -1,5 +1,7 @@
 """KServe v2 over gRPC (``inference.GRPCInferenceService``, PROTOCOLS.md §5.1): ModelInfer
-with raw contents, ModelMetadata for signatures, ModelReady for readiness per model version.
+with raw contents, ModelMetadata for signatures, ModelReady for readiness per model version;
+for the health checks ServerLive and RepositoryIndex (Triton's model repository extension,
+which MLServer serves too: every model version's state in one call).
 
 Requests always carry ``raw_input_contents``, so both servers answer raw (Triton always does;
 MLServer answers raw to raw and typed to typed); ``v2_grpc.decode_response`` reads either.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import grpc
 
 from gateway.backends.grpc_pool import GRPCPool, Method
+from gateway.backends.readiness import IndexUnavailable, RepositoryIndex
 from gateway.backends.replica import Replica
 from gateway.backends.upstream import Target
 from gateway.codecs import v2_grpc
@@ -31,6 +34,8 @@ class V2GRPC:
         self._infer = Method(f"/{SERVICE}/ModelInfer", pb.ModelInferResponse.FromString)
         self._metadata = Method(f"/{SERVICE}/ModelMetadata", pb.ModelMetadataResponse.FromString)
         self._ready = Method(f"/{SERVICE}/ModelReady", pb.ModelReadyResponse.FromString)
+        self._live = Method(f"/{SERVICE}/ServerLive", pb.ServerLiveResponse.FromString)
+        self._index = Method(f"/{SERVICE}/RepositoryIndex", pb.RepositoryIndexResponse.FromString)
 
     async def infer(self, request: InferenceRequest, target: Target) -> InferenceResponse:
         message = v2_grpc.encode_request(request, target.name, target.native_version)
@@ -53,3 +58,28 @@ class V2GRPC:
         except (grpc.aio.AioRpcError, grpc.aio.UsageError):
             return False  # unreachable, a version the server does not have, or closed
         return bool(reply.ready)
+
+    async def server_ready(self, replica: Replica) -> bool:
+        """ServerLive, not ServerReady (false while any one model is not ready)."""
+        message = self.pb.ServerLiveRequest()
+        try:
+            reply = await self.pool.ask(replica, self._live, message, self.pool.spec.health.timeout)
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError):
+            return False
+        return bool(reply.live)
+
+    async def model_index(self, replica: Replica) -> RepositoryIndex:
+        """Every model version in the server's repository, with its state and reason."""
+        health = self.pool.spec.health
+        within = max(health.timeout, health.interval)
+        try:
+            reply = await self.pool.ask(
+                replica, self._index, self.pb.RepositoryIndexRequest(), within
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise IndexUnavailable(f"RepositoryIndex: {exc.code().name} {exc.details()}") from exc
+        except grpc.aio.UsageError as exc:  # closed: a reload retired this pool
+            raise IndexUnavailable("RepositoryIndex: the channel is closed") from exc
+        return RepositoryIndex.of(
+            (m.name, m.version or None, m.state, m.reason) for m in reply.models
+        )

@@ -1,11 +1,14 @@
 """KServe v2 over HTTP (REST): ``/v2/models/{m}[/versions/{v}]/infer``, ``…/ready`` and the
-metadata document, JSON or Triton's binary tensor data extension.
+metadata document, JSON or Triton's binary tensor data extension; for the health checks
+``/v2/health/live`` and the model repository index (``POST /v2/repository/index``, Triton's
+model repository extension, which MLServer serves too).
 
 Toward Triton the binary extension is used where it is cheaper (``binary_data``: when the
 tensors are bytes already, so they never become Python numbers); MLServer and other v2 servers
 get JSON. Their differences stay here: MLServer lists ``versions: []`` in metadata and answers
 errors in FastAPI's ``{"detail": ...}`` shape; Triton answers 400 (not 404) for an unknown
-model's ``/ready``.
+model's ``/ready``. MLServer's index gives each version of a name the state of the name's
+default version (``handlers/model_repository.py``: ``get_model(name)``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import quote
 
+import orjson
+
 from gateway.backends.pool import ReplicaPool
+from gateway.backends.readiness import IndexUnavailable, RepositoryIndex
 from gateway.backends.replica import Replica
 from gateway.backends.upstream import Target, raise_for_status, require_json_object
 from gateway.codecs import binary
@@ -31,6 +37,7 @@ _JSON = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 _BINARY = {"Content-Type": binary.CONTENT_TYPE, "Accept-Encoding": "identity"}
 
 BinaryMode = Literal["auto", "always", "never"]
+_INDEX = "/v2/repository/index"
 
 
 class V2HTTP:
@@ -81,6 +88,26 @@ class V2HTTP:
         async with self.pool.get(replica.url + self._path(target) + "/ready") as response:
             await response.read()
             return response.status == 200
+
+    async def server_ready(self, replica: Replica) -> bool:
+        """Live, not ready: ``/v2/health/ready`` is false while any one model is not ready
+        (Triton's strict readiness, MLServer's ``all(models ready)``)."""
+        async with self.pool.get(replica.url + "/v2/health/live") as response:
+            await response.read()
+            return response.status == 200
+
+    async def model_index(self, replica: Replica) -> RepositoryIndex:
+        """Every model version in the server's repository, with its state and reason."""
+        async with self.pool.post(replica.url + _INDEX, b"{}", _JSON) as response:
+            body = await response.read()
+            status = response.status
+        if status != 200:
+            raise IndexUnavailable(f"{_INDEX} answered {status}")
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise IndexUnavailable(f"{_INDEX} answered with something else than JSON") from exc
+        return RepositoryIndex.from_json(document)
 
 
 def parse_metadata(obj: dict[str, Any]) -> Signature:

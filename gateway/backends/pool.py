@@ -130,6 +130,14 @@ class ReplicaPool(ReplicaSet):
         probes: no breaker, no retries)."""
         return self.session.get(url, ssl=self._ssl, server_hostname=self._server_hostname)
 
+    def post(
+        self, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """A bare POST, as :meth:`get` (the bulk readiness index)."""
+        return self.session.post(
+            url, data=body, headers=headers, ssl=self._ssl, server_hostname=self._server_hostname
+        )
+
     # -- sending ----------------------------------------------------------------------------
 
     async def request(
@@ -219,7 +227,7 @@ class ReplicaPool(ReplicaSet):
         replica = self.choose(key, set())
         sent = (method, path, body, headers, management, buffered)
         try:
-            return await self._try(replica, *sent)
+            return await self._try(replica, key, *sent)
         except _Retryable as first:
             tried = set() if first.again else {self.replicas.index(replica)}
             return await self._retry(first, tried, key, sent)
@@ -247,7 +255,7 @@ class ReplicaPool(ReplicaSet):
                         raise last from None
                     tried.add(self.replicas.index(replica))
                     try:
-                        return await self._try(replica, *sent)
+                        return await self._try(replica, key, *sent)
                     except _Retryable as exc:
                         if exc.again:
                             tried.discard(self.replicas.index(replica))
@@ -270,6 +278,7 @@ class ReplicaPool(ReplicaSet):
     async def _try(
         self,
         replica: Replica,
+        key: TargetKey | None,
         method: str,
         path: str,
         body: Any,
@@ -320,32 +329,36 @@ class ReplicaPool(ReplicaSet):
                 )
                 attempt = _Attempt(replica, response.status, started, span, response=response)
         except (aiohttp.ConnectionTimeoutError, h1.ConnectTimeout) as exc:
-            self._attempt_failed(replica, "retryable", span, exc, (since, timeout.sock_connect))
+            self._attempt_failed(
+                replica, key, "retryable", span, exc, (since, timeout.sock_connect)
+            )
             again = loop.stalled(since, timeout.sock_connect or 0.0)
             raise _Retryable(f"{replica.url}: {_name(exc)}", again=again) from exc
         except (aiohttp.ClientSSLError, h1.TLSHandshakeFailed) as exc:  # never connected
-            self._attempt_failed(replica, "retryable", span, exc)
+            self._attempt_failed(replica, key, "retryable", span, exc)
             reason = tls_reason((exc.__cause__ or exc) if isinstance(exc, h1.H1Error) else exc)
             raise _Retryable(f"{replica.url}: TLS handshake failed: {reason}") from exc
         except (aiohttp.ClientConnectorError, h1.ConnectFailed) as exc:
-            self._attempt_failed(replica, "retryable", span, exc)
+            self._attempt_failed(replica, key, "retryable", span, exc)
             raise _Retryable(f"{replica.url}: {_name(exc)}") from exc
         except (aiohttp.SocketTimeoutError, h1.ReadTimeout) as exc:
-            self._attempt_failed(replica, "timeout", span, exc, (since, timeout.sock_read))
+            self._attempt_failed(replica, key, "timeout", span, exc, (since, timeout.sock_read))
             raise UpstreamTimeout(
                 f"backend {self.name!r} did not answer within {self.spec.timeout:g}s"
             ) from exc
         except h1.ReplyCutOff as exc:
-            self._attempt_failed(replica, "error", span, exc)
+            self._attempt_failed(replica, key, "error", span, exc)
             raise BadGateway(f"the model server's reply was cut off: {exc}") from exc
         except (aiohttp.ClientError, OSError, h1.H1Error) as exc:
-            self._attempt_failed(replica, "error", span, exc)
+            self._attempt_failed(replica, key, "error", span, exc)
             raise BadGateway(f"the connection to the model server failed: {exc}") from exc
         except BaseException as exc:
             replica.outstanding -= 1
             if span is not None:
                 tracing.end_client_span(span, None, exc)
             raise
+        if key is not None and (attempt.status >= 500 or attempt.status == 404):
+            self.health.failed(replica, key)  # is the model version still there and ready?
         if attempt.status == 503 and idle:
             # An idle replica that says 503 is not overloaded: it cannot serve. Try another.
             if metrics is not None:
@@ -363,6 +376,7 @@ class ReplicaPool(ReplicaSet):
     def _attempt_failed(
         self,
         replica: Replica,
+        key: TargetKey | None,
         outcome: str,
         span: Span | None,
         exc: BaseException,
@@ -370,6 +384,8 @@ class ReplicaPool(ReplicaSet):
     ) -> None:
         """``timer``: (when it started, its seconds), for a failure that is a timeout."""
         replica.outstanding -= 1
+        if key is not None:
+            self.health.failed(replica, key)
         if timer is not None and timer[1] is not None:
             self.outliers.timed_out(replica, timer[0], timer[1])
         else:

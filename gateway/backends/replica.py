@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway.backends.spec import OutlierDetection
@@ -27,12 +27,14 @@ class Replica:
     """One server address and what the pool has learnt about it."""
 
     __slots__ = (
+        "down",
         "ejected_until",
         "ejections",
         "failures",
         "management_url",
         "outstanding",
         "probe_streaks",
+        "server_streak",
         "unready",
         "url",
     )
@@ -44,18 +46,30 @@ class Replica:
         self.failures = 0
         self.ejected_until = 0.0
         self.ejections = 0
+        # health (``health``): the server is not up (every model's traffic off), the model
+        # versions that are not ready here, and the streaks of the verdicts still counting
+        # toward a change (kept only while they count: a ready version with good verdicts
+        # has none, so the table does not grow with the models)
+        self.down = False
+        self.server_streak = 0
         self.unready: set[TargetKey] = set()
         self.probe_streaks: dict[TargetKey, int] = {}
 
     def available(self, key: TargetKey | None, now: float) -> bool:
-        return now >= self.ejected_until and (key is None or key not in self.unready)
+        return (
+            now >= self.ejected_until and not self.down and (key is None or key not in self.unready)
+        )
 
-    def state(self, now: float) -> dict[str, Any]:
+    def state(self, now: float, every: Iterable[TargetKey] = ()) -> dict[str, Any]:
+        """The admin view; ``every`` model version of the backend counts as unready while the
+        server is down (as when each one's probe failed)."""
+        unready = {*self.unready, *every} if self.down else self.unready
         return {
             "url": self.url,
             "outstanding": self.outstanding,
             "ejected_for": round(max(0.0, self.ejected_until - now), 3),
-            "unready": sorted(f"{n}/{v or ''}" for n, v in self.unready),
+            "server_ready": not self.down,
+            "unready": sorted(f"{n}/{v or ''}" for n, v in unready),
         }
 
 

@@ -3,10 +3,11 @@ the HTTP pool (``pool.ReplicaPool``) and the gRPC pool (``grpc_pool.GRPCPool``).
 
 What the rest of the gateway uses of a backend's pool is here and only here: the replica
 choice (power of two random choices on outstanding requests among the replicas that are
-neither ejected nor unready for the model version), readiness (``LiveBackend.serving``, the
-terminal's live ``ready``), the admin view (``state``), and starting and stopping the active
-health checks. Each transport's pool adds the sending: the circuit breaker, retries within
-the budget and the deadline, over its own connections.
+neither ejected, down nor unready for the model version), readiness (``LiveBackend.serving``,
+the terminal's live ``ready``), the admin view (``state``), and starting and stopping the
+active health checks. Each transport's pool adds the sending: the circuit breaker, retries
+within the budget and the deadline, over its own connections, and tells the health checks of
+a call that failed (``health.failed``: a lazily checked model version is probed again).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import time
 from typing import Any
 
 from gateway.backends.breaker import CircuitBreaker
-from gateway.backends.health import HealthChecker, Probe
+from gateway.backends.health import HealthChecker
+from gateway.backends.readiness import Readiness
 from gateway.backends.replica import OutlierDetector, Replica, TargetKey
 from gateway.backends.retries import RetryBudget
 from gateway.backends.spec import BackendSpec
@@ -39,6 +41,8 @@ class ReplicaSet:
         self.budget = RetryBudget(spec.retries.budget, spec.retries.min_per_second)
 
     def choose(self, key: TargetKey | None, tried: set[int]) -> Replica:
+        if key is not None and key not in self.health.used:
+            self.health.first_use(key)  # a lazily checked version is probed when first used
         now = time.monotonic()
         candidates = [
             r for i, r in enumerate(self.replicas) if i not in tried and r.available(key, now)
@@ -54,11 +58,16 @@ class ReplicaSet:
     def in_flight(self) -> int:
         return self.breaker.in_flight
 
-    def start_health_checks(self, probe: Probe, targets: list[Target]) -> None:
-        self.health.start(probe, targets)
+    def start_health_checks(self, readiness: Readiness, targets: list[Target]) -> None:
+        """Watch ``targets`` with the kind's checks; called again, only the targets change
+        (the replicas keep what was learnt of them)."""
+        self.health.start(readiness, targets)
 
-    async def check_once(self, probe: Probe, targets: list[Target]) -> None:
-        await self.health.check_once(probe, targets)
+    async def check_once(self, readiness: Readiness, targets: list[Target]) -> None:
+        """One round of checks now, and the per-model probes it makes due (tests, tools)."""
+        self.health.readiness = readiness
+        self.health.retarget(targets)
+        await self.health.check_once()
 
     async def close(self) -> None:
         """Stop watching (a transport's pool closes its connections too)."""
@@ -70,5 +79,8 @@ class ReplicaSet:
             "kind": self.spec.kind,
             "protocol": self.spec.protocol,
             "in_flight": self.in_flight,
-            "replicas": [r.state(now) for r in self.replicas],
+            "replicas": [
+                r.state(now, self.health.targets) | {"model_readiness": self.health.source(r)}
+                for r in self.replicas
+            ],
         }

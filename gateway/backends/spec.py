@@ -8,7 +8,7 @@ backends:
     urls: ["http://10.0.0.5:8000", "http://10.0.0.6:8000"]
     timeout: 30s                 # per try
     retries: {attempts: 2, budget: 20%}
-    health: {interval: 5s, unhealthy_after: 2}
+    health: {interval: 5s, unhealthy_after: 2, probes_per_second: 10}
     outlier: {consecutive_failures: 5, ejection: 10s}
     tls: {ca_file: ca.pem}       # https:// or grpcs:// replicas: CA, client cert (``tls``)
 ```
@@ -75,13 +75,22 @@ def _narrow_schema(schema: dict[str, Any], cls: type) -> None:
         properties["urls"]["items"]["pattern"] = URL_PATTERN
 
 
+_PROBES_PER_SECOND = (
+    "Per-model readiness probes a second to one replica, at most: for kinds without a bulk "
+    "readiness API (TF Serving), TorchServe's workers, and any kind whose bulk call fails."
+)
+
+
 class HealthCheck(Strict):
-    """Active health checks, using each server kind's real readiness probe."""
+    """Active health checks with each server kind's real readiness: the server and the bulk
+    model index per replica every ``interval``, per-model probes lazily at a bounded rate
+    (``gateway.backends.health``)."""
 
     interval: Duration = 5.0
     timeout: Duration = 1.0
     unhealthy_after: int = Field(default=2, ge=1, description="Failed probes before ejection.")
     healthy_after: int = Field(default=1, ge=1, description="Good probes before readmission.")
+    probes_per_second: float = Field(default=10.0, gt=0, description=_PROBES_PER_SECOND)
 
 
 class OutlierDetection(Strict):

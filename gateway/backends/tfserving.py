@@ -3,6 +3,10 @@
 says. Both wires give a caller the same answer: the same outputs, names, signatures, readiness
 and error statuses (TF Serving's own mapping of its codes to HTTP, PROTOCOLS.md §4.2).
 
+TF Serving has no health endpoint and no call listing its models' states: the server is up when
+its status API answers at all (a request without a model name, refused at once), and a model
+version is probed on its own, lazily (``health``).
+
 The wire is chosen once, from the pool the backend's protocol made
 (``config.live.build_runtime``).
 """
@@ -42,6 +46,8 @@ class TFServingWire(Protocol):
 
     async def probe(self, replica: Replica, target: Target) -> bool: ...
 
+    async def server_ready(self, replica: Replica) -> bool: ...
+
 
 class TFServingBackend:
     kind: ClassVar[str] = "tfserving"
@@ -74,3 +80,11 @@ class TFServingBackend:
 
     async def probe(self, replica: Replica, target: Target) -> bool:
         return await self.wire.probe(replica, target)
+
+    async def server_ready(self, replica: Replica) -> bool:
+        return await self.wire.server_ready(replica)
+
+    async def model_index(self, replica: Replica) -> None:
+        """None: TF Serving has no call that lists its models' states, so each model version
+        is probed lazily (first use, failures) at the bounded rate."""
+        return None

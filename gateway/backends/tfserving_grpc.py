@@ -61,6 +61,7 @@ TF_STATUS: Final[Mapping[grpc.StatusCode, int]] = {
     _CODE.UNAUTHENTICATED: 401,
 }
 _SIGNATURE_TTL: Final = 60.0  # as the live backend keeps the default signature
+_NO_ANSWER: Final = frozenset({_CODE.UNAVAILABLE, _CODE.DEADLINE_EXCEEDED, _CODE.CANCELLED})
 
 
 class TFServingGRPC:
@@ -154,3 +155,16 @@ class TFServingGRPC:
         except (grpc.aio.AioRpcError, grpc.aio.UsageError):
             return False  # unreachable, a version the server does not have, or closed
         return tf_grpc.available(reply)
+
+    async def server_ready(self, replica: Replica) -> bool:
+        """The server answers: GetModelStatus without a model spec is refused at once
+        (INVALID_ARGUMENT "Missing ModelSpec", ``get_model_status_impl.cc``); no answer
+        (UNAVAILABLE, DEADLINE_EXCEEDED) is "down"."""
+        message = get_model_status_pb2.GetModelStatusRequest()
+        try:
+            await self.pool.ask(replica, self._status, message, self.pool.spec.health.timeout)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code() not in _NO_ANSWER
+        except grpc.aio.UsageError:
+            return False  # closed: a reload retired this pool
+        return True

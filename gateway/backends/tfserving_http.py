@@ -76,6 +76,14 @@ class TFServingREST:
             isinstance(v, dict) and v.get("state") == "AVAILABLE" for v in versions
         )
 
+    async def server_ready(self, replica: Replica) -> bool:
+        """The REST handler answers: ``GET /v1/models`` is its 400 "Missing model name in
+        request." (``http_rest_api_handler.cc``), at once and without touching a model; a 5xx
+        (a proxy in front saying it has no server) is not."""
+        async with self.pool.get(replica.url + "/v1/models") as response:
+            await response.read()
+            return response.status < 500
+
 
 def parse_signature(metadata: dict[str, Any], name: str = "serving_default") -> Signature:
     """``metadata.signature_def.signature_def[name]`` (nested twice; dim sizes are strings),

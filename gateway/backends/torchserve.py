@@ -3,6 +3,12 @@
 TorchServe carries no tensor metadata, so inputs and outputs come from routes.yaml when
 declared. The handler is sent TF-Serving row format (``{"instances": [...]}``) and answers
 ``{"predictions": [...]}``, the convention of TorchServe's own examples.
+
+Health (``health``): the server is up when ``/ping`` answers at all (its verdict is no help:
+Healthy while the only worker crash-loops, 500 "Partial Healthy" when one model of many lacks
+workers; ``ApiUtils.getWorkerStatus``); the models registered come from the management API's
+list (``GET /models``, 100 a page, ``nextPageToken``); whether a registered model version has a
+READY worker only its description says (``GET /models/{name}/{version}``), probed lazily.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from pydantic import Field, model_validator
 
 from gateway.backends.adapter import ExampleMethod, unsupported
 from gateway.backends.pool import ReplicaPool
+from gateway.backends.readiness import IndexUnavailable, RegisteredModels
 from gateway.backends.replica import Replica
 from gateway.backends.spec import BackendSpec
 from gateway.backends.upstream import Target, raise_for_status
@@ -22,6 +29,8 @@ from gateway.codecs.v1 import decode_response, encode_request
 from gateway.config.types import URL, problems_error
 
 _JSON = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+_PAGE = 100  # TorchServe's largest page (ApiUtils.getModelList)
+_MAX_PAGES = 10_000  # a million models: past that, a server that keeps paging is confused
 
 
 class TorchServeSpec(BackendSpec):
@@ -98,3 +107,34 @@ class TorchServeBackend:
             for worker in version.get("workers", [])
             if isinstance(worker, dict)
         )
+
+    async def server_ready(self, replica: Replica) -> bool:
+        """``/ping`` answered, whatever it says (see the module's docstring)."""
+        async with self.pool.get(replica.url + "/ping") as response:
+            await response.read()
+            return True
+
+    async def model_index(self, replica: Replica) -> RegisteredModels | None:
+        """The names registered on the replica, from the management API's paged list."""
+        if replica.management_url is None:
+            return None
+        names: set[str] = set()
+        token: str | None = "0"
+        for _ in range(_MAX_PAGES):
+            url = f"{replica.management_url}/models?limit={_PAGE}&next_page_token={token}"
+            async with self.pool.get(url) as response:
+                if response.status != 200:
+                    raise IndexUnavailable(f"GET /models answered {response.status}")
+                page = await response.json(content_type=None)
+            models = page.get("models") if isinstance(page, dict) else None
+            if not isinstance(models, list):
+                raise IndexUnavailable("GET /models answered without a list of models")
+            names.update(
+                m["modelName"]
+                for m in models
+                if isinstance(m, dict) and isinstance(m.get("modelName"), str)
+            )
+            token = page.get("nextPageToken")
+            if not models or not isinstance(token, str) or not token:
+                return RegisteredModels(frozenset(names))
+        raise IndexUnavailable(f"GET /models still paging after {_MAX_PAGES} pages")

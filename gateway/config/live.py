@@ -162,7 +162,7 @@ def build_runtime(
         pool = _pool(name, spec, services)
         adapter = ADAPTERS[spec.kind](pool)
         backends[name] = LiveBackend(name, spec, pool, adapter, targets[name])
-        pool.start_health_checks(adapter.probe, targets[name])
+        pool.start_health_checks(adapter, targets[name])
     kept = {id(b) for b in backends.values()}
     retired = [b for b in (previous.backends.values() if previous else []) if id(b) not in kept]
     runtime = Runtime(loaded, services, backends, auth)

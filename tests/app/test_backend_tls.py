@@ -17,8 +17,8 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.backends.h1.client import Client
+from gateway.backends.kserve import TritonBackend
 from gateway.backends.pool import ReplicaPool
-from gateway.backends.replica import Replica
 from gateway.backends.upstream import Target
 from gateway.config.model import Backend
 from gateway.demo import demo_model_app
@@ -115,7 +115,7 @@ async def test_an_mtls_backend_is_served_with_verification_on(
     gateway = await start_gateway(tls_routes(https.url, tls, interval="100ms", unhealthy_after=1))
 
     async def probed_thrice() -> bool:
-        return sum(p.endswith("/ready") for p in https.seen.paths) >= 3
+        return sum(p == "/v2/repository/index" for p in https.seen.paths) >= 3
 
     await eventually(probed_thrice)
     response = await gateway.client.post(INFER, json=V2)
@@ -207,12 +207,8 @@ async def test_a_failed_probe_says_why_in_the_log(
     caplog.set_level(logging.WARNING, logger="gateway.pool")
     async with aiohttp.ClientSession() as session:
         pool = ReplicaPool("demo", spec, session, Client())  # probes go through the session
-
-        async def ready(replica: Replica, target: Target) -> bool:
-            async with pool.get(replica.url + "/v2/health/ready") as response:
-                return response.status == 200
-
-        await pool.check_once(ready, [Target("linear", "1", "linear", "1")])
+        triton = TritonBackend(pool)
+        await pool.check_once(triton, [Target("linear", "1", "linear", "1")])
     [record] = [r for r in caplog.records if r.getMessage() == "replica not ready"]
     error = getattr(record, "error", "")
     assert error.startswith("TLS handshake failed: certificate verify failed"), error

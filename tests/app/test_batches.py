@@ -22,7 +22,7 @@ from gateway.jobs.service import JobService
 from gateway.store.redis.store import RedisStore
 from tests.app.test_jobs import V1, demo_table, fake_table, start, tenant_key
 from tests.conftest import RunningGateway, StartGateway
-from tests.fakes import REPLY, FakeReplica, forwarded
+from tests.fakes import REPLY, FakeReplica, forwarded, health_check
 from tests.support import ADMIN, ADMIN_TOKEN, V2, error_of
 
 
@@ -53,6 +53,8 @@ class Peak(FakeReplica):
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.path.endswith("/ready"):
             return web.Response(status=200)
+        if (checked := health_check(request)) is not None:
+            return checked
         self.now += 1
         self.peak = max(self.peak, self.now)
         try:

@@ -17,6 +17,7 @@ from gateway.backends.h1.connection import Reply
 from gateway.backends.h1.errors import ConnectTimeout
 from gateway.backends.h1.origin import OriginPool
 from gateway.backends.pool import ReplicaPool
+from gateway.backends.readiness import RepositoryIndex
 from gateway.backends.replica import Replica
 from gateway.backends.upstream import Target
 from gateway.config.model import Backend
@@ -224,6 +225,24 @@ async def test_a_connect_timer_fired_by_a_stalled_loop_is_not_the_replicas_fault
             assert pool.state()["replicas"][0]["ejected_for"] > 0
 
 
+class Indexed:
+    """A kind's readiness checks as a table: the server is up, the bulk index says ready or
+    not per replica URL (``probe`` is never needed: the index is complete)."""
+
+    def __init__(self, ready: dict[str, bool]) -> None:
+        self.ready = ready
+
+    async def server_ready(self, replica: Replica) -> bool:
+        return True
+
+    async def model_index(self, replica: Replica) -> RepositoryIndex:
+        state = "READY" if self.ready[replica.url] else "UNAVAILABLE"
+        return RepositoryIndex.of([("m", "1", state, "")])
+
+    async def probe(self, replica: Replica, target: Target) -> bool:
+        raise AssertionError("a complete index needs no per-model probe")
+
+
 async def test_active_health_checks_take_replicas_out_and_back(
     clients: Clients, replicas: list[FakeReplica]
 ) -> None:
@@ -232,22 +251,18 @@ async def test_active_health_checks_take_replicas_out_and_back(
         clients, [first.url, second.url], health={"unhealthy_after": 2, "healthy_after": 1}
     )
     target = Target("m", "1", "m", "1")
-    ready = {first.url: False, second.url: True}
-
-    async def probe(replica: Replica, _: Target) -> bool:
-        return ready[replica.url]
-
+    readiness = Indexed({first.url: False, second.url: True})
     for _ in range(2):
-        await pool.check_once(probe, [target])
+        await pool.check_once(readiness, [target])
     for _ in range(10):
         await pool.request("GET", "/", key=target.key)
     assert (first.calls, second.calls) == (0, 10)
-    ready[first.url] = True
-    await pool.check_once(probe, [target])
+    readiness.ready[first.url] = True
+    await pool.check_once(readiness, [target])
     assert pool.replicas[0].available(target.key, 0.0)
-    ready[second.url] = False
+    readiness.ready[second.url] = False
     for _ in range(2):
-        await pool.check_once(probe, [target])
+        await pool.check_once(readiness, [target])
     assert pool.choose(target.key, set()) is pool.replicas[0]
     with pytest.raises(NoHealthyReplica):
         pool.choose(target.key, {0})  # the other one is excluded, this one is not ready

@@ -16,7 +16,7 @@ import yaml
 from aiohttp import web
 
 from tests.conftest import RunningGateway, StartGateway
-from tests.fakes import FakeReplica
+from tests.fakes import FakeReplica, health_check
 from tests.support import ADMIN, ADMIN_TOKEN, INPUT0, V2, backend, model, routes_yaml, versions
 
 pytestmark = pytest.mark.anyio
@@ -39,6 +39,8 @@ class HeldReplica(FakeReplica):
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.path.endswith("/ready"):
             return web.Response(status=200)
+        if (checked := health_check(request)) is not None:
+            return checked
         self.calls += 1
         await self.release.wait()
         return web.Response(status=self.status, body=self.body, content_type="application/json")

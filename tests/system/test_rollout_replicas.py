@@ -21,7 +21,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tests.fakes import REPLY, FakeReplica
+from tests.fakes import REPLY, FakeReplica, health_check
 from tests.support import ADMIN, INPUT0, V2, backend, model, routes_yaml
 from tests.system.test_limits_proof import gateway_env, replicas, report
 
@@ -36,6 +36,8 @@ class FailingInfer(FakeReplica):
     keeps its healthy replicas and its share of the traffic."""
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if (checked := health_check(request)) is not None:
+            return checked
         if request.method == "POST":
             self.calls += 1
             return web.Response(

@@ -53,6 +53,12 @@ class ToyBackend:
     async def probe(self, replica: Replica, target: Target) -> bool:
         return True
 
+    async def server_ready(self, replica: Replica) -> bool | None:
+        return None  # no server check, no bulk index: per-model probes only
+
+    async def model_index(self, replica: Replica) -> None:
+        return None
+
 
 class ToyPolicy:
     """Adds ``X-Toy`` to the replies of its kinds, and notes what each call held when it ran
