@@ -11,6 +11,7 @@ the budget and the deadline, over its own connections.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from typing import Any
@@ -37,6 +38,7 @@ class ReplicaSet:
         self.outliers = OutlierDetector(name, spec.outlier, self.replicas, metrics)
         self.health = HealthChecker(name, spec.health, self.replicas, metrics)
         self.budget = RetryBudget(spec.retries.budget, spec.retries.min_per_second)
+        self._stopping: set[asyncio.Future[None]] = set()  # health loops a reload replaced
 
     def choose(self, key: TargetKey | None, tried: set[int]) -> Replica:
         now = time.monotonic()
@@ -57,12 +59,25 @@ class ReplicaSet:
     def start_health_checks(self, probe: Probe, targets: list[Target]) -> None:
         self.health.start(probe, targets)
 
+    def follow_targets(self, probe: Probe, targets: list[Target]) -> None:
+        """Check ``targets`` from now on (a reload changed which server models this backend
+        serves): a new health loop over them, the replicas keeping what they learnt; the old
+        loop stops in the background (and :meth:`close` waits for it)."""
+        old = self.health
+        self.health = HealthChecker(self.name, self.spec.health, self.replicas, self.metrics)
+        self.health.start(probe, targets)
+        stopping = asyncio.ensure_future(old.close())
+        self._stopping.add(stopping)
+        stopping.add_done_callback(self._stopping.discard)
+
     async def check_once(self, probe: Probe, targets: list[Target]) -> None:
         await self.health.check_once(probe, targets)
 
     async def close(self) -> None:
         """Stop watching (a transport's pool closes its connections too)."""
         await self.health.close()
+        for stopping in list(self._stopping):
+            await stopping
 
     def state(self) -> dict[str, Any]:
         now = time.monotonic()

@@ -104,7 +104,9 @@ class Reloader:
             self.status.last_attempt_at = time.time()
             self.status.last_trigger = trigger
             try:
-                loaded = await asyncio.to_thread(load_config, self.path, self.max_bytes)
+                loaded = await asyncio.to_thread(
+                    load_config, self.path, self.max_bytes, self.current.loaded
+                )
                 if loaded.digest == self.status.digest:
                     self._accepted("unchanged")
                     return self.status
