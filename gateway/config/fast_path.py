@@ -1,8 +1,9 @@
 """The fast path from routes.yaml's text to a validated :class:`RouteTable`, or None when the
 careful path (``file.py``) must decide.
 
-It reads the file with libyaml and a lean constructor (``reader.py``), validates it once, and
-keeps each model entry's text with its validated model (``sections.py``). On the next load a
+It reads the file with libyaml and a lean constructor (``reader.py``), piece by piece where
+the layout allows (``sections.py``), validates it once, and keeps each model entry's text with
+its validated model. On the next load a
 model whose entry is the same text is that very :class:`Model`, not validated again: a
 one-line change in a 10,000-model file reads and validates one entry, and everything built
 from an unchanged model (its targets, its place in the live table) can be kept by identity.
@@ -27,7 +28,7 @@ from gateway.config.model import Model, RouteTable
 Entries = Mapping[str, Model]
 """A model entry's text (``sections.split``) → the model validated from it."""
 
-_FEW: Final = 64  # up to this many new entries (or an eighth) are read one by one
+_RUN: Final = 1_000  # new entries read together: libyaml's nodes for a run at a time
 
 
 def read_table(text: str, known: Entries) -> tuple[RouteTable, dict[str, Model]] | None:
@@ -36,65 +37,61 @@ def read_table(text: str, known: Entries) -> tuple[RouteTable, dict[str, Model]]
     if not reader.agrees(text):
         return None
     layout = sections.split(text)
-    entries = layout.entries if layout is not None else None
-    data: dict[object, object] | None = None
-    if layout is not None and entries is not None and known:
-        fresh = sum(1 for _, entry in entries if entry not in known)
-        if fresh <= max(_FEW, len(entries) // 8):
-            data = _assemble(layout, entries, known)
-    if data is None:
-        whole = reader.read_fast(text)
-        if not isinstance(whole, dict):
-            return None
-        data = whole
-        if entries is not None and not _carry_over(data.get("models"), entries, known):
-            entries = None
+    if layout is not None and layout.entries is not None:
+        table = _by_pieces(layout, layout.entries, known)
+        if table is not None:
+            return table, {entry: table.models[name] for name, entry in layout.entries}
+    whole = reader.read_fast(text)  # another layout, or a split in the wrong place
+    if not isinstance(whole, dict):
+        return None
     try:
-        table = RouteTable.model_validate(data)
+        return RouteTable.model_validate(whole), {}
     except ValidationError:
         return None
-    kept = {entry: table.models[name] for name, entry in entries} if entries else {}
-    return table, kept
 
 
-def _assemble(
+def _by_pieces(
     layout: sections.Layout, entries: list[tuple[str, str]], known: Entries
-) -> dict[object, object] | None:
-    """The file's data, each section read alone and each model entry either known or read
-    alone; None at the first doubt."""
-    data: dict[object, object] = {}
+) -> RouteTable | None:
+    """The table read piece by piece: each top-level section alone, the known entries not
+    at all, the others in runs of up to :data:`_RUN` (so the nodes of a 100,000-model file
+    never all exist at once); None at the first doubt."""
+    data: dict[str, object] = {}
     for key, text in layout.sections.items():
         if key != "models":
-            value = _single(key, text)
-            if value is reader.UNSURE:
+            value = reader.read_fast(text)
+            if not isinstance(value, dict) or list(value) != [key]:
                 return None
-            data[key] = value
-    models: dict[object, object] = {}
+            data[key] = value[key]
+    models: dict[str, Model | None] = {}
+    run: list[tuple[str, str]] = []
     for name, text in entries:
-        model = known.get(text)
-        value = model if model is not None else _single(name, text)
-        if value is reader.UNSURE or name in models:
-            return None  # a duplicate name: the careful path says where
-        models[name] = value
+        if name in models:
+            return None  # a duplicate: the careful path says where
+        model = models[name] = known.get(text)  # None: to read (its place kept)
+        if model is None:
+            run.append((name, text))
+            if len(run) == _RUN:
+                if not _read_run(run, models):
+                    return None
+                run = []
+    if run and not _read_run(run, models):
+        return None
     data["models"] = models
-    return data
+    try:
+        return RouteTable.model_validate(data)
+    except ValidationError:
+        return None
 
 
-def _single(key: str, text: str) -> object:
-    """The value of a piece of the file that holds the one key ``key``, or UNSURE."""
-    value = reader.read_fast(text)
-    if not isinstance(value, dict) or len(value) != 1 or key not in value:
-        return reader.UNSURE
-    return value[key]
-
-
-def _carry_over(models: object, entries: list[tuple[str, str]], known: Entries) -> bool:
-    """Put the known models in place of their entries' data, once the whole file's model
-    names are the entries' names in order (the split is right); False when they are not."""
-    if not isinstance(models, dict) or list(models) != [name for name, _ in entries]:
+def _read_run(run: list[tuple[str, str]], models: dict[str, Model | None]) -> bool:
+    """Read and validate consecutive new entries into ``models``; False at any doubt (the
+    run does not read as exactly its entries, in order, or a model is invalid)."""
+    value = reader.read_fast("".join(text for _, text in run))
+    if not isinstance(value, dict) or list(value) != [name for name, _ in run]:
         return False
-    for name, text in entries:
-        model = known.get(text)
-        if model is not None:
-            models[name] = model
+    try:
+        models.update((name, Model.model_validate(raw)) for name, raw in value.items())
+    except ValidationError:
+        return False
     return True

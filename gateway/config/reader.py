@@ -74,12 +74,17 @@ def compose(text: str) -> Node | None:
     ``yaml.YAMLError`` as PyYAML does, with libyaml's wording."""
     loader = _Loader(text)
     try:
-        return loader.get_single_node()
+        node: Node | None = loader.get_single_node()
+        return node
     finally:
         loader.dispose()
 
 
-class _Loader(yaml.CSafeLoader):
+# Without libyaml (FAST is False) nothing composes with it; the class stays defined.
+_LIBYAML: Final[type[yaml.SafeLoader]] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_LIBYAML):  # type: ignore[misc,valid-type]  # the base is chosen at import
     """libyaml's composer with the safe loader's tags, resolved without the per-node work
     PyYAML spends on path resolvers, which the safe loader has none of."""
 
@@ -161,7 +166,7 @@ def construct(node: Node, aliased: bool) -> Data | Unsure:
     """The data of a composed document, as PyYAML's ``SafeConstructor`` builds it, or
     :data:`UNSURE`. ``aliased``: the document may share nodes (it has anchors); each shared
     node is then built once, as PyYAML does. Aliases that expand too far or contain
-    themselves are for the caller to refuse first (``file._check_aliases``)."""
+    themselves are for the caller to refuse first (:func:`alias_problem`)."""
     try:
         return _Walk(aliased).build(node, 0)
     except (_Doubt, RecursionError):
