@@ -53,9 +53,10 @@ class _Doubt(Exception):
 
 
 # Where libyaml takes what PyYAML refuses, or reads it otherwise (found by fuzzing the two
-# against each other; tests/unit/config/test_reader.py): tabs, a byte-order mark, the Unicode
-# line breaks, "?" in a flow collection ([x?a=1]), a block scalar's header followed by a
-# comment with no space (|#). Where libyaml refuses what PyYAML takes, PyYAML reads again.
+# against each other; tests/unit/config/test_reader.py): tabs, a byte-order mark, "?" in a
+# flow collection ([x?a=1]), a block scalar's header followed by a comment with no space
+# (|#); and, to be safe, the Unicode line breaks. Where libyaml refuses what PyYAML takes,
+# PyYAML reads again.
 _DISAGREE: Final = ("\t", "\ufeff", "\x85", "\u2028", "\u2029")
 _HEADER_COMMENT: Final = re.compile(r"[|>][-+0-9]*#")
 
