@@ -36,7 +36,9 @@ def read_table(text: str, known: Entries) -> tuple[RouteTable, dict[str, Model]]
     ``known`` entries; None when the careful path must decide."""
     if not reader.agrees(text):
         return None
-    layout = sections.split(text)
+    # An anchor makes one entry's value depend on another's text (an alias, a merge key),
+    # and PyYAML refuses an anchor twice in a file: such a file is read whole.
+    layout = sections.split(text) if "&" not in text else None
     if layout is not None and layout.entries is not None:
         table = _by_pieces(layout, layout.entries, known)
         if table is not None:

@@ -210,6 +210,25 @@ def test_an_edited_file_reloads_as_the_old_reader_reads_it(edits: list[tuple[int
     assert new_reading(text, parse_config(SMALL)) == old_reading(text)
 
 
+def test_anchors_make_the_file_read_whole() -> None:
+    """An alias's entry depends on its anchor's entry, wherever it is; an anchor twice is an
+    error, even a thousand entries apart."""
+    anchored = BIG.replace("  m00001:", "  m00001: &one", 1)
+    aliased = anchored.replace("  m01400:", "  m01400: *one\n  x01400:", 1)
+    first = parse_config(aliased)
+    assert first.table.models["m01400"] == first.table.models["m00001"]
+    changed = aliased.replace(
+        "  m00001: &one", "  m00001: &one {versions: {v: {backend: b}}}\n  y00001:", 1
+    )
+    reading = new_reading(changed, first)
+    assert reading == old_reading(changed)
+    assert isinstance(reading[1], RouteTable)
+    assert list(reading[1].models["m01400"].versions) == ["v"]
+    twice = anchored.replace("  m01400:", "  m01400: &one", 1)
+    assert new_reading(twice, first) == old_reading(twice)
+    assert "second occurrence" in str(old_reading(twice)[1])  # of the anchor
+
+
 def test_the_plain_layout_is_split_into_sections_and_entries() -> None:
     layout = sections.split(BACKEND + MODEL_TWO_VERSIONS + "  n: {versions: {}}\nroutes: []\n")
     assert layout is not None
