@@ -43,7 +43,7 @@ class LiveBackend:
     targets: list[Target]
     _metadata: dict[TargetKey, tuple[float, Signature | None]] = field(default_factory=dict)
     _pending: dict[TargetKey, asyncio.Future[Signature | None]] = field(default_factory=dict)
-    _by_version: dict[tuple[str, str], Target] = field(init=False, repr=False)
+    _by_version: dict[tuple[str, str], Target] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # A call finds its target in O(1), whatever the number of models (issue 16).

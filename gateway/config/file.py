@@ -158,17 +158,25 @@ def _compose(text: str) -> yaml.Node | None:
 
 
 def _deeper(root: yaml.Node, limit: int) -> bool:
-    """Whether the document nests deeper than ``limit`` (PyYAML's recursive reading may not
-    take what libyaml does)."""
+    """Whether the document's text nests deeper than ``limit`` (PyYAML's recursive reading may
+    not take what libyaml does). Each node is walked once, in document order: where an anchor
+    is used again (an alias, a leaf in the text) it is not walked again."""
+    seen: set[int] = set()
     stack = [(root, 0)]
     while stack:
         node, depth = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         if depth > limit:
             return True
         if isinstance(node, yaml.MappingNode):
-            stack.extend((part, depth + 1) for pair in node.value for part in pair)
+            children = [part for pair in node.value for part in pair]
         elif isinstance(node, yaml.SequenceNode):
-            stack.extend((item, depth + 1) for item in node.value)
+            children = list(node.value)
+        else:
+            continue
+        stack.extend((child, depth + 1) for child in reversed(children))
     return False
 
 

@@ -60,6 +60,11 @@ ODD = [  # what the parser tests pin, and the YAML the fast path leaves to the c
     BACKEND + 'models:\n  m:\n    versions:\n      "1": {backend: a, name: "x\n  n: y"}\n',
     BACKEND + "models:\n  m: {versions: {'1': {backend: a}},\n  n: 1}\n",
     "a: &a [*a]\n",
+    "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n"  # a billion laughs, 9^9 nodes once expanded
+    + "".join(
+        f"{n}: &{n} [{', '.join([f'*{b}'] * 9)}]\n"
+        for b, n in zip("abcdefgh", "bcdefghi", strict=True)
+    ),
     "a: !!int x\n",
     "[" * 100 + "]" * 100,
     "---\n" + BACKEND + "---\nmodels: {}\n",
