@@ -55,10 +55,14 @@ class LiveBackend:
         return self._by_version[(model, version)]
 
     def serving_targets(self, targets: list[Target]) -> LiveBackend:
-        """This backend serving ``targets`` instead: its pool, adapter and cached metadata
-        kept (the metadata is the server's, by server model name and version)."""
+        """This backend serving ``targets`` instead: its pool and adapter, and the cached
+        metadata of the server models it still serves (the server's, by server model name and
+        version; what it no longer serves is dropped, so the cache does not grow reload after
+        reload). Fetches in flight are shared."""
+        keys = {t.key for t in targets}
+        metadata = {key: known for key, known in self._metadata.items() if key in keys}
         return LiveBackend(
-            self.name, self.spec, self.pool, self.adapter, targets, self._metadata, self._pending
+            self.name, self.spec, self.pool, self.adapter, targets, metadata, self._pending
         )
 
     async def signature(self, target: Target) -> Signature | None:

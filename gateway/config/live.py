@@ -191,9 +191,10 @@ def _carried(old: LiveBackend, targets: list[Target]) -> LiveBackend:
     else the same pool, whose health loop follows the new server models if they changed."""
     if old.targets == targets:  # the same Target objects, mostly: compared by identity first
         return old
+    carried = old.serving_targets(targets)
     if {t.key for t in old.targets} != {t.key for t in targets}:
-        old.pool.follow_targets(old.adapter.probe, targets)
-    return old.serving_targets(targets)
+        carried.pool.follow_targets(carried.adapter.probe, targets)
+    return carried
 
 
 def _pool(name: str, spec: BackendSpec, services: Services) -> ReplicaSet:

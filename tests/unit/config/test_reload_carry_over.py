@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.auth.keys import KeyVerifier
 from gateway.backends.live import LiveBackend
+from gateway.codecs.tensors import Signature
 from gateway.config.live import Services
 from gateway.config.reload import Reloader
 from gateway.errors import ModelNotFound
@@ -83,13 +84,22 @@ async def test_a_one_line_change_keeps_everything_it_does_not_touch(reloader: Re
     assert after.resolve("r150", None).backend is now
 
 
-async def test_the_metadata_cache_is_the_same(reloader: Reloader) -> None:
-    live: LiveBackend = reloader.current.backends["a"]
-    target = live.target("m1", "1")
-    live._metadata[target.key] = (float("inf"), None)  # as a metadata answer leaves it
-    reloader.path.write_text(table(300, renamed=7), encoding="utf-8")
+async def test_the_metadata_cache_is_carried_over_for_the_models_still_served(
+    reloader: Reloader,
+) -> None:
+    reloader.path.write_text(table(300, native={8: "gone"}), encoding="utf-8")
     assert (await reloader.reload("test")).last_ok
-    assert await reloader.current.backends["a"].signature(target) is None  # from the cache
+    live: LiveBackend = reloader.current.backends["a"]
+    kept, dropped = live.target("m1", "1"), live.target("m8", "1")
+    known = Signature(inputs=(), outputs=())
+    for target in (kept, dropped):  # as metadata answers leave it (no server is asked)
+        live._metadata[target.key] = (float("inf"), known)
+    reloader.path.write_text(table(300, renamed=7), encoding="utf-8")  # and m8 back to linear
+    assert (await reloader.reload("test")).last_ok
+    now = reloader.current.backends["a"]
+    assert now is not live
+    assert await now.signature(kept) is known  # from the cache: the server was not asked
+    assert dropped.key not in now._metadata  # a server model no longer served
 
 
 async def test_the_health_loop_follows_the_server_models_a_reload_adds(
