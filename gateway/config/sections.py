@@ -4,7 +4,8 @@ reload reads again only the entries that changed.
 Most routes.yaml files are in the plain block layout: top-level keys at column 0 (``backends:``,
 ``models:``, ...), and under ``models:`` one entry per model, each starting with its name at
 the column of the first. :func:`split` finds those pieces with nothing but the lines' first
-characters; for any other layout (a document marker, a directive, a flow mapping at the top,
+characters (a ``---`` line may open the document); for any other layout (another document
+marker, a directive, a flow mapping at the top,
 a key it cannot read as plain text, a line indented less than the entries that is neither
 blank nor a comment) it answers None, and the whole file is read.
 
@@ -25,6 +26,7 @@ _TOP_LINE: Final = re.compile(r"(?m)^[^ #\r\n].*")  # a line that starts at colu
 _TOP_KEY: Final = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):(?:[ ]|\r?$)")
 _CONTENT: Final = re.compile(r"(?m)^( *)[^ #\r\n]")  # a line that is not blank nor a comment
 _LONE_CR: Final = re.compile(r"\r(?!\n)")
+_DOCUMENT_START: Final = re.compile(r"---[ ]*(?:#.*)?\r?$")
 _MODELS_HEADER: Final = re.compile(r"models:[ ]*(?:#.*)?$")
 _ENTRY_KEY: Final = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.\-/]*):(?:[ ]|\r?$)", re.MULTILINE)
 
@@ -43,7 +45,12 @@ def split(text: str) -> Layout | None:
     if _LONE_CR.search(text):
         return None  # a line break regular expressions do not see as one
     starts = list(_TOP_LINE.finditer(text))
-    if not starts or _CONTENT.search(text, 0, starts[0].start()):
+    begin = 0
+    if starts and _DOCUMENT_START.match(starts[0].group()):
+        if _CONTENT.search(text, 0, starts[0].start()):
+            return None
+        begin = starts.pop(0).end()  # "---" alone: where the (one) document starts
+    if not starts or _CONTENT.search(text, begin, starts[0].start()):
         return None  # indented content before the first key
     sections: dict[str, str] = {}
     for i, start in enumerate(starts):

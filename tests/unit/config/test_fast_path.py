@@ -68,6 +68,8 @@ ODD = [  # what the parser tests pin, and the YAML the fast path leaves to the c
     "a: !!int x\n",
     "[" * 100 + "]" * 100,
     "---\n" + BACKEND + "---\nmodels: {}\n",
+    "--- |\n  text\n",
+    "---\n" + BACKEND + "models:\n  m: {versions: {'1': {backend: a}}}\n...\n",
     BACKEND.replace("\n", "\r\n") + "models:\r\n  m: {versions: {'1': {backend: a}}}\r\n",
     BACKEND + "models:\r  m: {versions: {'1': {backend: a}}}\r",
     BACKEND + "routes: [{path: /x?y/, backend: a}]\n",
@@ -246,7 +248,7 @@ def test_the_plain_layout_is_split_into_sections_and_entries() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "---\nbackends: {}\n",  # a document marker
+        "backends: {}\n---\nmodels: {}\n",  # a second document
         "{backends: {}}\n",  # a flow mapping at the top
         '"backends": {}\n',  # a quoted key
         "  backends: {}\n",  # indented content first
@@ -273,7 +275,8 @@ def test_models_not_in_plain_entries_are_read_as_one_section(models: str) -> Non
     assert layout.entries is None
 
 
-def test_the_fast_path_is_taken_for_a_plain_file() -> None:
-    loaded = parse_config(BIG)
-    assert isinstance(loaded.table, RouteTable)
+@pytest.mark.parametrize("start", ["", "---\n", "# routes\n--- # the one document\n"])
+def test_the_fast_path_is_taken_for_a_plain_file(start: str) -> None:
+    loaded = parse_config(start + BIG)
+    assert loaded.table == old_reading(BIG)[1]
     assert len(loaded.entries) == 1500  # kept for the next load: the fast path read it
