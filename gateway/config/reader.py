@@ -4,10 +4,11 @@ PyYAML's pure-Python reader spends about 1 ms per model of a large routes.yaml, 
 constructor, even over libyaml's nodes, most of the rest. :func:`read_fast` composes with
 libyaml (``yaml.CSafeLoader``) and builds the data with a plain walk that gives what
 ``yaml.safe_load`` gives for the YAML a routes.yaml is made of: mappings, sequences, strings,
-numbers, booleans, nulls, timestamps. For anything else (a tag it does not know, merge keys,
-a duplicate key, nesting deeper than :data:`MAX_DEPTH`, a tab anywhere, a YAML error, no
-libyaml) it answers :data:`UNSURE`, and the caller takes the careful path (``file.py``),
-which reads the file as it always did and reports every error with its line.
+numbers, booleans, nulls, timestamps, aliases. For anything else (a tag it does not know,
+merge keys, a duplicate key, nesting deeper than :data:`MAX_DEPTH`, text where libyaml and
+PyYAML disagree (:func:`agrees`), a YAML error, no libyaml) it answers :data:`UNSURE`, and
+the caller takes the careful path (``file.py``), which reads the file as PyYAML always did
+and reports every error with its line.
 
 Lines are not computed here: they are only needed for an error, and an error takes the
 careful path.
