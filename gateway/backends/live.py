@@ -32,6 +32,10 @@ _METADATA_FAILURE_TTL = 2.0
 
 @dataclass(slots=True)
 class LiveBackend:
+    """A backend of one route table. A reload that changes only which model versions it
+    serves makes another with :meth:`serving_targets`: the same pool (connections, health),
+    adapter and metadata cache."""
+
     name: str
     spec: BackendSpec
     pool: ReplicaSet  # a ReplicaPool (http) or a GRPCPool (grpc), as spec.protocol says
@@ -39,6 +43,27 @@ class LiveBackend:
     targets: list[Target]
     _metadata: dict[TargetKey, tuple[float, Signature | None]] = field(default_factory=dict)
     _pending: dict[TargetKey, asyncio.Future[Signature | None]] = field(default_factory=dict)
+    _by_version: dict[tuple[str, str], Target] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A call finds its target in O(1), whatever the number of models (issue 16).
+        self._by_version = {(t.model, t.version): t for t in self.targets}
+
+    def target(self, model: str, version: str) -> Target:
+        """The target of public ``model`` ``version``; KeyError when this backend does not
+        serve it."""
+        return self._by_version[(model, version)]
+
+    def serving_targets(self, targets: list[Target]) -> LiveBackend:
+        """This backend serving ``targets`` instead: its pool and adapter, and the cached
+        metadata of the server models it still serves (the server's, by server model name and
+        version; what it no longer serves is dropped, so the cache does not grow reload after
+        reload). Fetches in flight are shared."""
+        keys = {t.key for t in targets}
+        metadata = {key: known for key, known in self._metadata.items() if key in keys}
+        return LiveBackend(
+            self.name, self.spec, self.pool, self.adapter, targets, metadata, self._pending
+        )
 
     async def signature(self, target: Target) -> Signature | None:
         """The target's inputs/outputs, cached; ``None`` when the server cannot tell."""
@@ -96,5 +121,4 @@ def resolve(
     elif version not in spec.versions:
         raise VersionNotFound(f"model {model!r} has no version {version!r}")
     live = backends[spec.versions[version].backend]
-    target = next(t for t in live.targets if t.model == model and t.version == version)
-    return Resolved(model, version, target, live)
+    return Resolved(model, version, live.target(model, version), live)

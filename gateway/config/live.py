@@ -1,9 +1,12 @@
 """The live route table: a validated routes.yaml made live, with a chain per call kind.
 
 The running gateway holds one :class:`Runtime` and replaces it whole on reload; a call runs on
-the runtime it started with. Backends whose definition did not change are carried over, so
-their connections, health state and metadata survive a reload; so is the authenticator with
-its key and token caches when the ``auth:`` section did not change.
+the runtime it started with. What did not change is carried over: a backend whose definition
+did not change keeps its pool (connections, health state, ejections, breaker) and metadata
+cache, even when the models it serves changed; a model the file did not change (the same
+:class:`Model` object, ``config/fast_path.py``) keeps its targets; the authenticator keeps its
+key and token caches when the ``auth:`` section did not change. A call finds its target in
+O(1), whatever the number of models.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ class Runtime:
         if entry is None:
             return False
         live = self.backends[entry.backend]
-        target = next(t for t in live.targets if t.model == model and t.version == version)
+        target = live.target(model, version)
         return live.serving(target.key, time.monotonic() if now is None else now)
 
 
@@ -119,19 +122,27 @@ def _signature(
     return Signature(inputs=meta[0], outputs=meta[1])
 
 
-def targets_by_backend(loaded: LoadedConfig) -> dict[str, list[Target]]:
+def targets_by_backend(
+    loaded: LoadedConfig, previous: Runtime | None = None
+) -> dict[str, list[Target]]:
+    """Each backend's targets, in the table's order; a model the previous table had (the same
+    :class:`Model` object: its entry did not change) keeps its targets."""
     result: dict[str, list[Target]] = {name: [] for name in loaded.table.backends}
+    before = previous.table.models if previous is not None else {}
     for model_name, model in loaded.table.models.items():
+        kept = previous is not None and before.get(model_name) is model
         for version_name, version in model.versions.items():
-            result[version.backend].append(
-                Target(
+            if kept and previous is not None:
+                target = previous.backends[version.backend].target(model_name, version_name)
+            else:
+                target = Target(
                     model=model_name,
                     version=version_name,
                     name=version.name or model_name,
                     native_version=version.version,
                     declared=_signature(version.inputs, version.outputs),
                 )
-            )
+            result[version.backend].append(target)
     return result
 
 
@@ -142,6 +153,10 @@ def build_runtime(
     build its chains. Returns the runtime and the previous backends it no longer uses (for the
     caller to close). Raises AuthSetupError when the auth section names a secret or key file
     that is missing.
+
+    A backend whose definition did not change keeps its pool (connections, health, ejections,
+    breaker), adapter and metadata cache even when the models it serves changed; it is the
+    same :class:`LiveBackend` when they did not. Unchanged models keep their targets.
     """
     auth = None
     if loaded.table.auth is not None:
@@ -152,22 +167,34 @@ def build_runtime(
             auth = build_authenticator(
                 loaded.table.auth, services.keys, services.http, services.secret
             )
-    targets = targets_by_backend(loaded)
+    targets = targets_by_backend(loaded, previous)
     backends: dict[str, LiveBackend] = {}
     for name, spec in loaded.table.backends.items():
         old = previous.backends.get(name) if previous else None
-        if old is not None and old.spec == spec and old.targets == targets[name]:
-            backends[name] = old
+        if old is not None and old.spec == spec:
+            backends[name] = _carried(old, targets[name])
             continue
         pool = _pool(name, spec, services)
         adapter = ADAPTERS[spec.kind](pool)
         backends[name] = LiveBackend(name, spec, pool, adapter, targets[name])
         pool.start_health_checks(adapter, targets[name])
-    kept = {id(b) for b in backends.values()}
-    retired = [b for b in (previous.backends.values() if previous else []) if id(b) not in kept]
+    kept = {id(b.pool) for b in backends.values()}
+    before = previous.backends.values() if previous else []
+    retired = [b for b in before if id(b.pool) not in kept]
     runtime = Runtime(loaded, services, backends, auth)
     runtime.chains = chains(runtime)
     return runtime, retired
+
+
+def _carried(old: LiveBackend, targets: list[Target]) -> LiveBackend:
+    """``old`` (its definition unchanged) serving ``targets``: itself when they are the same;
+    else the same pool, whose health loop follows the new server models if they changed."""
+    if old.targets == targets:  # the same Target objects, mostly: compared by identity first
+        return old
+    carried = old.serving_targets(targets)
+    if {t.key for t in old.targets} != {t.key for t in targets}:
+        carried.pool.start_health_checks(carried.adapter, targets)  # the same loop, retargeted
+    return carried
 
 
 def _pool(name: str, spec: BackendSpec, services: Services) -> ReplicaSet:

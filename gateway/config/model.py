@@ -248,11 +248,20 @@ class RouteTable(Strict):
         return table
 
 
-def _items(value: Any) -> list[tuple[str, Mapping[str, Any]]]:
-    """The mapping entries of a raw YAML value, keys as text; anything else has none."""
-    if not isinstance(value, Mapping):
+def _version_backends(model: Any) -> list[tuple[str, str]]:
+    """(version, backend name) of a model, raw from YAML or already validated (a model the
+    last load validated from the same text: ``fast_path.py``); what is not text is skipped
+    (it is reported on its own)."""
+    if isinstance(model, Model):
+        return [(name, version.backend) for name, version in model.versions.items()]
+    versions = model.get("versions") if isinstance(model, Mapping) else None
+    if not isinstance(versions, Mapping):
         return []
-    return [(str(k), v) for k, v in value.items() if isinstance(v, Mapping)]
+    return [
+        (str(name), version["backend"])
+        for name, version in versions.items()
+        if isinstance(version, Mapping) and isinstance(version.get("backend"), str)
+    ]
 
 
 def _reference_problems(data: Mapping[str, Any]) -> list[Problem]:
@@ -267,16 +276,17 @@ def _reference_problems(data: Mapping[str, Any]) -> list[Problem]:
         if isinstance(b, Mapping) and b.get("protocol") == "grpc"
     }
     problems: list[Problem] = []
-    for model_name, model in _items(data.get("models")):
-        for version_name, version in _items(model.get("versions")):
-            backend = version.get("backend")
-            loc = ("models", model_name, "versions", version_name, "backend")
-            if not isinstance(backend, str):
+    serving = {name for name, kind in kinds.items() if _serves_models(kind)}
+    models = data.get("models")
+    for model_name, model in models.items() if isinstance(models, Mapping) else ():
+        for version_name, name in _version_backends(model):
+            if name in serving:
                 continue
-            if backend not in kinds:
-                problems.append((loc, f"no backend named {backend!r}"))
-            elif not _serves_models(kinds[backend]):
-                problems.append((loc, f"{backend!r} is kind {kinds[backend]} (passthrough only)"))
+            loc = ("models", str(model_name), "versions", version_name, "backend")
+            if name not in kinds:
+                problems.append((loc, f"no backend named {name!r}"))
+            else:
+                problems.append((loc, f"{name!r} is kind {kinds[name]} (passthrough only)"))
     routes = data.get("routes")
     seen: set[str] = set()
     for i, route in enumerate(routes if isinstance(routes, list) else []):

@@ -1,0 +1,99 @@
+"""The fast path from routes.yaml's text to a validated :class:`RouteTable`, or None when the
+careful path (``file.py``) must decide.
+
+It reads the file with libyaml and a lean constructor (``reader.py``), piece by piece where
+the layout allows (``sections.py``), validates it once, and keeps each model entry's text with
+its validated model. On the next load a
+model whose entry is the same text is that very :class:`Model`, not validated again: a
+one-line change in a 10,000-model file reads and validates one entry, and everything built
+from an unchanged model (its targets, its place in the live table) can be kept by identity.
+Validating a model depends on nothing but its own entry (references to backends are checked
+for the whole table, carried-over models included), so the table is the one a full reading
+would give.
+
+Any doubt (an error, a YAML feature the lean reader leaves to PyYAML, a layout it cannot
+split) answers None: errors, with their lines, are only ever reported by the careful path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from pydantic import ValidationError
+
+from gateway.config import reader, sections
+from gateway.config.model import Model, RouteTable
+
+Entries = Mapping[str, Model]
+"""A model entry's text (``sections.split``) → the model validated from it."""
+
+_RUN: Final = 1_000  # new entries read together: libyaml's nodes for a run at a time
+
+
+def read_table(text: str, known: Entries) -> tuple[RouteTable, dict[str, Model]] | None:
+    """The table ``text`` holds and its entries (for the next load), reusing the models of
+    ``known`` entries; None when the careful path must decide."""
+    if not reader.agrees(text):
+        return None
+    # An anchor makes one entry's value depend on another's text (an alias, a merge key),
+    # and PyYAML refuses an anchor twice in a file: such a file is read whole.
+    layout = sections.split(text) if "&" not in text else None
+    if layout is not None and layout.entries is not None:
+        table = _by_pieces(layout, layout.entries, known)
+        if table is not None:
+            return table, {entry: table.models[name] for name, entry in layout.entries}
+    whole = reader.read_fast(text)  # another layout, or a split in the wrong place
+    if not isinstance(whole, dict):
+        return None
+    try:
+        return RouteTable.model_validate(whole), {}
+    except ValidationError:
+        return None
+
+
+def _by_pieces(
+    layout: sections.Layout, entries: list[tuple[str, str]], known: Entries
+) -> RouteTable | None:
+    """The table read piece by piece: each top-level section alone, the known entries not
+    at all, the others in runs of up to :data:`_RUN` (so the nodes of a 100,000-model file
+    never all exist at once); None at the first doubt."""
+    data: dict[str, object] = {}
+    for key, text in layout.sections.items():
+        if key != "models":
+            value = reader.read_fast(text)
+            if not isinstance(value, dict) or list(value) != [key]:
+                return None
+            data[key] = value[key]
+    models: dict[str, Model | None] = {}
+    run: list[tuple[str, str]] = []
+    for name, text in entries:
+        if name in models:
+            return None  # a duplicate: the careful path says where
+        model = models[name] = known.get(text)  # None: to read (its place kept)
+        if model is None:
+            run.append((name, text))
+            if len(run) == _RUN:
+                if not _read_run(run, models):
+                    return None
+                run = []
+    if run and not _read_run(run, models):
+        return None
+    data["models"] = models
+    try:
+        return RouteTable.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def _read_run(run: list[tuple[str, str]], models: dict[str, Model | None]) -> bool:
+    """Read and validate consecutive new entries into ``models``; False at any doubt (the
+    run does not read as exactly its entries, in order, or a model is invalid)."""
+    value = reader.read_fast("".join(text for _, text in run))
+    if not isinstance(value, dict) or list(value) != [name for name, _ in run]:
+        return False
+    try:
+        models.update((name, Model.model_validate(raw)) for name, raw in value.items())
+    except ValidationError:
+        return False
+    return True
