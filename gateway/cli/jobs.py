@@ -10,16 +10,15 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from gateway.app import open_state
 from gateway.cli import admin as cli_admin
 from gateway.cli import pages
-from gateway.cli.check import check
 from gateway.jobs.model import JOB_STATUSES
-from gateway.settings import Settings
-from gateway.telemetry.logs import log_config
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 logger = logging.getLogger("gateway")
 
@@ -68,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
 
 def worker(args: argparse.Namespace) -> int:
     """Job workers with the settings ``gateway serve`` reads, until SIGTERM or Ctrl-C."""
+    # here, not at the top: the other job commands are HTTP calls, and start at once
+    from gateway.cli.check import check
+    from gateway.settings import Settings
+    from gateway.telemetry.logs import log_config
+
     for name, value in {"GATEWAY_CONFIG": args.config, "GATEWAY_LOG_LEVEL": args.log_level}.items():
         if value is not None:
             os.environ[name] = str(value)
@@ -87,6 +91,8 @@ def worker(args: argparse.Namespace) -> int:
 
 
 async def _work(settings: Settings, config: Path) -> None:
+    from gateway.app import open_state
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

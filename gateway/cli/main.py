@@ -16,10 +16,6 @@ from gateway.cli import jobs as cli_jobs
 from gateway.cli import rollout as cli_rollout
 from gateway.cli import status as cli_status
 from gateway.cli import usage as cli_usage
-from gateway.cli.check import check
-from gateway.cli.serve import serve
-from gateway.config.model import json_schema
-from gateway.demo import run_demo
 from gateway.telemetry import log_queue
 
 
@@ -101,10 +97,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Each command imports what it runs when it runs: the admin commands (HTTP calls) and
+    ``check`` start without the server's modules."""
     args = _parser().parse_args(argv)
     if args.command == "check":
+        from gateway.cli.check import check
+
         return check(args.config, args.against)
     if args.command == "schema":
+        from gateway.config.model import json_schema
+
         print(json.dumps(json_schema(), indent=2))
         return 0
     if args.command in ("tenants", "keys", "audit", "cache", "webhooks"):
@@ -122,8 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worker":
         return _ended(cli_jobs.worker(args))
     if args.command == "demo":
+        from gateway.demo import run_demo
+
         run_demo(args.host, args.port, args.grpc_port)
         return _ended(0)
+    from gateway.cli.serve import serve
+
     return _ended(serve(args))
 
 
