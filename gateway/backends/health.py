@@ -29,7 +29,7 @@ from typing import Literal, TypeVar
 import aiohttp
 
 from gateway.backends.probe_queue import ProbeQueue, burst_of
-from gateway.backends.readiness import IndexUnavailable, ModelIndex, Readiness
+from gateway.backends.readiness import IndexUnavailable, ModelIndex, Readiness, RepositoryIndex
 from gateway.backends.replica import Replica, TargetKey
 from gateway.backends.spec import HealthCheck
 from gateway.backends.tls import tls_reason
@@ -102,6 +102,7 @@ class HealthChecker:
         self.used &= self.targets.keys()
         for replica in self.replicas:  # forget what is known of versions no longer routed
             replica.unready &= self.targets.keys()
+            replica.absent &= self.targets.keys()
             for key in replica.probe_streaks.keys() - self.targets.keys():
                 del replica.probe_streaks[key]
 
@@ -281,11 +282,16 @@ class HealthChecker:
         answered: set[TargetKey] = set()
         ready: list[TargetKey] = []
         unready: list[tuple[TargetKey, str]] = []
+        listing = index if isinstance(index, RepositoryIndex) else None
         for key in self.targets:
             verdict = index.verdict(key)
             if verdict is None:
                 continue
             answered.add(key)
+            if listing is not None and not listing.lists(key):
+                replica.absent.add(key)
+            else:
+                replica.absent.discard(key)
             change = self._observe(replica, key, *verdict)
             if change == "ready":
                 ready.append(key)

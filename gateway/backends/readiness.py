@@ -96,6 +96,11 @@ class RepositoryIndex:
             return ready, "" if ready else "no ready version in the server's repository index"
         return self.states.get(key, (False, "not in the server's repository index"))
 
+    def lists(self, key: TargetKey) -> bool:
+        """Whether the server has ``key`` at all (loaded or not)."""
+        name, version = key
+        return name in self.any_ready if version is None else key in self.states
+
 
 @dataclass(frozen=True, slots=True)
 class RegisteredModels:

@@ -27,6 +27,7 @@ class Replica:
     """One server address and what the pool has learnt about it."""
 
     __slots__ = (
+        "absent",
         "down",
         "ejected_until",
         "ejections",
@@ -54,6 +55,10 @@ class Replica:
         self.server_streak = 0
         self.unready: set[TargetKey] = set()
         self.probe_streaks: dict[TargetKey, int] = {}
+        # the unready versions the server's own index does not list at all (it lacks them):
+        # a call for one that no replica has ready still goes to a replica, whose answer (its
+        # 404 and message) is the caller's, rather than a 503 from here
+        self.absent: set[TargetKey] = set()
 
     def available(self, key: TargetKey | None, now: float) -> bool:
         return (

@@ -47,6 +47,12 @@ class ReplicaSet:
         candidates = [
             r for i, r in enumerate(self.replicas) if i not in tried and r.available(key, now)
         ]
+        if not candidates and key is not None and not tried:
+            # No replica has this version ready, and the servers' own indexes do not list it
+            # at all: a server answers for itself (a version it lacks is its 404, with its
+            # message), as it did before any check ran, not a 503 that depends on timing. A
+            # version listed but not ready (unloaded, loading) stays a 503 from here.
+            candidates = [r for r in self.replicas if key in r.absent and r.available(None, now)]
         if not candidates:
             raise NoHealthyReplica(f"no healthy replica for backend {self.name!r}")
         if len(candidates) == 1:

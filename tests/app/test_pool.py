@@ -229,18 +229,29 @@ class Indexed:
     """A kind's readiness checks as a table: the server is up, the bulk index says ready or
     not per replica URL (``probe`` is never needed: the index is complete)."""
 
-    def __init__(self, ready: dict[str, bool]) -> None:
+    def __init__(self, ready: dict[str, bool], version: str = "1") -> None:
         self.ready = ready
+        self.version = version
 
     async def server_ready(self, replica: Replica) -> bool:
         return True
 
     async def model_index(self, replica: Replica) -> RepositoryIndex:
         state = "READY" if self.ready[replica.url] else "UNAVAILABLE"
-        return RepositoryIndex.of([("m", "1", state, "")])
+        return RepositoryIndex.of([("m", self.version, state, "")])
 
     async def probe(self, replica: Replica, target: Target) -> bool:
         raise AssertionError("a complete index needs no per-model probe")
+
+
+class Unlisted(Indexed):
+    """Servers up whose index lists no model at all."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+
+    async def model_index(self, replica: Replica) -> RepositoryIndex:
+        return RepositoryIndex.of([])
 
 
 async def test_active_health_checks_take_replicas_out_and_back(
@@ -266,6 +277,29 @@ async def test_active_health_checks_take_replicas_out_and_back(
     assert pool.choose(target.key, set()) is pool.replicas[0]
     with pytest.raises(NoHealthyReplica):
         pool.choose(target.key, {0})  # the other one is excluded, this one is not ready
+
+
+async def test_a_version_no_replica_has_ready_goes_to_the_server_to_answer(
+    clients: Clients, replicas: list[FakeReplica]
+) -> None:
+    """Up, but the model version is ready nowhere (a version the server lacks): the first
+    attempt still reaches a replica, whose own answer (its 404) the caller gets; a replica
+    that is down is never chosen."""
+    first, second = replicas
+    pool = make_pool(clients, [first.url, second.url], health={"unhealthy_after": 1})
+    target = Target("m", "9", "m", "9")
+    listed_unready = Indexed({first.url: False, second.url: False}, "9")  # loaded nowhere
+    await pool.check_once(listed_unready, [target])
+    with pytest.raises(NoHealthyReplica):
+        pool.choose(target.key, set())  # listed, not ready: 503 here, never sent
+    await pool.check_once(Unlisted(), [target])  # the servers do not have it at all
+    assert [r.absent for r in pool.replicas] == [{target.key}, {target.key}]
+    assert pool.choose(target.key, set()) in pool.replicas
+    with pytest.raises(NoHealthyReplica):
+        pool.choose(target.key, {0})  # a retry is not sent to a replica known not ready
+    pool.replicas[0].down = pool.replicas[1].down = True
+    with pytest.raises(NoHealthyReplica):
+        pool.choose(target.key, set())
 
 
 # -- the h1 client's failures, as the pool reports them ------------------------------------------
