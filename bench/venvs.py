@@ -79,3 +79,39 @@ class ToolVenv:
             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         )  # fmt: skip
         return done.stdout.strip() or None
+
+
+def runtime_gateway(root: Path, timeout: float = 900.0) -> Path | str:
+    """``gateway`` installed as the Dockerfile installs it: ``requirements/runtime.txt`` (the
+    hashed pins, without the dev extra) and then this tree, not editable, into
+    ``bench/.peers/runtime-venv``; or why it cannot be (a string). The pins are installed
+    when the lock changed; the tree every time (a few seconds), so it is the one measured."""
+    folder = PEERS / "runtime-venv"
+    log = PEERS / "runtime-install.log"
+    lock = root / "requirements" / "runtime.txt"
+    stamp = folder / _STAMP
+    pip = str(folder / "bin" / "pip")
+    steps: list[list[str]] = []
+    if not (folder / "bin" / "python").is_file():
+        steps.append([sys.executable, "-m", "venv", str(folder)])
+    if not stamp.is_file() or stamp.read_text() != lock.read_text():
+        steps.append([pip, "install", "-q", "--require-hashes", "-r", str(lock)])
+    install = [pip, "install", "-q", "--no-deps", "--no-build-isolation", "--force-reinstall"]
+    steps.append([*install, str(root)])
+    PEERS.mkdir(exist_ok=True)
+    print(f"bench: installing the gateway's runtime into {folder}", file=sys.stderr, flush=True)
+    with log.open("w") as out:
+        for cmd in steps:
+            try:
+                done = subprocess.run(
+                    cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False,
+                    cwd=root,
+                )  # fmt: skip
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return f"cannot install the runtime: {exc!r} (see {log})"
+            if done.returncode != 0:
+                return f"cannot install the runtime: {cmd[2]} exit {done.returncode} (see {log})"
+            if "--require-hashes" in cmd:
+                stamp.write_text(lock.read_text())
+    exe = folder / "bin" / "gateway"
+    return exe if exe.is_file() else f"no {exe} after installing the runtime (see {log})"

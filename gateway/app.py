@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import grpc
 import httpx
 from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
@@ -32,14 +31,11 @@ from gateway.batches.feeder import BatchFeeder
 from gateway.batches.metrics import BatchFileMetrics
 from gateway.batches.service import BatchService
 from gateway.batching.metrics import BatchMetrics
-from gateway.codecs.v2_proto import messages
 from gateway.config.live import Services
 from gateway.config.reload import Reloader
 from gateway.console.routes import ConsoleHTTP
-from gateway.edge import grpc_tfs, grpc_v2
 from gateway.edge.batches import BatchesHTTP
 from gateway.edge.errors import shape_of
-from gateway.edge.grpc import Lane, start_server
 from gateway.edge.http import HTTPEdge, Router
 from gateway.edge.jobs import JobsHTTP
 from gateway.edge.oauth import OAuthHTTP
@@ -107,7 +103,12 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
                 observer=state.observer,
                 unmatched=(lambda path: "gateway") if legacy else shape_of,
             )
-            server = await _grpc_server(state) if settings.grpc_port is not None else None
+            server = None
+            if settings.grpc_port is not None:
+                # gRPC is loaded only when its port is set (grpcio: ~10 MiB per worker)
+                from gateway.edge.grpc_frontends import start as start_grpc
+
+                server = await start_grpc(state)
             # Everything built so far lives as long as the worker: keep it out of the cyclic
             # collector's full passes, which otherwise walk it all (p99 at concurrency 16:
             # 50 ms before, 8 ms after; bench/README.md).
@@ -228,23 +229,6 @@ async def open_state(
         yield State(
             settings, services, reloader, registry, rollouts, observer, jobs, batches, series
         )
-
-
-async def _grpc_server(state: State) -> grpc.aio.Server:
-    """The gRPC frontends (KServe v2, TF Serving), with health and reflection, on
-    ``GATEWAY_GRPC_PORT``."""
-    settings = state.settings
-    port = settings.grpc_port
-    if port is None:
-        raise SettingsError("no gRPC port")
-    lane = Lane(state)
-    servicers = [*grpc_v2.servicers(state, lane), *grpc_tfs.servicers(state, lane)]
-    described = [messages().file, *grpc_tfs.FILES]
-    server = await start_server(
-        state, servicers, described, settings.host, port, settings.max_body_bytes
-    )
-    logger.info("gRPC frontends listening", extra={"port": port})
-    return server
 
 
 def webhook_config(settings: Settings) -> WebhookConfig:

@@ -55,6 +55,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=routes.PROBE_SECONDS,
         help=f"idle window after ready to count probes in ({routes.PROBE_SECONDS:g})",
     )
+    r.add_argument(
+        "--runtime",
+        action="store_true",
+        help="run the gateway installed as deployed (requirements/runtime.txt, then this tree) "
+        "in bench/.peers/runtime-venv, not this venv",
+    )
     k = sub.add_parser("keys")
     k.add_argument("--keys", type=_ints, default=keys.COUNTS, help="keys (10,10000,1000000)")
     k.add_argument("--cache-size", type=int, default=100_000, help="the verifier's LRU (100000)")
@@ -91,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.models,
                     args.health_interval,
                     args.probe_seconds,
+                    args.runtime,
                 )
                 text = routes.render(data)
             elif args.curve == "keys":

@@ -23,8 +23,9 @@ from bench import systems
 from bench.curves.common import Cores, table
 from bench.procs import Processes, rss_kib
 from gateway.auth.keys import KeyVerifier, hash_secret
-from gateway.store import APIKey, RedisStore, Tenant
+from gateway.store import APIKey, Tenant
 from gateway.store.redis.keys import KeyLayout
+from gateway.store.redis.store import RedisStore
 
 COUNTS = (10, 10_000, 1_000_000)
 KEYS_PER_TENANT = 10

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from bench import systems
+from bench import systems, venvs
 from bench.curves import probes
 from bench.curves.common import Cores, measure, table
 from bench.procs import (
@@ -59,10 +59,10 @@ def routes_yaml(
     return "\n".join(lines) + "\n"
 
 
-def _check_seconds(path: Path) -> float:
+def _check_seconds(gateway: str, path: Path) -> float:
     start = time.monotonic()
     done = subprocess.run(
-        [systems.GATEWAY, "check", str(path)], capture_output=True, text=True,
+        [gateway, "check", str(path)], capture_output=True, text=True,
         env=clean_env(), cwd=systems.ROOT, check=False,
     )  # fmt: skip
     took = time.monotonic() - start
@@ -80,12 +80,12 @@ def _answers(client: httpx.Client, url: str) -> bool:
 
 
 def _serve(
-    procs: Processes, name: str, path: Path, cpus: list[int]
+    procs: Processes, gateway: str, name: str, path: Path, cpus: list[int]
 ) -> tuple[Proc, str, float, float]:
     """``gateway serve`` (watching the file): the process, its URL, when it was spawned and
     when /readyz first said ready (unix seconds, to match the model server's probe log)."""
     port = free_port()
-    cmd = [systems.GATEWAY, "serve", "--config", str(path), "--host", "127.0.0.1"]
+    cmd = [gateway, "serve", "--config", str(path), "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--log-level", "warning"]
     start = time.time()
     proc = procs.spawn(name, cmd, cpus, env=clean_env(), cwd=systems.ROOT)
@@ -110,7 +110,16 @@ def run(
     counts: tuple[int, ...] = COUNTS,
     health: str = HEALTH_INTERVAL,
     probe_seconds: float = PROBE_SECONDS,
+    runtime: bool = False,
 ) -> dict[str, Any]:
+    """``runtime``: the gateway installed as deployed (``venvs.runtime_gateway``), not this
+    venv's (whose test-only packages some libraries import when present: a few MiB of RSS)."""
+    gateway = systems.GATEWAY
+    if runtime:
+        installed = venvs.runtime_gateway(systems.ROOT)
+        if isinstance(installed, str):
+            raise BenchError(installed)
+        gateway = str(installed)
     server = probes.start(procs, where.load)  # one replica: its probes are per replica
     upstream = server.url
     script = procs.workdir / "routes.lua"
@@ -121,9 +130,9 @@ def run(
         path.write_text(routes_yaml(upstream, count, health=health))
         server.serve([model_name(i) for i in range(count)])
         row: dict[str, Any] = {"models": count, "file_bytes": path.stat().st_size}
-        row["check_s"] = round(_check_seconds(path), 3)
+        row["check_s"] = round(_check_seconds(gateway, path), 3)
         name = f"gateway-routes-{count}"
-        proc, url, spawned, ready = _serve(procs, name, path, where.sut)
+        proc, url, spawned, ready = _serve(procs, gateway, name, path, where.sut)
         row["ready_s"] = round(ready - spawned, 3)
         row["rss_kib"] = rss_kib([proc.pid])
         # the one replica's probes: while starting, then idle (no request but the probes)
@@ -151,6 +160,7 @@ def run(
         "health_interval": health,
         "probe_seconds": probe_seconds,
         "replicas": 1,
+        "gateway": "runtime" if runtime else "dev",
         "rows": rows,
     }
 

@@ -14,8 +14,7 @@ from typing import ClassVar, Literal, Protocol, Self
 from pydantic import Field, model_validator
 
 from gateway.backends.adapter import ExampleMethod, unsupported
-from gateway.backends.grpc_pool import GRPCPool
-from gateway.backends.kserve_grpc import V2GRPC
+from gateway.backends.grpc_wires import v2_over_grpc
 from gateway.backends.kserve_http import V2HTTP, BinaryMode
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.readiness import RepositoryIndex
@@ -77,12 +76,12 @@ class KServeBackend:
     def __init__(self, pool: ReplicaSet) -> None:
         self.pool = pool
         self.wire: V2Wire
-        if isinstance(pool, GRPCPool):
-            self.wire = V2GRPC(pool)
-        elif isinstance(pool, ReplicaPool):
+        if isinstance(pool, ReplicaPool):
             spec = pool.spec
             binary_data = spec.binary_data if isinstance(spec, _V2Spec) else "never"
             self.wire = V2HTTP(pool, binary_data)
+        elif (grpc := v2_over_grpc(pool)) is not None:
+            self.wire = grpc
         else:
             raise TypeError(f"no v2 wire over {type(pool).__name__}")
 

@@ -16,12 +16,11 @@ from __future__ import annotations
 from typing import ClassVar, Literal, Protocol
 
 from gateway.backends.adapter import ExampleMethod
-from gateway.backends.grpc_pool import GRPCPool
+from gateway.backends.grpc_wires import tfserving_over_grpc
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
 from gateway.backends.replica_set import ReplicaSet
 from gateway.backends.spec import BackendSpec, Transport
-from gateway.backends.tfserving_grpc import TFServingGRPC
 from gateway.backends.tfserving_http import TFServingREST
 from gateway.backends.upstream import Target
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature
@@ -57,10 +56,10 @@ class TFServingBackend:
     def __init__(self, pool: ReplicaSet) -> None:
         self.pool = pool
         self.wire: TFServingWire
-        if isinstance(pool, GRPCPool):
-            self.wire = TFServingGRPC(pool)
-        elif isinstance(pool, ReplicaPool):
+        if isinstance(pool, ReplicaPool):
             self.wire = TFServingREST(pool)
+        elif (grpc := tfserving_over_grpc(pool)) is not None:
+            self.wire = grpc
         else:
             raise TypeError(f"no TF Serving wire over {type(pool).__name__}")
 

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from gateway.auth.authenticator import Authenticator, build_authenticator
 from gateway.auth.keys import KeyVerifier
 from gateway.backends import ADAPTERS
-from gateway.backends.grpc_pool import GRPCPool
+from gateway.backends.grpc_wires import grpc_pool
 from gateway.backends.h1.client import Client
 from gateway.backends.live import LiveBackend, Resolved, resolve
 from gateway.backends.pool import ReplicaPool
@@ -201,7 +201,7 @@ def _pool(name: str, spec: BackendSpec, services: Services) -> ReplicaSet:
     """The backend's replicas over the wire its ``protocol`` names."""
     metrics = _bind(services.pool_metrics, name)
     if spec.protocol == "grpc":
-        return GRPCPool(name, spec, metrics)  # its own channels, one per replica
+        return grpc_pool(name, spec, metrics)  # its own channels, one per replica
     return ReplicaPool(name, spec, services.session, services.upstream, metrics)
 
 

@@ -23,8 +23,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchfiles import awatch
 
+from gateway.backends.grpc_wires import load_grpc, names_grpc
 from gateway.config.diff import diff_tables
-from gateway.config.file import MAX_CONFIG_BYTES, load_config
+from gateway.config.file import MAX_CONFIG_BYTES, LoadedConfig, load_config
 from gateway.config.live import ChainFactory, Runtime, Services, build_runtime
 from gateway.errors import AuthSetupError, ConfigError, ConfigIssue
 
@@ -93,7 +94,7 @@ class Reloader:
 
     async def start(self) -> None:
         """Load the first table; an invalid file here is fatal (raises ConfigError)."""
-        loaded = await asyncio.to_thread(load_config, self.path, self.max_bytes)
+        loaded = await asyncio.to_thread(_load, self.path, self.max_bytes, None)
         try:
             self.current, _ = build_runtime(loaded, self.services, None, self.chains)
         except AuthSetupError as exc:
@@ -109,7 +110,7 @@ class Reloader:
             self.status.last_trigger = trigger
             try:
                 loaded = await asyncio.to_thread(
-                    load_config, self.path, self.max_bytes, self.current.loaded
+                    _load, self.path, self.max_bytes, self.current.loaded
                 )
                 if loaded.digest == self.status.digest:
                     self._accepted("unchanged")
@@ -195,3 +196,12 @@ class Reloader:
                 await task
         for backend in self.current.backends.values():
             await backend.pool.close()
+
+
+def _load(path: Path, max_bytes: int, previous: LoadedConfig | None) -> LoadedConfig:
+    """The file read and validated, in a thread: with the gRPC wires imported there when the
+    table names a gRPC backend, so that building its runtime on the loop imports nothing."""
+    loaded = load_config(path, max_bytes, previous)
+    if names_grpc(loaded.table.backends.values()):
+        load_grpc()
+    return loaded

@@ -1,5 +1,6 @@
 """The gateway's shared state behind one interface (``base.Store``): Redis when configured,
-else in memory (the embedded default). ``open.open_store`` picks one from a URL."""
+else in memory (the embedded default). ``open.open_store`` picks one from a URL, and imports
+the Redis store (``gateway.store.redis.store.RedisStore``) only then."""
 
 from gateway.store.base import (
     AUDIT_CAP,
@@ -15,8 +16,6 @@ from gateway.store.base import (
 )
 from gateway.store.memory.store import MemoryStore
 from gateway.store.open import open_store
-from gateway.store.redis.cluster import cluster_client
-from gateway.store.redis.store import RedisStore
 from gateway.store.webhooks import Claimed, Delivery, WebhookSecret
 
 __all__ = [
@@ -29,12 +28,10 @@ __all__ = [
     "Limit",
     "LimitState",
     "MemoryStore",
-    "RedisStore",
     "Store",
     "StoreUnavailable",
     "Tenant",
     "Verdict",
     "WebhookSecret",
-    "cluster_client",
     "open_store",
 ]

@@ -18,9 +18,7 @@ from __future__ import annotations
 from gateway.errors import SettingsError
 from gateway.store.base import Store
 from gateway.store.memory.store import MemoryStore
-from gateway.store.redis.cluster import CLUSTER_SCHEME, cluster_client
-from gateway.store.redis.cluster_url import url_scheme
-from gateway.store.redis.store import RedisStore
+from gateway.store.redis.cluster_url import CLUSTER_SCHEME, url_scheme
 
 
 def open_store(url: str | None, *, prefix: str = "gw:") -> Store:
@@ -31,10 +29,15 @@ def open_store(url: str | None, *, prefix: str = "gw:") -> Store:
         return MemoryStore()
     # not urlsplit: it refuses a cluster host list with an IPv6 host (see cluster_url)
     scheme = url_scheme(url)
-    if scheme == CLUSTER_SCHEME:
-        return RedisStore(cluster_client(url), prefix=prefix)
-    if scheme not in ("redis", "rediss"):
+    if scheme not in (CLUSTER_SCHEME, "redis", "rediss"):
         raise SettingsError(
             f"store URL: expected redis://, rediss:// or redis+cluster://, got scheme {scheme!r}"
         )
+    # redis-py and the Redis store are loaded only when a URL names them: about 7 MiB per
+    # worker that the embedded default does not pay (tests/unit/test_architecture.py)
+    from gateway.store.redis.cluster import cluster_client
+    from gateway.store.redis.store import RedisStore
+
+    if scheme == CLUSTER_SCHEME:
+        return RedisStore(cluster_client(url), prefix=prefix)
     return RedisStore.from_url(url, prefix=prefix)

@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry
 from gateway.cli.main import main
 from gateway.config.model import RouteTable
 from gateway.errors import GatewayError
-from gateway.store import MemoryStore, RedisStore, Store
+from gateway.store import MemoryStore, Store
+from gateway.store.redis.store import RedisStore
 from gateway.traffic.rollout import RolloutController
 from tests.conftest import StartGateway
 from tests.fakes import REPLY, FakeReplica

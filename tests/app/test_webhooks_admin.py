@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook
 
 from gateway.cli.main import main as cli
-from gateway.store import RedisStore
+from gateway.store.redis.store import RedisStore
 from gateway.webhooks.callbacks import parse_networks
 from gateway.webhooks.config import WebhookConfig
 from gateway.webhooks.service import Webhooks

@@ -28,6 +28,7 @@ class Served:
     port: int
     url: str
     log: Path
+    pid: int
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -79,7 +80,7 @@ def gateway_serve(
                     pass
                 assert time.monotonic() < deadline, "the gateway did not start"
                 time.sleep(0.1)
-        yield Served(port, url, log)
+        yield Served(port, url, log, process.pid)
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -21,7 +21,7 @@ from bench.curves import keys, probes, routes
 from bench.curves.common import processes
 from gateway.auth.keys import KeyVerifier
 from gateway.errors import Unauthorized
-from gateway.store import RedisStore
+from gateway.store.redis.store import RedisStore
 from tests.support import REPO, run_bench
 
 GATEWAY = str(Path(sys.executable).with_name("gateway"))

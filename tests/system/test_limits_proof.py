@@ -31,7 +31,7 @@ import httpx
 import pytest
 import redis.asyncio as aredis
 
-from gateway.store import cluster_client
+from gateway.store.redis.cluster import cluster_client
 from tests.fakes import FakeReplica, forwarded
 from tests.redis_plugin import RedisServer, StartRedis
 from tests.support import (

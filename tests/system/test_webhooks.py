@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook
 
 from gateway.errors import CallbackNotAllowed, InvalidCallback
-from gateway.store import MemoryStore, RedisStore, Store, Tenant
+from gateway.store import MemoryStore, Store, Tenant
+from gateway.store.redis.store import RedisStore
 from gateway.webhooks.callbacks import parse_networks
 from gateway.webhooks.config import WebhookConfig
 from gateway.webhooks.keyring import mint

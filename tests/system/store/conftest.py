@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
-from gateway.store import MemoryStore, RedisStore, Store
+from gateway.store import MemoryStore, Store
+from gateway.store.redis.store import RedisStore
 
 MakeStore = Callable[..., Awaitable[Store]]
 WAIT = 10.0  # bound on any single wait for a message; a hang fails instead of stalling the run

@@ -12,8 +12,9 @@ import pytest
 import redis.asyncio as aredis
 from redis.asyncio import BlockingConnectionPool, Connection
 
-from gateway.store import Limit, RedisStore, Store
+from gateway.store import Limit, Store
 from gateway.store.redis.lane import Lane
+from gateway.store.redis.store import RedisStore
 from tests.system.store.conftest import WAIT
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,8 @@ import uuid
 
 import pytest
 
-from gateway.store import Limit, RedisStore, StoreUnavailable, Tenant, open_store
+from gateway.store import Limit, StoreUnavailable, Tenant, open_store
+from gateway.store.redis.store import RedisStore
 from tests.support import free_port
 
 pytestmark = pytest.mark.anyio

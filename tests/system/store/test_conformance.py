@@ -18,13 +18,13 @@ from gateway.store import (
     APIKey,
     AuditEntry,
     MemoryStore,
-    RedisStore,
     Store,
     StoreUnavailable,
     Tenant,
     open_store,
 )
 from gateway.store.memory.store import SUBSCRIBER_BACKLOG
+from gateway.store.redis.store import RedisStore
 from tests.redis_plugin import StartRedis
 from tests.support import free_port
 from tests.system.store.conftest import WAIT, MakeStore

@@ -17,8 +17,9 @@ import redis.asyncio as aredis
 from redis import exceptions as rx
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, SSLConnection
 
-from gateway.store import Limit, RedisStore
+from gateway.store import Limit
 from gateway.store.redis.lane import Lane
+from gateway.store.redis.store import RedisStore
 from tests.redis_plugin import RedisServer, StartRedis, tls_options
 from tests.support import free_port
 

@@ -12,7 +12,8 @@ import anyio
 import pytest
 import redis.asyncio as aredis
 
-from gateway.store import Limit, RedisStore, Store, StoreUnavailable, Verdict
+from gateway.store import Limit, Store, StoreUnavailable, Verdict
+from gateway.store.redis.store import RedisStore
 from tests.redis_plugin import StartRedis
 from tests.support import free_port
 from tests.system.store.conftest import WAIT, MakeStore

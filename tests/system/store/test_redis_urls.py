@@ -9,7 +9,8 @@ import anyio
 import pytest
 import redis.asyncio as aredis
 
-from gateway.store import Limit, RedisStore, Tenant
+from gateway.store import Limit, Tenant
+from gateway.store.redis.store import RedisStore
 from tests.redis_plugin import RedisServer, StartRedis, tls_options
 
 pytestmark = pytest.mark.anyio

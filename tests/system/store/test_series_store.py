@@ -9,7 +9,8 @@ import asyncio
 
 import pytest
 
-from gateway.store import RedisStore, Store
+from gateway.store import Store
+from gateway.store.redis.store import RedisStore
 from tests.system.store.conftest import MakeStore
 from tests.system.store.test_rollout_store import pair
 

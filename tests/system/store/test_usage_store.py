@@ -11,7 +11,8 @@ import time
 import pytest
 import redis.asyncio as aredis
 
-from gateway.store import MemoryStore, RedisStore, Store
+from gateway.store import MemoryStore, Store
+from gateway.store.redis.store import RedisStore
 from gateway.store.usage import (
     GRANULARITIES,
     USAGE_RETENTION,

@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 from gateway.call import CacheResult, Call
 from gateway.headers import Headers
 from gateway.jobs.replay import StoredBody
-from gateway.store import MemoryStore, RedisStore
+from gateway.store import MemoryStore
+from gateway.store.redis.store import RedisStore
 from gateway.store.usage import UsageKey, UsageRow
 from gateway.telemetry.cardinality import OTHER
 from gateway.telemetry.usage import TenantRequests, UsageRecorder

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.store import RedisStore, cluster_client, open_store
+from gateway.store import open_store
+from gateway.store.redis.cluster import cluster_client
+from gateway.store.redis.store import RedisStore
 
 
 def test_cluster_url_options() -> None:
