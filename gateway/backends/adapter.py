@@ -38,7 +38,6 @@ class Adapter(Readiness, Protocol):
 
     kind: ClassVar[str]
     spec: ClassVar[type[BackendSpec]]
-    serves_models: ClassVar[bool]  # False: passthrough routes only, no inference
 
     def __init__(self, pool: ReplicaSet) -> None: ...
 

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from gateway.backends.adapter import ExampleMethod, unsupported
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
 from gateway.backends.spec import BackendSpec
+from gateway.backends.specs import HTTPSpec
 from gateway.backends.upstream import Target
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature
 from gateway.errors import NotFound
 
 
-class HTTPSpec(BackendSpec):
-    kind: Literal["http"]
-
-
 class HTTPBackend:
     kind: ClassVar[str] = "http"
     spec: ClassVar[type[BackendSpec]] = HTTPSpec
-    serves_models: ClassVar[bool] = False
 
     def __init__(self, pool: ReplicaPool) -> None:
         self.pool = pool

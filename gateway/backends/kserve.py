@@ -9,49 +9,19 @@ the backend's protocol made (``config.live.build_runtime``).
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Protocol, Self
-
-from pydantic import Field, model_validator
+from typing import ClassVar, Protocol
 
 from gateway.backends.adapter import ExampleMethod, unsupported
 from gateway.backends.grpc_wires import v2_over_grpc
-from gateway.backends.kserve_http import V2HTTP, BinaryMode
+from gateway.backends.kserve_http import V2HTTP
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.readiness import RepositoryIndex
 from gateway.backends.replica import Replica
 from gateway.backends.replica_set import ReplicaSet
-from gateway.backends.spec import BackendSpec, Transport
+from gateway.backends.spec import BackendSpec
+from gateway.backends.specs import KServeSpec, TritonSpec, V2Spec
 from gateway.backends.upstream import Target
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature
-from gateway.config.types import problems_error
-
-_BINARY_DATA = (
-    "Triton's binary tensor data extension toward this server: auto (when the call's tensors "
-    "are bytes already), always, or never (JSON only). HTTP only: gRPC always sends raw "
-    "contents."
-)
-
-
-class _V2Spec(BackendSpec):
-    protocols: ClassVar[tuple[Transport, ...]] = ("http", "grpc")
-    binary_data: BinaryMode = "never"
-
-    @model_validator(mode="after")
-    def _binary_data_is_http_only(self) -> Self:
-        if self.protocol == "grpc" and "binary_data" in self.model_fields_set:
-            problem = "binary_data is for protocol http: over gRPC tensors always travel raw"
-            raise problems_error(type(self).__name__, [(("binary_data",), problem)])
-        return self
-
-
-class KServeSpec(_V2Spec):
-    kind: Literal["kserve"]
-    binary_data: BinaryMode = Field(default="never", description=_BINARY_DATA)
-
-
-class TritonSpec(_V2Spec):
-    kind: Literal["triton"]
-    binary_data: BinaryMode = Field(default="auto", description=_BINARY_DATA)
 
 
 class V2Wire(Protocol):
@@ -71,14 +41,13 @@ class V2Wire(Protocol):
 class KServeBackend:
     kind: ClassVar[str] = "kserve"
     spec: ClassVar[type[BackendSpec]] = KServeSpec
-    serves_models: ClassVar[bool] = True
 
     def __init__(self, pool: ReplicaSet) -> None:
         self.pool = pool
         self.wire: V2Wire
         if isinstance(pool, ReplicaPool):
             spec = pool.spec
-            binary_data = spec.binary_data if isinstance(spec, _V2Spec) else "never"
+            binary_data = spec.binary_data if isinstance(spec, V2Spec) else "never"
             self.wire = V2HTTP(pool, binary_data)
         elif (grpc := v2_over_grpc(pool)) is not None:
             self.wire = grpc

@@ -13,7 +13,7 @@ default version (``handlers/model_repository.py``: ``get_model(name)``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -21,22 +21,17 @@ import orjson
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.readiness import IndexUnavailable, RepositoryIndex
 from gateway.backends.replica import Replica
+from gateway.backends.specs import BinaryMode
 from gateway.backends.upstream import Target, raise_for_status, require_json_object
 from gateway.codecs import binary
-from gateway.codecs.tensors import (
-    DATATYPES,
-    InferenceRequest,
-    InferenceResponse,
-    Signature,
-    TensorMeta,
-)
+from gateway.codecs.datatypes import DATATYPES
+from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature, TensorMeta
 from gateway.codecs.v2 import decode_response, encode_request, encode_request_binary
 from gateway.errors import BadGateway
 
 _JSON = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 _BINARY = {"Content-Type": binary.CONTENT_TYPE, "Accept-Encoding": "identity"}
 
-BinaryMode = Literal["auto", "always", "never"]
 _INDEX = "/v2/repository/index"
 
 

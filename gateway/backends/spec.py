@@ -3,7 +3,7 @@
 ```yaml
 backends:
   triton:
-    kind: triton                 # the adapter registry's name (gateway.backends.ADAPTERS)
+    kind: triton                 # the adapter registry's name (gateway.backends.specs.SPECS)
     protocol: http               # or grpc, where the kind has it (urls: grpc://host:port)
     urls: ["http://10.0.0.5:8000", "http://10.0.0.6:8000"]
     timeout: 30s                 # per try
@@ -129,6 +129,7 @@ class BackendSpec(Strict):
 
     model_config = ConfigDict(json_schema_extra=_narrow_schema)
     protocols: ClassVar[tuple[Transport, ...]] = ("http",)
+    serves_models: ClassVar[bool] = True  # False: passthrough routes only, no inference
 
     kind: str
     protocol: Transport = Field(default="http", description=_PROTOCOL)

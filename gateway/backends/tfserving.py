@@ -13,22 +13,18 @@ The wire is chosen once, from the pool the backend's protocol made
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Protocol
 
 from gateway.backends.adapter import ExampleMethod
 from gateway.backends.grpc_wires import tfserving_over_grpc
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.replica import Replica
 from gateway.backends.replica_set import ReplicaSet
-from gateway.backends.spec import BackendSpec, Transport
+from gateway.backends.spec import BackendSpec
+from gateway.backends.specs import TFServingSpec
 from gateway.backends.tfserving_http import TFServingREST
 from gateway.backends.upstream import Target
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature
-
-
-class TFServingSpec(BackendSpec):
-    protocols: ClassVar[tuple[Transport, ...]] = ("http", "grpc")
-    kind: Literal["tfserving"]
 
 
 class TFServingWire(Protocol):
@@ -51,7 +47,6 @@ class TFServingWire(Protocol):
 class TFServingBackend:
     kind: ClassVar[str] = "tfserving"
     spec: ClassVar[type[BackendSpec]] = TFServingSpec
-    serves_models: ClassVar[bool] = True
 
     def __init__(self, pool: ReplicaSet) -> None:
         self.pool = pool

@@ -13,56 +13,27 @@ READY worker only its description says (``GET /models/{name}/{version}``), probe
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Self
+from typing import ClassVar
 from urllib.parse import quote
-
-from pydantic import Field, model_validator
 
 from gateway.backends.adapter import ExampleMethod, unsupported
 from gateway.backends.pool import ReplicaPool
 from gateway.backends.readiness import IndexUnavailable, RegisteredModels
 from gateway.backends.replica import Replica
 from gateway.backends.spec import BackendSpec
+from gateway.backends.specs import TorchServeSpec
 from gateway.backends.upstream import Target, raise_for_status
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, Signature
 from gateway.codecs.v1 import decode_response, encode_request
-from gateway.config.types import URL, problems_error
 
 _JSON = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 _PAGE = 100  # TorchServe's largest page (ApiUtils.getModelList)
 _MAX_PAGES = 10_000  # a million models: past that, a server that keeps paging is confused
 
 
-class TorchServeSpec(BackendSpec):
-    kind: Literal["torchserve"]
-    management_urls: list[URL] | None = Field(
-        default=None,
-        description="The management API, one per replica (required): readiness comes from "
-        "there, since /ping says Healthy while workers crash.",
-    )
-
-    @model_validator(mode="after")
-    def _one_management_url_per_replica(self) -> Self:
-        problem = None
-        if self.management_urls is None:
-            problem = (
-                "kind torchserve needs management_urls: readiness comes from the management "
-                "API, since /ping says Healthy while workers crash"
-            )
-        elif len(self.management_urls) != len(self.urls):
-            problem = "management_urls needs one entry per url"
-        if problem is not None:
-            raise problems_error(type(self).__name__, [(("management_urls",), problem)])
-        return self
-
-    def replica_urls(self) -> list[tuple[str, str | None]]:
-        return list(zip(self.urls, self.management_urls or [], strict=True))
-
-
 class TorchServeBackend:
     kind: ClassVar[str] = "torchserve"
     spec: ClassVar[type[BackendSpec]] = TorchServeSpec
-    serves_models: ClassVar[bool] = True
 
     def __init__(self, pool: ReplicaPool) -> None:
         self.pool = pool

@@ -18,27 +18,10 @@ from typing import Any, Final
 
 import orjson
 
+from gateway.codecs.datatypes import DATATYPES
 from gateway.codecs.raw import from_list, to_list
 from gateway.errors import BadRequest, InvalidTensor
 
-DATATYPES = frozenset(
-    {
-        "BOOL",
-        "UINT8",
-        "UINT16",
-        "UINT32",
-        "UINT64",
-        "INT8",
-        "INT16",
-        "INT32",
-        "INT64",
-        "FP16",
-        "FP32",
-        "FP64",
-        "BF16",
-        "BYTES",
-    }
-)
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64", "BF16"})
 INT_TYPES = frozenset(t for t in DATATYPES if "INT" in t)
 UNNAMED = "input_0"  # a TF Serving tensor the client did not name

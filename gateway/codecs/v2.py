@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.codecs import binary, raw
+from gateway.codecs.datatypes import DATATYPES
 from gateway.codecs.tensors import (
-    DATATYPES,
     FLOAT_TYPES,
     INT_TYPES,
     InferenceRequest,

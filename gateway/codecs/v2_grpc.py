@@ -16,8 +16,8 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from gateway.codecs import raw
+from gateway.codecs.datatypes import DATATYPES
 from gateway.codecs.tensors import (
-    DATATYPES,
     InferenceRequest,
     InferenceResponse,
     ModelInfo,

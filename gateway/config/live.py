@@ -21,11 +21,11 @@ from prometheus_client import CollectorRegistry
 
 from gateway.auth.authenticator import Authenticator, build_authenticator
 from gateway.auth.keys import KeyVerifier
-from gateway.backends import ADAPTERS
 from gateway.backends.grpc_wires import grpc_pool
 from gateway.backends.h1.client import Client
 from gateway.backends.live import LiveBackend, Resolved, resolve
 from gateway.backends.pool import ReplicaPool
+from gateway.backends.registry import ADAPTERS
 from gateway.backends.replica_set import ReplicaSet
 from gateway.backends.spec import BackendSpec
 from gateway.backends.upstream import Target

@@ -22,11 +22,11 @@ from pydantic import (
 )
 
 from gateway.auth.config import AuthConfig
-from gateway.backends import ADAPTERS
 from gateway.backends.spec import BackendSpec
+from gateway.backends.specs import SPECS
 from gateway.batching.config import BatchingSpec
 from gateway.caching.config import CacheSpec
-from gateway.codecs.tensors import DATATYPES
+from gateway.codecs.datatypes import DATATYPES
 from gateway.config.types import Problem, Strict, problems_error
 from gateway.jobs.config import JobsConfig
 from gateway.limits.config import LimitSpec, Plan, RateLimits
@@ -34,20 +34,20 @@ from gateway.traffic.config import Rollout, Shadow, Sticky
 
 
 def _backend_by_kind(value: Any, handler: ValidatorFunctionWrapHandler) -> BackendSpec:
-    """Validate a backend with the spec its ``kind`` names in the adapter registry."""
+    """Validate a backend with the spec its ``kind`` names in the registry of specs."""
     if isinstance(value, BackendSpec):
         return value
     kind = value.get("kind") if isinstance(value, Mapping) else None
-    adapter = ADAPTERS.get(kind) if isinstance(kind, str) else None
-    if adapter is None:
-        known = ", ".join(f"'{k}'" for k in ADAPTERS)
+    spec = SPECS.get(kind) if isinstance(kind, str) else None
+    if spec is None:
+        known = ", ".join(f"'{k}'" for k in SPECS)
         given = "no kind" if kind is None else f"kind {kind!r}"
         problem = f"{given}: the kind must be one of {known}"
         raise problems_error(BackendSpec.__name__, [(("kind",), problem)])
-    return adapter.spec.model_validate(value)
+    return spec.model_validate(value)
 
 
-# Each backend is validated by its own adapter's spec (gateway.backends.ADAPTERS); the JSON
+# Each backend is validated by its own kind's spec (gateway.backends.specs.SPECS); the JSON
 # Schema lists them all (json_schema below).
 Backend = Annotated[BackendSpec, WrapValidator(_backend_by_kind)]
 
@@ -314,21 +314,21 @@ def _reference_problems(data: Mapping[str, Any]) -> list[Problem]:
 
 
 def _serves_models(kind: Any) -> bool:
-    adapter = ADAPTERS.get(kind) if isinstance(kind, str) else None
-    return adapter is None or adapter.serves_models  # an unknown kind is reported on its own
+    spec = SPECS.get(kind) if isinstance(kind, str) else None
+    return spec is None or spec.serves_models  # an unknown kind is reported on its own
 
 
 def json_schema() -> dict[str, Any]:
     """The published JSON Schema for routes.yaml (``gateway schema``): a backend is one of the
-    registered adapters' specs, told apart by ``kind``."""
+    registered kinds' specs (``SPECS``), told apart by ``kind``."""
     schema = RouteTable.model_json_schema(mode="validation")
     defs = schema.setdefault("$defs", {})
     refs = {}
-    for kind, adapter in ADAPTERS.items():
-        spec = adapter.spec.model_json_schema(ref_template="#/$defs/{model}", mode="validation")
+    for kind, spec_class in SPECS.items():
+        spec = spec_class.model_json_schema(ref_template="#/$defs/{model}", mode="validation")
         defs.update(spec.pop("$defs", {}))
-        defs[adapter.spec.__name__] = spec
-        refs[kind] = f"#/$defs/{adapter.spec.__name__}"
+        defs[spec_class.__name__] = spec
+        refs[kind] = f"#/$defs/{spec_class.__name__}"
     defs.pop(BackendSpec.__name__, None)
     # if/then per kind (not oneOf): a validator then reports the one spec's own errors, at
     # their own path, rather than "matches none of the schemas".

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.codecs.tensors import DATATYPES, Signature, TensorMeta
+from gateway.codecs.datatypes import DATATYPES
+from gateway.codecs.tensors import Signature, TensorMeta
 
 Schema = dict[str, Any]
 

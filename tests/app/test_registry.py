@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 import policies
-from gateway.backends import ADAPTERS
+from gateway.backends.registry import ADAPTERS
+from gateway.backends.specs import SPECS
 from tests.conftest import StartGateway
-from tests.unit.policies.toys import TOY_HEADER, ToyBackend, toy_policy
+from tests.unit.policies.toys import TOY_HEADER, ToyBackend, ToySpec, toy_policy
 
 pytestmark = pytest.mark.anyio
 
@@ -26,6 +27,7 @@ BODY = {"id": "r-1", "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], 
 async def test_a_toy_policy_and_a_toy_backend_kind_serve_through_the_app(
     start_gateway: StartGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setitem(SPECS, "toy", ToySpec)
     monkeypatch.setitem(ADAPTERS, "toy", ToyBackend)
     toy = toy_policy()
     monkeypatch.setattr(policies, "POLICIES", (*policies.POLICIES, toy))

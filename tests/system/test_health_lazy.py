@@ -14,9 +14,9 @@ import aiohttp
 import httpx
 import pytest
 
-from gateway.backends import ADAPTERS
 from gateway.backends.h1.client import Client
 from gateway.backends.pool import ReplicaPool
+from gateway.backends.registry import ADAPTERS
 from gateway.backends.upstream import Target
 from tests.conftest import StartGateway
 from tests.doubles.plugin import StartTFServing, TFServingHandle

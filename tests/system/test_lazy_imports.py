@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -75,7 +76,7 @@ def test_the_grpc_frontends_load_it_when_their_port_is_set(tmp_path: Path) -> No
     with gateway_serve(tmp_path, routes=HTTP_ONLY, env=env) as served:
         assert grpc_loaded(served.pid)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
+            health: Any = health_pb2_grpc.HealthStub(channel)  # the stub is untyped
             reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 

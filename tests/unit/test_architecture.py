@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,3 +219,15 @@ def test_modules_stay_small() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"a"}}
     assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def test_checking_a_file_loads_no_client_or_server_library() -> None:
+    """What the specs kept apart from the adapters (``backends.specs``) and the datatypes apart
+    from the codecs buy: ``gateway check`` reads and validates routes.yaml with pydantic and
+    PyYAML, and none of the libraries that serve or call."""
+    code = "import sys, gateway.cli.check; print(*sorted({m.split('.')[0] for m in sys.modules}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert {"gateway", "pydantic", "yaml"} <= loaded
+    serving = {"aiohttp", "numpy", "grpc", "redis", "uvicorn", "starlette", "httpx", "cryptography"}
+    assert not loaded & serving, sorted(loaded & serving)

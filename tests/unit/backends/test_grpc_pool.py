@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.backends.grpc_pool import MAX_MESSAGE, GRPCPool, Method, channel_options
-from gateway.backends.kserve import KServeSpec, TritonSpec
 from gateway.backends.replica import Replica
+from gateway.backends.specs import KServeSpec, TritonSpec
 from gateway.errors import NoHealthyReplica, Overloaded, UpstreamError, UpstreamTimeout
 from gateway.telemetry.metrics import PoolMetrics
 from gateway.telemetry.timing import CURRENT_TIMING, Timing

@@ -6,8 +6,8 @@ import jsonschema
 import pytest
 import yaml
 
-from gateway.backends.kserve import KServeSpec, TritonSpec
-from gateway.backends.tfserving import TFServingSpec
+from gateway.backends.registry import ADAPTERS
+from gateway.backends.specs import SPECS, KServeSpec, TFServingSpec, TritonSpec
 from gateway.config.file import parse_config
 from gateway.config.model import json_schema
 from gateway.errors import ConfigError
@@ -163,3 +163,10 @@ def test_the_json_schema_knows_each_kinds_protocols() -> None:
     for spec in ("TritonSpec", "KServeSpec", "TFServingSpec"):
         assert schema["$defs"][spec]["properties"]["protocol"]["enum"] == ["http", "grpc"]
     assert schema["$defs"]["TorchServeSpec"]["properties"]["protocol"]["enum"] == ["http"]
+
+
+def test_every_kind_has_its_spec_and_its_adapter_and_they_agree() -> None:
+    assert list(SPECS) == list(ADAPTERS)
+    for kind, adapter in ADAPTERS.items():
+        assert adapter.spec is SPECS[kind], kind
+        assert adapter.kind == kind

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from gateway.codecs import tf_grpc, v1, v2, v2_grpc
-from gateway.codecs.tensors import DATATYPES, InferenceRequest
+from gateway.codecs.datatypes import DATATYPES
+from gateway.codecs.tensors import InferenceRequest
 from gateway.errors import GatewayError
 
 T = TypeVar("T")

@@ -11,7 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway.codecs import binary, raw, v2
-from gateway.codecs.tensors import DATATYPES
+from gateway.codecs.datatypes import DATATYPES
 from gateway.edge.encoding import Inflater, coding_of
 from gateway.errors import BadRequest
 from tests.unit.codecs.properties import examples, refused_or, sendable, to_json, v2_requests

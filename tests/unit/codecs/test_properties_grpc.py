@@ -17,7 +17,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway.codecs import tf_examples, tf_grpc, tf_tensors, v2_grpc
-from gateway.codecs.tensors import DATATYPES
+from gateway.codecs.datatypes import DATATYPES
 from gateway.codecs.v2_proto import messages
 from gateway.protos.tensorflow.core.example import example_pb2
 from gateway.protos.tensorflow.core.framework import tensor_pb2, types_pb2

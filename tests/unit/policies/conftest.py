@@ -13,19 +13,22 @@ import httpx
 import pytest
 
 from gateway.auth.keys import KeyVerifier
-from gateway.backends import ADAPTERS
+from gateway.backends.registry import ADAPTERS
+from gateway.backends.specs import SPECS
 from gateway.config.file import parse_config
 from gateway.config.live import Runtime, Services, build_runtime
 from gateway.store import MemoryStore
 from tests.unit.policies.support import SECRET
-from tests.unit.policies.toys import ToyBackend
+from tests.unit.policies.toys import ToyBackend, ToySpec
 
 MakeRuntime = Callable[..., Awaitable[Runtime]]
 
 
 @pytest.fixture
 def toy_kind(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``kind: toy`` known to routes.yaml and the runtime: one line in the adapter registry."""
+    """``kind: toy`` known to routes.yaml and the runtime: one line in the registry of specs,
+    one in the adapter registry."""
+    monkeypatch.setitem(SPECS, "toy", ToySpec)
     monkeypatch.setitem(ADAPTERS, "toy", ToyBackend)
 
 

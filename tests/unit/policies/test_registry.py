@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 import policies
-from gateway.backends import ADAPTERS
+from gateway.backends.registry import ADAPTERS
+from gateway.backends.specs import SPECS
 from gateway.config.file import parse_config
 from gateway.config.live import Runtime
 from gateway.config.model import json_schema
@@ -160,6 +161,7 @@ def test_routes_yaml_validation_knows_the_toy_kind(toy_kind: None) -> None:
 
 def test_an_unregistered_kind_is_refused() -> None:
     assert "toy" not in ADAPTERS
+    assert "toy" not in SPECS
     with pytest.raises(ConfigError) as raised:
         parse_config(toy_file("toy"))
     assert [i.path for i in raised.value.issues] == ["backends.b.kind"]

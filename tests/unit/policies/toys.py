@@ -32,7 +32,6 @@ class ToySpec(BackendSpec):
 class ToyBackend:
     kind: ClassVar[str] = "toy"
     spec: ClassVar[type[BackendSpec]] = ToySpec
-    serves_models: ClassVar[bool] = True
 
     def __init__(self, pool: ReplicaPool) -> None:
         self.pool = pool
