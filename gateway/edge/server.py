@@ -111,10 +111,15 @@ class GatewayProtocol(HttpToolsProtocol):
         if self._reading != "body":
             self._head_bytes += len(data)
         super().data_received(data)
-        over = self._head_bytes > self._head_bound
-        if over and self._refused is None and self._reading == "head":
+        if self._refused is not None or self._reading != "head":
+            return
+        if self._head_bytes > self._head_bound:
             # One header still being read (httptools buffers it whole): stop here.
             self._refuse(_headers_too_large(self.edge))
+        elif self._head_timer is None:
+            # Armed only for a head still incomplete after a read: a head that arrives whole
+            # (nearly every request) costs no timer.
+            self._arm_head_timer()
 
     def send_400_response(self, msg: str) -> None:
         """Every parse error, and every limit a callback raised, as a JSON answer."""
@@ -130,8 +135,6 @@ class GatewayProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._reading = "head"
         self._url_bytes = self._header_count = self._header_bytes = 0
-        if self._head_timer is None:
-            self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
         self._url_bytes += len(url)
