@@ -31,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from gateway.edge.errors import shape_of
+from gateway.edge.one_write import OneWrite
 from gateway.edge.request_id import request_id_of
 from gateway.edge.tls import TLSOptions, rotating_server_context, tls_extension
 from gateway.settings import Settings
@@ -91,11 +92,13 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused: _Refused | None = None
         self._tls: dict[str, object] | None = None
+        self._writer: OneWrite | None = None  # what each response cycle writes to
 
     # -- connection ----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._writer = OneWrite(transport, self.loop)
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self._tls = tls_extension(ssl_object)
@@ -160,6 +163,13 @@ class GatewayProtocol(HttpToolsProtocol):
         if self._tls is not None:
             self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
         super().on_headers_complete()
+        if self.cycle is not None and self._writer is not None:
+            self.cycle.transport = self._writer  # type: ignore[assignment]
+
+    def on_response_complete(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()  # a HEAD answer's head: nothing followed it
+        super().on_response_complete()
 
     def on_message_complete(self) -> None:
         self._reading = "idle"
@@ -192,6 +202,8 @@ class GatewayProtocol(HttpToolsProtocol):
         pipelined request): then the connection closes once that response is done."""
         self._refused = refused
         self._cancel_head_timer()
+        if self._writer is not None:
+            self._writer.flush()  # what a response cycle wrote goes first
         if self.transport.is_closing():
             return
         logger.info("refused a request: %s %s", refused.status, refused.message)
