@@ -152,19 +152,19 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent(
         b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
     )
-    with gateway_serve(tmp_path_factory.mktemp("continue"), routes=DEAD_MODEL) as served:
-        with _connect(served) as sock:
-            sock.sendall(head)
-            interim = b""
-            while b"\r\n\r\n" not in interim:
-                chunk = sock.recv(65536)
-                assert chunk, f"closed before 100 Continue: {interim!r}"
-                interim += chunk
-            continued, _, rest = interim.partition(b"\r\n\r\n")
-            sock.sendall(body)
-            reader = Reader(sock)
-            reader.buffer = rest
-            status, headers, answer = reader.response()
+    folder = tmp_path_factory.mktemp("continue")
+    with gateway_serve(folder, routes=DEAD_MODEL) as served, _connect(served) as sock:
+        sock.sendall(head)
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed before 100 Continue: {interim!r}"
+            interim += chunk
+        continued, _, rest = interim.partition(b"\r\n\r\n")
+        sock.sendall(body)
+        reader = Reader(sock)
+        reader.buffer = rest
+        status, headers, answer = reader.response()
     assert continued == b"HTTP/1.1 100 Continue"
     assert status >= 400  # the backend is down: the v2 error shape, after the body was read
     assert headers["content-type"] == "application/json"
