@@ -199,8 +199,10 @@ def compose(policies: Sequence[Policy], terminal: Next) -> Next:
 
 
 def _bind(policy: Policy, call_next: Next) -> Next:
-    async def step(call: Call) -> Reply:
-        return await policy(call, call_next)
+    # A plain function handing back the policy's own coroutine: no coroutine of its own
+    # around it (one frame fewer per step and request).
+    def step(call: Call) -> Awaitable[Reply]:
+        return policy(call, call_next)
 
     return step
 

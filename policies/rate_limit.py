@@ -29,7 +29,15 @@ class RateLimitPolicy:
 
     @classmethod
     def build(cls, runtime: Runtime) -> Self | None:
-        return cls(runtime)
+        """None when the route table can give no call a limit (no plans, no anonymous limit,
+        no model's own) and no call a cache lookup: then there is no step to run."""
+        table = runtime.table
+        limited = (
+            bool(table.plans)
+            or table.rate_limits.anonymous is not None
+            or any(model.limits is not None for model in table.models.values())
+        )
+        return cls(runtime) if limited or runtime.cache.specs else None
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
         limiter = self.limiter

@@ -46,8 +46,9 @@ class InferenceHTTP:
 
     def wants_job(self, request: Request) -> bool:
         """``Prefer: respond-async`` on a gateway that takes jobs."""
-        headers = Headers(request.scope["headers"])
-        return prefers_async(headers) and self.state.runtime.table.jobs.enabled
+        if not self.state.runtime.table.jobs.enabled:
+            return False
+        return prefers_async(Headers(request.scope["headers"]))
 
     async def submit(
         self, request: Request, exchange: Exchange, protocol: JobProtocol, decoder: Decoder

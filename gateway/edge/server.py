@@ -31,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from gateway.edge.errors import shape_of
+from gateway.edge.one_write import OneWrite
 from gateway.edge.request_id import request_id_of
 from gateway.edge.tls import TLSOptions, rotating_server_context, tls_extension
 from gateway.settings import Settings
@@ -91,11 +92,13 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused: _Refused | None = None
         self._tls: dict[str, object] | None = None
+        self._writer: OneWrite | None = None  # what each response cycle writes to
 
     # -- connection ----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._writer = OneWrite(transport, self.loop)
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self._tls = tls_extension(ssl_object)
@@ -111,10 +114,15 @@ class GatewayProtocol(HttpToolsProtocol):
         if self._reading != "body":
             self._head_bytes += len(data)
         super().data_received(data)
-        over = self._head_bytes > self._head_bound
-        if over and self._refused is None and self._reading == "head":
+        if self._refused is not None or self._reading != "head":
+            return
+        if self._head_bytes > self._head_bound:
             # One header still being read (httptools buffers it whole): stop here.
             self._refuse(_headers_too_large(self.edge))
+        elif self._head_timer is None:
+            # Armed only for a head still incomplete after a read: a head that arrives whole
+            # (nearly every request) costs no timer.
+            self._arm_head_timer()
 
     def send_400_response(self, msg: str) -> None:
         """Every parse error, and every limit a callback raised, as a JSON answer."""
@@ -130,8 +138,6 @@ class GatewayProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._reading = "head"
         self._url_bytes = self._header_count = self._header_bytes = 0
-        if self._head_timer is None:
-            self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
         self._url_bytes += len(url)
@@ -157,6 +163,13 @@ class GatewayProtocol(HttpToolsProtocol):
         if self._tls is not None:
             self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
         super().on_headers_complete()
+        if self.cycle is not None and self._writer is not None:
+            self.cycle.transport = self._writer  # type: ignore[assignment]
+
+    def on_response_complete(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()  # a HEAD answer's head: nothing followed it
+        super().on_response_complete()
 
     def on_message_complete(self) -> None:
         self._reading = "idle"
@@ -189,6 +202,8 @@ class GatewayProtocol(HttpToolsProtocol):
         pipelined request): then the connection closes once that response is done."""
         self._refused = refused
         self._cancel_head_timer()
+        if self._writer is not None:
+            self._writer.flush()  # what a response cycle wrote goes first
         if self.transport.is_closing():
             return
         logger.info("refused a request: %s %s", refused.status, refused.message)

@@ -133,3 +133,39 @@ def test_a_bad_inference_body_gets_a_400_and_the_connection_serves_on(served: Se
     assert int(headers["content-length"]) == len(answer)
     assert isinstance(orjson.loads(answer)["error"], str)
     assert again[0] == 200
+
+
+DEAD_MODEL = (
+    "backends:\n  none: {kind: kserve, urls: ['http://127.0.0.1:9'], timeout: 2s}\n"
+    "models:\n  m: {versions: {'1': {backend: none, name: m}}}\n"
+)
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The interim ``100 Continue`` leaves as soon as the endpoint reads the body (it is not
+    held back for the answer, which needs that body), then the answer follows on the same
+    connection."""
+    body = b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]}'
+    head = (
+        b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    folder = tmp_path_factory.mktemp("continue")
+    with gateway_serve(folder, routes=DEAD_MODEL) as served, _connect(served) as sock:
+        sock.sendall(head)
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed before 100 Continue: {interim!r}"
+            interim += chunk
+        continued, _, rest = interim.partition(b"\r\n\r\n")
+        sock.sendall(body)
+        reader = Reader(sock)
+        reader.buffer = rest
+        status, headers, answer = reader.response()
+    assert continued == b"HTTP/1.1 100 Continue"
+    assert status >= 400  # the backend is down: the v2 error shape, after the body was read
+    assert headers["content-type"] == "application/json"
+    assert isinstance(orjson.loads(answer)["error"], str)

@@ -176,3 +176,20 @@ def test_the_json_schema_knows_the_toy_kind(toy_kind: None) -> None:
     jsonschema.validate(yaml.safe_load(toy_file("toy")), schema)
     with pytest.raises(jsonschema.ValidationError, match="answer"):
         jsonschema.validate(yaml.safe_load(toy_file("triton")), schema)
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "step"),
+    [
+        pytest.param("", "", False, id="no-limits-no-cache"),
+        pytest.param("", LIMITED, True, id="anonymous-limit"),
+        pytest.param("", "plans: {gold: {rate: 10/s}}", True, id="plans"),
+        pytest.param("    limits: {rate: 10/s}", "", True, id="model-limit"),
+        pytest.param(CACHED, "", True, id="cache"),
+    ],
+)
+async def test_a_rate_limit_step_only_where_a_limit_or_a_cache_can_apply(
+    make_runtime: MakeRuntime, model: str, extra: str, step: bool
+) -> None:
+    runtime = await make_runtime(toy_routes(model, extra=extra))
+    assert (RateLimitPolicy.build(runtime) is not None) is step
