@@ -17,6 +17,7 @@ split) answers None: errors, with their lines, are only ever reported by the car
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Final
 
@@ -25,13 +26,15 @@ from pydantic import ValidationError
 from gateway.config import reader, sections
 from gateway.config.model import Model, RouteTable
 
-Entries = Mapping[str, Model]
-"""A model entry's text (``sections.split``) → the model validated from it."""
+Entries = Mapping[bytes, Model]
+"""A model entry's digest (:func:`entry_digest` of its text, ``sections.split``) → the model
+validated from it. The digest, not the text, is what is kept between loads: 16 bytes per model
+instead of the entry's text."""
 
-_RUN: Final = 1_000  # new entries read together: libyaml's nodes for a run at a time
+_RUN: Final = 250  # new entries read together: libyaml's nodes for a run at a time
 
 
-def read_table(text: str, known: Entries) -> tuple[RouteTable, dict[str, Model]] | None:
+def read_table(text: str, known: Entries) -> tuple[RouteTable, dict[bytes, Model]] | None:
     """The table ``text`` holds and its entries (for the next load), reusing the models of
     ``known`` entries; None when the careful path must decide."""
     if not reader.agrees(text):
@@ -42,7 +45,9 @@ def read_table(text: str, known: Entries) -> tuple[RouteTable, dict[str, Model]]
     if layout is not None and layout.entries is not None:
         table = _by_pieces(layout, layout.entries, known)
         if table is not None:
-            return table, {entry: table.models[name] for name, entry in layout.entries}
+            return table, {
+                entry_digest(entry): table.models[name] for name, entry in layout.entries
+            }
     whole = reader.read_fast(text)  # another layout, or a split in the wrong place
     if not isinstance(whole, dict):
         return None
@@ -50,6 +55,12 @@ def read_table(text: str, known: Entries) -> tuple[RouteTable, dict[str, Model]]
         return RouteTable.model_validate(whole), {}
     except ValidationError:
         return None
+
+
+def entry_digest(text: str) -> bytes:
+    """A model entry's identity across loads: BLAKE2b-128 of its text (a collision, which
+    would carry a model over unchanged, is as likely as guessing a 128-bit key)."""
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 def _by_pieces(
@@ -70,7 +81,7 @@ def _by_pieces(
     for name, text in entries:
         if name in models:
             return None  # a duplicate: the careful path says where
-        model = models[name] = known.get(text)  # None: to read (its place kept)
+        model = models[name] = known.get(entry_digest(text)) if known else None  # None: to read
         if model is None:
             run.append((name, text))
             if len(run) == _RUN:

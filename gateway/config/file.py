@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from yaml.constructor import SafeConstructor
 
 from gateway.config import fast_path, reader
+from gateway.config.compact import share_field_sets
 from gateway.config.model import RouteTable
 from gateway.errors import ConfigError, ConfigIssue
 
@@ -94,8 +95,11 @@ def parse_config(
     with _collector_paused():
         fast = fast_path.read_table(text, previous.entries if previous is not None else {})
         if fast is not None:
+            share_field_sets(fast[0])
             return LoadedConfig(fast[0], source, digest, text, fast[1])
-        return LoadedConfig(_parse_carefully(text, source), source, digest, text)
+        table = _parse_carefully(text, source)
+        share_field_sets(table)
+        return LoadedConfig(table, source, digest, text)
 
 
 @contextlib.contextmanager
