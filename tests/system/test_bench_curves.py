@@ -120,6 +120,7 @@ def test_the_routes_curve_gives_every_column(tmp_path: Path) -> None:
     assert "probes/s idle" in output
     data = json.loads(results.read_text())
     assert (data["health_interval"], data["probe_seconds"], data["replicas"]) == ("200ms", 1, 1)
+    assert data["gateway"] == "dev"  # this venv's gateway (--runtime: as the Dockerfile installs)
     [row] = data["rows"]
     assert row["models"] == 3
     for column in ("check_s", "ready_s", "reload_s", "rss_kib", "rss_after_kib"):
