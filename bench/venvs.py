@@ -52,17 +52,9 @@ class ToolVenv:
         steps = [[str(self.folder / "bin" / "pip"), "install", "-q", *self.requirements]]
         if not (self.folder / "bin" / "python").is_file():
             steps.insert(0, [sys.executable, "-m", "venv", str(self.folder)])
-        with self.log.open("w") as out:
-            for cmd in steps:
-                try:
-                    done = subprocess.run(
-                        cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False
-                    )
-                except (OSError, subprocess.TimeoutExpired) as exc:
-                    return f"cannot install {what}: {exc!r} (see {self.log})"
-                if done.returncode != 0:
-                    why = f"{Path(cmd[0]).name} exit {done.returncode}"
-                    return f"cannot install {what}: {why} (see {self.log})"
+        failed = _install(steps, self.log, what, timeout)
+        if failed is not None:
+            return failed
         if not exe.is_file():
             return f"no {exe} after installing {what}"
         stamp.write_text(wanted)
@@ -94,24 +86,36 @@ def runtime_gateway(root: Path, timeout: float = 900.0) -> Path | str:
     steps: list[list[str]] = []
     if not (folder / "bin" / "python").is_file():
         steps.append([sys.executable, "-m", "venv", str(folder)])
-    if not stamp.is_file() or stamp.read_text() != lock.read_text():
+    pins = not stamp.is_file() or stamp.read_text() != lock.read_text()
+    if pins:
         steps.append([pip, "install", "-q", "--require-hashes", "-r", str(lock)])
     install = [pip, "install", "-q", "--no-deps", "--no-build-isolation", "--force-reinstall"]
     steps.append([*install, str(root)])
     PEERS.mkdir(exist_ok=True)
     print(f"bench: installing the gateway's runtime into {folder}", file=sys.stderr, flush=True)
+    failed = _install(steps, log, "the runtime", timeout, cwd=root)
+    if failed is not None:
+        return failed
+    if pins:
+        stamp.write_text(lock.read_text())
+    exe = folder / "bin" / "gateway"
+    return exe if exe.is_file() else f"no {exe} after installing the runtime (see {log})"
+
+
+def _install(
+    steps: list[list[str]], log: Path, what: str, timeout: float, cwd: Path | None = None
+) -> str | None:
+    """Run ``steps`` in order, their output into ``log``; why one failed (a string), or None."""
     with log.open("w") as out:
         for cmd in steps:
             try:
                 done = subprocess.run(
                     cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False,
-                    cwd=root,
+                    cwd=cwd,
                 )  # fmt: skip
             except (OSError, subprocess.TimeoutExpired) as exc:
-                return f"cannot install the runtime: {exc!r} (see {log})"
+                return f"cannot install {what}: {exc!r} (see {log})"
             if done.returncode != 0:
-                return f"cannot install the runtime: {cmd[2]} exit {done.returncode} (see {log})"
-            if "--require-hashes" in cmd:
-                stamp.write_text(lock.read_text())
-    exe = folder / "bin" / "gateway"
-    return exe if exe.is_file() else f"no {exe} after installing the runtime (see {log})"
+                why = f"{Path(cmd[0]).name} exit {done.returncode}"
+                return f"cannot install {what}: {why} (see {log})"
+    return None

@@ -3,7 +3,7 @@
 ```yaml
 backends:
   triton:
-    kind: triton                 # the adapter registry's name (gateway.backends.specs.SPECS)
+    kind: triton                 # the kind's name in gateway.backends.specs.SPECS
     protocol: http               # or grpc, where the kind has it (urls: grpc://host:port)
     urls: ["http://10.0.0.5:8000", "http://10.0.0.6:8000"]
     timeout: 30s                 # per try

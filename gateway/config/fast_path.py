@@ -43,11 +43,11 @@ def read_table(text: str, known: Entries) -> tuple[RouteTable, dict[bytes, Model
     # and PyYAML refuses an anchor twice in a file: such a file is read whole.
     layout = sections.split(text) if "&" not in text else None
     if layout is not None and layout.entries is not None:
-        table = _by_pieces(layout, layout.entries, known)
+        digests = [entry_digest(entry) for _, entry in layout.entries]  # once per entry
+        table = _by_pieces(layout, layout.entries, digests, known)
         if table is not None:
-            return table, {
-                entry_digest(entry): table.models[name] for name, entry in layout.entries
-            }
+            pairs = zip(layout.entries, digests, strict=True)
+            return table, {digest: table.models[name] for (name, _), digest in pairs}
     whole = reader.read_fast(text)  # another layout, or a split in the wrong place
     if not isinstance(whole, dict):
         return None
@@ -64,11 +64,11 @@ def entry_digest(text: str) -> bytes:
 
 
 def _by_pieces(
-    layout: sections.Layout, entries: list[tuple[str, str]], known: Entries
+    layout: sections.Layout, entries: list[tuple[str, str]], digests: list[bytes], known: Entries
 ) -> RouteTable | None:
-    """The table read piece by piece: each top-level section alone, the known entries not
-    at all, the others in runs of up to :data:`_RUN` (so the nodes of a 100,000-model file
-    never all exist at once); None at the first doubt."""
+    """The table read piece by piece (``digests``: each entry's, in order): each top-level
+    section alone, the known entries not at all, the others in runs of up to :data:`_RUN` (so
+    the nodes of a 100,000-model file never all exist at once); None at the first doubt."""
     data: dict[str, object] = {}
     for key, text in layout.sections.items():
         if key != "models":
@@ -78,10 +78,10 @@ def _by_pieces(
             data[key] = value[key]
     models: dict[str, Model | None] = {}
     run: list[tuple[str, str]] = []
-    for name, text in entries:
+    for (name, text), digest in zip(entries, digests, strict=True):
         if name in models:
             return None  # a duplicate: the careful path says where
-        model = models[name] = known.get(entry_digest(text)) if known else None  # None: to read
+        model = models[name] = known.get(digest)  # None: to read (its place kept)
         if model is None:
             run.append((name, text))
             if len(run) == _RUN:
