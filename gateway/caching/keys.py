@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
-import numpy as np
 import orjson
 
 from gateway.codecs import raw
@@ -75,20 +73,22 @@ def _values(tensor: Tensor) -> bytes:
     if datatype == "BYTES":  # length-prefixed elements: already the raw form's own layout
         return bytes(tensor.raw)
     count = element_count(tensor.shape)
+    import numpy as np  # on first use (codecs/raw.py's docstring)
+
     if tensor.has_raw:
         values = raw.array(datatype, tensor.raw, count, tensor.name)
     else:
         try:
-            values = np.asarray(tensor.data, dtype=raw.DTYPES[datatype])
+            values = np.asarray(tensor.data, dtype=raw.dtype(datatype))
         except (OverflowError, ValueError, TypeError) as exc:
             raise BadRequest(f"{tensor.name}: a value does not fit {datatype}: {exc}") from exc
     canonical: bytes = values.astype(_CANONICAL[datatype], copy=False).tobytes()
     return canonical
 
 
-_CANONICAL: dict[str, np.dtype[Any]] = {
-    **{t: np.dtype("<f8") for t in FLOAT_TYPES},
-    **{t: np.dtype("<i8") for t in ("INT8", "INT16", "INT32", "INT64")},
-    **{t: np.dtype("<u8") for t in ("UINT8", "UINT16", "UINT32", "UINT64")},
-    "BOOL": np.dtype("u1"),
+_CANONICAL: dict[str, str] = {
+    **dict.fromkeys(FLOAT_TYPES, "<f8"),
+    **dict.fromkeys(("INT8", "INT16", "INT32", "INT64"), "<i8"),
+    **dict.fromkeys(("UINT8", "UINT16", "UINT32", "UINT64"), "<u8"),
+    "BOOL": "u1",
 }

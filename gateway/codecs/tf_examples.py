@@ -37,7 +37,6 @@ import math
 import re
 from typing import Any, Final
 
-import numpy as np
 import orjson
 
 from gateway.codecs.tensors import loads
@@ -51,7 +50,7 @@ from gateway.protos.tensorflow_serving.apis import (
 
 _INT64: Final = range(-(2**63), 2**63)
 _UINT64_MAX: Final = 2**64 - 1
-_FLT_MAX: Final = float(np.finfo(np.float32).max)
+_FLT_MAX: Final = 3.4028234663852886e38  # float(numpy.finfo(numpy.float32).max)
 _B64: Final = re.compile(r"[A-Za-z0-9+/]*")
 _SHOWN: Final = 200  # characters of a JSON value an error message repeats
 
@@ -296,6 +295,8 @@ def _decimal(value: float) -> float:
     float, else nine; as the number a JSON reader makes of that text."""
     if not math.isfinite(value):
         return value
+    import numpy as np  # on first use (codecs/raw.py's docstring)
+
     single = np.float32(value)
     text = f"{value:.6g}"
     if np.float32(float(text)) != single:

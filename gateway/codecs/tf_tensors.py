@@ -22,15 +22,15 @@ DT_BFLOAT16 BF16, DT_STRING BYTES...); any other DataType is refused.
 from __future__ import annotations
 
 import math
-from typing import Any, Final
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, Final
 
 from gateway.codecs import raw
 from gateway.codecs.tensors import Tensor
 from gateway.errors import BadGateway, BadRequest, GatewayError, PayloadTooLarge
 from gateway.protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 DataType = types_pb2.DataType
 _MAX_DIMS: Final = 254  # TensorShape::MaxDimensions()
@@ -192,8 +192,10 @@ def _varint(data: bytes, pos: int, most: int = 10) -> tuple[int, int] | None:
 
 def _from_vals(proto: tensor_pb2.TensorProto, datatype: str, count: int) -> bytes:
     """FromProtoField: the typed values filling ``count`` elements, packed as the raw form."""
+    import numpy as np  # on first use (codecs/raw.py's docstring)
+
     field, source = _VALS[datatype]
-    target = np.dtype("<u2") if datatype in _BITS else raw.DTYPES[datatype]
+    target = np.dtype("<u2") if datatype in _BITS else raw.dtype(datatype)
     values: npt.NDArray[Any]
     if field in _FIXED:
         values = np.frombuffer(_field_bytes(proto.SerializeToString(), _FIXED[field]), source)

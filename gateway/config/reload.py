@@ -24,9 +24,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from watchfiles import awatch
 
 from gateway.backends.grpc_wires import load_grpc, names_grpc
+from gateway.codecs import raw
 from gateway.config.diff import diff_tables
 from gateway.config.file import MAX_CONFIG_BYTES, LoadedConfig, load_config
 from gateway.config.live import ChainFactory, Runtime, Services, build_runtime
+from gateway.config.model import RouteTable
 from gateway.errors import AuthSetupError, ConfigError, ConfigIssue
 
 logger = logging.getLogger("gateway.reload")
@@ -200,8 +202,22 @@ class Reloader:
 
 def _load(path: Path, max_bytes: int, previous: LoadedConfig | None) -> LoadedConfig:
     """The file read and validated, in a thread: with the gRPC wires imported there when the
-    table names a gRPC backend, so that building its runtime on the loop imports nothing."""
+    table names a gRPC backend, and numpy when serving it converts tensor values, so that
+    neither building its runtime nor its first calls import them on the loop."""
     loaded = load_config(path, max_bytes, previous)
     if names_grpc(loaded.table.backends.values()):
         load_grpc()
+    if not raw.loaded() and converts_tensors(loaded.table):
+        raw.load()
     return loaded
+
+
+def converts_tensors(table: RouteTable) -> bool:
+    """Whether serving ``table`` converts tensor values with numpy whatever the callers send:
+    a cache (its keys), batching (its joins) or a TF Serving backend (its tensor protos)."""
+    if any(spec.kind == "tfserving" for spec in table.backends.values()):
+        return True
+    return any(
+        model.cache is not None or any(v.batching is not None for v in model.versions.values())
+        for model in table.models.values()
+    )

@@ -8,10 +8,12 @@ routes curve), which a gateway serving HTTP alone does not pay.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
 
+from gateway.codecs import raw
 from gateway.codecs.v2_proto import messages
 from gateway.edge import grpc_tfs, grpc_v2
 from gateway.edge.grpc import Lane, start_server
@@ -27,6 +29,8 @@ async def start(state: State) -> grpc.aio.Server:
     port = settings.grpc_port
     if port is None:
         raise SettingsError("no gRPC port")
+    # Raw tensor contents are converted with numpy: loaded now, off the loop
+    await asyncio.to_thread(raw.load)
     lane = Lane(state)
     servicers = [*grpc_v2.servicers(state, lane), *grpc_tfs.servicers(state, lane)]
     described = [messages().file, *grpc_tfs.FILES]
