@@ -14,6 +14,7 @@ and look at the reply on its way back. :func:`compose` builds a chain once per r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Final, Literal, Protocol
@@ -25,7 +26,7 @@ from opentelemetry.trace import Tracer
 from gateway.auth.authenticator import Caller
 from gateway.auth.client_certs import ClientCert
 from gateway.backends.live import Resolved
-from gateway.codecs import v2
+from gateway.codecs import raw, v2
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, ModelInfo
 from gateway.config.model import PassthroughRoute
 from gateway.errors import BadRequest
@@ -133,7 +134,11 @@ class Call:
             if self.source is not None:
                 request = self.request = self.source()
             elif self.decoder is not None and self.payload is not None:
-                request = self.request = self.decoder(await self.payload.read())
+                body = await self.payload.read()
+                if not raw.loaded() and b"binary_data" in body:
+                    # binary tensor data, in or asked out: numpy loaded now, off the loop
+                    await asyncio.to_thread(raw.load)
+                request = self.request = self.decoder(body)
             else:
                 raise BadRequest("this call carries no tensors")
         return request

@@ -13,9 +13,9 @@ numpy and ml_dtypes are imported when a conversion first needs them, not with th
 together about 16 MiB of RSS per worker, which a gateway that only passes JSON to KServe v2
 servers never needs (bench/README.md, the routes curve). The callers that know a conversion is
 coming load them off the event loop first (:func:`load`, from a thread: the reloader for a
-table with a cache, batching or a TF Serving backend, the gRPC frontends when they start, the
-v2 HTTP frontend before binary tensor data); any other first conversion imports them where it
-runs, once.
+table that converts tensors whatever the callers send, ``config.reload.converts_tensors``; the
+gRPC frontends when they start; ``Call.inference`` before it decodes a body with binary tensor
+data, sent or asked for); any other first conversion imports them where it runs, once.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import time
@@ -167,6 +168,10 @@ class Reloader:
         # deletes on the next update; the mount folder itself sees every symlink swap.
         directory = self.path.absolute().parent
         name = self.path.name
+        # watchfiles runs on anyio, which imports its asyncio backend on first use: about
+        # 50 ms, imported here off the loop rather than by awatch's first step on it
+        with contextlib.suppress(ImportError):
+            await asyncio.to_thread(importlib.import_module, "anyio._backends._asyncio")
         while not self._stop.is_set():
             try:
                 async for changes in awatch(directory, stop_event=self._stop, debounce=200):
@@ -214,9 +219,13 @@ def _load(path: Path, max_bytes: int, previous: LoadedConfig | None) -> LoadedCo
 
 def converts_tensors(table: RouteTable) -> bool:
     """Whether serving ``table`` converts tensor values with numpy whatever the callers send:
-    a cache (its keys), batching (its joins) or a TF Serving backend (its tensor protos)."""
-    if any(spec.kind == "tfserving" for spec in table.backends.values()):
-        return True
+    a cache (its keys), batching (its joins), a TF Serving backend (its tensor protos), a gRPC
+    backend (raw contents) or one sent binary tensor data always. (A call with binary tensor
+    data of its own loads them in ``Call.inference``.)"""
+    for spec in table.backends.values():
+        binary = getattr(spec, "binary_data", "never")
+        if spec.kind == "tfserving" or spec.protocol == "grpc" or binary == "always":
+            return True
     return any(
         model.cache is not None or any(v.batching is not None for v in model.versions.values())
         for model in table.models.values()

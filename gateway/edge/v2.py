@@ -12,7 +12,6 @@ metadata and readiness, and inference in JSON or with binary tensor data, both w
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 
 from starlette.requests import Request
@@ -20,7 +19,7 @@ from starlette.responses import Response
 
 from gateway import __version__
 from gateway.call import Decoder
-from gateway.codecs import binary, raw, v2
+from gateway.codecs import binary, v2
 from gateway.codecs.tensors import dumps
 from gateway.edge.calls import InferenceHTTP, answer, info_of
 from gateway.edge.http import Exchange, Route
@@ -52,7 +51,6 @@ class KServeHTTP(InferenceHTTP):
         decoder: Decoder = v2.decode_request
         if length is not None:
             decoder = partial(v2.decode_request, header_length=length)
-            await arrays_loaded()
         if self.wants_job(request):
             return await self.submit(request, exchange, "v2", decoder)
         call, reply = await self.run(request, exchange, "infer", decoder)
@@ -67,7 +65,6 @@ class KServeHTTP(InferenceHTTP):
         model, version = resolved.model, resolved.version
         if wanted is None:
             return answer(request, v2.encode_response(response, model, version, caller_id), reply)
-        await arrays_loaded()
         body, length = v2.encode_response_binary(response, model, version, caller_id, wanted)
         extra = [(binary.HEADER, str(length))]
         return answer(request, body, reply, binary.CONTENT_TYPE, extra)
@@ -90,9 +87,3 @@ class KServeHTTP(InferenceHTTP):
     async def live(self, request: Request, exchange: Exchange) -> Response:
         """Live and ready alike: a route table is loaded as soon as the gateway serves."""
         return Response(status_code=200)
-
-
-async def arrays_loaded() -> None:
-    """numpy loaded (off the loop, the first time) before binary tensor data is converted."""
-    if not raw.loaded():
-        await asyncio.to_thread(raw.load)

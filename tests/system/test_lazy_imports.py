@@ -76,11 +76,19 @@ def binary_request() -> tuple[bytes, dict[str, str]]:
     return body, {"Inference-Header-Content-Length": str(len(header))}
 
 
-def test_numpy_loads_with_the_first_binary_tensor_data_not_before(tmp_path: Path) -> None:
+def test_numpy_loads_with_the_first_call_asking_for_binary_data_not_before(tmp_path: Path) -> None:
     with gateway_serve(tmp_path, routes=HTTP_ONLY) as served, httpx.Client(timeout=10) as client:
         answer = client.post(f"{served.url}/v2/models/m/infer", json=BODY)
         assert answer.status_code in (502, 503), answer.text
         assert not numpy_loaded(served.pid)  # JSON to a v2 server converts no tensor
+        asks = {**BODY, "parameters": {"binary_data_output": True}}
+        answer = client.post(f"{served.url}/v2/models/m/infer", json=asks)
+        assert answer.status_code in (502, 503), answer.text
+        assert numpy_loaded(served.pid)  # a binary answer asked for: loaded before the call
+
+
+def test_numpy_loads_before_binary_tensor_data_is_decoded(tmp_path: Path) -> None:
+    with gateway_serve(tmp_path, routes=HTTP_ONLY) as served, httpx.Client(timeout=10) as client:
         body, headers = binary_request()
         answer = client.post(f"{served.url}/v2/models/m/infer", content=body, headers=headers)
         assert answer.status_code in (502, 503), answer.text  # decoded, then the dead backend

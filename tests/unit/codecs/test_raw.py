@@ -51,10 +51,12 @@ def test_load_leaves_numpy_loaded() -> None:
     assert raw.loaded()
 
 
-def _table(models: str, kind: str = "kserve") -> RouteTable:
+def _table(models: str, backend: str) -> RouteTable:
+    if ", urls:" not in backend:
+        backend += ', urls: ["http://127.0.0.1:9"]'
     text = f"""
 backends:
-  b: {{kind: {kind}, urls: ["http://127.0.0.1:9"]}}
+  b: {{{backend}}}
 models:
 {models}
 """
@@ -62,25 +64,28 @@ models:
     return RouteTable.model_validate(yaml.safe_load(text))
 
 
+ONE = '  m: {versions: {"1": {backend: b}}}'
+CACHED = '  m: {versions: {"1": {backend: b}}, deterministic: true, cache: {ttl: 5s}}'
+BATCHED = (
+    '  m: {versions: {"1": {backend: b, batching: {max_batch_size: 4}, '
+    "inputs: [{name: x, datatype: FP32, shape: [-1, 2]}]}}}"
+)
+
+
 @pytest.mark.parametrize(
-    ("models", "kind", "converts"),
+    ("models", "backend", "converts"),
     [
-        ('  m: {versions: {"1": {backend: b}}}', "kserve", False),
-        ('  m: {versions: {"1": {backend: b}}}', "tfserving", True),
-        (
-            '  m: {versions: {"1": {backend: b}}, deterministic: true, cache: {ttl: 5s}}',
-            "kserve",
-            True,
-        ),
-        (
-            '  m: {versions: {"1": {backend: b, batching: {max_batch_size: 4}, '
-            "inputs: [{name: x, datatype: FP32, shape: [-1, 2]}]}}}",
-            "kserve",
-            True,
-        ),
+        (ONE, "kind: kserve", False),
+        (ONE, 'kind: torchserve, management_urls: ["http://127.0.0.1:9"]', False),
+        (ONE, "kind: triton, binary_data: auto", False),
+        (ONE, "kind: triton, binary_data: always", True),
+        (ONE, "kind: kserve, protocol: grpc, urls: [grpc://127.0.0.1:9]", True),
+        (ONE, "kind: tfserving", True),
+        (CACHED, "kind: kserve", True),
+        (BATCHED, "kind: kserve", True),
     ],
 )
-def test_a_table_converts_tensors_with_a_cache_batching_or_tf_serving(
-    models: str, kind: str, converts: bool
+def test_a_table_converts_tensors_with_a_cache_batching_or_backends_that_take_no_json(
+    models: str, backend: str, converts: bool
 ) -> None:
-    assert converts_tensors(_table(models, kind)) is converts
+    assert converts_tensors(_table(models, backend)) is converts
