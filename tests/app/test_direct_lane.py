@@ -353,3 +353,45 @@ def test_the_lane_is_there_only_for_the_gateways_app() -> None:
     assert proxied.proxy is not None
     assert lane_of(MessageLoggerMiddleware(edge)) is None  # type: ignore[arg-type]
     assert lane_of(noop) is None
+
+
+async def test_a_client_that_leaves_before_the_answer_is_logged_as_in_the_asgi_lane(
+    start_gateway: StartGateway, access: Lines
+) -> None:
+    slow = await FakeReplica(body=REPLY, delay=0.2).start()
+    try:
+        routes = routes_yaml(
+            {"slow": backend("kserve", slow.url, timeout="10s")},
+            {"m": model(versions("slow", "1"))},
+        )
+        gateway = await start_gateway(routes)
+        await gateway.client.post("/v2/models/m/infer", content=INFER)  # the backend's connection
+        access.attach()
+        edge = edge_of(gateway)
+        host, port = gateway.url.removeprefix("http://").split(":")
+        raw = b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nX-Request-ID: gone\r\n"
+        raw += b"Content-Length: " + str(len(INFER)).encode() + b"\r\n\r\n" + INFER
+        shown = []
+        for lane in (True, False):
+            edge.direct = lane
+            calls = slow.calls
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.write(raw)
+            await writer.drain()
+            for _ in range(1000):  # the call at the backend: leave now
+                if slow.calls > calls:
+                    break
+                await asyncio.sleep(0.01)
+            writer.close()
+            for _ in range(500):
+                if access.lines:
+                    break
+                await asyncio.sleep(0.01)
+            shown.append(line_of(access))
+        after = await gateway.client.post("/v2/models/m/infer", content=INFER)
+    finally:
+        await slow.stop()
+    assert shown[0] == shown[1]
+    assert shown[0]["request_id"] == "gone"
+    assert after.status_code == 200
+    assert edge.direct_served == 2  # the first call and the lane's leaver
