@@ -55,11 +55,19 @@ class HTTPPayload:
         inflater = Inflater(coding, self._limit) if coding is not None else None
         chunks: list[bytes] = []
         size = 0
-        async for chunk in self._chunks():
+        receive = self._receive
+        more = True
+        while more:  # _chunks, without an async generator per request
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            more = message.get("more_body", False)
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._limit:
                 raise PayloadTooLarge(f"the body is over the limit of {self._limit} bytes")
-            chunks.append(inflater.feed(chunk) if inflater is not None else chunk)
+            if chunk:
+                chunks.append(inflater.feed(chunk) if inflater is not None else chunk)
         if inflater is not None:
             chunks.append(inflater.finish())
         body = self._body = b"".join(chunks)

@@ -131,15 +131,19 @@ async def _deliver(
         await cycle.flow.drain()
     if cycle.disconnected:
         return status, len(body)
+    extra = answered.headers
+    closes = False
+    if extra:
+        # uvicorn's checks, on the headers an endpoint chose (a tab is a valid value byte)
+        if HEADER_VALUE_RE.search(b"\t".join([value for _, value in extra])):
+            raise RuntimeError("Invalid HTTP header value.")
+        for name, value in extra:
+            if name == b"connection":
+                closes = closes or b"close" in [t.strip() for t in value.lower().split(b",")]
     content = [STATUS_LINE[status]]
     for name, value in cycle.default_headers:
         content.extend((name, b": ", value, b"\r\n"))
-    closes = False
     for name, value in answered.head():
-        if HEADER_VALUE_RE.search(value):
-            raise RuntimeError("Invalid HTTP header value.")
-        if name == b"connection" and b"close" in [t.strip() for t in value.lower().split(b",")]:
-            closes = True
         content.extend((name, b": ", value, b"\r\n"))
     for name, value in headers:
         content.extend((name, b": ", value, b"\r\n"))
