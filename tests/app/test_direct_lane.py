@@ -10,21 +10,26 @@ import gzip
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+import uvicorn
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from uvicorn.middleware.message_logger import MessageLoggerMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from gateway.app import create_app
 from gateway.edge.direct import lane_of
 from gateway.edge.http import HTTPEdge
+from gateway.settings import Settings
 from tests.app.test_access_log import Lines
 from tests.app.test_v2_http import echo_routes
 from tests.conftest import RunningGateway, StartGateway
 from tests.fakes import REPLY, EchoServer, FakeReplica
-from tests.support import backend, demo_routes, model, routes_yaml, versions
+from tests.support import backend, demo_routes, free_port, model, routes_yaml, versions
 
 pytestmark = pytest.mark.anyio
 
@@ -395,3 +400,46 @@ async def test_a_client_that_leaves_before_the_answer_is_logged_as_in_the_asgi_l
     assert shown[0]["request_id"] == "gone"
     assert after.status_code == 200
     assert edge.direct_served == 2  # the first call and the lane's leaver
+
+
+async def test_the_lane_traces_and_reads_proxy_headers_as_the_asgi_lane(
+    tmp_path: Path, demo_backend: str
+) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(demo_routes(demo_backend), encoding="utf-8")
+    port = free_port()
+    config = Settings(
+        config=path, port=port, log_level="warning", watch=False, forwarded_allow_ips="127.0.0.1"
+    )
+    exporter = InMemorySpanExporter()
+    edge = create_app(config, span_exporter=exporter)
+    server = uvicorn.Server(uvicorn.Config(edge, **config.uvicorn_options()))  # type: ignore[arg-type]
+    task = asyncio.create_task(server.serve())
+    seen: list[dict[str, Any]] = []
+    try:
+        while not server.started:
+            assert not task.done()
+            await asyncio.sleep(0.01)
+        headers = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+        headers["X-Request-ID"] = "traced-1"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            await client.post("/v2/models/linear/infer", content=INFER)  # the backend's connection
+            for lane in (True, False):
+                edge.direct = lane
+                exporter.clear()
+                response = await client.post(
+                    "/v2/models/linear/infer", content=INFER, headers=headers
+                )
+                assert response.status_code == 200
+                spans = {span.name: span for span in exporter.get_finished_spans()}
+                attributes = dict(spans["POST /v2/models/{model}/infer"].attributes or {})
+                assert {"POST /v2/models/{model}/infer", "policy traffic", "POST"} <= set(spans)
+                seen.append(attributes)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+    assert seen[0] == seen[1]
+    attributes = seen[0]
+    assert (attributes["client.address"], attributes["url.scheme"]) == ("203.0.113.9", "https")
+    assert attributes["http.response.status_code"] == 200
+    assert edge.direct_served == 2  # the first call and the lane's
