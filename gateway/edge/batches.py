@@ -67,7 +67,9 @@ class BatchesHTTP:
         if not config.enabled:
             raise NotFound("batch files are off here (jobs.enabled is false)")
         caller = await self.caller(request, runtime)
-        body = await HTTPPayload(request, config.max_batch_bytes, inflate=True).read()
+        body = await HTTPPayload(
+            request.scope["headers"], request.receive, config.max_batch_bytes, inflate=True
+        ).read()
         lines = await read_lines(body, runtime, caller, config.max_batch_lines)
         for model in sorted({line.model for line in lines}):
             await check_quota(runtime, caller, model)

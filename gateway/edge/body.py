@@ -5,24 +5,35 @@ to the inflated size (``edge.encoding``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from gateway.edge.encoding import Inflater, coding_of
 from gateway.errors import PayloadTooLarge
 
 
 class HTTPPayload:
-    __slots__ = ("_body", "_encoding", "_limit", "_request", "length")
+    """The body of the request whose ``headers`` these are, read from ``receive`` (the ASGI
+    callable: either lane's); a client that leaves while it is read is ``ClientDisconnect``."""
 
-    def __init__(self, request: Request, limit: int, *, inflate: bool = False) -> None:
-        self._request = request
+    __slots__ = ("_body", "_encoding", "_limit", "_receive", "length")
+
+    def __init__(
+        self,
+        headers: Iterable[tuple[bytes, bytes]],
+        receive: Receive,
+        limit: int,
+        *,
+        inflate: bool = False,
+    ) -> None:
+        self._receive = receive
         self._limit = limit
         self._body: bytes | None = None
         declared = None
         encoding = None
-        for key, value in request.scope["headers"]:
+        for key, value in headers:
             if key == b"content-length":
                 declared = int(value) if value.isdigit() else None
             elif key == b"content-encoding" and inflate:
@@ -44,11 +55,19 @@ class HTTPPayload:
         inflater = Inflater(coding, self._limit) if coding is not None else None
         chunks: list[bytes] = []
         size = 0
-        async for chunk in self._request.stream():
+        receive = self._receive
+        more = True
+        while more:  # _chunks, without an async generator per request
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            more = message.get("more_body", False)
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._limit:
                 raise PayloadTooLarge(f"the body is over the limit of {self._limit} bytes")
-            chunks.append(inflater.feed(chunk) if inflater is not None else chunk)
+            if chunk:
+                chunks.append(inflater.feed(chunk) if inflater is not None else chunk)
         if inflater is not None:
             chunks.append(inflater.finish())
         body = self._body = b"".join(chunks)
@@ -58,9 +77,23 @@ class HTTPPayload:
         """The body as it arrives, as it is (passthrough: codings untouched; not kept)."""
         self._check_declared()
         size = 0
-        async for chunk in self._request.stream():
+        async for chunk in self._chunks():
             size += len(chunk)
             if size > self._limit:
                 raise PayloadTooLarge(f"the body is over the limit of {self._limit} bytes")
-            if chunk:
-                yield chunk
+            yield chunk
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        """The body's non-empty chunks as ``receive`` gives them (Starlette's
+        ``Request.stream``, without the request)."""
+        receive = self._receive
+        while True:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                if chunk:
+                    yield chunk
+                if not message.get("more_body", False):
+                    return
+            elif message["type"] == "http.disconnect":
+                raise ClientDisconnect()

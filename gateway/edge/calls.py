@@ -4,6 +4,10 @@ its chain on the route table taken once, and a reply answered with the caller's 
 The endpoints are ``edge.v2`` (KServe v2) and ``edge.v1`` (TF Serving REST). Errors take the
 protocols' shape (``{"error": "<message>", ...}``), unless the deprecated
 ``GATEWAY_INFERENCE_ERRORS=legacy`` asks for the earlier object.
+
+Everything here works on the request's ASGI scope and ``receive`` callable, not on a Starlette
+``Request``, and answers an :class:`~gateway.edge.answer.Answer`: so the direct lane
+(``edge.direct``), which has no request object, and the ASGI lane run the same code.
 """
 
 from __future__ import annotations
@@ -11,15 +15,16 @@ from __future__ import annotations
 import logging
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import Receive, Scope
 
 from gateway.auth.client_certs import client_cert_of
 from gateway.call import ANSWER_KINDS, Call, CallKind, Decoder, Reply
 from gateway.codecs.tensors import ModelInfo, dumps
+from gateway.edge.answer import JSON, Answer
 from gateway.edge.body import HTTPPayload
 from gateway.edge.encoding import COMPRESS_FROM, accepted, compress
 from gateway.edge.errors import ErrorShape
-from gateway.edge.http import Exchange, raw_headers
+from gateway.edge.http import Exchange
 from gateway.edge.prefer import prefers_async
 from gateway.errors import BadGateway
 from gateway.headers import Headers
@@ -30,7 +35,6 @@ from gateway.state import State
 from gateway.traffic.choose import VERSION_HEADER
 
 logger = logging.getLogger("gateway")
-JSON = "application/json"
 _PIN = VERSION_HEADER.lower()
 
 
@@ -44,20 +48,25 @@ class InferenceHTTP:
         if state.settings.inference_errors == "legacy":
             self.errors = "gateway"
 
-    def wants_job(self, request: Request) -> bool:
+    def wants_job(self, scope: Scope) -> bool:
         """``Prefer: respond-async`` on a gateway that takes jobs."""
         if not self.state.runtime.table.jobs.enabled:
             return False
-        return prefers_async(Headers(request.scope["headers"]))
+        return prefers_async(Headers(scope["headers"]))
 
     async def submit(
-        self, request: Request, exchange: Exchange, protocol: JobProtocol, decoder: Decoder
-    ) -> Response:
+        self,
+        scope: Scope,
+        receive: Receive,
+        exchange: Exchange,
+        protocol: JobProtocol,
+        decoder: Decoder,
+    ) -> Answer:
         """Accept the request as an async job: 202, ``Location: /jobs/{id}``. Checked now as
         the live call would be: credentials and scopes, the model (404), the body (400), the
         tenant's quota and queue limit (429); the same ``Idempotency-Key`` gives the same job
         (200, or 409 with another request)."""
-        call = self._call(request, exchange, "infer", decoder, payload=True)
+        call = self._call(scope, receive, exchange, "infer", decoder, payload=True)
         runtime = self.state.reloader.current
         exchange.call, exchange.models = call, runtime.table.models
         model = call.model or ""
@@ -91,22 +100,20 @@ class InferenceHTTP:
             "model": job.model,
             "created_at": job.created_at,
         }
-        response = Response(dumps(shown), status_code=202 if created else 200, media_type=JSON)
-        response.raw_headers += raw_headers(
-            [("Location", f"/jobs/{job.id}"), ("Preference-Applied", "respond-async")]
-        )
-        return response
+        location = f"/jobs/{job.id}".encode("latin-1")
+        answered = [(b"location", location), (b"preference-applied", b"respond-async")]
+        return Answer(dumps(shown), 202 if created else 200, headers=answered)
 
     def _call(
         self,
-        request: Request,
+        scope: Scope,
+        receive: Receive,
         exchange: Exchange,
         kind: CallKind,
         decoder: Decoder | None,
         *,
         payload: bool,
     ) -> Call:
-        scope = request.scope
         params: dict[str, str] = scope["path_params"]
         headers = Headers(scope["headers"])
         model = params["model"]
@@ -115,7 +122,7 @@ class InferenceHTTP:
         required = (f"{action}:{model}", f"pin:{model}") if pin else (f"{action}:{model}",)
         client = scope.get("client")
         has_body = decoder is not None or payload
-        read = HTTPPayload(request, self.limit, inflate=True) if has_body else None
+        read = HTTPPayload(headers.raw, receive, self.limit, inflate=True) if has_body else None
         return Call(
             kind,
             exchange.request_id,
@@ -141,9 +148,24 @@ class InferenceHTTP:
         *,
         payload: bool = False,
     ) -> tuple[Call, Reply]:
+        """:meth:`run_on` a Starlette request's scope."""
+        return await self.run_on(
+            request.scope, request.receive, exchange, kind, decoder, payload=payload
+        )
+
+    async def run_on(
+        self,
+        scope: Scope,
+        receive: Receive,
+        exchange: Exchange,
+        kind: CallKind,
+        decoder: Decoder | None = None,
+        *,
+        payload: bool = False,
+    ) -> tuple[Call, Reply]:
         """Build the call, run its chain on the route table taken now (the whole call runs on
         it, whatever reloads meanwhile), and return both."""
-        call = self._call(request, exchange, kind, decoder, payload=payload)
+        call = self._call(scope, receive, exchange, kind, decoder, payload=payload)
         runtime = self.state.reloader.current
         exchange.call, exchange.models = call, runtime.table.models
         return call, await runtime.chains[kind](call)
@@ -156,24 +178,22 @@ def info_of(reply: Reply) -> ModelInfo:
 
 
 def answer(
-    request: Request,
+    scope: Scope,
     body: bytes,
     reply: Reply | None = None,
     media_type: str = JSON,
     headers: list[tuple[str, str]] | None = None,
-) -> Response:
+) -> Answer:
     """The reply's body with its headers, compressed when the client accepts it and the body
     is worth it."""
     extra = list(headers or ())
     if len(body) >= COMPRESS_FROM:
         extra.append(("Vary", "Accept-Encoding"))
-        coding = accepted(Headers(request.scope["headers"]).get("accept-encoding"))
+        coding = accepted(Headers(scope["headers"]).get("accept-encoding"))
         if coding is not None:
             body = compress(body, coding)
             extra.append(("Content-Encoding", coding))
-    response = Response(body, status_code=reply.status if reply else 200, media_type=media_type)
     if reply is not None and reply.headers:
         extra.extend(reply.headers)
-    if extra:
-        response.raw_headers += raw_headers(extra)
-    return response
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra]
+    return Answer(body, reply.status if reply else 200, media_type, raw)

@@ -16,6 +16,7 @@ from typing import Literal
 import orjson
 from starlette.responses import Response
 
+from gateway.edge.answer import Answer, response_of
 from gateway.errors import GatewayError
 
 ErrorShape = Literal["protocol", "gateway"]
@@ -27,15 +28,16 @@ def shape_of(path: str) -> ErrorShape:
     return "protocol" if path.startswith(PROTOCOL_PREFIXES) or path in ("/v1", "/v2") else "gateway"
 
 
-def render(exc: GatewayError, request_id: str, shape: ErrorShape) -> Response:
+def error_answer(exc: GatewayError, request_id: str, shape: ErrorShape) -> Answer:
+    """The error's answer, for either lane."""
     if shape == "protocol":
         body: dict[str, object] = {"error": exc.message, "code": exc.code}
     else:
         body = {"error": {"code": exc.code, "message": exc.message}}
     body["request_id"] = request_id
-    return Response(
-        orjson.dumps(body),
-        status_code=exc.status,
-        headers=exc.headers,
-        media_type="application/json",
-    )
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
+    return Answer(orjson.dumps(body), exc.status, headers=headers)
+
+
+def render(exc: GatewayError, request_id: str, shape: ErrorShape) -> Response:
+    return response_of(error_answer(exc, request_id, shape))

@@ -8,6 +8,11 @@ at the end the observer (metrics and the access line). Routes are declared once,
 an exact-path table and ordered patterns, inference first, so the calls a gateway exists for
 are matched in a dict lookup and a regex or two, without Starlette's router and middleware.
 Starlette provides the request and response classes and the path syntax.
+
+A route may also declare a ``direct`` endpoint, which takes the ASGI scope and ``receive``
+and returns an :class:`~gateway.edge.answer.Answer`: the HTTP server then serves such a route
+in its direct lane (``edge.direct``: no ASGI cycle, no Starlette objects, one write), through
+:meth:`HTTPEdge.serve`, the same bookkeeping as every other request.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from starlette.routing import compile_path
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.call import Call
-from gateway.edge.errors import ErrorShape, render, shape_of
+from gateway.edge.answer import Answer, response_of
+from gateway.edge.errors import ErrorShape, error_answer, shape_of
 from gateway.edge.request_id import request_id_of
 from gateway.errors import GatewayError, InternalError, MethodNotAllowed, Unavailable
 from gateway.telemetry import tracing
@@ -47,19 +53,24 @@ class Exchange:
     models: Container[str] = ()
 
 
-Endpoint = Callable[[Request, Exchange], Awaitable[Response]]
+Endpoint = Callable[[Request, Exchange], Awaitable[Response | Answer]]
+DirectEndpoint = Callable[[Scope, Receive, Exchange], Awaitable[Answer]]
+Deliver = Callable[[Response | Answer, list[tuple[bytes, bytes]]], Awaitable[tuple[int, int]]]
+"""Sends an answer with these headers added; its status and the body bytes sent."""
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     """One endpoint: a Starlette-style path (``/v2/models/{model}/infer``), its methods (GET
-    also answers HEAD), the shape its errors take, and whether requests are observed."""
+    also answers HEAD), the shape its errors take, whether requests are observed, and the
+    same endpoint for the direct lane (``direct``: it must answer as ``endpoint`` does)."""
 
     path: str
     endpoint: Endpoint
     methods: tuple[str, ...]
     errors: ErrorShape = "gateway"
     observe: bool = True
+    direct: DirectEndpoint | None = None
     allowed: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -132,11 +143,24 @@ Opener = Callable[[], contextlib.AbstractAsyncContextManager[Router]]
 
 class HTTPEdge:
     """The ASGI application. ``opener`` (the composition root's) builds the worker's state
-    and its routes in the lifespan's startup and closes them at shutdown."""
+    and its routes in the lifespan's startup and closes them at shutdown. ``direct``: whether
+    the HTTP server may serve routes that have a direct endpoint in its direct lane
+    (:meth:`direct_match`, :meth:`serve`); ``direct_served`` counts the requests it did."""
 
-    def __init__(self, opener: Opener) -> None:
+    def __init__(self, opener: Opener, *, direct: bool = True) -> None:
         self._opener = opener
         self.router: Router | None = None
+        self.direct = direct
+        self.direct_served = 0
+
+    def direct_match(self, method: str, path: str) -> Match | None:
+        """The match of a request the direct lane may serve, else None (the ASGI lane)."""
+        router = self.router
+        if not self.direct or router is None or method != "POST":
+            return None
+        match = router.match(method, path)
+        route = match.route
+        return match if route is not None and route.direct is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -167,11 +191,29 @@ class HTTPEdge:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        router = self.router
+        match = router.match(scope["method"], scope["path"]) if router is not None else _NO_MATCH
+
+        async def deliver(
+            answered: Response | Answer, headers: list[tuple[bytes, bytes]]
+        ) -> tuple[int, int]:
+            response = response_of(answered) if isinstance(answered, Answer) else answered
+            response.raw_headers += headers
+            return response.status_code, await _send(response, scope, receive, send)
+
+        await self.serve(scope, receive, match, deliver, direct=False)
+
+    async def serve(
+        self, scope: Scope, receive: Receive, match: Match, deliver: Deliver, *, direct: bool
+    ) -> None:
+        """One request, in either lane: its id, timing and span, the endpoint (the route's
+        ``direct`` one in the direct lane) or the error rendered, ``deliver``, the observer."""
         method: str = scope["method"]
         path: str = scope["path"]
         request_id = request_id_of(scope["headers"])
         router = self.router
-        match = router.match(method, path) if router is not None else _NO_MATCH
+        if direct:
+            self.direct_served += 1
         route = match.route
         observer = router.observer if router is not None else None
         if route is not None and not route.observe:
@@ -188,16 +230,16 @@ class HTTPEdge:
         exchange = Exchange(request_id, timing, span)
         status, sent = 500, 0
         try:
-            response = await self._respond(scope, receive, match, exchange, router)
-            if response is None:
+            answered = await self._respond(scope, receive, match, exchange, router, direct)
+            if answered is None:
                 status = 499  # the client left: nobody to answer
                 return
-            response.raw_headers += [
+            headers = [
                 (b"x-request-id", request_id.encode()),
                 (b"server-timing", timing.header().encode()),
             ]
-            status = response.status_code
-            sent = await _send(response, scope, receive, send)
+            status = answered.status if isinstance(answered, Answer) else answered.status_code
+            status, sent = await deliver(answered, headers)
         finally:
             CURRENT_TIMING.reset(token)
             if observer is not None:
@@ -222,7 +264,8 @@ class HTTPEdge:
         match: Match,
         exchange: Exchange,
         router: Router | None,
-    ) -> Response | None:
+        direct: bool,
+    ) -> Response | Answer | None:
         """The endpoint's response, or the error rendered; None when the client left."""
         route = match.route
         if route is not None:
@@ -234,6 +277,8 @@ class HTTPEdge:
                 raise Unavailable("the gateway is starting", headers={"Retry-After": "1"})
             if route is not None:
                 scope["path_params"] = match.params
+                if direct and route.direct is not None:
+                    return await route.direct(scope, receive, exchange)
                 return await route.endpoint(Request(scope, receive), exchange)
             if match.allowed:
                 raise MethodNotAllowed(
@@ -242,12 +287,12 @@ class HTTPEdge:
                 )
             return await router.fallback(Request(scope, receive), exchange)
         except GatewayError as exc:
-            return render(exc, exchange.request_id, shape)
+            return error_answer(exc, exchange.request_id, shape)
         except ClientDisconnect:
             return None
         except Exception:
             logger.exception("unhandled error", extra={"request_id": exchange.request_id})
-            return render(InternalError("internal error"), exchange.request_id, shape)
+            return error_answer(InternalError("internal error"), exchange.request_id, shape)
 
 
 async def _send(response: Response, scope: Scope, receive: Receive, send: Send) -> int:

@@ -38,6 +38,14 @@ class OneWrite:
         self._held = None
         self.transport.write(held + data)
 
+    def write_now(self, data: bytes) -> None:
+        """``data`` out now, after whatever is held (a whole answer: nothing to wait for)."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            data = held + data
+        self.transport.write(data)
+
     def flush(self) -> None:
         held = self._held
         if held is not None:

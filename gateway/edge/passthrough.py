@@ -58,7 +58,7 @@ class PassthroughHTTP:
             peer=client[0] if client else None,
             client_cert=client_cert_of(scope.get("extensions")),
             required=required,
-            payload=HTTPPayload(request, self.limit),
+            payload=HTTPPayload(request.scope["headers"], request.receive, self.limit),
             route=route,
         )
         exchange.call, exchange.models = call, runtime.table.models

@@ -14,22 +14,31 @@ path is known, else ``{"error": {"code", "message"}, "request_id"}``), ``Connect
 and the connection is closed. The keep-alive idle timeout stays uvicorn's own.
 
 The protocol also puts the ASGI TLS extension (``scope["extensions"]["tls"]``) into the scope
-of each request on a TLS connection. :class:`EdgeConfig` carries the options to every worker
-process (uvicorn pickles its config into each one) and builds the TLS context there.
+of each request on a TLS connection, and serves the hot inference routes in the direct lane
+(``edge.direct``) rather than as an ASGI application. :class:`EdgeConfig` carries the options
+to every worker process (uvicorn pickles its config into each one) and builds the TLS context
+there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 from uvicorn import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn._types import ASGI3Application
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
+from gateway.edge.direct import lane_of
 from gateway.edge.errors import shape_of
 from gateway.edge.one_write import OneWrite
 from gateway.edge.request_id import request_id_of
@@ -93,6 +102,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._refused: _Refused | None = None
         self._tls: dict[str, object] | None = None
         self._writer: OneWrite | None = None  # what each response cycle writes to
+        self._lane = lane_of(self.app)
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -174,6 +184,27 @@ class GatewayProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._reading = "idle"
         super().on_message_complete()
+
+    # -- the direct lane -----------------------------------------------------------------------
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        """Start the request of ``cycle``: in the direct lane when it takes it, else as
+        uvicorn does (``app`` is not ours when uvicorn answers 503 over its concurrency
+        limit)."""
+        lane = self._lane
+        writer = self._writer
+        if lane is not None and writer is not None and app is self.app:
+            match = lane.match(cycle.scope)  # type: ignore[arg-type]
+            if match is not None:
+                coro = lane.serve(cycle, match, writer)
+                if self.config.reset_contextvars:
+                    task = self.loop.create_task(coro, context=contextvars.Context())
+                else:
+                    task = self.loop.create_task(coro)
+                task.add_done_callback(self.tasks.discard)
+                self.tasks.add(task)
+                return
+        super()._start_asgi_task(cycle, app)
 
     # -- answers -------------------------------------------------------------------------------
 

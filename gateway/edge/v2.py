@@ -16,11 +16,13 @@ from functools import partial
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope
 
 from gateway import __version__
 from gateway.call import Decoder
 from gateway.codecs import binary, v2
 from gateway.codecs.tensors import dumps
+from gateway.edge.answer import Answer
 from gateway.edge.calls import InferenceHTTP, answer, info_of
 from gateway.edge.http import Exchange, Route
 from gateway.errors import BadGateway, BadRequest, ModelNotReady
@@ -35,8 +37,8 @@ class KServeHTTP(InferenceHTTP):
         model, pinned = "/v2/models/{model}", "/v2/models/{model}/versions/{version}"
         shape = self.errors
         return [
-            Route(f"{model}/infer", self.infer, ("POST",), shape),
-            Route(f"{pinned}/infer", self.infer, ("POST",), shape),
+            Route(f"{model}/infer", self.infer, ("POST",), shape, direct=self.infer_on),
+            Route(f"{pinned}/infer", self.infer, ("POST",), shape, direct=self.infer_on),
             Route(model, self.metadata, ("GET",), shape),
             Route(pinned, self.metadata, ("GET",), shape),
             Route(f"{model}/ready", self.ready, ("GET",), shape),
@@ -46,43 +48,47 @@ class KServeHTTP(InferenceHTTP):
             Route("/v2/health/ready", self.live, ("GET",), shape, observe=False),
         ]
 
-    async def infer(self, request: Request, exchange: Exchange) -> Response:
-        length = binary.header_length(Headers(request.scope["headers"]).one(_HEADER), BadRequest)
+    async def infer(self, request: Request, exchange: Exchange) -> Answer:
+        return await self.infer_on(request.scope, request.receive, exchange)
+
+    async def infer_on(self, scope: Scope, receive: Receive, exchange: Exchange) -> Answer:
+        """Inference, on either lane (the direct lane calls it without a request object)."""
+        length = binary.header_length(Headers(scope["headers"]).one(_HEADER), BadRequest)
         decoder: Decoder = v2.decode_request
         if length is not None:
             decoder = partial(v2.decode_request, header_length=length)
-        if self.wants_job(request):
-            return await self.submit(request, exchange, "v2", decoder)
-        call, reply = await self.run(request, exchange, "infer", decoder)
+        if self.wants_job(scope):
+            return await self.submit(scope, receive, exchange, "v2", decoder)
+        call, reply = await self.run_on(scope, receive, exchange, "infer", decoder)
         resolved, asked = call.resolved, call.request
         caller_id = asked.id if asked is not None else None
         wanted = binary.wanted_outputs(asked)
         if wanted is None and reply.v2_json is not None and caller_id is None:
-            return answer(request, reply.v2_json, reply)  # this answer's v2 JSON (the cache)
+            return answer(scope, reply.v2_json, reply)  # this answer's v2 JSON (the cache)
         response = reply.tensors()
         if resolved is None or response is None:
             raise BadGateway("the call produced no tensors")
         model, version = resolved.model, resolved.version
         if wanted is None:
-            return answer(request, v2.encode_response(response, model, version, caller_id), reply)
+            return answer(scope, v2.encode_response(response, model, version, caller_id), reply)
         body, length = v2.encode_response_binary(response, model, version, caller_id, wanted)
         extra = [(binary.HEADER, str(length))]
-        return answer(request, body, reply, binary.CONTENT_TYPE, extra)
+        return answer(scope, body, reply, binary.CONTENT_TYPE, extra)
 
-    async def metadata(self, request: Request, exchange: Exchange) -> Response:
+    async def metadata(self, request: Request, exchange: Exchange) -> Answer:
         _, reply = await self.run(request, exchange, "metadata")
-        return answer(request, v2.encode_metadata(info_of(reply)), reply)
+        return answer(request.scope, v2.encode_metadata(info_of(reply)), reply)
 
-    async def ready(self, request: Request, exchange: Exchange) -> Response:
+    async def ready(self, request: Request, exchange: Exchange) -> Answer:
         _, reply = await self.run(request, exchange, "ready")
         info = info_of(reply)
         if not all(ok for _, ok in info.ready):
             raise ModelNotReady(f"model {info.model!r} version {info.version!r} is not ready")
-        return answer(request, dumps({"name": info.model, "ready": True}), reply)
+        return answer(request.scope, dumps({"name": info.model, "ready": True}), reply)
 
-    async def server(self, request: Request, exchange: Exchange) -> Response:
+    async def server(self, request: Request, exchange: Exchange) -> Answer:
         body = {"name": "model-gateway", "version": __version__, "extensions": list(EXTENSIONS)}
-        return answer(request, dumps(body))
+        return answer(request.scope, dumps(body))
 
     async def live(self, request: Request, exchange: Exchange) -> Response:
         """Live and ready alike: a route table is loaded as soon as the gateway serves."""

@@ -1,0 +1,43 @@
+"""A whole HTTP answer as a value: what an endpoint that both lanes serve returns.
+
+The ASGI lane turns an :class:`Answer` into a Starlette ``Response`` (:func:`response_of`);
+the direct lane (``edge.direct``) writes it as bytes, head and body in one write. Both put the
+same headers in the same order: ``content-length``, ``content-type``, then :attr:`Answer.headers`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from starlette.responses import Response
+
+JSON = "application/json"
+
+
+@dataclass(slots=True)
+class Answer:
+    """Status, body, media type and the headers after ``content-type`` (lower-case latin-1
+    names, as ASGI's)."""
+
+    body: bytes
+    status: int = 200
+    media_type: str | None = JSON
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def head(self) -> list[tuple[bytes, bytes]]:
+        """Every header of the answer, in the order Starlette's ``Response`` gives them."""
+        head: list[tuple[bytes, bytes]] = []
+        status = self.status
+        if not (status < 200 or status in (204, 304)):
+            head.append((b"content-length", str(len(self.body)).encode("latin-1")))
+        if self.media_type is not None:
+            head.append((b"content-type", self.media_type.encode("latin-1")))
+        head.extend(self.headers)
+        return head
+
+
+def response_of(answer: Answer) -> Response:
+    """The answer as a Starlette ``Response`` (the ASGI lane)."""
+    response = Response(answer.body, status_code=answer.status)
+    response.raw_headers = answer.head()
+    return response

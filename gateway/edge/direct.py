@@ -1,0 +1,173 @@
+"""The direct lane: the hot inference routes served by the HTTP protocol itself.
+
+A request whose route declares a ``direct`` endpoint (``POST /v2/models/{m}[/versions/{v}]/infer``
+and ``POST /v1/models/{m}[/versions/{v}]:predict``) is not run as an ASGI application: no
+``run_asgi``, no ASGI messages through uvicorn's ``send``, no Starlette ``Request`` or
+``Response``. The protocol starts :func:`serve` instead of the cycle's ASGI task, at the same
+moment (the head parsed, or the previous pipelined answer written), in the same task set (so a
+graceful shutdown waits for it), and it runs :meth:`HTTPEdge.serve`, the very code of the ASGI
+lane, with the route's direct endpoint: same request id, timing, span, chain, answer encoding,
+error rendering and observer. The answer is written as status line, headers and body in one
+``transport.write``.
+
+What stays uvicorn's, because the lane keeps uvicorn's ``RequestResponseCycle`` as the state of
+the request: the body is read through the cycle's ``receive`` (flow control: reading paused
+above the high-water mark and while no one reads; ``100 Continue`` when the body is first
+read; ``Content-Encoding`` and chunked bodies as in the ASGI lane: the same ``HTTPPayload``),
+keep-alive and ``Connection: close`` and HTTP/1.0, pipelining (queued cycles start when the
+previous answer is complete), a client that leaves (the cycle learns it from
+``connection_lost``: 499 when the body was still being read), and ``shutdown`` (a cycle not yet
+answered answers with ``Connection: close``).
+
+Eligible: every request for such a route with the app being the gateway's :class:`HTTPEdge`
+(behind uvicorn's ``ProxyHeadersMiddleware`` or not; any other wrapper, such as the message
+logger at ``trace`` level, keeps every request on the ASGI lane), its ``direct`` flag on, and
+the server not over ``limit_concurrency`` (uvicorn's 503 app). Nothing in the request's
+headers makes it ineligible: ``Expect``, ``Transfer-Encoding``, ``Content-Encoding``,
+``Prefer: respond-async`` and tracing all run the shared code.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    RequestResponseCycle,
+)
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+from gateway.edge.answer import Answer
+from gateway.edge.http import HTTPEdge, Match
+from gateway.edge.one_write import OneWrite
+
+logger = logging.getLogger("uvicorn.error")
+
+
+async def _keep_scope(scope: Scope, receive: Receive, send: Send) -> None:
+    """The app behind the lane's copy of ``ProxyHeadersMiddleware``: the scope it rewrote is
+    all the lane wants."""
+
+
+class DirectLane:
+    """The direct lane of one connection: the gateway's edge, and the proxy-headers rewrite
+    uvicorn would have applied to the scope first (None: none)."""
+
+    __slots__ = ("edge", "proxy")
+
+    def __init__(self, edge: HTTPEdge, proxy: ProxyHeadersMiddleware | None) -> None:
+        self.edge = edge
+        self.proxy = proxy
+
+    def match(self, scope: Scope) -> Match | None:
+        """The route match when this request takes the lane."""
+        return self.edge.direct_match(scope["method"], scope["path"])
+
+    async def serve(self, cycle: RequestResponseCycle, match: Match, writer: OneWrite) -> None:
+        """The request of ``cycle`` answered, as ``cycle.run_asgi`` would have: an exception
+        logged and answered 500 (or the connection closed, if the answer had started)."""
+        scope: Any = cycle.scope
+        receive: Any = cycle.receive
+        try:
+            if self.proxy is not None:
+                await self.proxy(scope, receive, cycle.send)
+
+            async def deliver(
+                answered: Response | Answer, headers: list[tuple[bytes, bytes]]
+            ) -> tuple[int, int]:
+                return await _deliver(cycle, writer, answered, headers)
+
+            await self.edge.serve(scope, receive, match, deliver, direct=True)
+        except BaseException as exc:
+            logger.error("Exception in the direct lane\n", exc_info=exc)
+            if not cycle.response_started:
+                await cycle.send_500_response()
+            else:
+                cycle.transport.close()
+        else:
+            if not cycle.response_started and not cycle.disconnected:
+                logger.error("the direct lane returned without an answer")
+                await cycle.send_500_response()
+        finally:
+            cycle.on_response = _nothing  # as run_asgi: no later callback into the protocol
+
+
+def _nothing() -> None:
+    pass
+
+
+def lane_of(app: object) -> DirectLane | None:
+    """The direct lane for the app uvicorn loaded, or None when it is not the gateway's."""
+    proxy = None
+    while True:
+        if isinstance(app, HTTPEdge):
+            return DirectLane(app, proxy)
+        if isinstance(app, ProxyHeadersMiddleware) and proxy is None:
+            proxy = copy.copy(app)
+            proxy.app = _keep_scope  # type: ignore[assignment]
+            app = app.app
+            continue
+        return None
+
+
+async def _deliver(
+    cycle: RequestResponseCycle,
+    writer: OneWrite,
+    answered: Response | Answer,
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[int, int]:
+    """Write ``answered`` and ``headers`` as uvicorn's ``send`` would, in one write; the status
+    and body bytes. A client already gone is written nothing."""
+    if not isinstance(answered, Answer):
+        raise TypeError("a direct endpoint answers an Answer")
+    status, body = answered.status, answered.body
+    if cycle.flow.write_paused and not cycle.disconnected:
+        await cycle.flow.drain()
+    if cycle.disconnected:
+        return status, len(body)
+    extra = answered.headers
+    closes = False
+    if extra:
+        # uvicorn's checks, on the headers an endpoint chose (a tab is a valid value byte)
+        if HEADER_VALUE_RE.search(b"\t".join([value for _, value in extra])):
+            raise RuntimeError("Invalid HTTP header value.")
+        for name, value in extra:
+            if name == b"connection":
+                closes = closes or b"close" in [t.strip() for t in value.lower().split(b",")]
+    content = [STATUS_LINE[status]]
+    for name, value in cycle.default_headers:
+        content.extend((name, b": ", value, b"\r\n"))
+    for name, value in answered.head():
+        content.extend((name, b": ", value, b"\r\n"))
+    for name, value in headers:
+        content.extend((name, b": ", value, b"\r\n"))
+    if closes:
+        cycle.keep_alive = False
+    elif not cycle.keep_alive:
+        content.append(b"connection: close\r\n")
+    content.extend((b"\r\n", body))
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    if cycle.access_log:
+        scope: Any = cycle.scope
+        cycle.access_logger.info(
+            '%s - "%s %s HTTP/%s" %d',
+            get_client_addr(scope),
+            scope["method"],
+            get_path_with_query_string(scope),
+            scope["http_version"],
+            status,
+        )
+    writer.write_now(b"".join(content))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        writer.close()
+    cycle.on_response()
+    return status, len(body)
