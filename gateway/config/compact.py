@@ -17,8 +17,6 @@ another key becomes an ordinary one again. About 250 bytes less per model of one
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from pydantic import BaseModel
 
 from gateway.config.model import Model, RouteTable
@@ -32,21 +30,27 @@ class _VersionFields:
     """The same for a Version's fields."""
 
 
-def compact(table: RouteTable, before: Mapping[str, Model] | None = None) -> None:
-    """Make the models and versions of ``table`` smaller (module docstring), those that
-    ``before`` (the last load's models) does not hold already (the same objects, carried over
-    by ``fast_path.py``: made smaller then)."""
-    shared: dict[frozenset[str], set[str]] = {}
-    before = before or {}
-    for name, model in table.models.items():
-        if before.get(name) is model:
-            continue
-        _share(model, shared, _ModelFields)
-        for version in model.versions.values():
-            _share(version, shared, _VersionFields)
+FieldSets = dict[frozenset[str], set[str]]
+"""The field sets kept so far, by their fields: what equal sets share (one load's)."""
 
 
-def _share(obj: BaseModel, shared: dict[frozenset[str], set[str]], shape: type[object]) -> None:
+def compact(table: RouteTable) -> None:
+    """Make every model and version of ``table`` smaller (module docstring)."""
+    shared: FieldSets = {}
+    for model in table.models.values():
+        compact_model(model, shared)
+
+
+def compact_model(model: Model, shared: FieldSets) -> Model:
+    """Make ``model`` and its versions smaller, as soon as validated (the fast path does it
+    run by run: the load's peak never holds every model at its full size); returns it."""
+    _share(model, shared, _ModelFields)
+    for version in model.versions.values():
+        _share(version, shared, _VersionFields)
+    return model
+
+
+def _share(obj: BaseModel, shared: FieldSets, shape: type[object]) -> None:
     fields: set[str] = obj.__pydantic_fields_set__
     same = shared.setdefault(frozenset(fields), fields)
     if same is not fields:

@@ -24,6 +24,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from gateway.config import reader, sections
+from gateway.config.compact import FieldSets, compact, compact_model
 from gateway.config.model import Model, RouteTable
 
 Entries = Mapping[bytes, Model]
@@ -56,9 +57,11 @@ def read_table(
     if not isinstance(whole, dict):
         return None
     try:
-        return RouteTable.model_validate(whole), {}
+        table = RouteTable.model_validate(whole)
     except ValidationError:
         return None
+    compact(table)
+    return table, {}
 
 
 def entry_digest(text: str) -> bytes:
@@ -82,6 +85,7 @@ def _by_pieces(
     the table's key, its entry's or the server model name its version gives (most often the
     same text), and a carried-over model keeps the name object of its last load."""
     strings = {name: name for name in names}
+    shared: FieldSets = {}
     data: dict[str, object] = {}
     for key, text in layout.sections.items():
         if key != "models":
@@ -99,10 +103,10 @@ def _by_pieces(
         if model is None:
             run.append((name, text))
             if len(run) == _RUN:
-                if not _read_run(run, models, strings):
+                if not _read_run(run, models, strings, shared):
                     return None
                 run = []
-    if run and not _read_run(run, models, strings):
+    if run and not _read_run(run, models, strings, shared):
         return None
     data["models"] = models
     try:
@@ -112,15 +116,20 @@ def _by_pieces(
 
 
 def _read_run(
-    run: list[tuple[str, str]], models: dict[str, Model | None], strings: dict[str, str]
+    run: list[tuple[str, str]],
+    models: dict[str, Model | None],
+    strings: dict[str, str],
+    shared: FieldSets,
 ) -> bool:
-    """Read and validate consecutive new entries into ``models``; False at any doubt (the
-    run does not read as exactly its entries, in order, or a model is invalid)."""
+    """Read and validate consecutive new entries into ``models``, each made smaller at once
+    (``compact.py``); False at any doubt (the run does not read as exactly its entries, in
+    order, or a model is invalid)."""
     value = reader.read_fast("".join(text for _, text in run), strings)
     if not isinstance(value, dict) or list(value) != [name for name, _ in run]:
         return False
     try:
-        models.update((name, Model.model_validate(raw)) for name, raw in value.items())
+        for name, raw in value.items():
+            models[name] = compact_model(Model.model_validate(raw), shared)
     except ValidationError:
         return False
     return True

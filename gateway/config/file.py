@@ -106,8 +106,7 @@ def parse_config(
         known = previous.entries if previous is not None else {}
         before = previous.table.models if previous is not None else {}
         fast = fast_path.read_table(text, known, before)
-        if fast is not None:
-            compact(fast[0], before)
+        if fast is not None:  # its new models made smaller as they were read
             return LoadedConfig(fast[0], source, digest, _pack(text), fast[1])
         table = _parse_carefully(text, source)
         compact(table)
