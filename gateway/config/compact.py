@@ -83,10 +83,11 @@ def _versions(versions: dict[str, Version]) -> dict[str, Version]:
     the same order), or itself once the worker has seen more than :data:`VERSION_NAMES`
     names (the values of a dict with shared keys have room for all of them) or for a name
     that could be an attribute of the holder's class."""
-    names = _version_names.union(versions)
-    if len(names) > VERSION_NAMES or any(name.startswith("__") for name in versions):
-        return versions
-    _version_names.update(names)
+    if not _version_names.issuperset(versions):  # a name not seen yet
+        names = _version_names.union(versions)
+        if len(names) > VERSION_NAMES or any(name.startswith("__") for name in versions):
+            return versions
+        _version_names.update(names)
     holder = _VersionNames()
     for name, version in versions.items():
         setattr(holder, name, version)
