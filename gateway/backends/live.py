@@ -43,16 +43,21 @@ class LiveBackend:
     targets: list[Target]
     _metadata: dict[TargetKey, tuple[float, Signature | None]] = field(default_factory=dict)
     _pending: dict[TargetKey, asyncio.Future[Signature | None]] = field(default_factory=dict)
-    _by_version: dict[tuple[str, str], Target] = field(init=False, repr=False, compare=False)
+    _by_model: dict[str, Target | dict[str, Target]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # A call finds its target in O(1), whatever the number of models (issue 16).
-        self._by_version = {(t.model, t.version): t for t in self.targets}
+        self._by_model = _index(self.targets)
 
     def target(self, model: str, version: str) -> Target:
         """The target of public ``model`` ``version``; KeyError when this backend does not
         serve it."""
-        return self._by_version[(model, version)]
+        found = self._by_model[model]
+        if isinstance(found, dict):
+            return found[version]
+        if found.version != version:
+            raise KeyError((model, version))
+        return found
 
     def serving_targets(self, targets: list[Target]) -> LiveBackend:
         """This backend serving ``targets`` instead: its pool and adapter, and the cached
@@ -96,6 +101,21 @@ class LiveBackend:
         """Whether a replica can take requests for ``key`` (not ejected, ready for it)."""
         now = time.monotonic() if now is None else now
         return any(r.available(key, now) for r in self.pool.replicas)
+
+
+def _index(targets: list[Target]) -> dict[str, Target | dict[str, Target]]:
+    """Targets by public model name: the one target of a model whose only version on the
+    backend it is (most models: no key tuple nor dict per model, issue 16), else a dict of the
+    model's targets by version."""
+    index: dict[str, Target | dict[str, Target]] = {}
+    for target in targets:
+        found = index.setdefault(target.model, target)
+        if found is target:
+            continue
+        if isinstance(found, Target):
+            index[target.model] = found = {found.version: found}
+        found[target.version] = target
+    return index
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,14 +16,15 @@ Three questions, each the server's own answer, never a guess:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from gateway.backends.replica import Replica, TargetKey
 from gateway.backends.upstream import Target
 
 READY = "READY"  # the state Triton and MLServer give a model version that can serve
+_READY: Final = (True, "")  # a ready version's verdict: one tuple for all of them
 
 
 class IndexUnavailable(Exception):
@@ -62,32 +63,21 @@ class RepositoryIndex:
         for name, version, state, reason in entries:
             ready = state == READY
             states[(name, version or None)] = (
-                ready,
-                "" if ready else reason or state or "not ready",
+                _READY if ready else (False, reason or state or "not ready")
             )
-            any_ready[name] = any_ready.get(name, False) or ready
+            if ready or name not in any_ready:
+                any_ready[name] = ready
         return cls(states, any_ready)
 
     @classmethod
     def from_json(cls, document: Any) -> RepositoryIndex:
-        """The REST reply: a JSON array of objects; anything else is ``IndexUnavailable``."""
+        """The REST reply: a JSON array of objects; anything else is ``IndexUnavailable``.
+        The array is emptied as it is read: a server's index of 10,000 models is a few MiB of
+        objects, and the round's peak, which sets the worker's RSS, then never holds them and
+        the index at once (issue 16)."""
         if not isinstance(document, list):
             raise IndexUnavailable("the repository index is not a JSON array")
-        entries = []
-        for item in document:
-            name = item.get("name") if isinstance(item, dict) else None
-            if not isinstance(name, str):
-                raise IndexUnavailable("a repository index entry without a name")
-            version = item.get("version")
-            entries.append(
-                (
-                    name,
-                    str(version) if version not in (None, "") else None,
-                    str(item.get("state") or ""),
-                    str(item.get("reason") or ""),
-                )
-            )
-        return cls.of(entries)
+        return cls.of(_consumed(document))
 
     def verdict(self, key: TargetKey) -> tuple[bool, str] | None:
         name, version = key
@@ -100,6 +90,25 @@ class RepositoryIndex:
         """Whether the server has ``key`` at all (loaded or not)."""
         name, version = key
         return name in self.any_ready if version is None else key in self.states
+
+
+def _consumed(document: list[Any]) -> Iterator[tuple[str, str | None, str, str]]:
+    """The entries of a REST index, each item dropped from ``document`` once read; equal
+    version texts are one string."""
+    versions: dict[str, str] = {}
+    for i, item in enumerate(document):
+        document[i] = None
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            raise IndexUnavailable("a repository index entry without a name")
+        version = item.get("version")
+        text = str(version) if version not in (None, "") else None
+        yield (
+            name,
+            None if text is None else versions.setdefault(text, text),
+            str(item.get("state") or ""),
+            str(item.get("reason") or ""),
+        )
 
 
 @dataclass(frozen=True, slots=True)

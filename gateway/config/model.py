@@ -8,7 +8,7 @@ point an operator at the exact place. The same pydantic models publish the file'
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import (
     Field,
@@ -136,6 +136,10 @@ class Model(Strict):
 
     @model_validator(mode="after")
     def _check_versions(self) -> Model:
+        # pydantic runs this again on every model of a table (an instance is not validated
+        # again, but its after-validators run): most models name nothing to check
+        if (self.default, self.traffic, self.cache, self.shadow, self.rollout) == _NOTHING:
+            return self
         problems: list[Problem] = []
         if self.default is not None and self.default not in self.versions:
             problems.append((("default",), f"default version {self.default!r} is not in versions"))
@@ -154,6 +158,9 @@ class Model(Strict):
         if self.default is not None:
             return self.default
         return max(self.versions, key=version_sort_key)
+
+
+_NOTHING: Final = (None, None, None, None, None)
 
 
 def _shadow_problems(model: Model) -> list[Problem]:

@@ -107,8 +107,10 @@ class _Loader(_LIBYAML):  # type: ignore[misc,valid-type]  # the base is chosen 
         return _SEQ if kind is SequenceNode else _MAP
 
 
-def read_fast(text: str) -> Data | Unsure:
-    """``yaml.safe_load(text)``'s data, or :data:`UNSURE` (module docstring)."""
+def read_fast(text: str, strings: dict[str, str] | None = None) -> Data | Unsure:
+    """``yaml.safe_load(text)``'s data, or :data:`UNSURE` (module docstring). ``strings``: the
+    strings already kept, by text; a string of the same text is that object (and a new one is
+    added), so that pieces of one file read apart share their strings (``fast_path.py``)."""
     if not agrees(text):
         return UNSURE
     try:
@@ -120,7 +122,7 @@ def read_fast(text: str) -> Data | Unsure:
     aliased = "&" in text  # no anchor, no alias: PyYAML refuses an alias to nothing
     if aliased and alias_problem(node) is not None:
         return UNSURE
-    return construct(node, aliased)
+    return construct(node, aliased, strings)
 
 
 def alias_problem(root: Node) -> tuple[int | None, str] | None:
@@ -164,13 +166,14 @@ def _children(node: Node) -> list[Node]:
     return []
 
 
-def construct(node: Node, aliased: bool) -> Data | Unsure:
+def construct(node: Node, aliased: bool, strings: dict[str, str] | None = None) -> Data | Unsure:
     """The data of a composed document, as PyYAML's ``SafeConstructor`` builds it, or
     :data:`UNSURE`. ``aliased``: the document may share nodes (it has anchors); each shared
     node is then built once, as PyYAML does. Aliases that expand too far or contain
-    themselves are for the caller to refuse first (:func:`alias_problem`)."""
+    themselves are for the caller to refuse first (:func:`alias_problem`). ``strings``: as
+    for :func:`read_fast`."""
     try:
-        return _Walk(aliased).build(node, 0)
+        return _Walk(aliased, {} if strings is None else strings).build(node, 0)
     except (_Doubt, RecursionError):
         return UNSURE
 
@@ -179,9 +182,9 @@ class _Walk:
     """One document's construction; strings of equal text are kept once (a 10,000-model
     file repeats its backend names, server model names and version numbers)."""
 
-    def __init__(self, aliased: bool) -> None:
+    def __init__(self, aliased: bool, strings: dict[str, str]) -> None:
         self.memo: dict[int, Data] | None = {} if aliased else None
-        self.strings: dict[str, str] = {}
+        self.strings = strings
         self.scalars = SafeConstructor()
         self.constructors: dict[str, Callable[[SafeConstructor, ScalarNode], Data]] = {
             tag: SafeConstructor.yaml_constructors[tag] for tag in _SCALARS

@@ -1,9 +1,19 @@
-"""Equal models share one set of field names (``gateway.config.compact``): every object still
-answers what its input named, and copying a model with changes still works."""
+"""A route table's objects are made smaller once validated (``gateway.config.compact``, issue
+16): equal models share one set of field names, and every model's and version's attribute dict
+shares its keys with the others'; every object still answers what its input named and what it
+holds, and copying a model with changes still works. A model's name is one object, carried
+over by a reload; the file's text is kept compressed."""
 
 from __future__ import annotations
 
-from gateway.config.file import parse_config
+import sys
+
+import pytest
+from pydantic import BaseModel
+
+from gateway.config import compact
+from gateway.config.file import LoadedConfig, parse_config
+from tests.support import backend, model, routes_yaml
 
 ROUTES = """
 backends:
@@ -36,3 +46,115 @@ def test_a_copy_with_changes_leaves_the_shared_set_alone() -> None:
     assert a.model_fields_set == {"versions"}
     assert b.model_fields_set == {"versions"}
     assert a.model_dump(exclude_unset=True) == {"versions": {"1": {"backend": "b", "name": "x"}}}
+
+
+def smaller(obj: BaseModel) -> bool:
+    """Whether ``obj``'s attribute dict takes less than two thirds of an ordinary dict of the
+    same items (CPython sizes a split dict's values more tightly once a few dozen objects of
+    its class exist: ``big`` makes sure they do)."""
+    return sys.getsizeof(obj.__dict__) < sys.getsizeof(dict(obj.__dict__)) * 2 / 3
+
+
+def big() -> LoadedConfig:
+    return parse_config(entries(100))
+
+
+def test_attribute_dicts_share_their_keys_and_hold_what_they_held() -> None:
+    model = big().table.models["m50"]
+    assert smaller(model)
+    assert smaller(model.versions["1"])
+    table = parse_config(ROUTES).table
+    a, c = table.models["a"], table.models["c"]
+    for obj in (a, c, a.versions["1"], c.versions["2"]):
+        plain = dict(obj.__dict__)  # the same mapping, in an ordinary dict
+        assert obj.__dict__ == plain
+        assert list(obj.__dict__) == list(plain)  # the fields' order
+        assert smaller(obj)
+    assert c.default == "1"
+    assert c.default_version == "1"
+    assert c.versions["2"].version == "7"
+    assert a.model_dump() == {
+        "versions": {
+            "1": {
+                "backend": "b", "name": "x", "version": None,
+                "inputs": None, "outputs": None, "batching": None,
+            }
+        },
+        "default": None, "traffic": None, "deterministic": False, "cache": None,
+        "limits": None, "sticky": None, "shadow": None, "rollout": None,
+    }  # fmt: skip
+    assert a == parse_config(ROUTES).table.models["a"]
+    changed = a.model_copy(update={"default": "1"})
+    assert changed.default == "1"
+    assert a.default is None
+
+
+def entries(count: int, renamed: int | None = None) -> str:
+    """``count`` models, each served by the server model of its own name; ``renamed``: that
+    model is called ``r<i>`` (its server model keeps the name)."""
+    lines = ["backends:\n  b: {kind: kserve, urls: ['http://127.0.0.1:9']}\nmodels:\n"]
+    for i in range(count):
+        name = f"r{i}" if i == renamed else f"m{i}"
+        lines.append(f'  {name}: {{versions: {{"1": {{backend: b, name: m{i}}}}}}}\n')
+    return "".join(lines)
+
+
+def test_a_model_name_is_one_object_and_a_reload_keeps_it() -> None:
+    first = parse_config(entries(600))  # more than one run of entries (fast_path._RUN)
+    for name, served in first.table.models.items():
+        assert served.versions["1"].name is name  # the table's key is the server model name
+    second = parse_config(entries(600, renamed=5), previous=first)
+    names = {name: name for name in first.table.models}
+    kept = [name for name in second.table.models if names.get(name) is name]
+    assert len(kept) == 599  # every name but the renamed one: the last load's objects
+    assert second.table.models["m6"] is first.table.models["m6"]
+    assert second.table.models["r5"].versions["1"].name == "m5"
+
+
+def test_a_carried_over_model_keeps_its_compact_dict() -> None:
+    first = big()
+    second = parse_config(entries(100, renamed=3), previous=first)
+    kept = first.table.models["m4"]
+    fields = kept.__dict__
+    assert second.table.models["m4"] is kept
+    assert kept.__dict__ is fields
+    assert smaller(kept)
+    assert smaller(second.table.models["r3"])
+
+
+def test_the_text_is_kept_compressed_and_read_as_it_was() -> None:
+    text = entries(1000)
+    loaded = parse_config(text)
+    assert loaded.text == text
+    assert len(loaded.packed) < len(text) / 5
+
+
+def fresh_version_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a new worker: no version name seen yet (other tests may have seen many)."""
+    monkeypatch.setattr(compact, "_VersionNames", type("_VersionNames", (), {}))
+    monkeypatch.setattr(compact, "_version_names", set())
+
+
+def test_versions_dicts_share_their_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh_version_names(monkeypatch)
+    model = big().table.models["m50"]
+    assert model.versions == {"1": model.versions["1"]}
+    assert sys.getsizeof(model.versions) < sys.getsizeof(dict(model.versions)) / 2
+    table = parse_config(ROUTES).table
+    c = table.models["c"]
+    assert list(c.versions) == ["1", "2"]  # the file's order
+    assert c.versions["2"].version == "7"
+    assert c.model_dump()["versions"]["2"]["version"] == "7"
+
+
+def test_past_a_few_version_names_versions_dicts_are_ordinary(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fresh_version_names(monkeypatch)
+    names = [f"v{i}" for i in range(compact.VERSION_NAMES + 1)]
+    served = {name: {"backend": "b"} for name in names}
+    text = routes_yaml({"b": backend("kserve", "http://127.0.0.1:9")}, {"m": model(served)})
+    versions = parse_config(text).table.models["m"].versions
+    assert list(versions) == names
+    assert sys.getsizeof(versions) == sys.getsizeof(dict(versions))  # an ordinary dict
+    assert compact._version_names == set()  # none taken: the next tables may still share

@@ -109,3 +109,30 @@ async def test_a_reload_keeps_a_tls_backend_until_its_files_change(
     assert [live.name for live in retired] == ["https"]
     for live in [*retired, *renewed.backends.values()]:
         await live.pool.close()
+
+
+async def test_a_backend_finds_each_version_it_serves_and_no_other(services: Services) -> None:
+    slow = {"interval": "1h"}
+    backends = {
+        "a": backend("kserve", f"http://{DEAD}", health=slow),
+        "b": backend("kserve", f"http://{DEAD}", health=slow),
+    }
+    both = {"1": {"backend": "a"}, "2": {"backend": "a", "name": "x"}, "3": {"backend": "b"}}
+    models = {"one": model(versions("a", "1")), "both": model(both)}
+    runtime = build(routes_yaml(backends, models), services)
+    a, b = runtime.backends["a"], runtime.backends["b"]
+    try:
+        assert (a.target("one", "1").model, a.target("one", "1").version) == ("one", "1")
+        assert a.target("both", "1").name == "both"
+        assert a.target("both", "2").name == "x"
+        assert b.target("both", "3").version == "3"
+        for live, model_name, version in [
+            (a, "one", "2"), (b, "one", "1"), (a, "both", "3"), (b, "both", "1"), (a, "x", "1")
+        ]:  # fmt: skip
+            with pytest.raises(KeyError):
+                live.target(model_name, version)
+        assert runtime.resolve("both", "2").target is a.target("both", "2")
+        assert runtime.serving("one", "2") is False  # a version the table does not have
+    finally:
+        for live in runtime.backends.values():
+            await live.pool.close()
