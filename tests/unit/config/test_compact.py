@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import sys
 
-import pytest
 from pydantic import BaseModel
 
-from gateway.config import compact
 from gateway.config.file import LoadedConfig, parse_config
-from tests.support import backend, model, routes_yaml
 
 ROUTES = """
 backends:
@@ -127,34 +124,3 @@ def test_the_text_is_kept_compressed_and_read_as_it_was() -> None:
     loaded = parse_config(text)
     assert loaded.text == text
     assert len(loaded.packed) < len(text) / 5
-
-
-def fresh_version_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As in a new worker: no version name seen yet (other tests may have seen many)."""
-    monkeypatch.setattr(compact, "_VersionNames", type("_VersionNames", (), {}))
-    monkeypatch.setattr(compact, "_version_names", set())
-
-
-def test_versions_dicts_share_their_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    fresh_version_names(monkeypatch)
-    model = big().table.models["m50"]
-    assert model.versions == {"1": model.versions["1"]}
-    assert sys.getsizeof(model.versions) < sys.getsizeof(dict(model.versions)) / 2
-    table = parse_config(ROUTES).table
-    c = table.models["c"]
-    assert list(c.versions) == ["1", "2"]  # the file's order
-    assert c.versions["2"].version == "7"
-    assert c.model_dump()["versions"]["2"]["version"] == "7"
-
-
-def test_past_a_few_version_names_versions_dicts_are_ordinary(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    fresh_version_names(monkeypatch)
-    names = [f"v{i}" for i in range(compact.VERSION_NAMES + 1)]
-    served = {name: {"backend": "b"} for name in names}
-    text = routes_yaml({"b": backend("kserve", "http://127.0.0.1:9")}, {"m": model(served)})
-    versions = parse_config(text).table.models["m"].versions
-    assert list(versions) == names
-    assert sys.getsizeof(versions) == sys.getsizeof(dict(versions))  # an ordinary dict
-    assert compact._version_names == set()  # none taken: the next tables may still share
