@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -37,6 +38,7 @@ from bench.wrk import BODY, new_nonce, unique_body
 # the gateway scenarios over HTTP/1.1 (the gRPC ones need h2load)
 CHOICES = [n for n in scenarios.SCENARIOS if n in scenarios.GATEWAYS - scenarios.GRPC]
 DEFAULT = ["gateway-v2", "gateway-full", "gateway-hit"]
+LOUD = re.compile(r'"level": "(warning|error|critical)"')
 LEGEND = (
     "Ir/req: instructions the gateway process executed (callgrind's Ir, every thread) while "
     "the N measured requests ran, over N; spread: (max - min) / median of the rounds"
@@ -148,10 +150,18 @@ def measure(
     def measured(n: int) -> tuple[bytes, dict[str, str]]:
         return build(warmup + n)  # misses: bodies none of the warm-up's sent
 
+    logged = _log_size(s.sut.log)
     ir, seconds = counter.count(lambda: _send(s, measured, args.requests, args.concurrency))
     if not s.sut.alive():
         raise BenchError(f"{s.sut.name} died during {s.name}:\n{s.sut.log_tail()}")
     row = {"round": round_, "ir": ir, "ir_per_request": ir / args.requests, "seconds": seconds}
+    row["warnings"] = warnings = log_warnings(s.sut.log, logged)
+    if warnings:
+        print(
+            f"bench: WARNING: {s.sut.name} logged {len(warnings)} warning(s) while {s.name}'s "
+            f"requests were counted (its work was not the usual): {warnings[0]}",
+            file=sys.stderr,
+        )
     print(
         f"  round {round_} {s.name:22s} {row['ir_per_request']:12,.0f} Ir/req"
         f"  ({args.requests} requests in {seconds:.1f} s)",
@@ -159,6 +169,24 @@ def measure(
         flush=True,
     )
     return row
+
+
+def _log_size(log: Path) -> int:
+    try:
+        return log.stat().st_size
+    except OSError:
+        return 0
+
+
+def log_warnings(log: Path, offset: int) -> list[str]:
+    """The gateway's JSON log lines at level warning or above written past ``offset``."""
+    try:
+        with log.open("rb") as file:
+            file.seek(offset)
+            text = file.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if LOUD.search(line)]
 
 
 def summarise(name: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -300,6 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     if "against_baseline" in result:
         print(f"\nagainst the baseline gateway {args.baseline_gateway}")
         print(compare_table(result["against_baseline"]))
+    for row in result["rows"]:
+        warned = sum(len(r["warnings"]) for r in row["rounds"])
+        if warned:
+            print(f"{row['scenario']}: the gateway logged {warned} warning(s) while counted")
     for name, why in result["skipped"].items():
         print(f"skipped {name}: {why}")
     print(f"results: {path}")

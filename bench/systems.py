@@ -243,10 +243,15 @@ def serves_grpc(executable: str) -> bool:
     return "--grpc-port" in done.stdout
 
 
-def full_routes(upstream: str, public_pem: Path) -> str:
-    """Scenarios 6-8: API keys and JWTs required, the tenant's plan in Redis, the model cached.
-    ``/openai/`` (passthrough to the upstream's OpenAI-shaped ``/v1/chat/completions``, same
-    key, same plan, no cache) is the gateway's side of the LiteLLM comparison."""
+def full_routes(upstream: str, public_pem: Path, slow: bool = False) -> str:
+    """Scenarios 6-8: API keys and JWTs required, the tenant's plan in Redis, the model cached
+    (30 s, as bench/floor.py's entries). ``/openai/`` (passthrough to the upstream's
+    OpenAI-shaped ``/v1/chat/completions``, same key, same plan, no cache) is the gateway's
+    side of the LiteLLM comparison. ``slow``, for a gateway under valgrind: the entries live an
+    hour and the limit store has 30 s to answer (not 0.25 s: past it, a request is admitted
+    without its limit and without its cache lookup, which is another request's work)."""
+    ttl = "1h" if slow else "30s"
+    limits = "rate_limits: {store_timeout: 30s}\n" if slow else ""
     return f"""backends:
   up: {{kind: kserve, urls: ["{upstream}"], timeout: 10s}}
   up-http: {{kind: http, urls: ["{upstream}"], timeout: 10s}}
@@ -257,10 +262,10 @@ models:
   linear:
     versions: {{"1": {{backend: up, name: linear}}}}
     deterministic: true
-    cache: {{ttl: 30s}}
+    cache: {{ttl: {ttl}}}
 plans:
   bench: {{rate: 1000000/s, burst: 1000000}}
-auth:
+{limits}auth:
   required: true
   api_keys: true
   jwt:
@@ -275,7 +280,8 @@ auth:
 class Launch:
     """How gateway processes start: ``wrap``, a tool that runs the gateway's interpreter (such
     as valgrind; empty: the console script itself), and how long one may take to answer (its
-    readiness, the admin calls that make a tenant)."""
+    readiness, the admin calls that make a tenant). A wrapped gateway is a slow one: its full
+    config allows for that (``full_routes``)."""
 
     wrap: tuple[str, ...] = ()
     timeout: float = 60.0
@@ -426,7 +432,7 @@ def start_full_gateway(
         "GATEWAY_SECRET": secrets.token_urlsafe(32),
         "GATEWAY_ADMIN_TOKEN": admin,
     }
-    routes = full_routes(upstream, signer.public_pem)
+    routes = full_routes(upstream, signer.public_pem, slow=bool(launch.wrap))
     gateway = start_gateway(procs, name, routes, cpus, workers, env, executable, launch=launch)
     headers = {"Authorization": f"Bearer {admin}"}
     timeout = max(10.0, launch.timeout)

@@ -97,6 +97,16 @@ def test_the_wrapper_runs_the_console_scripts_python(tmp_path: Path) -> None:
     assert systems.DIRECT.command(str(script)) == [str(script)]
 
 
+def test_a_slow_gateways_full_config_waits_for_its_store() -> None:
+    pem = Path("/k.pem")
+    usual = systems.full_routes("http://127.0.0.1:1", pem)
+    assert "cache: {ttl: 30s}" in usual
+    assert "store_timeout" not in usual
+    slow = systems.full_routes("http://127.0.0.1:1", pem, slow=True)
+    assert "cache: {ttl: 1h}" in slow
+    assert "\nrate_limits: {store_timeout: 30s}\n" in slow
+
+
 def test_the_defaults() -> None:
     args = instructions.parse_args([])
     assert args.scenarios == ["gateway-v2", "gateway-full", "gateway-hit"]
@@ -323,6 +333,7 @@ def test_a_round_warms_up_then_counts_requests_no_warm_up_sent(tmp_path: Path) -
         server.server_close()
         thread.join(5)
     assert row["ir"] == 1000
+    assert row["warnings"] == []
     assert row["ir_per_request"] == pytest.approx(1000 / 30)
     assert len(_Gateway.bodies) == 42
     data = {json.dumps(json.loads(b)["inputs"][0]["data"]) for b in _Gateway.bodies}
@@ -351,3 +362,20 @@ def test_a_small_run_under_callgrind(tmp_path: Path) -> None:
     assert data["valgrind"].startswith("valgrind-"), output
     assert "gateway-v2" in output
     assert "Ir/req" in output
+
+
+def test_warnings_the_gateway_logs_while_counted_are_kept(tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    early = '{"level": "warning", "message": "bulk readiness failed"}\n'
+    log.write_text(early)
+    offset = log.stat().st_size
+    late = [
+        '{"level": "warning", "logger": "gateway.limits", "message": "limit store unavailable"}',
+        '{"level": "error", "message": "boom"}',
+    ]
+    with log.open("a") as file:
+        file.write('==123== sending command dump to pid 123\n{"level": "info", "message": "x"}\n')
+        file.write("\n".join(late) + "\n")
+    assert instructions.log_warnings(log, offset) == late
+    assert instructions.log_warnings(log, 0) == [early.strip(), *late]
+    assert instructions.log_warnings(tmp_path / "none.log", 0) == []
