@@ -111,6 +111,7 @@ def test_the_defaults() -> None:
     args = instructions.parse_args([])
     assert args.scenarios == ["gateway-v2", "gateway-full", "gateway-hit"]
     assert (args.requests, args.concurrency, args.warmup, args.rounds) == (800, 16, 200, 2)
+    assert args.idle == 5.0
     assert args.baseline_gateway is None
     assert args.json is None
     assert args.cpus
@@ -143,6 +144,7 @@ def test_the_options_are_read(tmp_path: Path) -> None:
         (["--rounds", "0"], "--rounds >= 1"),
         (["--warmup", "-1"], "--warmup >= 0"),
         (["--timeout", "0"], "--timeout > 0"),
+        (["--idle", "-1"], "--idle >= 0"),
         (["--baseline-gateway", "/nonexistent/gateway"], "is not an executable file"),
     ],
 )
@@ -183,7 +185,30 @@ def test_rounds_are_summarised_and_paired_with_the_baseline() -> None:
     assert pairs[0]["ratio"] == 1.0
     assert pairs[0]["round_ratios"] == pytest.approx([0.9, 1.0, 1.1])
     assert "0.900, 1.000, 1.100" in instructions.compare_table(pairs)
+    assert "net_ratio" not in pairs[0]  # no idle rate counted
     assert "gateway-v2@base" in instructions.table(list(rows.values()), 3)
+
+
+def test_the_net_figure_takes_off_what_the_process_does_idle() -> None:
+    def rounds(*net: float) -> list[dict[str, float]]:
+        return [
+            {"ir_per_request": n + 100.0, "net_ir_per_request": n, "idle_ir_per_second": 5e6}
+            for n in net
+        ]
+
+    rows = {
+        "gateway-hit": instructions.summarise("gateway-hit", rounds(800.0, 1000.0)),
+        "gateway-hit@base": instructions.summarise("gateway-hit@base", rounds(1000.0)),
+    }
+    assert rows["gateway-hit"]["median"] == 1000.0
+    assert rows["gateway-hit"]["net_median"] == 900.0
+    assert rows["gateway-hit"]["net_spread"] == pytest.approx(200 / 900)
+    assert rows["gateway-hit"]["idle_ir_per_second"] == 5e6
+    [pair] = instructions.compare(rows)
+    assert pair["ratio"] == pytest.approx(1000 / 1100)
+    assert pair["net_ratio"] == pytest.approx(0.9)
+    assert "5.00 M" in instructions.table(list(rows.values()), 2)
+    assert "0.900" in instructions.compare_table([pair])
 
 
 def _scenario(tmp_path: Path, **fields: object) -> scenarios.Scenario:
@@ -324,7 +349,8 @@ def test_a_round_warms_up_then_counts_requests_no_warm_up_sent(tmp_path: Path) -
         url = f"http://127.0.0.1:{server.server_address[1]}/v2/models/linear/infer"
         proc = Proc("gateway", alive, tmp_path / "log")
         s = scenarios.Scenario("gateway-full", url, proc, {}, True, "fwd=miss", True)
-        args = instructions.parse_args(["--requests", "30", "--warmup", "12", "--concurrency", "3"])
+        argv = ["--requests", "30", "--warmup", "12", "--concurrency", "3", "--idle", "0.2"]
+        args = instructions.parse_args(argv)
         row = instructions.measure(s, _Counter(), 1, args)  # type: ignore[arg-type]
     finally:
         alive.kill()
@@ -334,6 +360,8 @@ def test_a_round_warms_up_then_counts_requests_no_warm_up_sent(tmp_path: Path) -
         thread.join(5)
     assert row["ir"] == 1000
     assert row["warnings"] == []
+    assert row["idle_ir_per_second"] == 1000 / 0.2  # the fake counts 1,000 in 0.2 s idle
+    assert row["net_ir_per_request"] == pytest.approx((1000 - 5000 * row["seconds"]) / 30)
     assert row["ir_per_request"] == pytest.approx(1000 / 30)
     assert len(_Gateway.bodies) == 42
     data = {json.dumps(json.loads(b)["inputs"][0]["data"]) for b in _Gateway.bodies}
