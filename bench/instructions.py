@@ -42,9 +42,9 @@ DEFAULT = ["gateway-v2", "gateway-full", "gateway-hit"]
 LOUD = re.compile(r'"level": "(warning|error|critical)"')
 LEGEND = (
     "Ir/req: instructions the gateway process executed (callgrind's Ir, every thread) while "
-    "the N measured requests ran, over N; spread: (max - min) / median of the rounds; net: "
-    "less what it executes idle (idle Ir/s, counted --idle seconds after each run) over the "
-    "run's wall time"
+    "the N measured requests ran, over N; spread: (max - min) / median of the rounds; idle "
+    "Ir/s: what it executes with no request (counted --idle seconds after each run), part of "
+    "which the figure carries in proportion to the run's wall time"
 )
 
 
@@ -73,7 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--idle",
         type=float,
         default=5.0,
-        help="seconds counted with no request after each run, for the net figure (5; 0: none)",
+        help="seconds counted with no request after each run: the idle rate (5; 0: none)",
     )
     add("--timeout", type=float, default=600.0, help="for a gateway under valgrind to get ready")
     add("--json", type=Path, help="where to write the results (bench/results/<UTC>-...json)")
@@ -165,9 +165,7 @@ def measure(
         raise BenchError(f"{s.sut.name} died during {s.name}:\n{s.sut.log_tail()}")
     row = {"round": round_, "ir": ir, "ir_per_request": ir / args.requests, "seconds": seconds}
     if args.idle > 0:  # what the process executes with no request, per second
-        idle = counter.count(lambda: time.sleep(args.idle))[0] / args.idle
-        row["idle_ir_per_second"] = idle
-        row["net_ir_per_request"] = (ir - idle * seconds) / args.requests
+        row["idle_ir_per_second"] = counter.count(lambda: time.sleep(args.idle))[0] / args.idle
     row["warnings"] = warnings = log_warnings(s.sut.log, logged)
     if warnings:
         print(
@@ -178,7 +176,7 @@ def measure(
     print(
         f"  round {round_} {s.name:22s} {row['ir_per_request']:12,.0f} Ir/req"
         f"  ({args.requests} requests in {seconds:.1f} s)"
-        + (f", net {row['net_ir_per_request']:,.0f}" if "net_ir_per_request" in row else ""),
+        + (f", idle {row['idle_ir_per_second'] / 1e6:.2f} M Ir/s" if args.idle > 0 else ""),
         file=sys.stderr,
         flush=True,
     )
@@ -213,59 +211,50 @@ def _median(rounds: list[dict[str, Any]], key: str) -> tuple[float, float]:
 def summarise(name: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
     median, spread = _median(rounds, "ir_per_request")
     row = {"scenario": name, "rounds": rounds, "median": median, "spread": spread}
-    if all("net_ir_per_request" in r for r in rounds):
-        row["net_median"], row["net_spread"] = _median(rounds, "net_ir_per_request")
+    if all("idle_ir_per_second" in r for r in rounds):
         row["idle_ir_per_second"] = _median(rounds, "idle_ir_per_second")[0]
     return row
 
 
 def compare(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each scenario against its ``@base`` twin: the ratio of the medians and of each round
-    (and of the net figures, where the idle rate was counted)."""
+    """Each scenario against its ``@base`` twin: the ratio of the medians and of each round."""
     out = []
     for name, row in rows.items():
         base = rows.get(scenarios.twin(name))
         if base is None or name != scenarios.original(name):
             continue
-        pairs = list(zip(row["rounds"], base["rounds"], strict=False))
-        pair: dict[str, Any] = {
-            "scenario": name,
-            "new": row["median"],
-            "base": base["median"],
-            "ratio": row["median"] / base["median"],
-            "round_ratios": [a["ir_per_request"] / b["ir_per_request"] for a, b in pairs],
-        }
-        if "net_median" in row and "net_median" in base:
-            pair["net_new"], pair["net_base"] = row["net_median"], base["net_median"]
-            pair["net_ratio"] = row["net_median"] / base["net_median"]
-        out.append(pair)
+        pairs = zip(row["rounds"], base["rounds"], strict=False)
+        out.append(
+            {
+                "scenario": name,
+                "new": row["median"],
+                "base": base["median"],
+                "ratio": row["median"] / base["median"],
+                "round_ratios": [a["ir_per_request"] / b["ir_per_request"] for a, b in pairs],
+            }
+        )
     return out
 
 
 def table(rows: list[dict[str, Any]], rounds: int) -> str:
     head = f"{'scenario':22s}" + "".join(f" {'round ' + str(i):>11s}" for i in range(1, rounds + 1))
-    lines = [head + f" {'median':>11s} {'spread':>6s} {'net median':>11s} {'spread':>6s} idle Ir/s"]
+    lines = [head + f" {'median':>11s} {'spread':>6s}  idle Ir/s"]
     for row in rows:
         figures = "".join(f" {r['ir_per_request']:11,.0f}" for r in row["rounds"])
         line = f"{row['scenario']:22s}{figures} {row['median']:11,.0f} {row['spread']:6.1%}"
-        if "net_median" in row:
-            line += f" {row['net_median']:11,.0f} {row['net_spread']:6.1%}"
-            line += f" {row['idle_ir_per_second'] / 1e6:6.2f} M"
+        if "idle_ir_per_second" in row:
+            line += f"  {row['idle_ir_per_second'] / 1e6:6.2f} M"
         lines.append(line)
     return "\n".join(lines)
 
 
 def compare_table(pairs: list[dict[str, Any]]) -> str:
-    lines = [
-        f"{'scenario':22s} {'new Ir/req':>11s} {'base Ir/req':>11s} {'new/base':>8s} "
-        f"{'net new/base':>12s}  rounds (new/base)"
-    ]
+    head = f"{'scenario':22s} {'new Ir/req':>11s} {'base Ir/req':>12s} {'new/base':>8s}"
+    lines = [head + "  rounds (new/base)"]
     for p in pairs:
         each = ", ".join(f"{r:.3f}" for r in p["round_ratios"])
-        net = f"{p['net_ratio']:12.3f}" if "net_ratio" in p else f"{'':12s}"
         lines.append(
-            f"{p['scenario']:22s} {p['new']:11,.0f} {p['base']:11,.0f} {p['ratio']:8.3f} {net}  "
-            + each
+            f"{p['scenario']:22s} {p['new']:11,.0f} {p['base']:12,.0f} {p['ratio']:8.3f}  {each}"
         )
     return "\n".join(lines)
 

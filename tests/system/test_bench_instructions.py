@@ -185,30 +185,18 @@ def test_rounds_are_summarised_and_paired_with_the_baseline() -> None:
     assert pairs[0]["ratio"] == 1.0
     assert pairs[0]["round_ratios"] == pytest.approx([0.9, 1.0, 1.1])
     assert "0.900, 1.000, 1.100" in instructions.compare_table(pairs)
-    assert "net_ratio" not in pairs[0]  # no idle rate counted
     assert "gateway-v2@base" in instructions.table(list(rows.values()), 3)
 
 
-def test_the_net_figure_takes_off_what_the_process_does_idle() -> None:
-    def rounds(*net: float) -> list[dict[str, float]]:
-        return [
-            {"ir_per_request": n + 100.0, "net_ir_per_request": n, "idle_ir_per_second": 5e6}
-            for n in net
-        ]
-
-    rows = {
-        "gateway-hit": instructions.summarise("gateway-hit", rounds(800.0, 1000.0)),
-        "gateway-hit@base": instructions.summarise("gateway-hit@base", rounds(1000.0)),
-    }
-    assert rows["gateway-hit"]["median"] == 1000.0
-    assert rows["gateway-hit"]["net_median"] == 900.0
-    assert rows["gateway-hit"]["net_spread"] == pytest.approx(200 / 900)
-    assert rows["gateway-hit"]["idle_ir_per_second"] == 5e6
-    [pair] = instructions.compare(rows)
-    assert pair["ratio"] == pytest.approx(1000 / 1100)
-    assert pair["net_ratio"] == pytest.approx(0.9)
-    assert "5.00 M" in instructions.table(list(rows.values()), 2)
-    assert "0.900" in instructions.compare_table([pair])
+def test_the_idle_rate_is_kept_beside_the_figures() -> None:
+    rounds = [
+        {"ir_per_request": 900.0, "idle_ir_per_second": 4e6},
+        {"ir_per_request": 1100.0, "idle_ir_per_second": 6e6},
+    ]
+    row = instructions.summarise("gateway-hit", rounds)
+    assert row["median"] == 1000.0
+    assert row["idle_ir_per_second"] == 5e6
+    assert "5.00 M" in instructions.table([row], 2)
 
 
 def _scenario(tmp_path: Path, **fields: object) -> scenarios.Scenario:
@@ -361,7 +349,6 @@ def test_a_round_warms_up_then_counts_requests_no_warm_up_sent(tmp_path: Path) -
     assert row["ir"] == 1000
     assert row["warnings"] == []
     assert row["idle_ir_per_second"] == 1000 / 0.2  # the fake counts 1,000 in 0.2 s idle
-    assert row["net_ir_per_request"] == pytest.approx((1000 - 5000 * row["seconds"]) / 30)
     assert row["ir_per_request"] == pytest.approx(1000 / 30)
     assert len(_Gateway.bodies) == 42
     data = {json.dumps(json.loads(b)["inputs"][0]["data"]) for b in _Gateway.bodies}
