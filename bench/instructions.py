@@ -1,8 +1,8 @@
 """Instructions per request of the gateway process, counted by valgrind's callgrind: a cost
-that does not depend on what else runs on the machine.
+that depends far less than CPU time on what else runs on the machine.
 
     .venv/bin/python -m bench.instructions --scenarios gateway-v2,gateway-full,gateway-hit \\
-        [--requests 800] [--concurrency 16] [--warmup 200] [--rounds 2] \\
+        [--requests 800] [--concurrency 16] [--warmup 200] [--rounds 2] [--idle 5] \\
         [--baseline-gateway /path/to/other/venv/bin/gateway] [--json PATH] [--keep]
 
 The systems of bench.run's scenarios (bench/scenarios.py ``start``), but every gateway runs under
@@ -11,7 +11,8 @@ the load cores. For each round, each scenario in turn (its ``@base`` twin right 
 warm-up of W requests uninstrumented, then ``callgrind_control -z`` and ``-i on``, exactly N
 requests at concurrency C (bench/keepalive.py, every answer checked like bench.run's check:
 200, the reply's JSON, Cache-Status, RateLimit), ``-i off`` and ``-d``; the dump's total ``Ir``
-over N is the row's figure. Prints a table and writes bench/results/<UTC>-instructions.json.
+over N is the row's figure; then ``--idle`` seconds counted with no request (the idle rate,
+a diagnostic). Prints a table and writes bench/results/<UTC>-instructions.json.
 See bench/README.md, "Instructions per request (callgrind)".
 """
 
