@@ -3,9 +3,10 @@ that each answers 200 with the headers it should before anything is measured."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -212,10 +213,12 @@ def start(
     workers: int,
     baseline_gateway: str | None = None,
     haproxy: str | None = None,
+    launch: systems.Launch = systems.DIRECT,
 ) -> Setup:
     """Start every system the chosen scenarios need, once; they run for the whole run. With
     ``baseline_gateway`` (another installation's ``gateway`` executable) the same gateways are
-    started from it too, and every gateway scenario gets a twin ``<name>@base`` right after it."""
+    started from it too, and every gateway scenario gets a twin ``<name>@base`` right after it.
+    ``launch``: how the gateways start (under valgrind for ``bench.instructions``)."""
     wanted = set(names)
     skipped: dict[str, str] = {}
     triton: systems.Triton | None = None
@@ -267,7 +270,7 @@ def start(
             routes, grpc_on, not_served = _open_config(exe, wanted, procs.workdir, up, triton)
             gw = systems.start_gateway(
                 procs, "gateway-open" + suffix, routes, sut_cpus, workers, executable=exe,
-                grpc=grpc_on,
+                grpc=grpc_on, launch=launch,
             )  # fmt: skip
             skipped |= {n + suffix: why for n, why in not_served.items() if n in wanted}
             for s in _open_scenarios(gw, triton, bodies):
@@ -289,7 +292,7 @@ def start(
         signer = systems.JwtSigner.new(procs.workdir / "jwt-public.pem")
         for suffix, exe in gateways:
             gw, creds = systems.start_full_gateway(
-                procs, sut_cpus, workers, up, redis, signer, "gateway-auth" + suffix, exe
+                procs, sut_cpus, workers, up, redis, signer, "gateway-auth" + suffix, exe, launch
             )
             for s in _full_scenarios(gw, creds, procs.workdir):
                 made[s.name + suffix] = _renamed(s, suffix)
@@ -299,7 +302,7 @@ def start(
     checked: list[Scenario] = []
     for scenario in chosen:
         try:
-            check(scenario)
+            check(scenario, max(20.0, launch.timeout))
         except BenchError as exc:
             if scenario.name == original(scenario.name) or original(scenario.name) not in NEWER:
                 raise
@@ -454,7 +457,7 @@ def check(scenario: Scenario, timeout: float = 20.0) -> None:
         return
     deadline = time.monotonic() + timeout
     body = _body(scenario)
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=max(10.0, timeout / 2)) as client:
         while True:
             try:
                 reply = _post(client, scenario, body)
@@ -469,28 +472,36 @@ def check(scenario: Scenario, timeout: float = 20.0) -> None:
             body = _body(scenario)
         if scenario.cache == "hit":
             reply = _post(client, scenario, body)
-    problems = []
-    if reply.status_code != 200:
-        problems.append(f"status {reply.status_code}")
+    found = problems(scenario, reply.status_code, reply.headers, reply.content)
+    if found:
+        raise BenchError(f"scenario {scenario.name} is misconfigured: {'; '.join(found)}")
+
+
+def problems(scenario: Scenario, status: int, headers: Mapping[str, str], body: bytes) -> list[str]:
+    """What is wrong with one answer of ``scenario`` (nothing: an empty list): not 200, not a
+    JSON object with the key it must have, or without the headers the scenario implies.
+    ``headers``: names in lower case (httpx's headers, or a dict)."""
+    found = []
+    if status != 200:
+        found.append(f"status {status}")
     try:
-        outputs = reply.json().get(scenario.reply)
+        outputs = json.loads(body).get(scenario.reply)
         if outputs is None:
-            problems.append(f"no {scenario.reply!r} in the reply")
+            found.append(f"no {scenario.reply!r} in the reply")
         elif scenario.body is not None and scenario.reply == "outputs":  # the large tensor
             shapes = [o.get("shape") for o in outputs]
             if shapes != [OUTPUT_SHAPE]:
-                problems.append(f"outputs of shapes {shapes}, expected [{OUTPUT_SHAPE}]")
+                found.append(f"outputs of shapes {shapes}, expected [{OUTPUT_SHAPE}]")
     except (ValueError, AttributeError):
-        problems.append("the reply is not a JSON object")
+        found.append("the reply is not a JSON object")
     # Only what every gateway version answers (so that a baseline gateway passes too): the
     # Cache-Status text contains "fwd=miss" or "hit"; some RateLimit header is there.
-    status = reply.headers.get("cache-status", "")
-    if scenario.cache is not None and scenario.cache not in status:
-        problems.append(f"Cache-Status {status!r}, expected {scenario.cache}")
-    if scenario.limited and not any(h.startswith("ratelimit") for h in reply.headers):
-        problems.append("no RateLimit header: the rate limit is not applied")
-    if problems:
-        raise BenchError(f"scenario {scenario.name} is misconfigured: {'; '.join(problems)}")
+    cache_status = headers.get("cache-status", "")
+    if scenario.cache is not None and scenario.cache not in cache_status:
+        found.append(f"Cache-Status {cache_status!r}, expected {scenario.cache}")
+    if scenario.limited and not any(h.startswith("ratelimit") for h in headers):
+        found.append("no RateLimit header: the rate limit is not applied")
+    return found
 
 
 def check_grpc(scenario: Scenario, timeout: float = 20.0) -> None:

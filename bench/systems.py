@@ -243,10 +243,15 @@ def serves_grpc(executable: str) -> bool:
     return "--grpc-port" in done.stdout
 
 
-def full_routes(upstream: str, public_pem: Path) -> str:
-    """Scenarios 6-8: API keys and JWTs required, the tenant's plan in Redis, the model cached.
-    ``/openai/`` (passthrough to the upstream's OpenAI-shaped ``/v1/chat/completions``, same
-    key, same plan, no cache) is the gateway's side of the LiteLLM comparison."""
+def full_routes(upstream: str, public_pem: Path, slow: bool = False) -> str:
+    """Scenarios 6-8: API keys and JWTs required, the tenant's plan in Redis, the model cached
+    (30 s, as bench/floor.py's entries). ``/openai/`` (passthrough to the upstream's
+    OpenAI-shaped ``/v1/chat/completions``, same key, same plan, no cache) is the gateway's
+    side of the LiteLLM comparison. ``slow``, for a gateway under valgrind: the entries live an
+    hour and the limit store has 30 s to answer (not 0.25 s: past it, a request is admitted
+    without its limit and without its cache lookup, which is another request's work)."""
+    ttl = "1h" if slow else "30s"
+    limits = "rate_limits: {store_timeout: 30s}\n" if slow else ""
     return f"""backends:
   up: {{kind: kserve, urls: ["{upstream}"], timeout: 10s}}
   up-http: {{kind: http, urls: ["{upstream}"], timeout: 10s}}
@@ -257,10 +262,10 @@ models:
   linear:
     versions: {{"1": {{backend: up, name: linear}}}}
     deterministic: true
-    cache: {{ttl: 30s}}
+    cache: {{ttl: {ttl}}}
 plans:
   bench: {{rate: 1000000/s, burst: 1000000}}
-auth:
+{limits}auth:
   required: true
   api_keys: true
   jwt:
@@ -269,6 +274,29 @@ auth:
       audience: [{AUDIENCE}]
       keys: {{k1: "{public_pem}"}}
 """
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How gateway processes start: ``wrap``, a tool that runs the gateway's interpreter (such
+    as valgrind; empty: the console script itself), and how long one may take to answer (its
+    readiness, the admin calls that make a tenant). A wrapped gateway is a slow one: its full
+    config allows for that (``full_routes``)."""
+
+    wrap: tuple[str, ...] = ()
+    timeout: float = 60.0
+
+    def command(self, executable: str) -> list[str]:
+        """``executable`` itself, or ``wrap`` + its interpreter + the console script."""
+        if not self.wrap:
+            return [executable]
+        python = interpreter(executable)
+        if python is None:
+            raise BenchError(f"{executable} has no #! line naming its Python")
+        return [*self.wrap, python, executable]
+
+
+DIRECT = Launch()
 
 
 @dataclass
@@ -289,16 +317,22 @@ def gateway_env(executable: str, **extra: str) -> tuple[dict[str, str], Path]:
     return env, Path(tempfile.gettempdir())
 
 
-def gateway_code(executable: str) -> str | None:
-    """Where the ``gateway`` package that ``executable`` runs is (its interpreter, read from the
-    console script's ``#!`` line, imports it as the gateway would), or None if unknown."""
+def interpreter(executable: str) -> str | None:
+    """The Python a console script runs (its ``#!`` line), or None if it has none."""
     try:
         with open(executable, "rb") as script:
             first = script.readline().decode(errors="replace")
     except OSError:
         return None
     python = first[2:].strip() if first.startswith("#!") else ""
-    if not python or not Path(python).is_file():
+    return python if python and Path(python).is_file() else None
+
+
+def gateway_code(executable: str) -> str | None:
+    """Where the ``gateway`` package that ``executable`` runs is (its interpreter, read from the
+    console script's ``#!`` line, imports it as the gateway would), or None if unknown."""
+    python = interpreter(executable)
+    if python is None:
         return None
     env, cwd = gateway_env(executable)
     code = "import gateway; print(gateway.__file__)"
@@ -317,13 +351,15 @@ def start_gateway(
     env: dict[str, str] | None = None,
     executable: str = GATEWAY,
     grpc: bool = False,
+    launch: Launch = DIRECT,
 ) -> Gateway:
     """``executable serve`` (this venv's gateway, or another installation's) with ``routes``;
-    ``grpc``: its gRPC frontend on a port of its own too."""
+    ``grpc``: its gRPC frontend on a port of its own too; ``launch``: how it is started."""
     path = procs.workdir / f"{name}.yaml"
     path.write_text(routes)
     port = free_port()
-    cmd = [executable, "serve", "--config", str(path), "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [*launch.command(executable), "serve", "--config", str(path)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--no-watch", "--log-level", "warning"]
     grpc_port = free_port() if grpc else None
     if grpc_port is not None:
@@ -340,10 +376,10 @@ def start_gateway(
         except (httpx.HTTPError, ValueError):
             return False
 
-    wait_until(f"{name} ready at {url}/readyz", ready, proc, timeout=60)
+    wait_until(f"{name} ready at {url}/readyz", ready, proc, timeout=launch.timeout)
     if grpc_port is None:
         return Gateway(proc, url)
-    wait_until(f"{name}'s gRPC port {grpc_port}", port_open(grpc_port), proc, timeout=30)
+    wait_until(f"{name}'s gRPC port {grpc_port}", port_open(grpc_port), proc, launch.timeout)
     return Gateway(proc, url, f"127.0.0.1:{grpc_port}")
 
 
@@ -385,6 +421,7 @@ def start_full_gateway(
     signer: JwtSigner,
     name: str = "gateway-auth",
     executable: str = GATEWAY,
+    launch: Launch = DIRECT,
 ) -> tuple[Gateway, Credentials]:
     """The full chain (its own Redis prefix), then a tenant on the high plan with an API key,
     created through the admin API; the JWT is the signer's."""
@@ -395,10 +432,11 @@ def start_full_gateway(
         "GATEWAY_SECRET": secrets.token_urlsafe(32),
         "GATEWAY_ADMIN_TOKEN": admin,
     }
-    routes = full_routes(upstream, signer.public_pem)
-    gateway = start_gateway(procs, name, routes, cpus, workers, env, executable)
+    routes = full_routes(upstream, signer.public_pem, slow=bool(launch.wrap))
+    gateway = start_gateway(procs, name, routes, cpus, workers, env, executable, launch=launch)
     headers = {"Authorization": f"Bearer {admin}"}
-    with httpx.Client(base_url=gateway.url, headers=headers, timeout=10) as client:
+    timeout = max(10.0, launch.timeout)
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=timeout) as client:
         tenant = {"name": TENANT, "plan": "bench", "scopes": ["predict:*"]}
         made = client.post("/admin/tenants", json=tenant)
         if made.status_code != 201:
