@@ -27,14 +27,20 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench import callgrind, keepalive, run, scenarios, systems
-from bench.procs import BenchError, Processes, cpu_list, find_tool, stop_on_signals
+from bench.procs import (
+    BenchError,
+    Processes,
+    cpu_list,
+    find_tool,
+    processes,
+    stop_on_signals,
+)
 from bench.wrk import BODY, new_nonce, unique_body
 
 # the gateway scenarios over HTTP/1.1 (the gRPC ones need h2load)
@@ -309,27 +315,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stop_on_signals()
     stamp = dt.datetime.now(dt.UTC)
-    workdir = Path(tempfile.mkdtemp(prefix="gateway-instructions-"))
-    procs = Processes(workdir)
-    ok = False
     try:
-        print(pinning(args), file=sys.stderr, flush=True)
-        result = bench(args, procs)
-        ok = True
+        with processes("instructions", keep=args.keep) as procs:  # the dumps kept with --keep
+            print(pinning(args), file=sys.stderr, flush=True)
+            result = bench(args, procs)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
-    finally:
-        procs.stop_all()
-        if ok and not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(
-                f"bench: work directory (logs, callgrind dumps) kept in {workdir}", file=sys.stderr
-            )
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     payload = {
         "started_utc": stamp.isoformat(timespec="seconds"),

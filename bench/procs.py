@@ -13,8 +13,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -230,3 +232,22 @@ def stop_on_signals() -> None:
     KeyboardInterrupt in the main thread, so a harness stops every process it started."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
+
+
+@contextlib.contextmanager
+def processes(tool: str = "curves", keep: bool = False) -> Iterator[Processes]:
+    """A work folder and every process started in it, stopped by PID at the end (the folder
+    is kept, with the logs, when something failed or ``keep`` asks); ``tool`` names both in
+    messages."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"gateway-{tool}-"))
+    procs = Processes(workdir)
+    ok = False
+    try:
+        yield procs
+        ok = True
+    finally:
+        procs.stop_all()
+        if ok and not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"{tool}: logs kept in {workdir}", file=sys.stderr)

@@ -19,7 +19,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from bench.procs import (
     cpu_list,
     cpu_seconds,
     find_tool,
+    processes,
     rss_kib,
     stop_on_signals,
 )
@@ -315,29 +315,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stop_on_signals()
     stamp = dt.datetime.now(dt.UTC)
-    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    procs = Processes(workdir)
-    ok = False
     try:
-        needs_redis = args.soak is not None or bool(set(args.scenarios) & scenarios.REDIS)
-        needs_h2load = args.soak is None and bool(set(args.scenarios) & scenarios.GRPC)
-        needs_haproxy = args.soak is None and "haproxy-proxy" in args.scenarios
-        tools = ensure_tools(needs_redis, needs_h2load, needs_haproxy)
-        print(pinning(args), file=sys.stderr, flush=True)
-        result = soak(args, procs, tools["nginx"]) if args.soak else bench(args, procs, tools)
-        ok = True
+        with processes("bench") as procs:
+            needs_redis = args.soak is not None or bool(set(args.scenarios) & scenarios.REDIS)
+            needs_h2load = args.soak is None and bool(set(args.scenarios) & scenarios.GRPC)
+            needs_haproxy = args.soak is None and "haproxy-proxy" in args.scenarios
+            tools = ensure_tools(needs_redis, needs_h2load, needs_haproxy)
+            print(pinning(args), file=sys.stderr, flush=True)
+            nginx = tools["nginx"]
+            result = soak(args, procs, nginx) if args.soak else bench(args, procs, tools)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
-    finally:
-        procs.stop_all()
-        if ok:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"bench: logs kept in {workdir}", file=sys.stderr)
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     payload = {
         "started_utc": stamp.isoformat(timespec="seconds"),

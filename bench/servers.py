@@ -28,7 +28,7 @@ from typing import Any, Literal
 import httpx
 
 from bench import report, systems, wrk
-from bench.curves.common import Cores, cores, processes
+from bench.curves.common import Cores, cores
 from bench.procs import (
     BenchError,
     Proc,
@@ -38,6 +38,7 @@ from bench.procs import (
     cpu_seconds,
     free_port,
     port_open,
+    processes,
     stop_on_signals,
     wait_until,
 )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.curves import common, keys, payload, routes, soak
-from bench.procs import BenchError, stop_on_signals
+from bench.procs import BenchError, processes, stop_on_signals
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"curves: gateway on core {where.sut}, load on core {where.load}", file=sys.stderr)
     data: dict[str, Any]
     try:
-        with common.processes() as procs:
+        with processes() as procs:
             if args.curve == "payload":
                 data = payload.run(
                     procs, where, args.concurrency, args.seconds, args.warmup, args.sizes

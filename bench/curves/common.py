@@ -7,17 +7,14 @@ import datetime as dt
 import json
 import os
 import shutil
-import sys
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import wrk
 from bench.loadgen import LoadResult
-from bench.procs import BenchError, Proc, Processes, cpu_seconds
+from bench.procs import BenchError, Proc, cpu_seconds
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -33,24 +30,6 @@ def cores() -> Cores:
     """The gateway on the first core, the rest on the others (as ``bench.run``)."""
     mine = sorted(os.sched_getaffinity(0))
     return Cores(mine[:1], mine[1:] or mine[:1])
-
-
-@contextmanager
-def processes(tool: str = "curves") -> Iterator[Processes]:
-    """A work folder and every process started in it, stopped by PID at the end (the folder
-    is kept, with the logs, when something failed); ``tool`` names both in messages."""
-    workdir = Path(tempfile.mkdtemp(prefix=f"gateway-{tool}-"))
-    procs = Processes(workdir)
-    ok = False
-    try:
-        yield procs
-        ok = True
-    finally:
-        procs.stop_all()
-        if ok:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"{tool}: logs kept in {workdir}", file=sys.stderr)
 
 
 @dataclass(frozen=True)

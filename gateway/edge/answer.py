@@ -7,6 +7,7 @@ same headers in the same order: ``content-length``, ``content-type``, then :attr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from starlette.responses import Response
@@ -34,6 +35,11 @@ class Answer:
             head.append((b"content-type", self.media_type.encode("latin-1")))
         head.extend(self.headers)
         return head
+
+
+def raw_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Headers as ASGI and :class:`Answer` hold them (lower-case latin-1 names)."""
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
 def response_of(answer: Answer) -> Response:

@@ -21,8 +21,9 @@ from gateway.auth.client_certs import client_cert_of
 from gateway.batches.lines import read_lines
 from gateway.batches.model import Batch
 from gateway.config.live import Runtime
+from gateway.edge.answer import raw_headers
 from gateway.edge.body import HTTPPayload
-from gateway.edge.http import Exchange, Route, raw_headers
+from gateway.edge.http import Exchange, Route
 from gateway.errors import NotFound, Unauthorized
 from gateway.headers import Headers
 from gateway.jobs.admission import check_quota

@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope
 from gateway.auth.client_certs import client_cert_of
 from gateway.call import ANSWER_KINDS, Call, CallKind, Decoder, Reply
 from gateway.codecs.tensors import ModelInfo, dumps
-from gateway.edge.answer import JSON, Answer
+from gateway.edge.answer import JSON, Answer, raw_headers
 from gateway.edge.body import HTTPPayload
 from gateway.edge.encoding import COMPRESS_FROM, accepted, compress
 from gateway.edge.errors import ErrorShape
@@ -195,5 +195,5 @@ def answer(
             extra.append(("Content-Encoding", coding))
     if reply is not None and reply.headers:
         extra.extend(reply.headers)
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra]
+    raw = raw_headers(extra)
     return Answer(body, reply.status if reply else 200, media_type, raw)

@@ -14,9 +14,8 @@ from __future__ import annotations
 from typing import Literal
 
 import orjson
-from starlette.responses import Response
 
-from gateway.edge.answer import Answer, response_of
+from gateway.edge.answer import Answer, raw_headers
 from gateway.errors import GatewayError
 
 ErrorShape = Literal["protocol", "gateway"]
@@ -35,9 +34,4 @@ def error_answer(exc: GatewayError, request_id: str, shape: ErrorShape) -> Answe
     else:
         body = {"error": {"code": exc.code, "message": exc.message}}
     body["request_id"] = request_id
-    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
-    return Answer(orjson.dumps(body), exc.status, headers=headers)
-
-
-def render(exc: GatewayError, request_id: str, shape: ErrorShape) -> Response:
-    return response_of(error_answer(exc, request_id, shape))
+    return Answer(orjson.dumps(body), exc.status, headers=raw_headers(exc.headers.items()))

@@ -334,8 +334,3 @@ class UpstreamStream(StreamingResponse):
         finally:
             if self._close is not None:
                 await self._close()
-
-
-def raw_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    """Reply headers as ASGI wants them (lower-case latin-1 names)."""
-    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]

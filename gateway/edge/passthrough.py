@@ -13,8 +13,9 @@ from starlette.responses import Response
 from gateway.auth.client_certs import client_cert_of
 from gateway.call import Call
 from gateway.config.model import PassthroughRoute
+from gateway.edge.answer import raw_headers
 from gateway.edge.body import HTTPPayload
-from gateway.edge.http import Exchange, UpstreamStream, raw_headers
+from gateway.edge.http import Exchange, UpstreamStream
 from gateway.errors import NotFound
 from gateway.headers import Headers
 from gateway.state import State

@@ -18,7 +18,7 @@ import redis
 import yaml
 
 from bench.curves import keys, probes, routes
-from bench.curves.common import processes
+from bench.procs import processes
 from gateway.auth.keys import KeyVerifier
 from gateway.errors import Unauthorized
 from gateway.store.redis.store import RedisStore
