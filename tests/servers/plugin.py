@@ -50,7 +50,9 @@ KINDS: tuple[str, ...] = ("torchserve", "triton", "mlserver")
 READY_TIMEOUT_S = float(os.environ.get("GATEWAY_SERVERS_READY_TIMEOUT", "180"))
 STOP_TIMEOUT_S = 30.0
 _POLL_S = 0.1
-_BIND_ERRORS = ("address already in use", "bindexception", "errno 98")
+# a port taken between free_ports() and the server's bind: "Address already in use" (Python,
+# Java's BindException), Triton's "Socket '127.0.0.1:N' already in use"
+_BIND_ERRORS = ("already in use", "bindexception", "errno 98")
 
 
 def servers_dir() -> Path:
