@@ -52,7 +52,12 @@ class InferenceHTTP:
         """``Prefer: respond-async`` on a gateway that takes jobs."""
         if not self.state.runtime.table.jobs.enabled:
             return False
-        return prefers_async(Headers(scope["headers"]))
+        raw = scope["headers"]
+        # nearly every call sends no Prefer: no parse for those
+        for name, _ in raw:
+            if name == b"prefer":
+                return prefers_async(Headers(raw))
+        return False
 
     async def submit(
         self,
@@ -121,6 +126,7 @@ class InferenceHTTP:
         action = "predict" if kind in ANSWER_KINDS else "metadata"
         required = (f"{action}:{model}", f"pin:{model}") if pin else (f"{action}:{model}",)
         client = scope.get("client")
+        extensions = scope.get("extensions")
         has_body = decoder is not None or payload
         read = HTTPPayload(headers.raw, receive, self.limit, inflate=True) if has_body else None
         return Call(
@@ -131,7 +137,7 @@ class InferenceHTTP:
             path=scope["path"],
             scheme=scope.get("scheme", "http"),
             peer=client[0] if client else None,
-            client_cert=client_cert_of(scope.get("extensions")),
+            client_cert=client_cert_of(extensions) if extensions else None,
             model=model,
             pin=pin,
             required=required,

@@ -151,7 +151,7 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def on_url(self, url: bytes) -> None:
         self._url_bytes += len(url)
-        super().on_url(url)  # kept even when over: its path picks the error's shape
+        self.url += url  # uvicorn's on_url; kept even when over: its path picks the error's shape
         if self._url_bytes > self.edge.max_request_line:
             limit = self.edge.max_request_line
             self._raise(_Refused(414, "uri_too_long", f"request line over {limit} bytes"))
@@ -164,7 +164,13 @@ class GatewayProtocol(HttpToolsProtocol):
             self._raise(_Refused(431, "headers_too_large", f"more than {limit} header fields"))
         if self._header_bytes > self.edge.max_header_bytes:
             self._raise(_headers_too_large(self.edge))
-        super().on_header(name, value)
+        # uvicorn's on_header, inline (one call fewer per header field): lower-case names,
+        # values without the trailing whitespace llhttp keeps (RFC 9110 5.5)
+        name = name.lower()
+        value = value.rstrip(b" \t")
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
