@@ -92,13 +92,6 @@ class Folded(Collector):
         self._tallies.append(tally)
         return tally
 
-    def inc(self, tally: Count) -> None:
-        """Count one in ``tally``."""
-        if self.direct:
-            tally.child.inc()
-        else:
-            tally.n += 1
-
     def fold(self) -> None:
         if self.direct:  # the children hold the figures already
             return
@@ -130,4 +123,7 @@ class ByLabel:
         tally = self._counts.get(value)
         if tally is None:
             tally = self._counts[value] = self._folded.count(self._metric.labels(value))
-        self._folded.inc(tally)
+        if self._folded.direct:
+            tally.child.inc()
+        else:
+            tally.n += 1

@@ -78,6 +78,7 @@ class TenantRequests:
             registry=None,
         )
         self.folded = Folded(registry, (self.counter,))  # counted in place, folded at scrape
+        self._direct = self.folded.direct
         self.max_tenants = max_tenants
         self._tenants = LabelCap(max_tenants)
         self._children: dict[tuple[str, int], Count] = {}  # by label and status class
@@ -88,7 +89,11 @@ class TenantRequests:
         return self._tenants.label(tenant)
 
     def count(self, tenant: str, status: int) -> None:
-        self.folded.inc(self._seen.get((tenant, status)) or self._bind(tenant, status))
+        tally = self._seen.get((tenant, status)) or self._bind(tenant, status)
+        if self._direct:
+            tally.child.inc()
+        else:
+            tally.n += 1
 
     def _bind(self, tenant: str, status: int) -> Count:
         label, group = self.label(tenant), min(status // 100, 5)
