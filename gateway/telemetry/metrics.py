@@ -188,7 +188,7 @@ class RequestMetrics:
             if upstream:
                 bound.upstream.child.observe(upstream)
             return
-        bound.requests.n += 1  # Buckets.add, written out three times: a call each is a third
+        bound.requests.n += 1  # and each histogram's observation (see tally.Buckets)
         tally = bound.duration
         tally.counts[bisect_left(_BUCKETS, total)] += 1
         tally.sum += total

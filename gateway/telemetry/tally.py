@@ -15,7 +15,6 @@ never this worker's memory: there each figure goes to its child as it is counted
 from __future__ import annotations
 
 import os
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -45,20 +44,18 @@ class Count:
 
 
 class Buckets:
-    """One Histogram child's observations: a count per bucket (not cumulative) and the sum."""
+    """One Histogram child's observations: a count per bucket (not cumulative) and the sum.
 
-    __slots__ = ("bounds", "child", "counts", "sum")
+    An observation of ``x`` is ``counts[bisect_left(bounds, x)] += 1; sum += x`` (the first
+    bucket whose bound is at least ``x``, as ``Histogram.observe``), written out where it is
+    counted (``RequestMetrics.observe``: a method call would be a third of its cost)."""
+
+    __slots__ = ("child", "counts", "sum")
 
     def __init__(self, child: Any, bounds: Sequence[float]) -> None:
         self.child = child
-        self.bounds = bounds  # the finite upper bounds; the last count is +Inf's
-        self.counts = [0] * (len(bounds) + 1)
+        self.counts = [0] * (len(bounds) + 1)  # the last, +Inf's
         self.sum = 0.0
-
-    def add(self, seconds: float) -> None:
-        """As ``Histogram.observe``: the first bucket whose bound is at least ``seconds``."""
-        self.counts[bisect_left(self.bounds, seconds)] += 1
-        self.sum += seconds
 
     def fold(self) -> None:
         child = self.child
@@ -77,7 +74,7 @@ class Folded(Collector):
 
     def __init__(self, registry: CollectorRegistry | None, metrics: Iterable[MetricWrapperBase]):
         self.metrics = tuple(metrics)
-        self.direct = direct()  # count into the children as well: nothing folds in this mode
+        self.direct = direct()  # count straight into the children: nothing folds
         self._tallies: list[Tally] = []
         if registry is not None:
             registry.register(self)
