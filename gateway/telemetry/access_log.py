@@ -88,13 +88,13 @@ class Observer:
             self.series.record(model, version, status, total)
         if call is not None:
             if call.auth_failure is not None:
-                metrics.auth_failures.labels(call.auth_failure).inc()
+                metrics.auth_failure.inc(call.auth_failure)
             if call.limited is not None:
-                metrics.ratelimit.labels(call.limited).inc()
+                metrics.ratelimit_decision.inc(call.limited)
             if self.usage is not None:
                 self.usage.record(call, tenant, model, version, status, sent, received)
         if cache:
-            metrics.cache.labels(cache).inc()
+            metrics.cache_result.inc(cache)
         retries = max(0, timing.attempts - 1)
         trace_id = None
         if span is not None:

@@ -4,7 +4,9 @@ With several workers (``gateway serve --workers N``), ``PROMETHEUS_MULTIPROC_DIR
 before they start (``gateway.cli``): every worker writes its values to files there and
 ``/metrics`` adds them up, whichever worker answers (``prometheus_client`` multiprocess mode).
 
-The per-request cost is a dict lookup of pre-bound label children, then a few increments.
+The per-request cost is a dict lookup of pre-bound label sets, then a few increments of plain
+ints and floats, folded into the Prometheus children when ``/metrics`` collects them
+(``telemetry.tally``).
 The model and version labels are bounded (``GATEWAY_METRICS_MAX_MODELS``,
 :class:`~gateway.telemetry.cardinality.ModelLabels`): past the first models a worker counts,
 a model's requests are counted under ``model="other", version="other"``.
@@ -13,7 +15,7 @@ a model's requests are counted under ``model="other", version="other"``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import (
@@ -26,12 +28,13 @@ from prometheus_client import (
 )
 
 from gateway.telemetry.cardinality import DEFAULT_MAX_MODELS, ModelLabels
+from gateway.telemetry.tally import MULTIPROC_ENV as MULTIPROC_ENV
+from gateway.telemetry.tally import Buckets, ByLabel, Count, Folded
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
-_MAX_BOUND = 4096  # names seen (model, version, class, backend, protocol) kept pre-bound
-_Key = tuple[str, str, str, str, str]
+_MAX_BOUND = 4096  # names seen (model, version, status, backend, protocol) kept pre-bound
+_Key = tuple[str, str, int, str, str]  # model, version, status, backend, protocol
 
 
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:
@@ -53,19 +56,26 @@ def mark_process_dead() -> None:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
-@dataclass(slots=True)
 class _Bound:
-    requests: Any
-    duration: Any
-    overhead: Any
-    upstream: Any
+    """One label set's tallies: the request count and its three histograms (the last two
+    shared by every label set of the same model and backend)."""
+
+    __slots__ = ("duration", "overhead", "requests", "upstream")
+
+    def __init__(self, requests: Count, duration: Buckets, overhead: Buckets, upstream: Buckets):
+        self.requests = requests
+        self.duration = duration
+        self.overhead = overhead
+        self.upstream = upstream
 
 
 class RequestMetrics:
     """What every request adds: counts and latencies, auth failures, limit and cache results.
 
     ``models`` decides which models have labels of their own (shared with the other metrics
-    of the worker that have a model label); the rest are counted as ``other``."""
+    of the worker that have a model label); the rest are counted as ``other``. A request adds
+    to plain counters (``telemetry.tally``), folded into these metrics when they are
+    collected."""
 
     def __init__(self, registry: CollectorRegistry, models: ModelLabels | None = None) -> None:
         self.models = models if models is not None else ModelLabels(DEFAULT_MAX_MODELS)
@@ -75,61 +85,84 @@ class RequestMetrics:
             "Requests answered, by model, version, status class (2xx...; a gRPC call's is its "
             "error's HTTP equivalent), backend and protocol (http, grpc, job: an async job's run).",
             labels,
-            registry=registry,
+            registry=None,
         )
         self.duration = Histogram(
             "gateway_request_duration_seconds",
             "Whole request time in the gateway, first byte in to last byte out.",
             labels,
             buckets=_BUCKETS,
-            registry=registry,
+            registry=None,
         )
         self.overhead = Histogram(
             "gateway_overhead_duration_seconds",
             "The gateway's own share of a request: total minus time waiting on model servers.",
             ["model", "backend"],
             buckets=_OVERHEAD_BUCKETS,
-            registry=registry,
+            registry=None,
         )
         self.upstream = Histogram(
             "gateway_upstream_duration_seconds",
             "Time a request waited on model servers (every attempt), when it reached one.",
             ["model", "backend"],
             buckets=_BUCKETS,
-            registry=registry,
+            registry=None,
         )
         self.auth_failures = Counter(
             "gateway_auth_failures",
             "Requests refused by authentication or authorization, by reason.",
             ["reason"],
-            registry=registry,
+            registry=None,
         )
         self.ratelimit = Counter(
             "gateway_ratelimit_decisions",
             "Rate-limit checks, by decision (allowed, rejected).",
             ["decision"],
-            registry=registry,
+            registry=None,
         )
         self.cache = Counter(
             "gateway_cache_requests",
             "Requests to cached models, by result (hit, miss, stale, collapsed, bypass).",
             ["result"],
-            registry=registry,
+            registry=None,
         )
+        self.folded = Folded(
+            registry,
+            (
+                self.requests,
+                self.duration,
+                self.overhead,
+                self.upstream,
+                self.auth_failures,
+                self.ratelimit,
+                self.cache,
+            ),
+        )
+        self._direct = self.folded.direct
+        self.auth_failure = ByLabel(self.folded, self.auth_failures)
+        self.ratelimit_decision = ByLabel(self.folded, self.ratelimit)
+        self.cache_result = ByLabel(self.folded, self.cache)
         self._bound: dict[_Key, _Bound] = {}  # by the names seen: the per-request lookup
-        self._children: dict[_Key, _Bound] = {}  # by labels: bounded by the model cap
+        self._children: dict[tuple[str, ...], _Bound] = {}  # by labels: bounded by the model cap
+        self._pairs: dict[tuple[str, str], tuple[Buckets, Buckets]] = {}  # by (model, backend)
 
     def _bind(self, key: _Key) -> _Bound:
-        model, version, status_class, backend, protocol = key
+        model, version, status, backend, protocol = key
         model, version = self.models.pair(model, version)
-        labels = (model, version, status_class, backend, protocol)
+        labels = (model, version, _CLASSES[min(status // 100, 5)], backend, protocol)
         bound = self._children.get(labels)
         if bound is None:
+            folded = self.folded
+            pair = self._pairs.get((model, backend))
+            if pair is None:
+                pair = self._pairs[(model, backend)] = (
+                    folded.buckets(self.overhead.labels(model, backend), _OVERHEAD_BUCKETS),
+                    folded.buckets(self.upstream.labels(model, backend), _BUCKETS),
+                )
             bound = self._children[labels] = _Bound(
-                self.requests.labels(*labels),
-                self.duration.labels(*labels),
-                self.overhead.labels(model, backend),
-                self.upstream.labels(model, backend),
+                folded.count(self.requests.labels(*labels)),
+                folded.buckets(self.duration.labels(*labels), _BUCKETS),
+                *pair,
             )
         if len(self._bound) < _MAX_BOUND:
             self._bound[key] = bound
@@ -145,13 +178,27 @@ class RequestMetrics:
         upstream: float,
         protocol: str = "http",
     ) -> None:
-        key = (model, version, _CLASSES[min(status // 100, 5)], backend, protocol)
+        key = (model, version, status, backend, protocol)
         bound = self._bound.get(key) or self._bind(key)
-        bound.requests.inc()
-        bound.duration.observe(total)
-        bound.overhead.observe(max(0.0, total - upstream))
+        overhead = total - upstream if total > upstream else 0.0
+        if self._direct:
+            bound.requests.child.inc()
+            bound.duration.child.observe(total)
+            bound.overhead.child.observe(overhead)
+            if upstream:
+                bound.upstream.child.observe(upstream)
+            return
+        bound.requests.n += 1  # and each histogram's observation (see tally.Buckets)
+        tally = bound.duration
+        tally.counts[bisect_left(_BUCKETS, total)] += 1
+        tally.sum += total
+        tally = bound.overhead
+        tally.counts[bisect_left(_OVERHEAD_BUCKETS, overhead)] += 1
+        tally.sum += overhead
         if upstream:
-            bound.upstream.observe(upstream)
+            tally = bound.upstream
+            tally.counts[bisect_left(_BUCKETS, upstream)] += 1
+            tally.sum += upstream
 
 
 _CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")

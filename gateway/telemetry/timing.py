@@ -20,8 +20,11 @@ class Timing:
 
     def header(self) -> str:
         total = time.perf_counter() - self.started
-        gateway = max(0.0, total - self.upstream)
-        return f"gateway;dur={gateway * 1000:.2f}, upstream;dur={self.upstream * 1000:.2f}"
+        upstream = self.upstream
+        if not upstream:  # answered without a model server (a cache hit, a refusal)
+            return f"gateway;dur={total * 1000:.2f}, upstream;dur=0.00"
+        gateway = total - upstream if total > upstream else 0.0
+        return f"gateway;dur={gateway * 1000:.2f}, upstream;dur={upstream * 1000:.2f}"
 
 
 CURRENT_TIMING: ContextVar[Timing | None] = ContextVar("gateway_timing", default=None)

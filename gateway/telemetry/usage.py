@@ -39,7 +39,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -47,12 +47,14 @@ from gateway.call import Call
 from gateway.errors import GatewayError
 from gateway.store.usage import USAGE_FIELDS, UsageKey, UsageStore
 from gateway.telemetry.cardinality import LabelCap
+from gateway.telemetry.tally import Count, Folded
 
 logger = logging.getLogger("gateway.usage")
 
 _CLASSES: Final = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 _CACHED: Final = frozenset({"hit", "collapsed"})
 _Key = tuple[int, str, str, str]  # minute, tenant, model, version
+_MAX_SEEN: Final = 4096  # (tenant, status) pairs kept for the per-request lookup
 
 
 class TenantRequests:
@@ -73,22 +75,35 @@ class TenantRequests:
             "Requests per tenant and status class; the first GATEWAY_METRICS_MAX_TENANTS "
             "tenants a worker sees get their own label, the rest are 'other'.",
             ["tenant", "status_class"],
-            registry=registry,
+            registry=None,
         )
+        self.folded = Folded(registry, (self.counter,))  # counted in place, folded at scrape
+        self._direct = self.folded.direct
         self.max_tenants = max_tenants
         self._tenants = LabelCap(max_tenants)
-        self._children: dict[tuple[str, int], Any] = {}
+        self._children: dict[tuple[str, int], Count] = {}  # by label and status class
+        self._seen: dict[tuple[str, int], Count] = {}  # by tenant and status: the lookup
 
     def label(self, tenant: str) -> str:
         """The ``tenant`` label of ``tenant``'s requests."""
         return self._tenants.label(tenant)
 
     def count(self, tenant: str, status: int) -> None:
+        tally = self._seen.get((tenant, status)) or self._bind(tenant, status)
+        if self._direct:
+            tally.child.inc()
+        else:
+            tally.n += 1
+
+    def _bind(self, tenant: str, status: int) -> Count:
         label, group = self.label(tenant), min(status // 100, 5)
-        child = self._children.get((label, group))
-        if child is None:  # at most (max_tenants + 1) × 6 children
-            child = self._children[(label, group)] = self.counter.labels(label, _CLASSES[group])
-        child.inc()
+        tally = self._children.get((label, group))
+        if tally is None:  # at most (max_tenants + 1) × 6 children
+            child = self.counter.labels(label, _CLASSES[group])
+            tally = self._children[(label, group)] = self.folded.count(child)
+        if len(self._seen) < _MAX_SEEN:
+            self._seen[(tenant, status)] = tally
+        return tally
 
 
 class UsageRecorder:
