@@ -256,7 +256,7 @@ class ReplicaPool(ReplicaSet):
 
     def _deadline_passed(self, attempt: _Attempt | None) -> UpstreamTimeout:
         if attempt is not None:
-            since = time.monotonic() - (time.perf_counter() - attempt.started)
+            since = _since(attempt.started)
             self.outliers.timed_out(attempt.replica, since, self.spec.overall_deadline)
         return UpstreamTimeout(
             f"backend {self.name!r} did not answer within {self.spec.overall_deadline:g}s"
@@ -357,7 +357,7 @@ class ReplicaPool(ReplicaSet):
             span = tracing.client_span(tracer, method, base + path, self.name, replica.url, number)
             headers = tracing.inject(headers, span)
         replica.outstanding += 1
-        started, since = time.perf_counter(), time.monotonic()
+        started = time.perf_counter()
         try:
             if buffered:
                 origin, prefix = self._origins.get(base) or self._origin(base)
@@ -382,6 +382,7 @@ class ReplicaPool(ReplicaSet):
                 )
                 attempt = _Attempt(replica, response.status, started, span, response=response)
         except (aiohttp.ConnectionTimeoutError, h1.ConnectTimeout) as exc:
+            since = _since(started)
             self._attempt_failed(
                 replica, key, "retryable", span, exc, (since, timeout.sock_connect)
             )
@@ -395,7 +396,8 @@ class ReplicaPool(ReplicaSet):
             self._attempt_failed(replica, key, "retryable", span, exc)
             raise _Retryable(f"{replica.url}: {_name(exc)}") from exc
         except (aiohttp.SocketTimeoutError, h1.ReadTimeout) as exc:
-            self._attempt_failed(replica, key, "timeout", span, exc, (since, timeout.sock_read))
+            timer = (_since(started), timeout.sock_read)
+            self._attempt_failed(replica, key, "timeout", span, exc, timer)
             raise UpstreamTimeout(
                 f"backend {self.name!r} did not answer within {self.spec.timeout:g}s"
             ) from exc
@@ -419,7 +421,8 @@ class ReplicaPool(ReplicaSet):
             raise _Retryable(f"{replica.url}: 503 while idle", attempt)
         if metrics is not None:
             metrics.attempt["ok"].inc()
-        self.outliers.succeeded(replica)
+        if replica.failures or replica.ejected_until:  # else nothing for the detector to clear
+            self.outliers.succeeded(replica)
         return attempt
 
     def _origin(self, base: str) -> tuple[OriginPool, str]:
@@ -447,6 +450,12 @@ class ReplicaPool(ReplicaSet):
             self.metrics.attempt[outcome].inc()
         if span is not None:
             tracing.end_client_span(span, None, exc)
+
+
+def _since(started: float) -> float:
+    """When a try that began at ``started`` (``time.perf_counter()``) began, in
+    ``time.monotonic()`` (the stall detector's clock): one clock read per try, not two."""
+    return time.monotonic() - (time.perf_counter() - started)
 
 
 def _name(exc: BaseException) -> str:

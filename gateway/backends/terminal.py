@@ -38,7 +38,7 @@ class Terminal:
         self.max_body_bytes = max_body_bytes
 
     async def infer(self, call: Call) -> Reply:
-        resolved = self._resolved(call)
+        resolved = call.resolved or self._resolved(call)
         live = resolved.backend
         request = await call.inference()
         signature = None
