@@ -188,9 +188,8 @@ class ReplicaPool(ReplicaSet):
         """Send a buffered request and read the whole reply, with the h1 client (:meth:`stream`
         without the generator-based context manager, which costs more than it gives on the hot
         path)."""
-        self._enter()
+        deadline = self._enter()
         attempt: _Attempt | None = None
-        deadline = _Deadline(self.spec.overall_deadline)
         try:
             # _open's steps, one coroutine less on the hot path
             self.budget.record_request()
@@ -227,9 +226,8 @@ class ReplicaPool(ReplicaSet):
         management: bool = False,
     ) -> AsyncIterator[tuple[aiohttp.ClientResponse, float]]:
         """Open a request on a chosen replica; the response is read by the caller."""
-        self._enter()
+        deadline = self._enter()
         attempt: _Attempt | None = None
-        deadline = _Deadline(self.spec.overall_deadline)
         try:
             attempt = await self._open(method, path, key, body, headers, management, False)
             assert attempt.response is not None
@@ -244,8 +242,16 @@ class ReplicaPool(ReplicaSet):
             deadline.end()
             self._leave(attempt)
 
-    def _enter(self) -> None:
-        self.breaker.enter()
+    def _enter(self) -> _Deadline:
+        """The breaker entered, and the request's deadline started (ended at once if the
+        breaker trips)."""
+        deadline = _Deadline(self.spec.overall_deadline)
+        try:
+            self.breaker.enter()
+        except BaseException:
+            deadline.end()
+            raise
+        return deadline
 
     def _leave(self, attempt: _Attempt | None) -> None:
         self.breaker.leave()

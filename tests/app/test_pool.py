@@ -209,6 +209,24 @@ async def test_a_request_cancelled_from_outside_is_cancelled_not_timed_out(
     assert pool.replicas[0].outstanding == 0
 
 
+async def test_a_tripped_breaker_leaves_no_deadline_behind(
+    clients: Clients, replicas: list[FakeReplica]
+) -> None:
+    """A request the breaker refuses starts no deadline that would cancel its task later."""
+    replicas[0].delay = 1
+    pool = make_pool(clients, [replicas[0].url], max_in_flight=1, deadline="200ms")
+    busy = asyncio.create_task(pool.request("GET", "/"))
+    await asyncio.sleep(0.05)
+    with pytest.raises(Overloaded):
+        await pool.request("GET", "/")
+    await asyncio.sleep(0.4)  # past the refused request's deadline: this task goes on
+    with pytest.raises(UpstreamTimeout):
+        await busy
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+
+
 class ConnectTimerFires:
     """The h1 client (and its origin), but the first request's connect timer fires: after
     the loop stalled for ``stall`` seconds (the gateway busy), or at once (the replica slow to
