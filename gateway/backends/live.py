@@ -70,6 +70,15 @@ class LiveBackend:
             self.name, self.spec, self.pool, self.adapter, targets, metadata, self._pending
         )
 
+    def known_signature(self, target: Target) -> tuple[Signature | None] | None:
+        """The target's cached inputs/outputs, in a 1-tuple, while the cache holds them;
+        ``None`` when :meth:`signature` must be awaited (the inference path: no coroutine
+        for what the cache answers)."""
+        cached = self._metadata.get(target.key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1:]
+        return None
+
     async def signature(self, target: Target) -> Signature | None:
         """The target's inputs/outputs, cached; ``None`` when the server cannot tell."""
         cached = self._metadata.get(target.key)

@@ -44,9 +44,12 @@ class ReplicaSet:
         if key is not None and key not in self.health.used:
             self.health.first_use(key)  # a lazily checked version is probed when first used
         now = time.monotonic()
-        candidates = [
-            r for i, r in enumerate(self.replicas) if i not in tried and r.available(key, now)
-        ]
+        if tried:
+            candidates = [
+                r for i, r in enumerate(self.replicas) if i not in tried and r.available(key, now)
+            ]
+        else:  # a request's first try: nothing to leave out
+            candidates = [r for r in self.replicas if r.available(key, now)]
         if not candidates and key is not None and not tried:
             # No replica has this version ready, and the servers' own indexes do not list it
             # at all: a server answers for itself (a version it lacks is its 404, with its

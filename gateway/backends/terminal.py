@@ -38,13 +38,14 @@ class Terminal:
         self.max_body_bytes = max_body_bytes
 
     async def infer(self, call: Call) -> Reply:
-        resolved = self._resolved(call)
+        resolved = call.resolved or self._resolved(call)
         live = resolved.backend
         request = await call.inference()
         signature = None
         if request.signature_name in (None, "", DEFAULT_SIGNATURE):
             # Another signature's inputs are the server's to check (TF Serving knows them).
-            signature = await live.signature(resolved.target)
+            known = live.known_signature(resolved.target)
+            signature = known[0] if known is not None else await live.signature(resolved.target)
             check_inputs(request, signature)
         response = await live.adapter.infer(request, resolved.target, signature)
         return Reply(response=response)

@@ -178,6 +178,55 @@ async def test_overall_deadline_is_504(clients: Clients, replicas: list[FakeRepl
     assert pool.replicas[0].outstanding == 0
 
 
+async def test_the_overall_deadline_leaves_the_tasks_later_timeouts_working(
+    clients: Clients, replicas: list[FakeReplica]
+) -> None:
+    """The deadline withdraws the cancellation it asked: a timeout after it in the same task
+    still ends as a timeout, not as a cancellation."""
+    replicas[0].delay = 2
+    pool = make_pool(clients, [replicas[0].url], timeout="10s", deadline="200ms")
+    with pytest.raises(UpstreamTimeout):
+        await pool.request("GET", "/")
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await asyncio.sleep(1)
+
+
+async def test_a_request_cancelled_from_outside_is_cancelled_not_timed_out(
+    clients: Clients, replicas: list[FakeReplica]
+) -> None:
+    replicas[0].delay = 2
+    pool = make_pool(clients, [replicas[0].url], timeout="10s", deadline="5s")
+    task = asyncio.create_task(pool.request("GET", "/"))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert pool.in_flight == 0
+    assert pool.replicas[0].outstanding == 0
+
+
+async def test_a_tripped_breaker_leaves_no_deadline_behind(
+    clients: Clients, replicas: list[FakeReplica]
+) -> None:
+    """A request the breaker refuses starts no deadline that would cancel its task later."""
+    replicas[0].delay = 1
+    pool = make_pool(clients, [replicas[0].url], max_in_flight=1, deadline="200ms")
+    busy = asyncio.create_task(pool.request("GET", "/"))
+    await asyncio.sleep(0.05)
+    with pytest.raises(Overloaded):
+        await pool.request("GET", "/")
+    await asyncio.sleep(0.4)  # past the refused request's deadline: this task goes on
+    with pytest.raises(UpstreamTimeout):
+        await busy
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+
+
 class ConnectTimerFires:
     """The h1 client (and its origin), but the first request's connect timer fires: after
     the loop stalled for ``stall`` seconds (the gateway busy), or at once (the replica slow to

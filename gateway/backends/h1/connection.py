@@ -10,8 +10,10 @@ keep-alive). Bytes the server sends while no request is out make the connection 
 is closed.
 
 The read timeout is aiohttp's ``sock_read``: the longest quiet time, counted from when the
-request was written. One timer per exchange: a byte that arrives only moves the deadline
-(``_last``); the timer, when it fires early, is armed again for what is left.
+request was written. One timer per connection, not per exchange: a byte that arrives, or the
+next request on a kept connection, only moves the deadline (``_last``); the timer, when it
+fires early, is armed again for what is left, and with no exchange out it simply lapses. An
+exchange whose deadline comes before the timer's (a shorter read timeout) arms it anew.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Connection(asyncio.Protocol):
         "_status",
         "_timeout",
         "_timer",
+        "_timer_at",
         "_waiter",
         "closed",
         "reusable",
@@ -79,6 +82,7 @@ class Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Reply] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # when ``_timer`` fires
         self._timeout = 0.0
         self._last = 0.0
         self._status = 0
@@ -117,7 +121,13 @@ class Connection(asyncio.Protocol):
             transport.writelines(data)
         self._timeout = read_timeout
         self._last = now = loop.time()
-        self._timer = loop.call_at(now + read_timeout, self._on_timer)
+        due = now + read_timeout
+        timer = self._timer
+        if timer is None or self._timer_at > due:
+            if timer is not None:
+                timer.cancel()
+            self._timer_at = due
+            self._timer = loop.call_at(due, self._on_timer)
         return waiter
 
     def close(self, exc: H1Error | None = None) -> None:
@@ -213,8 +223,7 @@ class Connection(asyncio.Protocol):
     def _finish(self, keep_alive: bool) -> None:
         waiter = self._waiter
         assert waiter is not None
-        self._waiter = None
-        self._cancel_timer()
+        self._waiter = None  # the timer is kept for the next exchange: it lapses if none
         parts = self._body
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         self.reusable = keep_alive and not self.closed
@@ -229,6 +238,7 @@ class Connection(asyncio.Protocol):
             return
         due = self._last + self._timeout
         if self._loop.time() < due:  # bytes came since: wait for what is left
+            self._timer_at = due
             self._timer = self._loop.call_at(due, self._on_timer)
             return
         self.close(ReadTimeout(f"no data from the server for {self._timeout:g}s"))

@@ -29,7 +29,7 @@ from gateway.backends.h1.errors import (
     ConnectTimeout,
     TLSHandshakeFailed,
 )
-from gateway.backends.h1.wire import Body, Headers, body_size, encode_head
+from gateway.backends.h1.wire import Body, Headers, Heads, body_size
 
 _ONE_WRITE = 64 * 1024  # up to this size the head and body are joined; above, written as two
 
@@ -80,6 +80,7 @@ class OriginPool:
         keepalive_timeout: float,
     ) -> None:
         self.host, self.port, self.host_header = host, port, host_header
+        self._heads = Heads(host_header)
         self._tls = tls
         self._server_hostname = server_hostname if tls is not None else None
         self._slots = slots
@@ -104,7 +105,7 @@ class OriginPool:
         (``ReplyCutOff`` after the reply's head); ``ValueError`` for headers that cannot be
         sent. Cancelled, the exchange's connection is closed and its slot freed.
         """
-        head = encode_head(method, target, self.host_header, headers, body)
+        head = self._heads.encode(method, target, headers, body)
         data: bytes | tuple[bytes, ...]
         if body is None:
             data = head

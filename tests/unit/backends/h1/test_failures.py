@@ -64,6 +64,41 @@ async def test_the_read_timeout_is_the_longest_silence_not_the_whole_reply(
     assert got.body == b"x" * 8
 
 
+async def test_a_kept_connection_times_out_with_the_timeout_of_its_own_exchange(
+    client: Client, serve: Serve
+) -> None:
+    """The read timer outlives an exchange on a kept connection: the next exchange on it
+    still times out, and with its own, shorter, timeout, not the first one's."""
+
+    async def answer_once(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(reply())
+        await peer.request()
+        await peer.closed_by_client()
+
+    server = await serve(answer_once)
+    assert (await call(client, server, read_timeout=30.0)).status == 200
+    with pytest.raises(ReadTimeout, match=r"for 0\.2s"):
+        await call(client, server, read_timeout=0.2)
+    assert server.connections == 1
+
+
+async def test_the_timer_of_an_earlier_exchange_does_not_cut_a_later_one_short(
+    client: Client, serve: Serve
+) -> None:
+    async def answer_late_the_second_time(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(reply())
+        await peer.request()
+        await asyncio.sleep(0.4)  # past the first exchange's timeout
+        await peer.send(reply(200, b"late"))
+
+    server = await serve(answer_late_the_second_time)
+    assert (await call(client, server, read_timeout=0.2)).status == 200
+    assert (await call(client, server, read_timeout=5.0)).body == b"late"
+    assert server.connections == 1
+
+
 async def test_a_refused_connection_never_sent_anything(client: Client) -> None:
     pool, _ = client.origin(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ConnectFailed, match="cannot connect") as caught:

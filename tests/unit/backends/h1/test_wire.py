@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.backends.h1.wire import encode_head
+from gateway.backends.h1.wire import Heads, encode_head
 
 
 def test_a_post_has_host_length_and_the_callers_headers_only() -> None:
@@ -71,3 +71,30 @@ def test_a_head_that_would_split_or_not_encode_is_refused(
 ) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - UnicodeEncodeError is one too
         encode_head("GET", target, "h", headers, None)
+
+
+def test_an_origins_heads_are_encode_head_whatever_changes_between_requests() -> None:
+    """The start kept per method and target is reused only while the headers are the same
+    (in the same order); the framing is each request's."""
+    heads = Heads("models:8000")
+    asked: list[tuple[str, str, dict[str, str] | list[tuple[str, str]] | None, bytes | None]] = [
+        ("POST", "/v2/x", {"A": "1", "B": "2"}, b"12345"),
+        ("POST", "/v2/x", {"A": "1", "B": "2"}, b"1"),
+        ("POST", "/v2/x", {"B": "2", "A": "1"}, b"1"),  # same items, another order
+        ("POST", "/v2/x", {"A": "1", "B": "3"}, None),
+        ("POST", "/v2/x", [("A", "1"), ("B", "3")], b""),
+        ("POST", "/v2/x", [("host", "other")], b"ab"),
+        ("GET", "/v2/x", [("host", "other")], None),
+        ("POST", "/v2/y", None, None),
+        ("POST", "/v2/y", {}, None),
+    ]
+    for method, target, headers, body in asked:
+        expected = encode_head(method, target, "models:8000", headers, body)
+        assert heads.encode(method, target, headers, body) == expected
+
+
+def test_an_origins_heads_refuse_what_encode_head_refuses() -> None:
+    heads = Heads("h")
+    heads.encode("GET", "/", {"X-A": "1"}, None)
+    with pytest.raises(ValueError):  # noqa: PT011
+        heads.encode("GET", "/", {"X-A": "1\r\nX-Injected: yes"}, None)
