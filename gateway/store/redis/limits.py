@@ -20,7 +20,6 @@ refusal, a cache entry of another slot read beside a take, release, lock, unlock
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -188,6 +187,18 @@ class _Decision:
 
 
 @dataclass(frozen=True, slots=True)
+class _Plan:
+    """A set of limits prepared for :meth:`RedisLimits.take`: grouped (sorted by group); with
+    one group, its keys and script arguments (six per limit, no marks)."""
+
+    groups: list[list[Limit]]
+    first: str | None  # the first group
+    held: bool  # a concurrency limit among them: a take needs a lease
+    keys: list[str]
+    specs: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class _Call:
     """One Lua call: a mode on the limits of one group (and maybe a cache entry to read)."""
 
@@ -213,6 +224,7 @@ class RedisLimits:
             None if isinstance(client, RedisCluster) else Lane.from_pool(client.connection_pool)
         )
         self._specs: dict[Limit, tuple[str, list[str]]] = {}
+        self._plans: dict[tuple[Limit, ...], _Plan] = {}
 
     async def close(self) -> None:
         if self._lane is not None:
@@ -227,7 +239,9 @@ class RedisLimits:
         cache: tuple[str, str] | None = None,
         lock: float | None = None,
     ) -> tuple[Verdict, bytes | None]:
-        check_take(limits, cost, lease)
+        plan = self._plan(limits, cost, lease)
+        if (plan.held and not lease) or not (math.isfinite(cost) and cost >= 0):
+            check_take(limits, cost, lease)  # raises
         fill = None
         if cache is not None:
             check_cache_key(*cache)
@@ -243,7 +257,9 @@ class RedisLimits:
                     _Call("take", [], cache_key=self._keys.cache(*cache), lock=fill), 1.0, ""
                 )
             return Verdict(True, (), 0.0, filling=only.filling), only.cache
-        groups = [list(g) for _, g in groupby(sorted(limits, key=lambda x: x.group), _group)]
+        if len(plan.groups) == 1 and (cache is None or cache[0] == plan.first):
+            return await self._take_one(plan, cost, lease, cache, fill)
+        groups = plan.groups
         args = (cost, lease or "")
         inline = cache is not None and cache[0] == groups[0][0].group
         decided: list[_Decision] = []
@@ -272,10 +288,68 @@ class RedisLimits:
                 if calls:
                     answers, _ = await self._pipeline(calls, *args)
                     decided = [*answers[:rejected], decided[rejected], *answers[rejected:]]
-        verdict = _verdict(limits, decided, lease)
-        if inline and verdict.admitted and len(decided) == 1:
-            verdict = dataclasses.replace(verdict, filling=decided[0].filling)
-        return verdict, value
+        return _verdict(limits, decided, lease), value
+
+    async def _take_one(
+        self,
+        plan: _Plan,
+        cost: float,
+        lease: str | None,
+        cache: tuple[str, str] | None,
+        fill: tuple[str, int] | None,
+    ) -> tuple[Verdict, bytes | None]:
+        """:meth:`take` on the limits of one group (and maybe a cache entry of its slot): one
+        Lua call, its command from the plan's prepared keys and arguments."""
+        limits = plan.groups[0]
+        keys, args = plan.keys, [repr(float(cost)), lease or "", ""]
+        if cache is not None:
+            keys = [*keys, self._keys.cache(*cache)]
+            if fill is not None:
+                keys.append(fill[0])
+                args[2] = str(fill[1])
+        with mapped("take"):
+            reply = await self._eval(
+                self._script, str(len(keys)), *keys, "take", *args, *plan.specs
+            )
+        admitted = int(reply[0]) == 1
+        states = tuple(
+            LimitState(x.group, x.name, x.limit, float(reply[2 + 3 * i]), float(reply[3 + 3 * i]))
+            for i, x in enumerate(limits)
+        )
+        value = reply[2 + 3 * len(limits)] if cache is not None else None
+        filling = None
+        if fill is not None and value is None and admitted:
+            filling = int(reply[3 + 3 * len(limits)]) == 1
+        verdict = Verdict(
+            admitted,
+            states,
+            0.0 if admitted else float(reply[1]),
+            lease if admitted and plan.held else None,
+            filling,
+        )
+        return verdict, None if value is None else bytes(value)
+
+    def _plan(self, limits: Sequence[Limit], cost: float, lease: str | None) -> _Plan:
+        """What :meth:`take` prepares once per set of limits (a caller's are the same on every
+        request): checked, grouped, their keys and script arguments; the memo is bounded."""
+        known = self._plans.get(tuple(limits))
+        if known is None:
+            check_take(limits, cost, lease)  # once per set; then what changes per call
+            groups = [list(g) for _, g in groupby(sorted(limits, key=_group), _group)]
+            specs: list[str] = []
+            for limit in groups[0] if len(groups) == 1 else ():
+                specs += [*self._spec(limit)[1], ""]
+            known = _Plan(
+                groups,
+                groups[0][0].group if groups else None,
+                any(x.kind == "concurrency" for x in limits),
+                [self._spec(x)[0] for x in groups[0]] if len(groups) == 1 else [],
+                specs,
+            )
+            if len(self._plans) >= _SPECS:
+                self._plans.clear()
+            self._plans[tuple(limits)] = known
+        return known
 
     async def release(self, limits: Sequence[Limit], lease: str) -> None:
         held = [x for x in limits if x.kind == "concurrency"]
