@@ -31,7 +31,8 @@ _EXACT = 2**53  # an int up to this is exactly a float64: one rounding to FP32, 
 def digest(request: InferenceRequest) -> str:
     """SHA-256 (hex) of the request's inputs, requested outputs and parameters."""
     sha = hashlib.sha256()
-    for tensor in sorted(request.inputs, key=lambda t: t.name):
+    inputs = request.inputs
+    for tensor in inputs if len(inputs) < 2 else sorted(inputs, key=lambda t: t.name):
         sha.update(_canonical([tensor.name, tensor.datatype, tensor.shape, tensor.parameters]))
         sha.update(_values(tensor))
     sha.update(_canonical([request.outputs, request.parameters, request.signature_name]))

@@ -22,7 +22,7 @@ refusal, a cache entry of another slot read beside a take, release, lock, unlock
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from itertools import groupby
@@ -326,12 +326,12 @@ class RedisLimits:
         except rx.NoScriptError:
             return await self._send("EVAL", script.script, *command)
 
-    async def _send(self, *command: Any) -> Any:
+    def _send(self, *command: Any) -> Awaitable[Any]:
         """One hot-path command, undecoded: on the lane (pipelined with the commands of the
-        same loop turn) when there is one."""
+        same loop turn) when there is one. Its reply's awaitable: no coroutine of its own."""
         if self._lane is not None:
-            return await self._lane.call(*command)
-        return await self._client.execute_command(*command, **{NEVER_DECODE: True})
+            return self._lane.call(*command)
+        return self._client.execute_command(*command, **{NEVER_DECODE: True})
 
     async def _pipeline(
         self, calls: list[_Call], cost: float, lease: str, cache: tuple[str, str] | None = None
