@@ -53,14 +53,15 @@ class RateLimitPolicy:
             client_ip=call.peer,
             model=call.model,
         )
-        limits = limiter.limits_for(subject)
+        applied = limiter.applied(subject)
+        limits = applied.limits
         probe = await self.cache.probe(call) if call.kind == "infer" else None
         if not limits and probe is None:
             return await call_next(call)
-        lease = uuid.uuid4().hex if any(limit.kind == "concurrency" for limit in limits) else None
+        lease = uuid.uuid4().hex if applied.held else None
         verdict = await limiter.take(limits, lease, probe)
         call.probe = probe
-        fields = headers(limits, verdict)
+        fields = headers(applied, verdict)
         if limits:
             call.limited = "allowed" if verdict.admitted else "rejected"
         if not verdict.admitted:

@@ -18,7 +18,7 @@ from typing import ClassVar, Self
 from gateway.call import ANSWER_KINDS, MODEL_KINDS, Call, CallKind, Next, Reply
 from gateway.config.live import Runtime
 from gateway.errors import GatewayError
-from gateway.traffic.choose import VERSION_HEADER, healthy, sticky_key, weights_of
+from gateway.traffic.choose import VERSION_HEADER, healthy, only_version, sticky_key, weights_of
 
 
 class TrafficPolicy:
@@ -31,6 +31,12 @@ class TrafficPolicy:
         self.chooser = runtime.services.chooser
         self.control = runtime.services.traffic
         self.shadow = runtime.services.shadow
+        # the models whose choice is made here, once for this route table
+        self.only = {
+            name: version
+            for name, spec in self.models.items()
+            if (version := only_version(spec)) is not None
+        }
 
     @classmethod
     def build(cls, runtime: Runtime) -> Self | None:
@@ -46,11 +52,13 @@ class TrafficPolicy:
         if call.pin is not None:
             call.resolved = self.runtime.resolve(model, call.pin)
         elif call.kind != "status":
-            live = self.control.weights(model) if self.control is not None else None
-            weights = weights_of(spec, live)
-            if len(weights) > 1:
-                weights = healthy(weights, lambda v: self.runtime.serving(model, v))
-            chosen = self.chooser.choose(model, weights, sticky_key(spec.sticky, call))
+            chosen = self.only.get(model)
+            if chosen is None:
+                live = self.control.weights(model) if self.control is not None else None
+                weights = weights_of(spec, live)
+                if len(weights) > 1:
+                    weights = healthy(weights, lambda v: self.runtime.serving(model, v))
+                chosen = self.chooser.choose(model, weights, sticky_key(spec.sticky, call))
             call.resolved = self.runtime.resolve(model, chosen)
         version = call.version
         if version is None:

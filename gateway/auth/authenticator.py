@@ -25,9 +25,10 @@ from gateway.auth.scopes import allowed, model_allowed, narrow
 from gateway.auth.tokens import TokenIssuer
 from gateway.errors import AuthSetupError, Forbidden, Unauthorized
 from gateway.headers import Headers
-from gateway.store import Tenant
+from gateway.store import APIKey, Tenant
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="model-gateway"'}
+_CALLERS = 10_000  # API key callers kept (see Authenticator._key_caller)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class Authenticator:
         self.keys = keys
         self.jwts = jwts
         self.tokens = tokens
+        self._callers: dict[str, tuple[APIKey, Tenant | None, Caller]] = {}
 
     async def authenticate(
         self, headers: Headers, client_cert: ClientCert | None = None
@@ -61,16 +63,7 @@ class Authenticator:
             if not self.config.api_keys:
                 raise Unauthorized("API keys are not accepted here", headers=CHALLENGE)
             record, tenant = await self.keys.verify(api_key)
-            scopes = narrow(record.scopes, tenant.scopes if tenant else ())
-            principal = Principal(
-                subject=record.key_id,
-                tenant=record.tenant,
-                scopes=scopes,
-                issuer="api-key",
-                expires_at=record.expires_at,
-                via="api_key",
-            )
-            return Caller(principal, tenant)
+            return self._key_caller(record, tenant)
         if bearer:
             principal = await self.jwts.verify(bearer)
             tenant = await self.keys.tenant(principal.tenant) if principal.tenant else None
@@ -84,6 +77,27 @@ class Authenticator:
         if client_cert is not None and self.config.client_certs:
             return await self._certificate(client_cert)
         return None
+
+    def _key_caller(self, record: APIKey, tenant: Tenant | None) -> Caller:
+        """An API key's caller, built once per key record and tenant record (the verifier
+        hands out the same records until they change); the memo is bounded."""
+        known = self._callers.get(record.key_id)
+        if known is not None and known[0] is record and known[1] is tenant:
+            return known[2]
+        scopes = narrow(record.scopes, tenant.scopes if tenant else ())
+        principal = Principal(
+            subject=record.key_id,
+            tenant=record.tenant,
+            scopes=scopes,
+            issuer="api-key",
+            expires_at=record.expires_at,
+            via="api_key",
+        )
+        caller = Caller(principal, tenant)
+        if len(self._callers) >= _CALLERS:
+            self._callers.clear()
+        self._callers[record.key_id] = (record, tenant, caller)
+        return caller
 
     async def _certificate(self, cert: ClientCert) -> Caller | None:
         """The tenant routes.yaml maps a verified client certificate to, with its scopes."""

@@ -18,6 +18,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -47,15 +48,39 @@ class LimiterMetrics:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Subject:
-    """Who a request is charged to."""
+class Subject(NamedTuple):
+    """Who a request is charged to (a tuple: made and hashed on every request)."""
 
     tenant: str | None
     plan: str | None
     key_id: str | None
     client_ip: str | None
     model: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The limits that apply to a subject, and what is the same on each of its requests."""
+
+    limits: list[Limit]
+    held: bool  # a concurrency limit among them: a take needs a lease
+    policy: str  # the RateLimit-Policy field
+    names: tuple[str, ...]  # each limit's name, quoted, for the RateLimit field
+
+    @classmethod
+    def of(cls, limits: list[Limit]) -> Applied:
+        names = tuple(f'"{limit.name}"' for limit in limits)
+        policy = []
+        for name, limit in zip(names, limits, strict=True):
+            if limit.kind == "bucket":
+                window = limit.limit / limit.rate if limit.rate else 1.0
+                policy.append(f"{name};q={_int(limit.limit)};w={max(1, math.ceil(window))}")
+            elif limit.kind == "window":
+                policy.append(f"{name};q={_int(limit.limit)};w={_int(limit.window)}")
+            else:
+                policy.append(f"{name};q={_int(limit.limit)}")
+        held = any(limit.kind == "concurrency" for limit in limits)
+        return cls(limits, held, ", ".join(policy), names)
 
 
 def _bucket(group: str, name: str, spec: LimitSpec) -> Limit:
@@ -94,17 +119,21 @@ class Limiter:
         self.store = store
         self.fallback = fallback
         self.metrics = metrics
-        self._memo: dict[Subject, list[Limit]] = {}
+        self._memo: dict[Subject, Applied] = {}
 
     def limits_for(self, subject: Subject) -> list[Limit]:
+        """The limits that apply."""
+        return self.applied(subject).limits
+
+    def applied(self, subject: Subject) -> Applied:
         """The limits that apply, built once per subject for this route table (they are the
         same on every request of a caller); the memo is bounded."""
-        limits = self._memo.get(subject)
-        if limits is None:
+        applied = self._memo.get(subject)
+        if applied is None:
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
-            limits = self._memo[subject] = self._limits_for(subject)
-        return limits
+            applied = self._memo[subject] = Applied.of(self._limits_for(subject))
+        return applied
 
     def _limits_for(self, subject: Subject) -> list[Limit]:
         limits: list[Limit] = []
@@ -173,23 +202,15 @@ class Limiter:
         )
 
 
-def headers(limits: Sequence[Limit], verdict: Verdict) -> dict[str, str]:
+def headers(applied: Applied, verdict: Verdict) -> dict[str, str]:
     """The IETF RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers)."""
     if not verdict.states:
         return {}
-    policy, current = [], []
-    for limit, state in zip(limits, verdict.states, strict=False):
-        name = f'"{state.name}"'
-        if limit.kind == "bucket":
-            window = limit.limit / limit.rate if limit.rate else 1.0
-            policy.append(f"{name};q={_int(limit.limit)};w={max(1, math.ceil(window))}")
-        elif limit.kind == "window":
-            policy.append(f"{name};q={_int(limit.limit)};w={_int(limit.window)}")
-        else:
-            policy.append(f"{name};q={_int(limit.limit)}")
-        remaining = max(0, math.floor(state.remaining))
-        current.append(f"{name};r={remaining};t={max(0, math.ceil(state.reset))}")
-    return {"RateLimit-Policy": ", ".join(policy), "RateLimit": ", ".join(current)}
+    current = ", ".join(
+        f"{name};r={max(0, math.floor(state.remaining))};t={max(0, math.ceil(state.reset))}"
+        for name, state in zip(applied.names, verdict.states, strict=False)
+    )
+    return {"RateLimit-Policy": applied.policy, "RateLimit": current}
 
 
 def _int(value: float) -> int:

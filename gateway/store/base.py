@@ -8,7 +8,7 @@ versions can share one Redis during a rolling upgrade.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, get_args
 
@@ -185,11 +185,12 @@ class LimitsAndCache(Protocol):
 
 
 class DelegatedLimits:
-    """The Store's limit and cache methods, handed to ``self._limits`` (both stores use it)."""
+    """The Store's limit and cache methods, handed to ``self._limits`` (both stores use it).
+    Each hands back the engine's own coroutine: no coroutine of its own to run per call."""
 
     _limits: LimitsAndCache
 
-    async def take(
+    def take(
         self,
         limits: Sequence[Limit],
         *,
@@ -197,28 +198,28 @@ class DelegatedLimits:
         lease: str | None = None,
         cache: tuple[str, str] | None = None,
         lock: float | None = None,
-    ) -> tuple[Verdict, bytes | None]:
-        return await self._limits.take(limits, cost=cost, lease=lease, cache=cache, lock=lock)
+    ) -> Coroutine[Any, Any, tuple[Verdict, bytes | None]]:
+        return self._limits.take(limits, cost=cost, lease=lease, cache=cache, lock=lock)
 
-    async def release(self, limits: Sequence[Limit], lease: str) -> None:
-        await self._limits.release(limits, lease)
+    def release(self, limits: Sequence[Limit], lease: str) -> Coroutine[Any, Any, None]:
+        return self._limits.release(limits, lease)
 
-    async def cache_get(self, group: str, key: str) -> bytes | None:
-        return await self._limits.cache_get(group, key)
+    def cache_get(self, group: str, key: str) -> Coroutine[Any, Any, bytes | None]:
+        return self._limits.cache_get(group, key)
 
-    async def cache_set(
+    def cache_set(
         self, group: str, key: str, value: bytes, ttl: float, *, unlock: bool = False
-    ) -> None:
-        await self._limits.cache_set(group, key, value, ttl, unlock=unlock)
+    ) -> Coroutine[Any, Any, None]:
+        return self._limits.cache_set(group, key, value, ttl, unlock=unlock)
 
-    async def cache_lock(self, group: str, key: str, ttl: float) -> bool:
-        return await self._limits.cache_lock(group, key, ttl)
+    def cache_lock(self, group: str, key: str, ttl: float) -> Coroutine[Any, Any, bool]:
+        return self._limits.cache_lock(group, key, ttl)
 
-    async def cache_unlock(self, group: str, key: str) -> None:
-        await self._limits.cache_unlock(group, key)
+    def cache_unlock(self, group: str, key: str) -> Coroutine[Any, Any, None]:
+        return self._limits.cache_unlock(group, key)
 
-    async def cache_purge(self, pattern: str) -> int:
-        return await self._limits.cache_purge(pattern)
+    def cache_purge(self, pattern: str) -> Coroutine[Any, Any, int]:
+        return self._limits.cache_purge(pattern)
 
 
 JOB_GROUP: Final = "workers"

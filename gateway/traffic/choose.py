@@ -56,6 +56,17 @@ def weights_of(spec: Model, live: Mapping[str, float] | None = None) -> Weights:
     return {spec.default_version: 1.0}
 
 
+def only_version(spec: Model) -> str | None:
+    """The version every unpinned call of ``spec`` gets whatever the weights, health or
+    stickiness, when the model has one version (a rollout's weights name only versions the
+    model has, and one weight is chosen without a draw); None when there is a choice."""
+    weights = weights_of(spec)
+    if len(spec.versions) != 1 or len(weights) != 1:
+        return None
+    version = next(iter(weights))
+    return version if version in spec.versions else None
+
+
 def healthy(weights: Weights, serving: Callable[[str], bool]) -> Weights:
     """``weights`` without the versions that have no available replica (``serving(version)``
     is False); unchanged when that would leave none (then every choice fails the same way,

@@ -1,4 +1,5 @@
-"""Limits and the response cache on Redis: the Lua behind :meth:`RedisStore.take` and friends.
+"""Limits and the response cache on Redis: :meth:`RedisStore.take` and friends, on the Lua of
+:mod:`gateway.store.redis.scripts`.
 
 Key layout (under the store's prefix ``P``; ``{group}`` is the hash tag, so the keys of one
 group share a slot and one Lua call decides them all)::
@@ -20,9 +21,8 @@ refusal, a cache entry of another slot read beside a take, release, lock, unlock
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from itertools import groupby
@@ -35,141 +35,8 @@ from redis.client import NEVER_DECODE
 from gateway.store.base import Limit, LimitState, Verdict, check_cache_key, check_take
 from gateway.store.redis.keys import KeyLayout, mapped
 from gateway.store.redis.lane import Lane
-
-LIMITS: Final = """
--- KEYS[1..n]  each limit's state, P{group}:l:<name>, all in the slot of {group}; a window
---             counts in KEYS[i]..':'..<window index>, the index from the server's clock
--- KEYS[n+1]   optional: a cache entry of the same slot (P{group}:c:<key>) to GET as well
--- KEYS[n+2]   optional: that entry's fill lock, taken (SET NX PX) if the entry is missing and
---             the request admitted
--- ARGV[1]     'take'; 'peek' (decide, take nothing); 'refund' (give back an earlier take)
--- ARGV[2]     cost (a bucket's tokens, a window's count); a concurrency limit takes one lease
--- ARGV[3]     the lease id, or ''
--- ARGV[4]     the fill lock's time to live in ms with KEYS[n+2], else ''
--- ARGV[5..]   six per limit: kind, limit, rate, window (s), lease_ttl (s), mark; the mark is
---             what 'take' returned for the limit (its window index; '1' if it added the
---             lease), read by 'refund', else ''
--- Returns {admitted 1|0, retry_after, then per limit: remaining, reset, mark; then the cache
--- value when KEYS[n+1] is given; then 1|0, whether the fill lock was taken, with KEYS[n+2]}.
--- Numbers as strings: a Lua number reply truncates.
--- All limits admit or none is touched (expired leases are swept either way).
-local MARGIN = 1000  -- ms a key outlives its state's end
-local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local now = now_us / 1000000
-local mode, cost, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local n = (#ARGV - 4) / 6
-local function num(x) return string.format('%.17g', x) end
-local function ms(seconds) return string.format('%d', math.ceil(seconds * 1000) + MARGIN) end
-
-local L = {}
-for i = 1, n do
-  local a = 4 + (i - 1) * 6
-  local l = {key = KEYS[i], kind = ARGV[a + 1], limit = tonumber(ARGV[a + 2]),
-             rate = tonumber(ARGV[a + 3]), window = tonumber(ARGV[a + 4]),
-             ttl = tonumber(ARGV[a + 5]), mark = ARGV[a + 6]}
-  if l.kind == 'bucket' then
-    l.level = l.limit
-    local s = redis.call('HMGET', l.key, 'tokens', 'ts')
-    if s[1] then
-      l.level = math.min(l.limit, tonumber(s[1]) + math.max(0, now - tonumber(s[2])) * l.rate)
-    end
-  elseif l.kind == 'window' then
-    local w_us = math.floor(l.window * 1000000 + 0.5)
-    local index = math.floor(now_us / w_us)
-    l.ends = ((index + 1) * w_us - now_us) / 1000000
-    if mode == 'refund' and l.mark ~= '' then
-      local spent = l.key .. ':' .. l.mark
-      if redis.call('EXISTS', spent) == 1 then
-        if tonumber(redis.call('INCRBYFLOAT', spent, -cost)) <= 0 then
-          redis.call('DEL', spent)
-        end
-      end
-    end
-    l.wkey = l.key .. ':' .. string.format('%d', index)
-    l.index = string.format('%d', index)
-    l.level = tonumber(redis.call('GET', l.wkey) or '0')
-  else
-    redis.call('ZREMRANGEBYSCORE', l.key, '-inf', num(now))
-    if mode == 'refund' and l.mark == '1' then redis.call('ZREM', l.key, lease) end
-    l.held = redis.call('ZSCORE', l.key, lease)
-    l.level = redis.call('ZCARD', l.key)
-  end
-  if mode == 'refund' and l.kind == 'bucket' then
-    l.level = math.min(l.limit, l.level + cost)
-    redis.call('HSET', l.key, 'tokens', num(l.level), 'ts', num(now))
-    redis.call('PEXPIRE', l.key, ms((l.limit - l.level) / l.rate))
-  end
-  L[i] = l
-end
-
-local admitted, retry = true, 0
-for i = 1, n do
-  local l, wait = L[i], nil
-  if l.kind == 'bucket' and l.level < cost then
-    wait = (cost > l.limit) and math.huge or (cost - l.level) / l.rate
-  elseif l.kind == 'window' and l.level + cost > l.limit then
-    wait = (cost > l.limit) and math.huge or l.ends
-  elseif l.kind == 'concurrency' and not l.held and l.level >= l.limit then
-    wait = math.huge
-    local oldest = redis.call('ZRANGE', l.key, 0, 0, 'WITHSCORES')
-    if oldest[2] then wait = math.max(tonumber(oldest[2]) - now, 0.001) end
-  end
-  if wait then admitted, retry = false, math.max(retry, wait) end
-end
-
-local take = admitted and mode == 'take'
-local out = {admitted and 1 or 0, num(retry)}
-for i = 1, n do
-  local l, mark, remaining, reset = L[i], '', 0, 0
-  if l.kind == 'bucket' then
-    if take then
-      l.level = l.level - cost
-      redis.call('HSET', l.key, 'tokens', num(l.level), 'ts', num(now))
-      redis.call('PEXPIRE', l.key, ms((l.limit - l.level) / l.rate))
-    end
-    remaining, reset = math.floor(l.level), (l.limit - l.level) / l.rate
-  elseif l.kind == 'window' then
-    if take then
-      l.level = tonumber(redis.call('INCRBYFLOAT', l.wkey, cost))
-      redis.call('PEXPIRE', l.wkey, ms(l.ends))
-      mark = l.index
-    end
-    remaining, reset = l.limit - l.level, l.ends
-  else
-    if take then
-      redis.call('ZADD', l.key, num(now + l.ttl), lease)
-      if redis.call('PTTL', l.key) < l.ttl * 1000 + MARGIN then
-        redis.call('PEXPIRE', l.key, ms(l.ttl))
-      end
-      if not l.held then l.level, mark = l.level + 1, '1' end
-    end
-    remaining = l.limit - l.level
-  end
-  out[#out + 1] = num(remaining)
-  out[#out + 1] = num(reset)
-  out[#out + 1] = mark
-end
-if KEYS[n + 1] then
-  local value = redis.call('GET', KEYS[n + 1])
-  out[#out + 1] = value
-  if KEYS[n + 2] then
-    local locked = 0
-    if not value and take and redis.call('SET', KEYS[n + 2], '1', 'NX', 'PX', ARGV[4]) then
-      locked = 1
-    end
-    out[#out + 1] = locked
-  end
-end
-return out
-"""
-
-FILL: Final = """
--- KEYS[1] a cache entry, KEYS[2] its fill lock; ARGV[1] the value, ARGV[2] its ttl in ms
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('DEL', KEYS[2])
-return 1
-"""
+from gateway.store.redis.scripts import FILL as FILL  # re-exported: bench/floor.py
+from gateway.store.redis.scripts import LIMITS as LIMITS
 
 _DELETE_BATCH: Final = 500
 _SPECS: Final = 10_000  # memoised limit specs (see RedisLimits._spec)
@@ -185,6 +52,18 @@ class _Decision:
     marks: list[str]
     cache: bytes | None
     filling: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A set of limits prepared for :meth:`RedisLimits.take`: grouped (sorted by group); with
+    one group, its keys and script arguments (six per limit, no marks)."""
+
+    groups: list[list[Limit]]
+    first: str | None  # the first group
+    held: bool  # a concurrency limit among them: a take needs a lease
+    keys: list[str]
+    specs: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +92,7 @@ class RedisLimits:
             None if isinstance(client, RedisCluster) else Lane.from_pool(client.connection_pool)
         )
         self._specs: dict[Limit, tuple[str, list[str]]] = {}
+        self._plans: dict[tuple[Limit, ...], _Plan] = {}
 
     async def close(self) -> None:
         if self._lane is not None:
@@ -227,7 +107,9 @@ class RedisLimits:
         cache: tuple[str, str] | None = None,
         lock: float | None = None,
     ) -> tuple[Verdict, bytes | None]:
-        check_take(limits, cost, lease)
+        plan = self._plan(limits, cost, lease)
+        if (plan.held and not lease) or not (math.isfinite(cost) and cost >= 0):
+            check_take(limits, cost, lease)  # raises
         fill = None
         if cache is not None:
             check_cache_key(*cache)
@@ -243,7 +125,9 @@ class RedisLimits:
                     _Call("take", [], cache_key=self._keys.cache(*cache), lock=fill), 1.0, ""
                 )
             return Verdict(True, (), 0.0, filling=only.filling), only.cache
-        groups = [list(g) for _, g in groupby(sorted(limits, key=lambda x: x.group), _group)]
+        if len(plan.groups) == 1 and (cache is None or cache[0] == plan.first):
+            return await self._take_one(plan, cost, lease, cache, fill)
+        groups = plan.groups
         args = (cost, lease or "")
         inline = cache is not None and cache[0] == groups[0][0].group
         decided: list[_Decision] = []
@@ -272,10 +156,68 @@ class RedisLimits:
                 if calls:
                     answers, _ = await self._pipeline(calls, *args)
                     decided = [*answers[:rejected], decided[rejected], *answers[rejected:]]
-        verdict = _verdict(limits, decided, lease)
-        if inline and verdict.admitted and len(decided) == 1:
-            verdict = dataclasses.replace(verdict, filling=decided[0].filling)
-        return verdict, value
+        return _verdict(limits, decided, lease), value
+
+    async def _take_one(
+        self,
+        plan: _Plan,
+        cost: float,
+        lease: str | None,
+        cache: tuple[str, str] | None,
+        fill: tuple[str, int] | None,
+    ) -> tuple[Verdict, bytes | None]:
+        """:meth:`take` on the limits of one group (and maybe a cache entry of its slot): one
+        Lua call, its command from the plan's prepared keys and arguments."""
+        limits = plan.groups[0]
+        keys, args = plan.keys, [repr(float(cost)), lease or "", ""]
+        if cache is not None:
+            keys = [*keys, self._keys.cache(*cache)]
+            if fill is not None:
+                keys.append(fill[0])
+                args[2] = str(fill[1])
+        with mapped("take"):
+            reply = await self._eval(
+                self._script, str(len(keys)), *keys, "take", *args, *plan.specs
+            )
+        admitted = int(reply[0]) == 1
+        states = tuple(
+            LimitState(x.group, x.name, x.limit, float(reply[2 + 3 * i]), float(reply[3 + 3 * i]))
+            for i, x in enumerate(limits)
+        )
+        value = reply[2 + 3 * len(limits)] if cache is not None else None
+        filling = None
+        if fill is not None and value is None and admitted:
+            filling = int(reply[3 + 3 * len(limits)]) == 1
+        verdict = Verdict(
+            admitted,
+            states,
+            0.0 if admitted else float(reply[1]),
+            lease if admitted and plan.held else None,
+            filling,
+        )
+        return verdict, None if value is None else bytes(value)
+
+    def _plan(self, limits: Sequence[Limit], cost: float, lease: str | None) -> _Plan:
+        """What :meth:`take` prepares once per set of limits (a caller's are the same on every
+        request): checked, grouped, their keys and script arguments; the memo is bounded."""
+        known = self._plans.get(tuple(limits))
+        if known is None:
+            check_take(limits, cost, lease)  # once per set; then what changes per call
+            groups = [list(g) for _, g in groupby(sorted(limits, key=_group), _group)]
+            specs: list[str] = []
+            for limit in groups[0] if len(groups) == 1 else ():
+                specs += [*self._spec(limit)[1], ""]
+            known = _Plan(
+                groups,
+                groups[0][0].group if groups else None,
+                any(x.kind == "concurrency" for x in limits),
+                [self._spec(x)[0] for x in groups[0]] if len(groups) == 1 else [],
+                specs,
+            )
+            if len(self._plans) >= _SPECS:
+                self._plans.clear()
+            self._plans[tuple(limits)] = known
+        return known
 
     async def release(self, limits: Sequence[Limit], lease: str) -> None:
         held = [x for x in limits if x.kind == "concurrency"]
@@ -384,12 +326,12 @@ class RedisLimits:
         except rx.NoScriptError:
             return await self._send("EVAL", script.script, *command)
 
-    async def _send(self, *command: Any) -> Any:
+    def _send(self, *command: Any) -> Awaitable[Any]:
         """One hot-path command, undecoded: on the lane (pipelined with the commands of the
-        same loop turn) when there is one."""
+        same loop turn) when there is one. Its reply's awaitable: no coroutine of its own."""
         if self._lane is not None:
-            return await self._lane.call(*command)
-        return await self._client.execute_command(*command, **{NEVER_DECODE: True})
+            return self._lane.call(*command)
+        return self._client.execute_command(*command, **{NEVER_DECODE: True})
 
     async def _pipeline(
         self, calls: list[_Call], cost: float, lease: str, cache: tuple[str, str] | None = None
