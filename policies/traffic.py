@@ -31,12 +31,9 @@ class TrafficPolicy:
         self.chooser = runtime.services.chooser
         self.control = runtime.services.traffic
         self.shadow = runtime.services.shadow
-        # the models whose choice is made here, once for this route table
-        self.only = {
-            name: version
-            for name, spec in self.models.items()
-            if (version := only_version(spec)) is not None
-        }
+        # each model's only version (None: a choice to make), found on its first call and
+        # kept for this route table: a reload of thousands of models pays nothing for it
+        self.only: dict[str, str | None] = {}
 
     @classmethod
     def build(cls, runtime: Runtime) -> Self | None:
@@ -52,7 +49,8 @@ class TrafficPolicy:
         if call.pin is not None:
             call.resolved = self.runtime.resolve(model, call.pin)
         elif call.kind != "status":
-            chosen = self.only.get(model)
+            only = self.only
+            chosen = only[model] if model in only else only.setdefault(model, only_version(spec))
             if chosen is None:
                 live = self.control.weights(model) if self.control is not None else None
                 weights = weights_of(spec, live)
