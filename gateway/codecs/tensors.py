@@ -172,12 +172,12 @@ class InferenceResponse:
 
 def loads(body: bytes, what: str = "the request body") -> Any:
     """Parse JSON, accepting ``NaN``/``Infinity`` like TF Serving does. Raises BadRequest."""
-    if not body.strip():
-        raise BadRequest(f"{what} is empty; expected a JSON object")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
+    if not body.strip():
+        raise BadRequest(f"{what} is empty; expected a JSON object")
     try:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -105,16 +105,23 @@ def decode_response(body: bytes, header_length: int | None = None) -> InferenceR
         raise BadGateway(exc.message) from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("outputs"), list):
         raise BadGateway("the model server's reply has no 'outputs' list")
-    version = obj.get("model_version")
-    outputs = [
-        _plain(t) or _tensor(t, f"outputs[{i}]", BadGateway, reader)
-        for i, t in enumerate(obj["outputs"])
-    ]
+    items: list[Any] = obj["outputs"]
+    outputs: list[Tensor] = []
+    as_written = True  # each output object is what _json_tensor writes of its tensor
+    for i, item in enumerate(items):
+        tensor = _plain(item)
+        if tensor is None:
+            tensor = _tensor(item, f"outputs[{i}]", BadGateway, reader)
+            as_written = False
+        elif as_written and list(item) != _WRITTEN:  # (flat data, no parameters)
+            as_written = False
+        outputs.append(tensor)
     kept = None
     if reader is not None:
         reader.finish()
     elif strict:  # every number finite (orjson reads no other), so orjson writes them all
-        kept = orjson.dumps([_json_tensor(t, BadGateway) for t in outputs])
+        kept = orjson.dumps(items if as_written else [_json_tensor(t, BadGateway) for t in outputs])
+    version = obj.get("model_version")
     response_id, parameters = obj.get("id"), obj.get("parameters")
     return InferenceResponse(  # by position, as InferenceRequest above
         outputs,
@@ -126,9 +133,17 @@ def decode_response(body: bytes, header_length: int | None = None) -> InferenceR
 
 
 def encode_response(
-    response: InferenceResponse, model_name: str, model_version: str, id: str | None = None
+    response: InferenceResponse,
+    model_name: str,
+    model_version: str,
+    id: str | None = None,
+    *,
+    server_id: bool = True,
 ) -> bytes:
-    """The reply, all JSON; ``id`` is the caller's request id, echoed (else the server's)."""
+    """The reply, all JSON; ``id`` is the caller's request id, echoed (else the server's, unless
+    not ``server_id``: an answer for any caller, as the cache keeps it)."""
+    if id is None and server_id:
+        id = response.id
     body = _response_header(response, model_name, model_version, id)
     kept = response.v2_outputs
     if kept is not None:  # the outputs as the decoder wrote them: only the header is new
@@ -146,7 +161,7 @@ def encode_response_binary(
 ) -> tuple[bytes, int]:
     """(body, header length): the outputs ``wanted`` binary as binary tensor data, the others
     in the JSON header."""
-    body = _response_header(response, model_name, model_version, id)
+    body = _response_header(response, model_name, model_version, response.id if id is None else id)
     raws = [t for t in response.outputs if wanted(t.name)]
     body["outputs"] = [
         _binary_tensor(t) if wanted(t.name) else _json_tensor(t, BadGateway)
@@ -159,12 +174,14 @@ def _response_header(
     response: InferenceResponse, model_name: str, model_version: str, id: str | None
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
-    request_id = id if id is not None else response.id
-    if request_id is not None:
-        body["id"] = request_id
+    if id is not None:
+        body["id"] = id
     if response.parameters:
         body["parameters"] = response.parameters
     return body
+
+
+_WRITTEN: Final = ["name", "datatype", "shape", "data"]  # a tensor's keys as _json_tensor writes
 
 
 def _plain(obj: Any) -> Tensor | None:
@@ -179,10 +196,10 @@ def _plain(obj: Any) -> Tensor | None:
         obj.get("shape"),
         obj.get("data"),
     )
-    if type(name) is not str or not name or type(shape) is not list or type(data) is not list:
+    if type(name) is not str or not name or type(datatype) is not str:
         return None
-    kinds = _VALUE_KINDS.get(datatype) if type(datatype) is str else None
-    if kinds is None:
+    kinds = _VALUE_KINDS.get(datatype)
+    if kinds is None or type(shape) is not list or type(data) is not list:
         return None
     count = 1
     for size in shape:  # (a loop, not builtins over the shape: fewer calls for a few sizes)
