@@ -324,11 +324,10 @@ def shape_fits(shape: list[int], declared: tuple[int, ...] | None) -> bool:
         return True
     if len(shape) != len(declared):
         return False
-    i = 0  # (by index: a zip, strict as ruff wants it, costs more than a few sizes' check)
-    for fixed in declared:
+    for i in range(len(shape)):  # (by index: a zip, strict as ruff wants it, costs more)
+        fixed = declared[i]
         if fixed != shape[i] and fixed != -1:
             return False
-        i += 1
     return True
 
 
