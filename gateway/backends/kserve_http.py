@@ -41,6 +41,9 @@ class V2HTTP:
     def __init__(self, pool: ReplicaPool, binary_data: BinaryMode) -> None:
         self.pool = pool
         self.binary_data = binary_data
+        # each target's infer path, made once (quoting costs more than the rest of a call's
+        # path); as many as the targets this backend serves
+        self._infer_paths: dict[tuple[str, str | None], str] = {}
 
     @staticmethod
     def _path(target: Target) -> str:
@@ -52,9 +55,10 @@ class V2HTTP:
     async def infer(self, request: InferenceRequest, target: Target) -> InferenceResponse:
         body, length = self._body(request)
         headers = _JSON if length is None else {**_BINARY, binary.HEADER: str(length)}
-        reply = await self.pool.request(
-            "POST", self._path(target) + "/infer", key=target.key, body=body, headers=headers
-        )
+        path = self._infer_paths.get(target.key)
+        if path is None:
+            path = self._infer_paths[target.key] = self._path(target) + "/infer"
+        reply = await self.pool.request("POST", path, key=target.key, body=body, headers=headers)
         raise_for_status(reply)
         length = binary.header_length(reply.headers.get(binary.HEADER), BadGateway)
         return decode_response(reply.body, length)

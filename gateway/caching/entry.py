@@ -9,7 +9,6 @@ entry stays readable after its TTL so it can answer while the backend fails
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +29,8 @@ class Entry:
     def of(
         cls, response: InferenceResponse, model: str, version: str, headers: dict[str, str]
     ) -> Entry:
-        anonymous = dataclasses.replace(response, id=None)
-        return cls(time.time(), headers, v2.encode_response(anonymous, model, version))
+        body = v2.encode_response(response, model, version, server_id=False)
+        return cls(time.time(), headers, body)
 
     def encode(self) -> bytes:
         return orjson.dumps({"t": self.stored_at, "h": self.headers}) + b"\n" + self.body

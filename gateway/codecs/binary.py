@@ -84,8 +84,8 @@ def join(header: dict[str, Any], tensors: Iterable[Tensor]) -> tuple[bytes, int]
 
 def wanted_outputs(request: InferenceRequest | None) -> Callable[[str], bool] | None:
     """Which outputs the caller wants binary (None: none of them)."""
-    if request is None:
-        return None
+    if request is None or (not request.parameters and not request.outputs):
+        return None  # (the common case: nothing that could ask)
     default = bool((request.parameters or {}).get(ALL_OUTPUTS, False))
     named: dict[str, bool] = {}
     for output in request.outputs or ():

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
+
+import orjson
 
 from gateway.codecs import binary, raw
 from gateway.codecs.datatypes import DATATYPES
@@ -42,18 +44,15 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
     if parameters is not None and not isinstance(parameters, dict):
         raise BadRequest("'parameters' must be an object")
     request_id = obj.get("id")
-    tensors = [_tensor(t, f"inputs[{i}]", BadRequest, reader) for i, t in enumerate(inputs)]
+    tensors = [
+        _plain(t) or _tensor(t, f"inputs[{i}]", BadRequest, reader) for i, t in enumerate(inputs)
+    ]
     if reader is not None:
         reader.finish()
+    request_id = request_id if isinstance(request_id, str) else None
+    # every field by position (a keyword call costs twice as much, once per request)
     return InferenceRequest(
-        inputs=tensors,
-        typed=True,
-        columnar=True,
-        id=request_id if isinstance(request_id, str) else None,
-        parameters=parameters,
-        outputs=outputs,
-        v2_body=body,
-        v2_header_length=header_length,
+        tensors, True, True, request_id, parameters, outputs, None, body, header_length
     )
 
 
@@ -94,33 +93,61 @@ def _request_header(request: InferenceRequest, binary_outputs: bool) -> dict[str
 
 
 def decode_response(body: bytes, header_length: int | None = None) -> InferenceResponse:
-    """A model server's reply: all JSON, or a JSON header and binary outputs."""
+    """A model server's reply: all JSON, or a JSON header and binary outputs. An all-JSON
+    reply keeps its outputs' JSON (``v2_outputs``) for the encoders."""
     try:
         head, reader = binary.split(body, header_length, BadGateway)
-        obj = loads(head, "the model server's reply")
+        try:
+            obj, strict = orjson.loads(head), True
+        except orjson.JSONDecodeError:  # NaN, Infinity, or not JSON: the full reading
+            obj, strict = loads(head, "the model server's reply"), False
     except GatewayError as exc:
         raise BadGateway(exc.message) from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("outputs"), list):
         raise BadGateway("the model server's reply has no 'outputs' list")
-    version = obj.get("model_version")
-    outputs = [
-        _tensor(t, f"outputs[{i}]", BadGateway, reader) for i, t in enumerate(obj["outputs"])
-    ]
+    items: list[Any] = obj["outputs"]
+    outputs: list[Tensor] = []
+    as_written = True  # each output object is what _json_tensor writes of its tensor
+    for i, item in enumerate(items):
+        tensor = _plain(item)
+        if tensor is None:
+            tensor = _tensor(item, f"outputs[{i}]", BadGateway, reader)
+            as_written = False
+        elif as_written and list(item) != _WRITTEN:  # (flat data, no parameters)
+            as_written = False
+        outputs.append(tensor)
+    kept = None
     if reader is not None:
         reader.finish()
-    return InferenceResponse(
-        outputs=outputs,
-        id=obj.get("id") if isinstance(obj.get("id"), str) else None,
-        parameters=obj.get("parameters") if isinstance(obj.get("parameters"), dict) else None,
-        model_version=str(version) if version is not None else None,
+    elif strict:  # every number finite (orjson reads no other), so orjson writes them all
+        kept = orjson.dumps(items if as_written else [_json_tensor(t, BadGateway) for t in outputs])
+    version = obj.get("model_version")
+    response_id, parameters = obj.get("id"), obj.get("parameters")
+    return InferenceResponse(  # by position, as InferenceRequest above
+        outputs,
+        response_id if isinstance(response_id, str) else None,
+        parameters if isinstance(parameters, dict) else None,
+        str(version) if version is not None else None,
+        kept,
     )
 
 
 def encode_response(
-    response: InferenceResponse, model_name: str, model_version: str, id: str | None = None
+    response: InferenceResponse,
+    model_name: str,
+    model_version: str,
+    id: str | None = None,
+    *,
+    server_id: bool = True,
 ) -> bytes:
-    """The reply, all JSON; ``id`` is the caller's request id, echoed (else the server's)."""
+    """The reply, all JSON; ``id`` is the caller's request id, echoed (else the server's, unless
+    not ``server_id``: an answer for any caller, as the cache keeps it)."""
+    if id is None and server_id:
+        id = response.id
     body = _response_header(response, model_name, model_version, id)
+    kept = response.v2_outputs
+    if kept is not None:  # the outputs as the decoder wrote them: only the header is new
+        return b"".join((orjson.dumps(body)[:-1], b',"outputs":', kept, b"}"))
     body["outputs"] = [_json_tensor(t, BadGateway) for t in response.outputs]
     return dumps(body, response.outputs)
 
@@ -134,7 +161,7 @@ def encode_response_binary(
 ) -> tuple[bytes, int]:
     """(body, header length): the outputs ``wanted`` binary as binary tensor data, the others
     in the JSON header."""
-    body = _response_header(response, model_name, model_version, id)
+    body = _response_header(response, model_name, model_version, response.id if id is None else id)
     raws = [t for t in response.outputs if wanted(t.name)]
     body["outputs"] = [
         _binary_tensor(t) if wanted(t.name) else _json_tensor(t, BadGateway)
@@ -147,12 +174,46 @@ def _response_header(
     response: InferenceResponse, model_name: str, model_version: str, id: str | None
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
-    request_id = id if id is not None else response.id
-    if request_id is not None:
-        body["id"] = request_id
+    if id is not None:
+        body["id"] = id
     if response.parameters:
         body["parameters"] = response.parameters
     return body
+
+
+_WRITTEN: Final = ["name", "datatype", "shape", "data"]  # a tensor's keys as _json_tensor writes
+
+
+def _plain(obj: Any) -> Tensor | None:
+    """The common tensor, checked in a few C-level scans: flat ``data`` of its datatype's
+    kinds and count, no binary data, no base64. None for anything else, which ``_tensor``
+    then reads (and words the error of): both give the same tensor where both accept it."""
+    if type(obj) is not dict:
+        return None
+    name, datatype, shape, data = (
+        obj.get("name"),
+        obj.get("datatype"),
+        obj.get("shape"),
+        obj.get("data"),
+    )
+    if type(name) is not str or not name or type(datatype) is not str:
+        return None
+    kinds = _VALUE_KINDS.get(datatype)
+    if kinds is None or type(shape) is not list or type(data) is not list:
+        return None
+    count = 1
+    for size in shape:  # (a loop, not builtins over the shape: fewer calls for a few sizes)
+        if type(size) is not int or size < 0:
+            return None
+        count *= size
+    if len(data) != count or not kinds.issuperset(map(type, data)):  # a list is no value kind
+        return None
+    parameters = obj.get("parameters")
+    if parameters is not None and (
+        type(parameters) is not dict or binary.SIZE in parameters or datatype == "BYTES"
+    ):
+        return None
+    return Tensor(name, datatype, shape, data, parameters)
 
 
 def _tensor(
@@ -235,6 +296,7 @@ _VALUE_TYPES: dict[str, tuple[type, ...]] = {
     **{t: (int,) for t in INT_TYPES},
     **{t: (int, float) for t in FLOAT_TYPES},
 }
+_VALUE_KINDS: Final = {datatype: frozenset(kinds) for datatype, kinds in _VALUE_TYPES.items()}
 
 
 def _check_values(kinds: set[type], datatype: str, what: str, error: type[GatewayError]) -> None:

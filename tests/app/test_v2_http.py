@@ -18,8 +18,18 @@ import tritonclient.http.aio as triton_aio
 
 from gateway.codecs import raw
 from tests.conftest import RunningGateway, StartGateway
-from tests.fakes import EchoServer
-from tests.support import backend, demo_routes, error_of, kserve_calls, model, routes_yaml, versions
+from tests.fakes import EchoServer, FakeReplica
+from tests.support import (
+    INPUT0,
+    V2,
+    backend,
+    demo_routes,
+    error_of,
+    kserve_calls,
+    model,
+    routes_yaml,
+    versions,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -263,3 +273,100 @@ async def test_compressed_bodies_are_bounded_after_inflating(
     )
     assert zipped.headers["Content-Encoding"] == "gzip"  # httpx inflates it for us
     assert zipped.json()["outputs"][0]["data"] == [7] * 1000
+
+
+# -- a v2 JSON call to a v2 JSON backend: the caller's body relayed, the reply's header rewritten
+
+CALLER_BODY = (
+    b'{ "id": "caller-1", "parameters": {"p": true},\n "inputs": [{"name": "INPUT0", '
+    b'"shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4], "parameters": {"x": 1}}] }'
+)
+SERVER_REPLY = (
+    b'{"model_name":"native","model_version":"7","id":"srv-9","outputs":[{"name":"OUTPUT0",'
+    b'"datatype":"FP32","shape":[1,2],"data":[1.0,9.0]}]}'
+)
+
+
+async def relay_gateway(
+    start_gateway: StartGateway, fake: FakeReplica, kind: str = "kserve"
+) -> RunningGateway:
+    served = versions("fake", "1", name="native", version="7", inputs=[INPUT0])
+    fake_backend = backend(kind, fake.url, retries={"attempts": 1})
+    return await start_gateway(routes_yaml({"fake": fake_backend}, {"m": model(served)}))
+
+
+def inferred(fake: FakeReplica) -> list[tuple[str, bytes]]:
+    return [(r.path, b) for r, b in zip(fake.seen, fake.bodies, strict=True) if r.method == "POST"]
+
+
+@pytest.mark.parametrize("kind", ["kserve", "triton"])
+async def test_the_callers_body_goes_as_it_came_and_the_reply_is_renamed(
+    start_gateway: StartGateway, kind: str
+) -> None:
+    fake = await FakeReplica(body=SERVER_REPLY).start()
+    try:
+        gateway = await relay_gateway(start_gateway, fake, kind)
+        answer = await gateway.client.post("/v2/models/m/infer", content=CALLER_BODY)
+        anonymous = await gateway.client.post(
+            "/v2/models/m/infer", content=CALLER_BODY.replace(b'"id": "caller-1", ', b"")
+        )
+    finally:
+        await fake.stop()
+    path = "/v2/models/native/versions/7/infer"
+    assert inferred(fake) == [  # byte for byte: the naming is the URL's
+        (path, CALLER_BODY),
+        (path, CALLER_BODY.replace(b'"id": "caller-1", ', b"")),
+    ]
+    outputs = b'"outputs":[{"name":"OUTPUT0","datatype":"FP32","shape":[1,2],"data":[1.0,9.0]}]}'
+    assert answer.status_code == 200
+    assert answer.content == b'{"model_name":"m","model_version":"1","id":"caller-1",' + outputs
+    # no id from the caller: the server's, as before
+    assert anonymous.content == b'{"model_name":"m","model_version":"1","id":"srv-9",' + outputs
+
+
+@pytest.mark.parametrize(
+    ("reply", "status", "expected"),
+    [
+        pytest.param(
+            b'{"outputs":[{"name":"y","datatype":"FP32","shape":[2],"data":["a",1.0]}]}',
+            502,
+            "outputs[0].data holds str values, which a FP32 tensor cannot hold",
+            id="str-in-fp32",
+        ),
+        pytest.param(
+            b'{"outputs":[{"name":"y","datatype":"FP32","shape":[3],"data":[1.0,2.0]}]}',
+            502,
+            "outputs[0]: shape [3] needs 3 values, got 2",
+            id="count",
+        ),
+        pytest.param(
+            b'{"outputs":[{"name":"y","datatype":"FP32","shape":[2],"data":[1.0,NaN]}]}',
+            200,
+            '{"model_name":"m","model_version":"1","outputs":[{"name":"y","datatype":"FP32",'
+            '"shape":[2],"data":[1.0,NaN]}]}',
+            id="nan",
+        ),
+        pytest.param(  # nested, parameters first: written as the gateway writes tensors
+            b'{"outputs":[{"parameters":{"k":1},"shape":[1,2],"name":"y","datatype":"INT8",'
+            b'"data":[[1,2]]}]}',
+            200,
+            '{"model_name":"m","model_version":"1","outputs":[{"name":"y","datatype":"INT8",'
+            '"shape":[1,2],"data":[1,2],"parameters":{"k":1}}]}',
+            id="nested",
+        ),
+    ],
+)
+async def test_a_backend_reply_is_checked_as_before(
+    start_gateway: StartGateway, reply: bytes, status: int, expected: str
+) -> None:
+    fake = await FakeReplica(body=reply).start()
+    try:
+        gateway = await relay_gateway(start_gateway, fake)
+        answer = await gateway.client.post("/v2/models/m/infer", json=V2)
+    finally:
+        await fake.stop()
+    assert answer.status_code == status
+    if status == 200:
+        assert answer.text == expected
+    else:
+        assert error_of(answer) == ("bad_gateway", expected)

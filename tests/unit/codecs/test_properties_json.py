@@ -4,11 +4,15 @@ and what is decoded can be sent to every backend wire (``properties.sendable``).
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway.codecs import tensors, tf_examples, v1, v2
+from gateway.errors import BadGateway, BadRequest
 from gateway.protos.tensorflow_serving.apis import input_pb2
+from tests.unit.codecs.compare import plain
 from tests.unit.codecs.properties import (
     JSON_VALUES,
     example_requests,
@@ -18,6 +22,8 @@ from tests.unit.codecs.properties import (
     sendable,
     v1_requests,
     v2_requests,
+    v2_tensors,
+    valid_v2_tensors,
 )
 
 BYTES = st.binary(max_size=200) | st.sampled_from(
@@ -81,3 +87,31 @@ def test_nearly_valid_examples(body: bytes) -> None:
     into = input_pb2.Input()
     if refused_or(tf_examples.read_examples, body, into) is not None:
         into.SerializeToString()  # what goes to the backend
+
+
+@examples(300)
+@given(json_bodies(valid_v2_tensors() | v2_tensors()))
+@example(b'{"name": "x", "datatype": "FP32", "shape": [], "data": [1]}')
+@example(b'{"name": "x", "datatype": "BOOL", "shape": [2, 0], "data": []}')
+def test_the_quick_tensor_check_agrees_with_the_full_one(body: bytes) -> None:
+    """``_plain`` (the common case) accepts only what ``_tensor`` accepts, as the same tensor."""
+    obj = tensors.loads(body)
+    quick = v2._plain(obj)
+    if quick is not None:
+        full = v2._tensor(obj, "inputs[0]", BadRequest)
+        assert plain([quick]) == plain([full])
+        assert quick.parameters == full.parameters
+
+
+@examples(200)
+@given(json_bodies(st.fixed_dictionaries({"outputs": st.lists(valid_v2_tensors(), max_size=3)})))
+def test_a_kept_reply_answers_as_its_tensors(body: bytes) -> None:
+    """A v2 JSON reply's kept outputs JSON gives the very answer its tensors would."""
+    try:
+        response = v2.decode_response(body)
+    except BadGateway:
+        return
+    unkept = dataclasses.replace(response, v2_outputs=None)
+    for caller_id in (None, "c-1"):
+        expected = v2.encode_response(unkept, "m", "1", caller_id)
+        assert v2.encode_response(response, "m", "1", caller_id) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -282,3 +283,88 @@ def test_v2_values_must_fit_their_datatype(datatype: str, data: list[Any], wrong
     tensor = {"name": "x", "shape": [2], "datatype": datatype, "data": data}
     with pytest.raises(BadRequest, match=f"holds {wrong} values, which a {datatype} tensor"):
         v2.decode_request(json.dumps({"inputs": [tensor]}).encode())
+
+
+# -- a v2 JSON reply relayed: its outputs' JSON kept, only the header written again ----------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            b'{"model_name":"native","model_version":"7","outputs":[{"name":"OUTPUT0",'
+            b'"datatype":"FP32","shape":[1,2],"data":[1.0,9.0]}]}',
+            id="triton",
+        ),
+        pytest.param(  # MLServer's order, its id and parameters, spaces
+            b'{"model_name": "native", "id": "srv-1", "parameters": {"content_type": "np"}, '
+            b'"outputs": [{"name": "y", "shape": [1, 2], "datatype": "FP64", '
+            b'"parameters": {"content_type": "np"}, "data": [1.5, 2]}]}',
+            id="mlserver",
+        ),
+        pytest.param(
+            b'{"outputs":[{"name":"y","datatype":"INT32","shape":[2,2],"data":[[1,2],[3,4]]}]}',
+            id="nested",
+        ),
+        pytest.param(
+            b'{"outputs":[{"name":"s","datatype":"BYTES","shape":[2],"data":["a","\\u00fc"]},'
+            b'{"name":"b","datatype":"BYTES","shape":[2],"data":["/w==","aGk="],'
+            b'"parameters":{"content_type":"base64"}},'
+            b'{"name":"t","datatype":"BYTES","shape":[1],"data":["aGk="],'
+            b'"parameters":{"content_type":"base64"}}]}',
+            id="bytes-and-base64",
+        ),
+        pytest.param(
+            b'{"outputs":[{"extra":1,"name":"y","datatype":"BOOL","shape":[],"data":[true],'
+            b'"parameters":{}}]}',
+            id="extra-keys-scalar-empty-parameters",
+        ),
+        pytest.param(b'{"outputs":[]}', id="no-outputs"),
+    ],
+)
+@pytest.mark.parametrize("caller_id", [None, "caller-1"])
+def test_v2_reply_json_is_kept_and_answers_as_the_tensors_would(
+    body: bytes, caller_id: str | None
+) -> None:
+    response = v2.decode_response(body)
+    assert response.v2_outputs is not None
+    decoded = dataclasses.replace(response, v2_outputs=None)  # encoded from the tensors
+    expected = v2.encode_response(decoded, "public", "3", caller_id)
+    assert v2.encode_response(response, "public", "3", caller_id) == expected
+    answer = json.loads(expected)
+    assert (answer["model_name"], answer["model_version"]) == ("public", "3")
+    assert answer.get("id") == (caller_id or response.id)  # the caller's id, else the server's
+
+
+def test_v2_reply_with_nan_or_binary_outputs_keeps_no_json() -> None:
+    nan = b'{"outputs":[{"name":"y","datatype":"FP32","shape":[2],"data":[NaN,1.0]}]}'
+    response = v2.decode_response(nan)
+    assert response.v2_outputs is None
+    assert b"[NaN,1.0]" in v2.encode_response(response, "m", "1")  # not null
+    head = b'{"outputs":[{"name":"y","datatype":"UINT8","shape":[2],'
+    head += b'"parameters":{"binary_data_size":2}}]}'
+    response = v2.decode_response(head + b"\x01\x02", len(head))
+    assert response.v2_outputs is None
+    assert b'"data":[1,2]' in v2.encode_response(response, "m", "1")
+
+
+@pytest.mark.parametrize(
+    ("tensor", "fragment"),
+    [
+        ({"name": "y", "datatype": "FP32", "shape": [2], "data": ["a", 1.0]}, "holds str"),
+        ({"name": "y", "datatype": "FP32", "shape": [2], "data": [[1.0], 2.0]}, "ragged"),
+        ({"name": "y", "datatype": "FP32", "shape": [-2], "data": []}, "non-negative"),
+        ({"name": "y", "datatype": "FP32", "shape": [True], "data": [1]}, "non-negative"),
+        ({"name": "y", "datatype": "FP32", "shape": [3], "data": [1, 2]}, "needs 3 values"),
+        ({"name": "y", "datatype": "FP32", "shape": [2], "data": 1}, "needs 2 values"),
+        ({"name": "y", "datatype": "fp32", "shape": [1], "data": [1]}, "not a v2 datatype"),
+        ({"name": 5, "datatype": "FP32", "shape": [1], "data": [1]}, "name must be"),
+        ({"name": "y", "datatype": "FP32", "shape": [1]}, "has no 'data'"),
+    ],
+)
+def test_v2_a_malformed_reply_tensor_is_still_a_502(tensor: dict[str, Any], fragment: str) -> None:
+    body = json.dumps({"outputs": [{"name": "ok", "datatype": "INT8", "shape": [0], "data": []}]})
+    body = body[:-2] + ", " + json.dumps(tensor) + "]}"
+    error = raises(BadGateway, 502, v2.decode_response, body.encode())
+    assert error.message.startswith("outputs[1]")
+    assert fragment in error.message
