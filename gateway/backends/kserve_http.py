@@ -35,6 +35,9 @@ _BINARY = {"Content-Type": binary.CONTENT_TYPE, "Accept-Encoding": "identity"}
 _INDEX = "/v2/repository/index"
 
 
+_KEPT_PATHS = 65536  # infer paths kept per backend (more targets than that: made again)
+
+
 class V2HTTP:
     """The v2 REST API of one backend's replicas."""
 
@@ -55,9 +58,12 @@ class V2HTTP:
     async def infer(self, request: InferenceRequest, target: Target) -> InferenceResponse:
         body, length = self._body(request)
         headers = _JSON if length is None else {**_BINARY, binary.HEADER: str(length)}
-        path = self._infer_paths.get(target.key)
+        paths = self._infer_paths
+        path = paths.get(target.key)
         if path is None:
-            path = self._infer_paths[target.key] = self._path(target) + "/infer"
+            if len(paths) >= _KEPT_PATHS:  # the targets of past route tables do not pile up
+                paths.clear()
+            path = paths[target.key] = self._path(target) + "/infer"
         reply = await self.pool.request("POST", path, key=target.key, body=body, headers=headers)
         raise_for_status(reply)
         length = binary.header_length(reply.headers.get(binary.HEADER), BadGateway)
