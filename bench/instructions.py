@@ -51,8 +51,7 @@ LEGEND = (
     "Ir/req: instructions the gateway process executed (callgrind's Ir, every thread) while "
     "the N measured requests ran, over N; spread: (max - min) / median of the rounds; idle "
     "Ir/s: what it executes with no request (counted --idle seconds after each run), part of "
-    "which the figure carries in proportion to the run's wall time; net: Ir/req less that "
-    "part (idle Ir/s x the run's seconds / N), the figure to compare when runs' speeds differ"
+    "which the figure carries in proportion to the run's wall time"
 )
 
 
@@ -173,12 +172,7 @@ def measure(
         raise BenchError(f"{s.sut.name} died during {s.name}:\n{s.sut.log_tail()}")
     row = {"round": round_, "ir": ir, "ir_per_request": ir / args.requests, "seconds": seconds}
     if args.idle > 0:  # what the process executes with no request, per second
-        idle = row["idle_ir_per_second"] = (
-            counter.count(lambda: time.sleep(args.idle))[0] / args.idle
-        )
-        # the requests' own: less the background work (timers, probes) of the run's wall time,
-        # which grows with a slower run (a busy machine) whatever the requests cost
-        row["net_ir_per_request"] = max(0.0, ir - idle * seconds) / args.requests
+        row["idle_ir_per_second"] = counter.count(lambda: time.sleep(args.idle))[0] / args.idle
     row["warnings"] = warnings = log_warnings(s.sut.log, logged)
     if warnings:
         print(
@@ -189,12 +183,7 @@ def measure(
     print(
         f"  round {round_} {s.name:22s} {row['ir_per_request']:12,.0f} Ir/req"
         f"  ({args.requests} requests in {seconds:.1f} s)"
-        + (
-            f", idle {row['idle_ir_per_second'] / 1e6:.2f} M Ir/s,"
-            f" net {row['net_ir_per_request']:,.0f} Ir/req"
-            if args.idle > 0
-            else ""
-        ),
+        + (f", idle {row['idle_ir_per_second'] / 1e6:.2f} M Ir/s" if args.idle > 0 else ""),
         file=sys.stderr,
         flush=True,
     )
@@ -231,8 +220,6 @@ def summarise(name: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
     row = {"scenario": name, "rounds": rounds, "median": median, "spread": spread}
     if all("idle_ir_per_second" in r for r in rounds):
         row["idle_ir_per_second"] = _median(rounds, "idle_ir_per_second")[0]
-    if all("net_ir_per_request" in r for r in rounds):
-        row["net_median"] = _median(rounds, "net_ir_per_request")[0]
     return row
 
 
@@ -243,17 +230,16 @@ def compare(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         base = rows.get(scenarios.twin(name))
         if base is None or name != scenarios.original(name):
             continue
-        pairs = list(zip(row["rounds"], base["rounds"], strict=False))
-        pair = {
-            "scenario": name,
-            "new": row["median"],
-            "base": base["median"],
-            "ratio": row["median"] / base["median"],
-            "round_ratios": [a["ir_per_request"] / b["ir_per_request"] for a, b in pairs],
-        }
-        if "net_median" in row and "net_median" in base and base["net_median"]:
-            pair["net_ratio"] = row["net_median"] / base["net_median"]
-        out.append(pair)
+        pairs = zip(row["rounds"], base["rounds"], strict=False)
+        out.append(
+            {
+                "scenario": name,
+                "new": row["median"],
+                "base": base["median"],
+                "ratio": row["median"] / base["median"],
+                "round_ratios": [a["ir_per_request"] / b["ir_per_request"] for a, b in pairs],
+            }
+        )
     return out
 
 
@@ -271,13 +257,11 @@ def table(rows: list[dict[str, Any]], rounds: int) -> str:
 
 def compare_table(pairs: list[dict[str, Any]]) -> str:
     head = f"{'scenario':22s} {'new Ir/req':>11s} {'base Ir/req':>12s} {'new/base':>8s}"
-    lines = [head + "  net new/base  rounds (new/base)"]
+    lines = [head + "  rounds (new/base)"]
     for p in pairs:
         each = ", ".join(f"{r:.3f}" for r in p["round_ratios"])
-        net = f"{p['net_ratio']:12.3f}" if "net_ratio" in p else f"{'-':>12s}"
         lines.append(
-            f"{p['scenario']:22s} {p['new']:11,.0f} {p['base']:12,.0f} {p['ratio']:8.3f}  {net}"
-            f"  {each}"
+            f"{p['scenario']:22s} {p['new']:11,.0f} {p['base']:12,.0f} {p['ratio']:8.3f}  {each}"
         )
     return "\n".join(lines)
 

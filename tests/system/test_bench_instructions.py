@@ -199,20 +199,6 @@ def test_the_idle_rate_is_kept_beside_the_figures() -> None:
     assert "5.00 M" in instructions.table([row], 2)
 
 
-def test_the_net_figures_leave_out_the_background_work_and_are_paired_too() -> None:
-    def rounds(*per: tuple[float, float]) -> list[dict[str, float]]:
-        return [{"ir_per_request": p, "net_ir_per_request": n} for p, n in per]
-
-    rows = {
-        "gateway-v2": instructions.summarise("gateway-v2", rounds((1000.0, 800.0))),
-        "gateway-v2@base": instructions.summarise("gateway-v2@base", rounds((1000.0, 1000.0))),
-    }
-    (pair,) = instructions.compare(rows)
-    assert pair["ratio"] == 1.0
-    assert pair["net_ratio"] == pytest.approx(0.8)
-    assert "       0.800" in instructions.compare_table([pair])
-
-
 def _scenario(tmp_path: Path, **fields: object) -> scenarios.Scenario:
     proc = Proc("nobody", None, tmp_path / "log")  # type: ignore[arg-type]
     return scenarios.Scenario("gateway-full", "http://127.0.0.1:1/v2", proc, **fields)  # type: ignore[arg-type]
