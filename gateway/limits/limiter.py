@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from math import ceil, floor
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -204,12 +205,14 @@ class Limiter:
 
 def headers(applied: Applied, verdict: Verdict) -> dict[str, str]:
     """The IETF RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers)."""
-    if not verdict.states:
+    states = verdict.states
+    if not states:
         return {}
-    current = ", ".join(
-        f"{name};r={max(0, math.floor(state.remaining))};t={max(0, math.ceil(state.reset))}"
-        for name, state in zip(applied.names, verdict.states, strict=False)
-    )
+    fields = [
+        f"{name};r={max(0, floor(state.remaining))};t={max(0, ceil(state.reset))}"
+        for name, state in zip(applied.names, states, strict=False)
+    ]
+    current = fields[0] if len(fields) == 1 else ", ".join(fields)
     return {"RateLimit-Policy": applied.policy, "RateLimit": current}
 
 
