@@ -27,15 +27,17 @@ from gateway.errors import GatewayError, InternalError
 
 NAME = "model-gateway"
 _KEPT_HEADERS = ("x-model-version",)
+_NONE: frozenset[str] = frozenset()
 
 
 def _status(*params: str) -> str:
     return "; ".join((NAME, *params))
 
 
-def _from_entry(entry: Entry, status: str) -> Reply:
-    headers = [*entry.headers.items(), ("Cache-Status", status)]
-    headers.append(("Age", str(math.floor(entry.age()))))
+def _from_entry(entry: Entry, status: str, age: float | None = None) -> Reply:
+    """The answer from ``entry`` (``age``: its age, when the caller has just read it)."""
+    seconds = math.floor(entry.age() if age is None else age)
+    headers = [*entry.headers.items(), ("Cache-Status", status), ("Age", str(seconds))]
     return Reply(v2_json=entry.body, headers=headers)
 
 
@@ -60,7 +62,8 @@ class CachePolicy:
             # This process holds the fill lock from the limit step's round trip: say so before
             # anything awaits, so identical misses of this process join rather than poll.
             cache.flights.hold(probe.flight, spec.lock)
-        asked = directives(call.headers)
+        # a probe from the rate-limit step was made only without no-cache and no-store
+        asked = directives(call.headers) if probe is None else _NONE
         if "no-store" in asked:
             call.cache = "bypass"
             reply = await call_next(call)
@@ -75,11 +78,10 @@ class CachePolicy:
                 entry = Entry.decode(probe.found) if probe.found is not None else None
             else:
                 entry = await cache.get(probe)
-            if entry is not None and entry.age() < spec.ttl:
+            age = entry.age() if entry is not None else 0.0
+            if entry is not None and age < spec.ttl:
                 call.cache = "hit"
-                return _from_entry(
-                    entry, _status("hit", f"ttl={math.floor(spec.ttl - entry.age())}")
-                )
+                return _from_entry(entry, _status("hit", f"ttl={math.floor(spec.ttl - age)}"), age)
         fwd = "fwd=request" if "no-cache" in asked else "fwd=stale" if entry else "fwd=miss"
         call.cache = "bypass" if "no-cache" in asked else "stale" if entry else "miss"
         flight = probe.flight

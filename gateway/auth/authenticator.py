@@ -123,9 +123,11 @@ class Authenticator:
         tenant = caller.tenant
         if model is not None and tenant is not None and not model_allowed(tenant.models, model):
             raise Forbidden(f"tenant {tenant.name!r} may not use model {model!r}")
-        missing = [s for s in required if not allowed(caller.principal.scopes, s)]
-        if missing:
-            raise Forbidden(f"missing scope: {', '.join(missing)}")
+        scopes = caller.principal.scopes
+        for scope in required:
+            if not allowed(scopes, scope):  # then name every scope missing
+                missing = [s for s in required if not allowed(scopes, s)]
+                raise Forbidden(f"missing scope: {', '.join(missing)}")
 
 
 def _with_scopes(principal: Principal, scopes: frozenset[str]) -> Principal:

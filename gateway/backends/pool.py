@@ -43,6 +43,7 @@ from gateway.backends.replica_set import ReplicaSet
 from gateway.backends.spec import BackendSpec
 from gateway.backends.tls import tls_reason
 from gateway.backends.upstream import UpstreamReply
+from gateway.deadline import Deadline
 from gateway.errors import BadGateway, NoHealthyReplica, UpstreamTimeout
 from gateway.telemetry import loop, tracing
 from gateway.telemetry.metrics import BackendMetrics
@@ -91,41 +92,6 @@ class _Retryable(Exception):
         self.reason = reason
         self.attempt = attempt
         self.again = again
-
-
-class _Deadline:
-    """A request's overall deadline: one timer that cancels the request's task when it fires,
-    as ``asyncio.timeout`` does (without its two coroutines and its state machine per
-    request). The owner catches ``CancelledError`` and asks :meth:`passed`; :meth:`end` always,
-    when the request is over."""
-
-    __slots__ = ("fired", "task", "timer")
-
-    def __init__(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
-        if task is None:
-            raise RuntimeError("a deadline needs a task")
-        self.task = task
-        self.fired = False
-        self.timer = loop.call_at(loop.time() + seconds, self._fire)
-
-    def _fire(self) -> None:
-        self.fired = True
-        self.task.cancel()
-
-    def passed(self) -> bool:
-        """Whether the cancellation was this deadline's alone (none other is pending): then
-        it is the deadline's to answer. The cancellation it asked is withdrawn either way."""
-        if not self.fired:
-            return False
-        self.fired = False
-        return self.task.uncancel() == 0
-
-    def end(self) -> None:
-        self.timer.cancel()
-        if self.fired:  # fired while the request ended another way: withdraw its cancellation
-            self.passed()
 
 
 class ReplicaPool(ReplicaSet):
@@ -242,10 +208,10 @@ class ReplicaPool(ReplicaSet):
             deadline.end()
             self._leave(attempt)
 
-    def _enter(self) -> _Deadline:
+    def _enter(self) -> Deadline:
         """The breaker entered, and the request's deadline started (ended at once if the
         breaker trips)."""
-        deadline = _Deadline(self.spec.overall_deadline)
+        deadline = Deadline(self.spec.overall_deadline)
         try:
             self.breaker.enter()
         except BaseException:

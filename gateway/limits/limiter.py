@@ -18,12 +18,14 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import ceil, floor
 from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter
 
 from gateway.call import CacheProbe
 from gateway.config.model import RouteTable
+from gateway.deadline import Deadline
 from gateway.errors import GatewayError, LimitsUnavailable, QuotaExhausted, RateLimited
 from gateway.limits.config import LimitSpec, Plan
 from gateway.store import Limit, MemoryStore, Store, Verdict
@@ -154,30 +156,47 @@ class Limiter:
     ) -> Verdict:
         """Ask the store, within the timeout, in one round trip: the limits and, with a
         ``probe``, the cache entry (its lookup and fill lock, written into the probe)."""
+        deadline = Deadline(self.config.store_timeout)  # one timer, no asyncio.timeout
         try:
-            async with asyncio.timeout(self.config.store_timeout):
-                if probe is None:
-                    verdict, _ = await self.store.take(limits, lease=lease)
-                    return verdict
-                verdict, found = await self.store.take(
-                    limits, lease=lease, cache=(probe.group, probe.key), lock=probe.lock
-                )
-                probe.found, probe.filling, probe.read = found, verdict.filling, True
+            if probe is None:
+                verdict, _ = await self.store.take(limits, lease=lease)
                 return verdict
+            verdict, found = await self.store.take(
+                limits, lease=lease, cache=(probe.group, probe.key), lock=probe.lock
+            )
+            probe.found, probe.filling, probe.read = found, verdict.filling, True
+            return verdict
+        except asyncio.CancelledError:
+            if not deadline.passed():
+                raise
+            failure: Exception = TimeoutError()
         except (TimeoutError, GatewayError) as exc:
             if isinstance(exc, GatewayError) and exc.status != 503:
                 raise
-            mode = self.config.failure_mode
-            self.metrics.store_failures.labels(mode).inc()
-            logger.warning("limit store unavailable", extra={"mode": mode})
-            if mode == "fail_closed":
-                raise LimitsUnavailable(
-                    "rate limits cannot be checked right now", headers={"Retry-After": "1"}
-                ) from exc
-            verdict, _ = await self.fallback.take(limits, lease=lease)
-            if probe is not None:
-                probe.read = True  # no cache lookup during an outage: a miss
-            return verdict
+            failure = exc
+        finally:
+            deadline.end()
+        return await self._unavailable(failure, limits, lease, probe)
+
+    async def _unavailable(
+        self,
+        failure: Exception,
+        limits: Sequence[Limit],
+        lease: str | None,
+        probe: CacheProbe | None,
+    ) -> Verdict:
+        """The failure mode, when the store did not answer a take."""
+        mode = self.config.failure_mode
+        self.metrics.store_failures.labels(mode).inc()
+        logger.warning("limit store unavailable", extra={"mode": mode})
+        if mode == "fail_closed":
+            raise LimitsUnavailable(
+                "rate limits cannot be checked right now", headers={"Retry-After": "1"}
+            ) from failure
+        verdict, _ = await self.fallback.take(limits, lease=lease)
+        if probe is not None:
+            probe.read = True  # no cache lookup during an outage: a miss
+        return verdict
 
     async def release(self, limits: Sequence[Limit], lease: str) -> None:
         concurrency = [limit for limit in limits if limit.kind == "concurrency"]
@@ -204,12 +223,14 @@ class Limiter:
 
 def headers(applied: Applied, verdict: Verdict) -> dict[str, str]:
     """The IETF RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers)."""
-    if not verdict.states:
+    states = verdict.states
+    if not states:
         return {}
-    current = ", ".join(
-        f"{name};r={max(0, math.floor(state.remaining))};t={max(0, math.ceil(state.reset))}"
-        for name, state in zip(applied.names, verdict.states, strict=False)
-    )
+    fields = [
+        f"{name};r={max(0, floor(state.remaining))};t={max(0, ceil(state.reset))}"
+        for name, state in zip(applied.names, states, strict=False)
+    ]
+    current = fields[0] if len(fields) == 1 else ", ".join(fields)
     return {"RateLimit-Policy": applied.policy, "RateLimit": current}
 
 

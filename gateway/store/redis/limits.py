@@ -180,9 +180,11 @@ class RedisLimits:
                 self._script, str(len(keys)), *keys, "take", *args, *plan.specs
             )
         admitted = int(reply[0]) == 1
-        states = tuple(
-            LimitState(x.group, x.name, x.limit, float(reply[2 + 3 * i]), float(reply[3 + 3 * i]))
-            for i, x in enumerate(limits)
+        states = tuple(  # a list first: no generator to resume per limit
+            [
+                LimitState(x.group, x.name, x.limit, float(reply[at]), float(reply[at + 1]))
+                for at, x in zip(range(2, 2 + 3 * len(limits), 3), limits, strict=True)
+            ]
         )
         value = reply[2 + 3 * len(limits)] if cache is not None else None
         filling = None

@@ -66,6 +66,19 @@ class DownStore(MemoryStore):
         raise StoreUnavailable("the store is down")
 
 
+class HangingStore(MemoryStore):
+    """A store whose takes never answer (Redis reachable but stuck)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = asyncio.Event()
+
+    async def take(self, limits: Sequence[Limit], **_: Any) -> tuple[Verdict, bytes | None]:
+        self.asked.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
 def limiter(runtime: Runtime) -> RateLimitPolicy:
     policy = RateLimitPolicy.build(runtime)
     assert policy is not None
@@ -279,6 +292,39 @@ async def test_fail_open_admits_on_the_in_process_fallback(make_runtime: MakeRun
         solo = make_call(caller=make_caller("acme", plan="solo"))
         await policy(solo, downstream)
         assert solo.limited == "allowed"
+
+
+async def test_a_store_that_does_not_answer_in_time_is_an_outage(
+    make_runtime: MakeRuntime,
+) -> None:
+    routes = toy_routes(extra=PLANS + "rate_limits: {failure_mode: fail_open, store_timeout: 50ms}")
+    policy = limiter(await make_runtime(routes, store=HangingStore()))
+    downstream, call = Downstream(), make_call(caller=make_caller("acme", plan="tiny"))
+    reply = await policy(call, downstream)  # the timer fired: admitted on the fallback
+    assert downstream.calls == [call]
+    assert remaining(reply, "rate") == 0
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    closed = toy_routes(
+        extra=PLANS + "rate_limits: {failure_mode: fail_closed, store_timeout: 50ms}"
+    )
+    policy = limiter(await make_runtime(closed, store=HangingStore()))
+    with pytest.raises(LimitsUnavailable):
+        await policy(make_call(caller=make_caller("acme", plan="tiny")), downstream)
+
+
+async def test_a_take_cancelled_from_outside_stays_cancelled(make_runtime: MakeRuntime) -> None:
+    routes = toy_routes(extra=PLANS + "rate_limits: {failure_mode: fail_open, store_timeout: 30s}")
+    store = HangingStore()
+    policy = limiter(await make_runtime(routes, store=store))
+    downstream = Downstream()
+    task = asyncio.create_task(
+        policy(make_call(caller=make_caller("acme", plan="tiny")), downstream)
+    )
+    await store.asked.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert downstream.calls == []  # not taken for an outage: no fallback admitted it
 
 
 CACHED = "    deterministic: true\n    cache: {ttl: 60s}"
