@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, Self
 
 from gateway.caching.cache import ResponseCache
+from gateway.caching.config import CacheSpec
 from gateway.caching.entry import Entry
 from gateway.caching.flight import wait_for_entry
 from gateway.caching.keys import directives
-from gateway.call import Call, CallKind, Next, Reply
+from gateway.call import CacheProbe, Call, CallKind, Next, Reply
 from gateway.config.live import Runtime
 from gateway.errors import GatewayError, InternalError
 
@@ -85,49 +86,10 @@ class CachePolicy:
         fwd = "fwd=request" if "no-cache" in asked else "fwd=stale" if entry else "fwd=miss"
         call.cache = "bypass" if "no-cache" in asked else "stale" if entry else "miss"
         flight = probe.flight
-        model, version = call.resolved.model if call.resolved else "", call.version or ""
-
-        async def fill() -> _Filled:
-            # the rate-limit step's round trip may have tried the lock already, for this call
-            # or for one that will join this flight (see SingleFlight)
-            if probe.filling is None:
-                locked = await cache.lock(probe)
-            else:
-                locked = flights.holds(flight)
-            if not locked and "no-cache" not in asked:
-                # The holder may be a call of this process whose store reply came back after
-                # ours: it registers the lock and joins this flight, so stop waiting and fill
-                # for it as soon as the lock shows up here.
-                raw = await wait_for_entry(
-                    lambda: cache.store.cache_get(probe.group, probe.key),
-                    spec.lock,
-                    lambda: flights.holds(flight),
-                )
-                fresh = Entry.decode(raw) if raw is not None else None
-                if fresh is not None and fresh.age() < spec.ttl:
-                    return _Filled("collapsed", fresh, None)
-                locked = flights.holds(flight)
-            try:
-                reply = await call_next(call)
-                response = reply.response
-                if reply.status != 200 or response is None:
-                    return _Filled("reply", None, reply)  # not stored
-                kept = {k: v for k, v in reply.headers if k.lower() in _KEPT_HEADERS}
-                produced = Entry.of(response, model, version, kept)
-                value = produced.encode()
-                stored = len(value) <= spec.max_entry_bytes
-                if stored:
-                    ttl = spec.ttl + (spec.stale_if_error or 0.0)
-                    stored = await cache.put(probe, value, ttl, locked)
-                    locked = locked and not stored  # a stored entry's lock went with it
-                return _Filled("stored" if stored else "fresh", produced, reply)
-            finally:
-                flights.drop(flight)
-                if locked:
-                    await cache.unlock(probe)
-
         try:
-            filled, collapsed = await flights.run(flight, fill)
+            filled, collapsed = await flights.run(
+                flight, self._fill, call, call_next, probe, flight, spec, asked
+            )
         except GatewayError as exc:
             stale = spec.stale_if_error
             if entry is not None and stale and exc.status >= 500 and entry.age() < spec.ttl + stale:
@@ -138,8 +100,60 @@ class CachePolicy:
             raise
         return _answer(call, filled, collapsed, fwd)
 
+    async def _fill(
+        self,
+        call: Call,
+        call_next: Next,
+        probe: CacheProbe,
+        flight: str,
+        spec: CacheSpec,
+        asked: frozenset[str],
+    ) -> _Filled:
+        """The flight's work: wait for another replica's entry, or call the backend and store."""
+        cache = self.cache
+        flights = cache.flights
+        # the rate-limit step's round trip may have tried the lock already, for this call
+        # or for one that will join this flight (see SingleFlight)
+        if probe.filling is None:
+            locked = await cache.lock(probe)
+        else:
+            locked = flights.holds(flight)
+        if not locked and "no-cache" not in asked:
+            # The holder may be a call of this process whose store reply came back after
+            # ours: it registers the lock and joins this flight, so stop waiting and fill
+            # for it as soon as the lock shows up here.
+            raw = await wait_for_entry(
+                lambda: cache.store.cache_get(probe.group, probe.key),
+                spec.lock,
+                lambda: flights.holds(flight),
+            )
+            fresh = Entry.decode(raw) if raw is not None else None
+            if fresh is not None and fresh.age() < spec.ttl:
+                return _Filled("collapsed", fresh, None)
+            locked = flights.holds(flight)
+        try:
+            reply = await call_next(call)
+            response = reply.response
+            if reply.status != 200 or response is None:
+                return _Filled("reply", None, reply)  # not stored
+            kept = {k: v for k, v in reply.headers if k.lower() in _KEPT_HEADERS}
+            resolved = call.resolved
+            model = resolved.model if resolved is not None else ""
+            produced = Entry.of(response, model, call.version or "", kept)
+            value = produced.encode()
+            stored = len(value) <= spec.max_entry_bytes
+            if stored:
+                ttl = spec.ttl + (spec.stale_if_error or 0.0)
+                stored = await cache.put(probe, value, ttl, locked)
+                locked = locked and not stored  # a stored entry's lock went with it
+            return _Filled("stored" if stored else "fresh", produced, reply)
+        finally:
+            flights.drop(flight)
+            if locked:
+                await cache.unlock(probe)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class _Filled:
     """What one flight produced. ``reply`` is the leader's own answer: a caller that joined
     the flight gets its own Reply, from the entry or a copy, never the leader's object."""

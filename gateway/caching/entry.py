@@ -33,7 +33,7 @@ class Entry:
         return cls(time.time(), headers, body)
 
     def encode(self) -> bytes:
-        return orjson.dumps({"t": self.stored_at, "h": self.headers}) + b"\n" + self.body
+        return b"\n".join((orjson.dumps({"t": self.stored_at, "h": self.headers}), self.body))
 
     @classmethod
     def decode(cls, raw: bytes) -> Entry | None:

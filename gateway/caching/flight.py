@@ -26,7 +26,7 @@ class SingleFlight:
     _PRUNE_AT = 10_000
 
     def __init__(self) -> None:
-        self._flights: dict[str, asyncio.Future[Any]] = {}
+        self._flights: dict[str, asyncio.Future[Any] | None] = {}  # None: nobody joined yet
         self._held: dict[str, float] = {}  # flight key -> monotonic end of the store lock
 
     def hold(self, key: str, ttl: float) -> None:
@@ -42,22 +42,30 @@ class SingleFlight:
     def drop(self, key: str) -> None:
         self._held.pop(key, None)
 
-    async def run(self, key: str, work: Callable[[], Awaitable[Any]]) -> tuple[Any, bool]:
-        """(result, collapsed): ``collapsed`` is True when another caller's result was reused."""
-        flight = self._flights.get(key)
-        if flight is not None:
+    async def run(
+        self, key: str, work: Callable[..., Awaitable[Any]], *args: Any
+    ) -> tuple[Any, bool]:
+        """(result, collapsed): ``collapsed`` is True when another caller's result was reused;
+        ``work(*args)`` runs for the first caller only. A flight gets its future when a second
+        caller joins it: none for a lone miss."""
+        flights = self._flights
+        if key in flights:
+            flight = flights[key]
+            if flight is None:
+                flight = flights[key] = asyncio.get_running_loop().create_future()
             return await asyncio.shield(flight), True
-        flight = asyncio.get_running_loop().create_future()
-        self._flights[key] = flight
+        flights[key] = None
         try:
-            result = await work()
+            result = await work(*args)
         except BaseException as exc:
-            flight.set_exception(exc)
-            flight.exception()  # retrieved here; waiters re-raise it
+            flight = flights.pop(key)
+            if flight is not None:
+                flight.set_exception(exc)
+                flight.exception()  # retrieved here; waiters re-raise it
             raise
-        finally:
-            del self._flights[key]
-        flight.set_result(result)
+        flight = flights.pop(key)
+        if flight is not None:
+            flight.set_result(result)
         return result, False
 
 
