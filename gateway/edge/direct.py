@@ -30,6 +30,7 @@ headers makes it ineligible: ``Expect``, ``Transfer-Encoding``, ``Content-Encodi
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from typing import Any
 
@@ -77,12 +78,8 @@ class DirectLane:
         try:
             if self.proxy is not None:
                 await self.proxy(scope, receive, cycle.send)
-
-            async def deliver(
-                answered: Response | Answer, headers: list[tuple[bytes, bytes]]
-            ) -> tuple[int, int]:
-                return await _deliver(cycle, writer, answered, headers)
-
+            # a partial: the endpoint's answer delivered with no coroutine of its own
+            deliver = functools.partial(_deliver, cycle, writer)
             await self.edge.serve(scope, receive, match, deliver, direct=True)
         except BaseException as exc:
             logger.error("Exception in the direct lane\n", exc_info=exc)
