@@ -128,8 +128,12 @@ async def _deliver(
         await cycle.flow.drain()
     if cycle.disconnected:
         return status, len(body)
-    extra = answered.headers
+    content = [STATUS_LINE[status]]
+    for name, value in cycle.default_headers:
+        content.extend((name, b": ", value, b"\r\n"))
+    answered.head_lines(content)
     closes = False
+    extra = answered.headers
     if extra:
         # uvicorn's checks, on the headers an endpoint chose (a tab is a valid value byte)
         if HEADER_VALUE_RE.search(b"\t".join([value for _, value in extra])):
@@ -137,11 +141,7 @@ async def _deliver(
         for name, value in extra:
             if name == b"connection":
                 closes = closes or b"close" in [t.strip() for t in value.lower().split(b",")]
-    content = [STATUS_LINE[status]]
-    for name, value in cycle.default_headers:
-        content.extend((name, b": ", value, b"\r\n"))
-    for name, value in answered.head():
-        content.extend((name, b": ", value, b"\r\n"))
+            content.extend((name, b": ", value, b"\r\n"))
     for name, value in headers:
         content.extend((name, b": ", value, b"\r\n"))
     if closes:
