@@ -74,7 +74,7 @@ class DirectLane:
         """The request of ``cycle`` answered, as ``cycle.run_asgi`` would have: an exception
         logged and answered 500 (or the connection closed, if the answer had started)."""
         scope: Any = cycle.scope
-        receive: Any = cycle.receive
+        receive: Any = functools.partial(_receive, cycle)
         try:
             if self.proxy is not None:
                 await self.proxy(scope, receive, cycle.send)
@@ -97,6 +97,26 @@ class DirectLane:
 
 def _nothing() -> None:
     pass
+
+
+async def _receive(cycle: RequestResponseCycle) -> Any:
+    """The cycle's ``receive``, without waiting on its event when the whole body is there and
+    not yet read (nearly every request: one message), else uvicorn's own (``100 Continue``,
+    a body still arriving, a client gone, a body already read)."""
+    event = cycle.message_event
+    if (
+        cycle.more_body
+        or cycle.waiting_for_100_continue
+        or cycle.disconnected
+        or cycle.response_complete
+        or not event.is_set()
+    ):
+        return await cycle.receive()
+    cycle.flow.resume_reading()
+    event.clear()
+    message = {"type": "http.request", "body": bytes(cycle.body), "more_body": False}
+    cycle.body = bytearray()
+    return message
 
 
 def lane_of(app: object) -> DirectLane | None:
