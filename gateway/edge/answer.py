@@ -36,6 +36,21 @@ class Answer:
         head.extend(self.headers)
         return head
 
+    def head_lines(self, content: list[bytes]) -> None:
+        """:meth:`head`'s ``content-length`` and ``content-type`` appended to ``content`` as
+        header lines (the direct lane's one write); :attr:`headers` are the caller's."""
+        status = self.status
+        if not (status < 200 or status in (204, 304)):
+            content.append(b"content-length: %d\r\n" % len(self.body))
+        media_type = self.media_type
+        if media_type == JSON:
+            content.append(_JSON_LINE)
+        elif media_type is not None:
+            content.append(b"content-type: " + media_type.encode("latin-1") + b"\r\n")
+
+
+_JSON_LINE = b"content-type: " + JSON.encode("latin-1") + b"\r\n"
+
 
 def raw_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     """Headers as ASGI and :class:`Answer` hold them (lower-case latin-1 names)."""

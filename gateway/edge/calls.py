@@ -192,7 +192,7 @@ def answer(
 ) -> Answer:
     """The reply's body with its headers, compressed when the client accepts it and the body
     is worth it."""
-    extra = list(headers or ())
+    extra = list(headers) if headers else []
     if len(body) >= COMPRESS_FROM:
         extra.append(("Vary", "Accept-Encoding"))
         coding = accepted(Headers(scope["headers"]).get("accept-encoding"))
@@ -201,5 +201,5 @@ def answer(
             extra.append(("Content-Encoding", coding))
     if reply is not None and reply.headers:
         extra.extend(reply.headers)
-    raw = raw_headers(extra)
+    raw = raw_headers(extra) if extra else []
     return Answer(body, reply.status if reply else 200, media_type, raw)

@@ -30,6 +30,7 @@ headers makes it ineligible: ``Expect``, ``Transfer-Encoding``, ``Content-Encodi
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from typing import Any
 
@@ -73,16 +74,12 @@ class DirectLane:
         """The request of ``cycle`` answered, as ``cycle.run_asgi`` would have: an exception
         logged and answered 500 (or the connection closed, if the answer had started)."""
         scope: Any = cycle.scope
-        receive: Any = cycle.receive
+        receive: Any = functools.partial(_receive, cycle)
         try:
             if self.proxy is not None:
                 await self.proxy(scope, receive, cycle.send)
-
-            async def deliver(
-                answered: Response | Answer, headers: list[tuple[bytes, bytes]]
-            ) -> tuple[int, int]:
-                return await _deliver(cycle, writer, answered, headers)
-
+            # a partial: the endpoint's answer delivered with no coroutine of its own
+            deliver = functools.partial(_deliver, cycle, writer)
             await self.edge.serve(scope, receive, match, deliver, direct=True)
         except BaseException as exc:
             logger.error("Exception in the direct lane\n", exc_info=exc)
@@ -100,6 +97,26 @@ class DirectLane:
 
 def _nothing() -> None:
     pass
+
+
+async def _receive(cycle: RequestResponseCycle) -> Any:
+    """The cycle's ``receive``, without waiting on its event when the whole body is there and
+    not yet read (nearly every request: one message), else uvicorn's own (``100 Continue``,
+    a body still arriving, a client gone, a body already read)."""
+    event = cycle.message_event
+    if (
+        cycle.more_body
+        or cycle.waiting_for_100_continue
+        or cycle.disconnected
+        or cycle.response_complete
+        or not event.is_set()
+    ):
+        return await cycle.receive()
+    cycle.flow.resume_reading()
+    event.clear()
+    message = {"type": "http.request", "body": bytes(cycle.body), "more_body": False}
+    cycle.body = bytearray()
+    return message
 
 
 def lane_of(app: object) -> DirectLane | None:
@@ -131,8 +148,12 @@ async def _deliver(
         await cycle.flow.drain()
     if cycle.disconnected:
         return status, len(body)
-    extra = answered.headers
+    content = [STATUS_LINE[status]]
+    for name, value in cycle.default_headers:
+        content.extend((name, b": ", value, b"\r\n"))
+    answered.head_lines(content)
     closes = False
+    extra = answered.headers
     if extra:
         # uvicorn's checks, on the headers an endpoint chose (a tab is a valid value byte)
         if HEADER_VALUE_RE.search(b"\t".join([value for _, value in extra])):
@@ -140,11 +161,7 @@ async def _deliver(
         for name, value in extra:
             if name == b"connection":
                 closes = closes or b"close" in [t.strip() for t in value.lower().split(b",")]
-    content = [STATUS_LINE[status]]
-    for name, value in cycle.default_headers:
-        content.extend((name, b": ", value, b"\r\n"))
-    for name, value in answered.head():
-        content.extend((name, b": ", value, b"\r\n"))
+            content.extend((name, b": ", value, b"\r\n"))
     for name, value in headers:
         content.extend((name, b": ", value, b"\r\n"))
     if closes:

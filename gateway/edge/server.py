@@ -25,12 +25,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import httptools
 import orjson
 from uvicorn import Config
 from uvicorn._types import ASGI3Application
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -123,7 +126,23 @@ class GatewayProtocol(HttpToolsProtocol):
             return  # answered and closing: ignore whatever else arrives
         if self._reading != "body":
             self._head_bytes += len(data)
-        super().data_received(data)
+        # uvicorn's data_received, inline (one frame fewer per read)
+        keep_alive_task = self.timeout_keep_alive_task
+        if keep_alive_task is not None:
+            keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
         if self._refused is not None or self._reading != "head":
             return
         if self._head_bytes > self._head_bound:
@@ -145,7 +164,22 @@ class GatewayProtocol(HttpToolsProtocol):
     # -- parser callbacks ----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's on_message_begin, inline
+        self.url = b""
+        self.expect_100_continue = False
+        headers: list[tuple[bytes, bytes]] = []
+        self.headers = headers
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": headers,
+            "state": self.app_state.copy(),
+        }
         self._reading = "head"
         self._url_bytes = self._header_count = self._header_bytes = 0
 
@@ -176,20 +210,90 @@ class GatewayProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         self._reading = "body"
         self._head_bytes = 0
+        scope = self.scope
         if self._tls is not None:
-            self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
-        super().on_headers_complete()
-        if self.cycle is not None and self._writer is not None:
-            self.cycle.transport = self._writer  # type: ignore[assignment]
+            scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
+        # uvicorn's on_headers_complete, inline, its cycle writing to the connection's
+        # OneWrite from the start
+        parser = self.parser
+        http_version = parser.get_http_version()
+        scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        if parser.should_upgrade() and self._should_upgrade():
+            return
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        root_path = self.root_path
+        if root_path:
+            scope["path"] = root_path + path
+            scope["raw_path"] = root_path.encode("ascii") + raw_path
+        else:
+            scope["path"] = path
+            scope["raw_path"] = raw_path
+        scope["query_string"] = parsed_url.query or b""
+        limit = self.limit_concurrency
+        app: ASGI3Application
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        else:
+            app = self.app
+        existing_cycle = self.cycle
+        writer = self._writer
+        self.cycle = cycle = RequestResponseCycle(
+            scope=scope,
+            transport=writer if writer is not None else self.transport,  # type: ignore[arg-type]
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        if existing_cycle is None or existing_cycle.response_complete:
+            self._start_asgi_task(cycle, app)
+        else:
+            # pipelined: queued until the previous answer is complete
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, app))
 
     def on_response_complete(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()  # a HEAD answer's head: nothing followed it
-        super().on_response_complete()
+        writer = self._writer
+        if writer is not None:
+            writer.flush()  # a HEAD answer's head: nothing followed it
+        # uvicorn's on_response_complete, inline
+        self.server_state.total_requests += 1
+        transport = self.transport
+        if transport.is_closing():
+            return
+        keep_alive_task = self.timeout_keep_alive_task
+        if keep_alive_task is not None:
+            keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
 
     def on_message_complete(self) -> None:
         self._reading = "idle"
-        super().on_message_complete()
+        # uvicorn's on_message_complete, inline
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.more_body = False
+        cycle.message_event.set()
 
     # -- the direct lane -----------------------------------------------------------------------
 

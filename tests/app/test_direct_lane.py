@@ -443,3 +443,44 @@ async def test_the_lane_traces_and_reads_proxy_headers_as_the_asgi_lane(
     assert (attributes["client.address"], attributes["url.scheme"]) == ("203.0.113.9", "https")
     assert attributes["http.response.status_code"] == 200
     assert edge.direct_served == 2  # the first call and the lane's
+
+
+async def test_the_server_over_its_concurrency_limit_answers_503_outside_the_lane(
+    start_gateway: StartGateway, demo_backend: str
+) -> None:
+    gateway = await start_gateway(demo_routes(demo_backend))
+    gateway.server.config.limit_concurrency = 1  # read by each new connection's protocol
+    raw = b"POST /v2/models/linear/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    raw += b"Content-Length: " + str(len(INFER)).encode() + b"\r\n\r\n" + INFER
+    received, closed = await exchange(gateway, raw)
+    ((status, _, body),) = answers(received)
+    assert (status, body, closed) == (503, b"Service Unavailable", True)
+    assert edge_of(gateway).direct_served == 0
+
+
+async def test_a_percent_encoded_path_and_a_root_path_reach_the_lane(
+    start_gateway: StartGateway, demo_backend: str
+) -> None:
+    gateway = await start_gateway(demo_routes(demo_backend))
+    edge = edge_of(gateway)
+    response = await gateway.client.post("/v2/models/%6Cinear/infer", content=INFER)
+    assert response.status_code == 200, response.text
+    assert response.json()["model_name"] == "linear"
+    assert edge.direct_served == 1
+    gateway.server.config.root_path = "/v2"  # read by each new connection's protocol
+    raw = b"POST /models/linear/infer?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    raw += b"Content-Length: " + str(len(INFER)).encode() + b"\r\n\r\n" + INFER
+    received, _ = await exchange(gateway, raw)
+    ((status, _, body),) = answers(received)
+    assert status == 200, body
+    assert edge.direct_served == 2
+
+
+async def test_an_upgrade_request_is_answered_as_a_plain_request(
+    start_gateway: StartGateway, demo_backend: str
+) -> None:
+    gateway = await start_gateway(demo_routes(demo_backend))
+    raw = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\nUpgrade: h2c\r\n\r\n"
+    received, closed = await exchange(gateway, raw)
+    ((status, _, _),) = answers(received)
+    assert (status, closed) == (200, True)

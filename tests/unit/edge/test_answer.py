@@ -27,6 +27,10 @@ def test_an_answer_has_the_headers_of_starlettes_response(
     starlette.raw_headers += headers
     answer = Answer(body, status, media_type, list(headers))
     assert answer.head() == starlette.raw_headers
+    lines: list[bytes] = []
+    answer.head_lines(lines)
+    own = answer.head()[: len(answer.head()) - len(headers)]
+    assert lines == [name + b": " + value + b"\r\n" for name, value in own]
     response = response_of(answer)
     assert (response.status_code, response.body) == (status, body)
     assert response.raw_headers == starlette.raw_headers
