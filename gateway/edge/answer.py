@@ -28,8 +28,7 @@ class Answer:
     def head(self) -> list[tuple[bytes, bytes]]:
         """Every header of the answer, in the order Starlette's ``Response`` gives them."""
         head: list[tuple[bytes, bytes]] = []
-        status = self.status
-        if not (status < 200 or status in (204, 304)):
+        if _sized(self.status):
             head.append((b"content-length", str(len(self.body)).encode("latin-1")))
         if self.media_type is not None:
             head.append((b"content-type", self.media_type.encode("latin-1")))
@@ -39,14 +38,18 @@ class Answer:
     def head_lines(self, content: list[bytes]) -> None:
         """:meth:`head`'s ``content-length`` and ``content-type`` appended to ``content`` as
         header lines (the direct lane's one write); :attr:`headers` are the caller's."""
-        status = self.status
-        if not (status < 200 or status in (204, 304)):
+        if _sized(self.status):
             content.append(b"content-length: %d\r\n" % len(self.body))
         media_type = self.media_type
         if media_type == JSON:
             content.append(_JSON_LINE)
         elif media_type is not None:
             content.append(b"content-type: " + media_type.encode("latin-1") + b"\r\n")
+
+
+def _sized(status: int) -> bool:
+    """Whether an answer with ``status`` says its ``content-length`` (Starlette's rule)."""
+    return not (status < 200 or status in (204, 304))
 
 
 _JSON_LINE = b"content-type: " + JSON.encode("latin-1") + b"\r\n"
