@@ -80,7 +80,15 @@ def through_the_provider(driver: webdriver.Chrome, base: str, login: str) -> Non
     element(driver, "input[name=login]").send_keys(login)
     element(driver, "input[name=password]").send_keys("any")
     element(driver, "button[type=submit]").click()
-    wait_for(lambda: "/interaction/" in driver.current_url, "the consent page")
+    # The login page is an /interaction/ page too: wait until its form is gone, or the
+    # consent's button found next may be the login page's, stale once the consent page loads.
+    wait_for(
+        lambda: (
+            "/interaction/" in driver.current_url
+            and not driver.find_elements(By.CSS_SELECTOR, "input[name=login]")
+        ),
+        "the consent page",
+    )
     element(driver, "button[type=submit]").click()  # consent: "Continue"
 
 
