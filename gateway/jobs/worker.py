@@ -11,6 +11,12 @@ retryable backend failure (503, 504, unreachable) → put back with backoff unti
 ``jobs.max_attempts``, then ``failed``. Any other error → ``failed`` with that error in the
 protocol's shape. Delivery to the backend is at least once: a worker that dies after the
 backend answered but before recording it leaves the job to be run again.
+
+An idle worker does not poll: it waits in the store for a job to arrive (a blocked XREADGROUP
+on Redis, woken by a submit on any replica; an event in memory), and looks at the store on its
+own only when a put-back job falls due (the delayed set's earliest time), when dead workers'
+jobs are due for a takeover check and when the queue depth is sampled: every few seconds at
+most, instead of every ``jobs.poll_interval``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ logger = logging.getLogger("gateway.jobs")
 RETRYABLE = frozenset({503, 504})
 _DEPTH_EVERY = 5.0  # seconds between queue-depth samples
 _STORE_BACKOFF = 1.0
+_SCHEDULE_EVERY = 5.0  # the longest between two looks at the delayed set (another replica's)
 
 
 def consumer_name() -> str:
@@ -75,6 +82,8 @@ class JobWorker:
         self._task: asyncio.Task[None] | None = None
         self._reclaimed_at = 0.0
         self._sampled_at = 0.0
+        self._schedule_at = 0.0  # monotonic: when to promote put-back jobs next
+        self._timers: set[asyncio.Task[None]] = set()  # promote the jobs this worker put back
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="job-worker")
@@ -91,6 +100,8 @@ class JobWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for timer in list(self._timers):
+            timer.cancel()
         runs = list(self._running.values())
         for run in runs:
             run.cancel()
@@ -120,21 +131,29 @@ class JobWorker:
                 break
             for run in claimed:
                 self._launch(run)
-            if not claimed or len(self._running) >= config.concurrency:
+            if len(self._running) >= config.concurrency:  # full: wait for a run to end
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), config.poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), self._until_due())
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
 
+    def _until_due(self) -> float:
+        """Seconds until the next look at the store on the worker's own schedule."""
+        moment = time.monotonic()
+        return max(0.0, min(self._schedule_at, self._sampled_at + _DEPTH_EVERY) - moment)
+
     async def _take(self, config: JobsConfig) -> list[Claimed]:
         now = time.time()
-        await self.store.job_promote(now)
+        moment = time.monotonic()
+        if moment >= self._schedule_at:
+            _, due = await self.store.job_schedule(now)
+            wait = _SCHEDULE_EVERY if due is None else min(_SCHEDULE_EVERY, due - now)
+            self._schedule_at = moment + max(0.0, wait)
         claimed: list[Claimed] = []
         free = config.concurrency - len(self._running)
-        moment = time.monotonic()
         if moment - self._reclaimed_at >= config.visibility_timeout / 4 and free > 0:
             self._reclaimed_at = moment
             taken, dead = await self.store.job_reclaim(
@@ -153,8 +172,31 @@ class JobWorker:
             await self._sample_depth()
         free -= len(claimed)
         if free > 0:
-            claimed += await self.store.job_claim(self.consumer, free, now)
+            # nothing taken over: wait in the store for a new job, until the next own look
+            block = 0.0 if claimed else min(self._until_due(), self._until_reclaim(config))
+            claimed += await self.store.job_claim(self.consumer, free, now, block=block)
         return claimed
+
+    def _until_reclaim(self, config: JobsConfig) -> float:
+        return max(0.0, self._reclaimed_at + config.visibility_timeout / 4 - time.monotonic())
+
+    def _promote_at(self, delay: float) -> None:
+        """Promote a job this worker put back when its delay is over (the worker blocked in
+        the store would otherwise see it only at its next own look)."""
+        timer = asyncio.create_task(self._promote_after(delay), name="job-promote")
+        self._timers.add(timer)
+        timer.add_done_callback(self._timers.discard)
+
+    async def _promote_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await self.store.job_promote(time.time())
+        except GatewayError as exc:  # the worker's own schedule promotes it later
+            logger.warning("job worker: %s", exc.message)
+
+    async def _release(self, claimed: Claimed, delay: float, now: float, *, attempt: bool) -> None:
+        if await self.store.job_release(claimed, delay, now, attempt=attempt):
+            self._promote_at(delay)
 
     async def _sample_depth(self) -> None:
         self.metrics.sample_depth(await self.store.job_depth())
@@ -195,7 +237,7 @@ class JobWorker:
         label = self.metrics.model(job.model)
         if self._owners[job.owner] > config.tenant_concurrency:
             self.metrics.attempts.labels(label, "delayed").inc()
-            await self.store.job_release(claimed, config.poll_interval, time.time(), attempt=False)
+            await self._release(claimed, config.poll_interval, time.time(), attempt=False)
             return
         if job.started_at is not None:
             self.metrics.wait.labels(label).observe(max(0.0, job.started_at - job.created_at))
@@ -239,12 +281,12 @@ class JobWorker:
         if isinstance(error, RateLimited) and not isinstance(error, QuotaExhausted):
             delay = _retry_after(error, config.poll_interval)
             self.metrics.attempts.labels(label, "delayed").inc()
-            await self.store.job_release(claimed, delay, now, attempt=False)
+            await self._release(claimed, delay, now, attempt=False)
             return None
         if error.status in RETRYABLE and job.attempts < config.max_attempts:
             delay = config.retry_backoff * 2 ** max(0, job.attempts - 1)
             self.metrics.attempts.labels(label, "retried").inc()
-            await self.store.job_release(claimed, delay, now, attempt=True)
+            await self._release(claimed, delay, now, attempt=True)
             return None
         self.metrics.attempts.labels(label, "failed").inc()
         done = await self.store.job_finish(

@@ -266,8 +266,14 @@ class JobStore(Protocol):
         after (another status: unchanged), None when unknown."""
         ...
 
-    async def job_claim(self, consumer: str, count: int, now: float) -> list[Claimed]:
-        """Up to ``count`` queued jobs, now ``running`` under ``consumer`` (attempts + 1)."""
+    async def job_claim(
+        self, consumer: str, count: int, now: float, *, block: float = 0.0
+    ) -> list[Claimed]:
+        """Up to ``count`` queued jobs, now ``running`` under ``consumer`` (attempts + 1).
+        With ``block`` (seconds), when none is queued, wait up to that long for one to
+        arrive (from any process sharing the store) and take it at once; ``now`` is the
+        time of the call, and a job taken after a wait starts ``now`` plus the wait. A store
+        may block less than asked (Redis Cluster: under its socket timeout)."""
         ...
 
     async def job_reclaim(
@@ -309,6 +315,11 @@ class JobStore(Protocol):
 
     async def job_promote(self, now: float) -> int:
         """Move the put-back jobs whose delay is over into the queue; their number."""
+        ...
+
+    async def job_schedule(self, now: float) -> tuple[int, float | None]:
+        """:meth:`job_promote`, and when the next put-back job will be due (unix seconds;
+        None: none is waiting): a worker promotes at that time instead of at every turn."""
         ...
 
     async def job_depth(self) -> dict[str, int]:

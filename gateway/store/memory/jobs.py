@@ -1,8 +1,11 @@
 """The job queue in this process's memory: the Redis stream's state machine (deliveries,
-idle times, reclaim, dead letters) without Redis. Jobs die with the process."""
+idle times, reclaim, dead letters) without Redis. Jobs die with the process. A blocked claim
+waits on an event that a new or promoted job sets, as a blocked XREADGROUP does on Redis."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -35,10 +38,15 @@ class MemoryJobs:
         self._delayed: dict[str, float] = {}  # job id -> due (unix seconds)
         self._jobs_dead: deque[DeadLetter] = deque(maxlen=DEAD_CAP)
         self._entry_seq = 0
+        self._arrived = asyncio.Event()  # set when an entry joins _fresh; made outside a loop ok
 
     def _entry(self) -> str:
         self._entry_seq += 1
         return f"{self._entry_seq}-0"
+
+    def _enqueue(self, job_id: str) -> None:
+        self._fresh.append((self._entry(), job_id))
+        self._arrived.set()
 
     def _live(self, job_id: str) -> Job | None:
         deadline = self._expires.get(job_id)
@@ -66,7 +74,7 @@ class MemoryJobs:
         self._jobs[job.id] = job
         self._queued[job.owner] += 1
         self._depth[job.model] += 1
-        self._fresh.append((self._entry(), job.id))
+        self._enqueue(job.id)
         if job.idempotency_key is not None:
             self._idem[(job.owner, job.idempotency_key)] = job.id
         return "created", job
@@ -121,7 +129,18 @@ class MemoryJobs:
         self._jobs[job.id] = job
         return job
 
-    async def job_claim(self, consumer: str, count: int, now: float) -> list[Claimed]:
+    async def job_claim(
+        self, consumer: str, count: int, now: float, *, block: float = 0.0
+    ) -> list[Claimed]:
+        if count <= 0:
+            return []
+        if block > 0 and not self._fresh:
+            waited = time.monotonic()
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(block):
+                    await self._arrived.wait()
+            now += time.monotonic() - waited  # started when it arrived
         claimed: list[Claimed] = []
         while self._fresh and len(claimed) < count:
             entry, job_id = self._fresh.popleft()
@@ -216,11 +235,14 @@ class MemoryJobs:
         return job
 
     async def job_promote(self, now: float) -> int:
+        return (await self.job_schedule(now))[0]
+
+    async def job_schedule(self, now: float) -> tuple[int, float | None]:
         due = [job_id for job_id, at in self._delayed.items() if at <= now]
         for job_id in due:
             del self._delayed[job_id]
-            self._fresh.append((self._entry(), job_id))
-        return len(due)
+            self._enqueue(job_id)
+        return len(due), min(self._delayed.values(), default=None)
 
     async def job_depth(self) -> dict[str, int]:
         return {model: n for model, n in self._depth.items() if n > 0}

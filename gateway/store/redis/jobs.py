@@ -12,10 +12,12 @@ Keys, under the store's prefix ``P``, all with the hash tag ``{jobs}`` (one slot
     P{jobs}:idem:<n>:<owner>:<key>  string  the job id an Idempotency-Key names
     P{jobs}:i:all | i:o:<owner> | i:b:<batch>  zset (all scores 0, ids sorted by time)
 
-A worker reads new entries with XREADGROUP, starts them (Lua: queued -> running), and
-acknowledges and deletes its entry when the job finishes or is put back. A worker that dies
-leaves its entries pending: after the visibility timeout another takes them over with
-XAUTOCLAIM, and an entry delivered more than N times goes to the dead-letter stream instead.
+A worker reads new entries with XREADGROUP (an idle one blocks in it, ``BLOCK``, on a
+connection of its own: a new entry wakes it at once, on any replica), starts them (Lua:
+queued -> running), and acknowledges and deletes its entry when the job finishes or is put
+back. A worker that dies leaves its entries pending: after the visibility timeout another
+takes them over with XAUTOCLAIM, and an entry delivered more than N times goes to the
+dead-letter stream instead.
 A finished job (and its idempotency key) expires after the result's time to live; the index
 entries of expired jobs are dropped when a listing finds them gone.
 """
@@ -23,18 +25,29 @@ entries of expired jobs are dropped when a listing finds them gone.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
 from redis import exceptions as rx
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import ConnectionPool, Redis, RedisCluster
 
 from gateway.jobs.model import DEAD_LETTER_ERROR, Claimed, DeadLetter, Job, JobStatus, SubmitOutcome
 from gateway.store.base import JOB_GROUP
-from gateway.store.redis.jobs_lua import CANCEL, FINISH, PROMOTE, RECLAIM, RELEASE, START, SUBMIT
+from gateway.store.redis.jobs_lua import (
+    CANCEL,
+    FINISH,
+    PROMOTE,
+    RECLAIM,
+    RELEASE,
+    SCHEDULE,
+    START,
+    SUBMIT,
+)
 from gateway.store.redis.keys import KeyLayout, mapped
 
 _SCAN_MOST: Final = 1000  # index entries one listing looks at (filters may skip many)
+_BLOCK_MARGIN: Final = 1.0  # a blocked read's socket waits this much longer than the block
 
 
 class RedisJobs:
@@ -50,7 +63,39 @@ class RedisJobs:
         self._release_job = client.register_script(RELEASE)
         self._promote = client.register_script(PROMOTE)
         self._cancel = client.register_script(CANCEL)
+        self._schedule = client.register_script(SCHEDULE)
         self._group_ready = False
+        self._blocking: Redis | RedisCluster | None = None  # job_claim(block=...)'s connection
+        self._block_most = 0.0
+
+    def _blocking_client(self) -> tuple[Redis | RedisCluster, float]:
+        """The client a blocked XREADGROUP waits on, and the longest block it allows: on one
+        server a pool of its own (one connection per blocked worker, never one of the shared
+        pool's, whose socket timeout is shorter than a block); on a Cluster the cluster
+        client, a block kept under its socket timeout."""
+        if self._blocking is None:
+            client = self._jobs_client
+            if isinstance(client, RedisCluster):
+                timeout = client.get_default_node().connection_kwargs.get("socket_timeout")
+                most = 30.0 if timeout is None else float(timeout)
+                most = max(most / 2, most - _BLOCK_MARGIN)
+                self._blocking, self._block_most = client, most
+            else:
+                shared = client.connection_pool
+                kwargs = dict(shared.connection_kwargs)
+                timeout = kwargs.get("socket_timeout")
+                self._block_most = 30.0
+                kwargs["socket_timeout"] = (
+                    None if timeout is None else float(timeout) + self._block_most + _BLOCK_MARGIN
+                )
+                pool = ConnectionPool(connection_class=shared.connection_class, **kwargs)
+                self._blocking = Redis.from_pool(pool)
+        return self._blocking, self._block_most
+
+    async def _close_jobs(self) -> None:
+        if self._blocking is not None and self._blocking is not self._jobs_client:
+            await self._blocking.aclose()
+        self._blocking = None
 
     def _job_key(self, job_id: str) -> str:
         return self._jk.jobs(f"j:{job_id}")
@@ -160,7 +205,9 @@ class RedisJobs:
                 raise
         self._group_ready = True
 
-    async def job_claim(self, consumer: str, count: int, now: float) -> list[Claimed]:
+    async def job_claim(
+        self, consumer: str, count: int, now: float, *, block: float = 0.0
+    ) -> list[Claimed]:
         if count <= 0:
             return []
         k = self._jk
@@ -168,9 +215,19 @@ class RedisJobs:
         with mapped("job_claim"):
             await self._ensure_group()
             try:
-                read: Any = await self._jobs_client.xreadgroup(
-                    JOB_GROUP, consumer, {queue: ">"}, count=count
-                )
+                if block > 0:
+                    client, most = self._blocking_client()
+                    block = min(block, most)
+                if block > 0:
+                    waited = time.monotonic()
+                    read: Any = await client.xreadgroup(
+                        JOB_GROUP, consumer, {queue: ">"}, count=count, block=_ms(block)
+                    )
+                    now += time.monotonic() - waited  # started when it was read
+                else:
+                    read = await self._jobs_client.xreadgroup(
+                        JOB_GROUP, consumer, {queue: ">"}, count=count
+                    )
             except rx.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -290,6 +347,12 @@ class RedisJobs:
         keys = [self._jk.jobs("delayed"), self._jk.jobs("queue")]
         with mapped("job_promote"):
             return int(await self._promote(keys=keys, args=[repr(now), 100]))
+
+    async def job_schedule(self, now: float) -> tuple[int, float | None]:
+        keys = [self._jk.jobs("delayed"), self._jk.jobs("queue")]
+        with mapped("job_schedule"):
+            promoted, due = await self._schedule(keys=keys, args=[repr(now), 100])
+        return int(promoted), (float(due) if due else None)
 
     async def job_depth(self) -> dict[str, int]:
         with mapped("job_depth"):

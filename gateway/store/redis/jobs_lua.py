@@ -166,6 +166,18 @@ end
 return #due
 """
 
+SCHEDULE: Final = """
+-- KEYS[1] delayed  KEYS[2] queue  ARGV[1] now  ARGV[2] count
+-- PROMOTE, and when the next put-back job is due: {promoted, due (unix seconds) or ''}.
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', 'job', id)
+  redis.call('ZREM', KEYS[1], id)
+end
+local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {#due, next[2] or ''}
+"""
+
 CANCEL: Final = """
 -- KEYS[1] job hash  KEYS[2] queued  KEYS[3] depth  KEYS[4] delayed
 -- ARGV[1] now  ARGV[2] ttl ms  ARGV[3] job id

@@ -339,6 +339,7 @@ class RedisStore(
 
     async def close(self) -> None:
         await self._lua.close()
+        await self._close_jobs()
         await self._client.aclose()
 
     async def _run(self, queue: Callable[[_Pipe], object], *scripts: AsyncScript) -> list[Any]:

@@ -33,7 +33,9 @@ class Stubborn(MemoryStore):
         self.claiming = asyncio.Event()
         self.swallowed = 0
 
-    async def job_claim(self, consumer: str, count: int, now: float) -> list[Claimed]:
+    async def job_claim(
+        self, consumer: str, count: int, now: float, *, block: float = 0.0
+    ) -> list[Claimed]:
         self.claiming.set()
         # like redis-py: the reply is read and returned regardless of a cancel
         self.swallowed += await sleep_losing_a_cancel(0.05)
