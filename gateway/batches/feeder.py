@@ -11,6 +11,11 @@ each round, so one replica feeds a tenant's batches at a time and another takes 
    50,000-line batch never floods the queue ahead of other tenants;
 3. finishes the batches with every line fed and no job open.
 
+While batches are active it goes round every ``jobs.poll_interval``. With none, it waits: a
+new batch's id published on :data:`~gateway.batches.model.WAKE_CHANNEL` (by the replica that
+stored it) wakes it, and it looks on its own only every ``_IDLE_EVERY`` seconds (in case a
+publish was lost).
+
 A line is fed with the job ``Idempotency-Key`` ``batch:<id>:<custom_id>`` and then recorded:
 a feeder that dies in between leaves the line to be fed again, which finds the same job.
 """
@@ -25,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from gateway.batches.metrics import BatchFileMetrics
-from gateway.batches.model import Batch, idempotency_key
+from gateway.batches.model import WAKE_CHANNEL, Batch, idempotency_key
 from gateway.errors import Conflict, GatewayError, JobQueueFull, NotFound
 from gateway.jobs.config import JobsConfig
 from gateway.jobs.model import DONE, JobStatus
@@ -36,6 +41,7 @@ from gateway.store import Store
 logger = logging.getLogger("gateway.batches")
 
 _STORE_BACKOFF = 1.0
+_IDLE_EVERY = 10.0  # seconds between an idle feeder's own looks (wakes are at most once)
 _PIN = "x-model-version"
 
 
@@ -57,18 +63,39 @@ class BatchFeeder:
         self.holder = holder or consumer_name()
         self._held: set[str] = set()  # owners whose lease this feeder holds
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
 
     def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="batch-feeder-wake")
         self._task = asyncio.create_task(self._loop(), name="batch-feeder")
+
+    def wake(self) -> None:
+        """Look at the active batches now."""
+        self._wake.set()
+
+    async def _listen(self) -> None:
+        """Wake on every new batch (and after a resubscription, when one may have been
+        missed); the subscription reconnects by itself."""
+        while True:
+            try:
+                async for _ in self.store.subscribe(WAKE_CHANNEL):
+                    self._wake.set()
+            except GatewayError as exc:
+                logger.warning("batch feeder: wake channel: %s", exc.message)
+                self._wake.set()
+                await asyncio.sleep(_STORE_BACKOFF)
 
     async def close(self) -> None:
         """Stop feeding and free the leases, so another replica takes over at once."""
         self._stop.set()  # ends the loop even where a store call swallowed the cancel
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._wake.set()
+        for task in (self._listener, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for owner in sorted(self._held):
             with contextlib.suppress(GatewayError):
                 await self.store.release_lease(_lease(owner), self.holder)
@@ -77,17 +104,18 @@ class BatchFeeder:
     async def _loop(self) -> None:
         while not self._stop.is_set():
             config = self.config()
-            pause = config.poll_interval
+            self._wake.clear()  # before the round: a batch stored during it wakes the next
             try:
-                await self.feed_once(config)
+                active = await self.feed_once(config)
+                pause = config.poll_interval if active else max(config.poll_interval, _IDLE_EVERY)
             except GatewayError as exc:  # the store is out: try again shortly
                 logger.warning("batch feeder: %s", exc.message)
                 pause = _STORE_BACKOFF
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), pause)
+                await asyncio.wait_for(self._wake.wait(), pause)
 
-    async def feed_once(self, config: JobsConfig) -> None:
-        """One round over the active batches."""
+    async def feed_once(self, config: JobsConfig) -> bool:
+        """One round over the active batches; whether there were any."""
         owners: defaultdict[str, list[Batch]] = defaultdict(list)
         for batch in await self.store.batch_active():
             owners[batch.owner].append(batch)
@@ -100,6 +128,7 @@ class BatchFeeder:
                 continue
             self._held.add(owner)
             await self._feed_owner(sorted(batches, key=lambda b: b.id), config)
+        return bool(owners)
 
     async def _feed_owner(self, batches: list[Batch], config: JobsConfig) -> None:
         open_now: dict[str, int] = {}

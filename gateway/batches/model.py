@@ -27,6 +27,9 @@ from gateway.jobs.model import CallerSnapshot, JobProtocol
 
 BatchStatus = Literal["queued", "in_progress", "completed", "cancelled"]
 BATCH_STATUSES: Final[tuple[BatchStatus, ...]] = get_args(BatchStatus)
+WAKE_CHANNEL: Final = "batches"
+"""The store channel a new batch's id is published on: idle feeders, on every replica, look
+at the active batches at once instead of polling for them."""
 SETTLED: Final = ("succeeded", "failed", "cancelled")
 """The counters a settled job lands in (its job status)."""
 

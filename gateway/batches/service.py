@@ -4,6 +4,7 @@ HTTP frontend and the admin API call. The lines run as jobs, fed by :mod:`.feede
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final
@@ -11,12 +12,14 @@ from typing import Any, Final
 import orjson
 
 from gateway.batches.metrics import BatchFileMetrics
-from gateway.batches.model import Batch, BatchLine, new_batch_id
-from gateway.errors import Conflict, NotFound
+from gateway.batches.model import WAKE_CHANNEL, Batch, BatchLine, new_batch_id
+from gateway.errors import Conflict, GatewayError, NotFound
 from gateway.jobs.config import JobsConfig
 from gateway.jobs.model import CallerSnapshot, Job
 from gateway.jobs.service import JobService
 from gateway.store import Store
+
+logger = logging.getLogger("gateway.batches")
 
 RESULTS_PAGE: Final = 500  # lines read from the store at a time while results stream
 _EXPIRED: Final = orjson.Fragment(b'{"error":"the result expired","code":"result_expired"}')
@@ -40,10 +43,15 @@ class BatchService:
     async def create(
         self, lines: Sequence[BatchLine], caller: CallerSnapshot | None, owner: str
     ) -> Batch:
-        """Store a checked batch file (``lines.read_lines``); the feeders take it from here."""
+        """Store a checked batch file (``lines.read_lines``); the feeders take it from here
+        (woken on every replica: :data:`WAKE_CHANNEL`)."""
         now = time.time()
         batch = Batch(new_batch_id(now), owner, len(lines), now, caller)
         await self.store.batch_create(batch, lines)
+        try:
+            await self.store.publish(WAKE_CHANNEL, batch.id)
+        except GatewayError as exc:  # stored: an idle feeder's own look finds it later
+            logger.warning("batch %s: feeders not woken: %s", batch.id, exc.message)
         return batch
 
     async def get(self, batch_id: str, owner: str | None) -> Batch:
