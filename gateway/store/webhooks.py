@@ -76,6 +76,12 @@ class WebhookStore(Protocol):
         """Take up to ``limit`` due deliveries for ``lease`` seconds (oldest due first)."""
         ...
 
+    async def webhook_next(self) -> float | None:
+        """Seconds until the earliest queued delivery is due (a taken one: when its lease
+        ends), 0 when one is due now; ``None`` when none is queued. An idle deliverer sleeps
+        that long instead of looking every second."""
+        ...
+
     async def webhook_delivered(self, claimed: Claimed) -> bool:
         """Forget a delivered delivery; ``False`` (and nothing done) if the claim is stale."""
         ...

@@ -105,9 +105,14 @@ class Deliverer:
                 task.add_done_callback(self._finished)
             if taken and len(taken) == free:
                 continue  # maybe more are due: take them as attempts finish
+            pause = config.poll
+            if free > 0:  # idle: until the next one is due, not every poll
+                with contextlib.suppress(StoreUnavailable):
+                    due = await self._store.webhook_next()
+                    pause = config.idle_look if due is None else min(due, config.idle_look)
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(config.poll):
+                async with asyncio.timeout(pause):
                     await self._wake.wait()
 
     def _finished(self, task: asyncio.Task[None]) -> None:

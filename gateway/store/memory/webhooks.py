@@ -45,6 +45,10 @@ class MemoryWebhooks:
             taken.append(Claimed(self._deliveries[delivery_id], token))
         return taken
 
+    async def webhook_next(self) -> float | None:
+        due = min(self._due.values(), default=None)
+        return None if due is None else max(0.0, due - time.time())
+
     async def webhook_delivered(self, claimed: Claimed) -> bool:
         delivery_id = claimed.delivery.id
         if not self._holds(claimed):

@@ -69,6 +69,19 @@ return out
 """
 )
 
+NEXT: Final = (
+    """
+-- KEYS[1] due
+-- Milliseconds until the earliest queued delivery is due (0: due now), or false for none.
+"""
+    + _NOW
+    + """
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if not first[2] then return false end
+return math.max(0, tonumber(first[2]) - now)
+"""
+)
+
 FINISH: Final = (
     """
 -- KEYS[1] due  KEYS[2] records  KEYS[3] claims  KEYS[4] dead
@@ -127,6 +140,7 @@ class RedisWebhooks:
         self._dead_cap = dead_cap
         self._put_script = client.register_script(PUT)
         self._claim_script = client.register_script(CLAIM)
+        self._next_script = client.register_script(NEXT)
         self._finish_script = client.register_script(FINISH)
         self._revive_script = client.register_script(REVIVE)
 
@@ -161,6 +175,11 @@ class RedisWebhooks:
             Claimed(Delivery.from_json(flat[i + 1]), str(flat[i + 2]))
             for i in range(0, len(flat), 3)
         ]
+
+    async def webhook_next(self) -> float | None:
+        with mapped("webhook_next"):
+            wait: int | None = await self._next_script(keys=[self._queue("due")])
+        return None if wait is None else wait / 1000
 
     async def webhook_delivered(self, claimed: Claimed) -> bool:
         return await self._finish(claimed, "delivered", "", 0)

@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from gateway.jobs.model import DEAD_LETTER_ERROR, CallerSnapshot, Job, new_job_id
-from gateway.store import Store
-from tests.system.store.conftest import MakeStore
+from gateway.store import MemoryStore, Store
+from tests.system.store.conftest import WAIT, MakeStore
 
 pytestmark = pytest.mark.anyio
 TTL = 60.0
@@ -199,3 +199,36 @@ async def test_finished_jobs_expire_after_their_ttl(make_store: MakeStore) -> No
     assert await store.job_list(owner="acme") == ([], None)
     # the idempotency key went with its job: the key may name a new one
     assert (await store.job_submit(job(idempotency_key="k"), max_queued=10))[0] == "created"
+
+
+async def test_a_blocked_claim_takes_a_job_submitted_meanwhile(make_store: MakeStore) -> None:
+    worker = await make_store()
+    # on Redis a second client of the same queue (another replica); in memory the same store
+    replica = worker if isinstance(worker, MemoryStore) else await make_store()
+    assert await worker.job_claim("w", 10, 1.0, block=0.05) == []  # nothing came: empty
+    submitted = job()
+    claiming = asyncio.create_task(worker.job_claim("w", 10, 1.0, block=WAIT))
+    await asyncio.sleep(0.1)  # let it block (it takes the job either way)
+    await replica.job_submit(submitted, max_queued=10)
+    async with asyncio.timeout(WAIT):  # a bound on a hang: the block is as long
+        [claimed] = await claiming
+    assert claimed.job.id == submitted.id
+    assert claimed.job.status == "running"
+    assert claimed.job.started_at is not None
+    assert claimed.job.started_at > 1.0  # the time it was taken, not the call's
+    assert await replica.job_claim("w2", 10, 2.0) == []  # delivered once
+
+
+async def test_schedule_promotes_and_tells_when_the_next_is_due(store: Store) -> None:
+    assert await store.job_schedule(10.0) == (0, None)
+    first, second = job(), job()
+    for submitted in (first, second):
+        await store.job_submit(submitted, max_queued=10)
+    early, late = await store.job_claim("w", 10, 10.0)
+    await store.job_release(early, 5.0, 10.0, attempt=False)
+    await store.job_release(late, 7.5, 10.0, attempt=False)
+    assert await store.job_schedule(11.0) == (0, 15.0)
+    assert await store.job_schedule(15.0) == (1, 17.5)
+    assert [c.job.id for c in await store.job_claim("w", 10, 15.0)] == [early.job.id]
+    assert await store.job_schedule(20.0) == (1, None)
+    assert [c.job.id for c in await store.job_claim("w", 10, 20.0)] == [late.job.id]

@@ -144,3 +144,22 @@ async def test_the_dead_letters_keep_the_newest(store: Store) -> None:
         await asyncio.sleep(0.002)
     assert [d.id for d in await store.webhook_dead(10)] == ["msg_3", "msg_2"]
     assert await store.webhook_get("msg_0") is None  # its record went with it
+
+
+async def test_next_tells_when_the_earliest_delivery_is_due(store: Store) -> None:
+    assert await store.webhook_next() is None
+    await store.webhook_put(delivery(1), delay=600.0)
+    later = await store.webhook_next()
+    assert later is not None
+    assert 590.0 < later <= 600.0
+    await store.webhook_put(delivery(2))
+    assert await store.webhook_next() == 0.0  # due now
+    [taken] = await store.webhook_claim(120.0, 10)
+    leased = await store.webhook_next()  # the lease's end is the next time it is due
+    assert leased is not None
+    assert 110.0 < leased <= 120.0
+    assert await store.webhook_delivered(taken)
+    assert await store.webhook_claim(60.0, 10) == []
+    left = await store.webhook_next()
+    assert left is not None
+    assert 590.0 < left <= 600.0

@@ -28,6 +28,9 @@ class Stubborn(MemoryStore):
         self.swallowed += await sleep_losing_a_cancel(0.05)
         return await super().webhook_claim(lease, limit)
 
+    async def webhook_next(self) -> float | None:
+        return 0.01  # one is due soon: the loop claims again
+
 
 async def test_close_returns_although_the_store_lost_the_cancel() -> None:
     store = Stubborn()
