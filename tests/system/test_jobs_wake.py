@@ -135,7 +135,10 @@ async def test_an_idle_feeder_feeds_a_batch_another_replica_stored(
         line = BatchLine("c1", "m", None, "v2", b'{"inputs": []}')
         batch = await service.create([line], None, "acme")
         async with asyncio.timeout(WAIT):
-            while (stored := await other.batch_get(batch.id)) is None or stored.fed == 0:
+            while True:
+                stored = await other.batch_get(batch.id)
+                if stored is not None and stored.fed > 0:
+                    break
                 await asyncio.sleep(0.02)
         [(custom_id, job_id)] = await other.batch_entries(batch.id, 0, 1)
         assert custom_id == "c1"
