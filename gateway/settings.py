@@ -191,7 +191,10 @@ class Settings(BaseSettings):
         default=16, ge=1, description="Webhook attempts in flight per worker process."
     )
     webhook_poll: float = Field(
-        default=1.0, gt=0, description="Seconds between looks for due webhooks when idle."
+        default=1.0,
+        gt=0,
+        description="An idle deliverer sleeps until the next webhook is due; at most "
+        "max(this, lease / 4) seconds between its own looks.",
     )
 
     @field_validator("webhook_allow_networks")

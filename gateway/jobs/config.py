@@ -42,7 +42,10 @@ class JobsConfig(Strict):
         default=4, ge=1, description="Jobs of one tenant run at once per process."
     )
     poll_interval: Duration = Field(
-        default=0.2, description="How often an idle worker looks for new jobs."
+        default=0.2,
+        description="How often the batch feeder goes round while batch files are active, and "
+        "the wait before a job put back for tenant_concurrency runs again. Idle workers do not "
+        "poll: a new job wakes one at once, on any replica.",
     )
     max_batch_lines: int = Field(
         default=50_000, ge=1, description="Lines a batch file (POST /batches) may have."
