@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from redis import exceptions as rx
 from redis.asyncio import ConnectionPool, Redis, RedisCluster
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 from gateway.jobs.model import DEAD_LETTER_ERROR, Claimed, DeadLetter, Job, JobStatus, SubmitOutcome
 from gateway.store.base import JOB_GROUP
@@ -48,6 +49,7 @@ from gateway.store.redis.keys import KeyLayout, mapped
 
 _SCAN_MOST: Final = 1000  # index entries one listing looks at (filters may skip many)
 _BLOCK_MARGIN: Final = 1.0  # a blocked read's socket waits this much longer than the block
+_BLOCK_MOST: Final = 30.0  # the longest block on a connection of its own
 
 
 class RedisJobs:
@@ -71,23 +73,24 @@ class RedisJobs:
     def _blocking_client(self) -> tuple[Redis | RedisCluster, float]:
         """The client a blocked XREADGROUP waits on, and the longest block it allows: on one
         server a pool of its own (one connection per blocked worker, never one of the shared
-        pool's, whose socket timeout is shorter than a block); on a Cluster the cluster
-        client, a block kept under its socket timeout."""
+        pool's, whose socket timeout is shorter than a block); on a Cluster (or a Sentinel
+        pool, which cannot be copied) the shared client, a block kept under its socket
+        timeout."""
         if self._blocking is None:
             client = self._jobs_client
             if isinstance(client, RedisCluster):
-                timeout = client.get_default_node().connection_kwargs.get("socket_timeout")
-                most = 30.0 if timeout is None else float(timeout)
-                most = max(most / 2, most - _BLOCK_MARGIN)
-                self._blocking, self._block_most = client, most
+                node = client.get_default_node()
+                self._blocking, self._block_most = client, _under(node.connection_kwargs)
+            elif isinstance(client.connection_pool, SentinelConnectionPool):
+                kwargs = client.connection_pool.connection_kwargs
+                self._blocking, self._block_most = client, _under(kwargs)
             else:
                 shared = client.connection_pool
                 kwargs = dict(shared.connection_kwargs)
                 timeout = kwargs.get("socket_timeout")
-                self._block_most = 30.0
-                kwargs["socket_timeout"] = (
-                    None if timeout is None else float(timeout) + self._block_most + _BLOCK_MARGIN
-                )
+                self._block_most = _BLOCK_MOST
+                if timeout is not None:
+                    kwargs["socket_timeout"] = float(timeout) + _BLOCK_MOST + _BLOCK_MARGIN
                 pool = ConnectionPool(connection_class=shared.connection_class, **kwargs)
                 self._blocking = Redis.from_pool(pool)
         return self._blocking, self._block_most
@@ -394,6 +397,14 @@ def _matches(
         and (model is None or job.model == model)
         and (batch_id is None or job.batch_id == batch_id)
     )
+
+
+def _under(connection: dict[str, Any]) -> float:
+    """The longest block a shared connection allows: under its socket timeout."""
+    timeout = connection.get("socket_timeout")
+    if timeout is None:
+        return _BLOCK_MOST
+    return max(float(timeout) / 2, float(timeout) - _BLOCK_MARGIN)
 
 
 def _ms(seconds: float) -> int:
