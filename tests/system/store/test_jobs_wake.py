@@ -1,13 +1,13 @@
 """Idle job workers and batch feeders wait to be woken instead of polling: with
 ``jobs.poll_interval`` an hour, a job submitted by another replica is still taken, a job
 another replica put back is taken when its delay is over, and a new batch is fed (memory and
-Redis stores; on Redis the submitting store is a second client, as another replica is)."""
+Redis and Redis Cluster stores; on Redis the submitting store is a second client, as another
+replica is)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -26,7 +26,7 @@ from gateway.jobs.model import Job, new_job_id
 from gateway.jobs.service import JobService
 from gateway.jobs.worker import JobWorker
 from gateway.store import MemoryStore, Store
-from gateway.store.redis.store import RedisStore
+from tests.system.store.conftest import MakeStore
 
 pytestmark = pytest.mark.anyio
 WAIT = 10.0  # a bound on a hang, far under the hour the stores would otherwise be polled at
@@ -41,19 +41,11 @@ class Sink:
         return ""
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def stores(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Store, Store]]:
+@pytest.fixture
+async def stores(make_store: MakeStore) -> tuple[Store, Store]:
     """The worker's store and another replica's (in memory: the same one)."""
-    if request.param == "memory":
-        store = MemoryStore()
-        yield store, store
-        return
-    url: str = request.getfixturevalue("redis_url")
-    prefix: str = request.getfixturevalue("redis_prefix")
-    mine, other = RedisStore.from_url(url, prefix=prefix), RedisStore.from_url(url, prefix=prefix)
-    yield mine, other
-    await mine.close()
-    await other.close()
+    mine = await make_store()
+    return mine, (mine if isinstance(mine, MemoryStore) else await make_store())
 
 
 def worker(store: Store) -> JobWorker:
