@@ -106,6 +106,9 @@ class JobWorker:
         for run in runs:
             run.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
+        # a blocked claim cancelled just as a job came leaves it delivered here, never read
+        with contextlib.suppress(GatewayError):
+            await self.store.job_forsake(self.consumer, list(self._running))
 
     @property
     def config(self) -> JobsConfig:

@@ -322,6 +322,12 @@ class JobStore(Protocol):
         None: none is waiting): a worker promotes at that time instead of at every turn."""
         ...
 
+    async def job_forsake(self, consumer: str, keep: Sequence[str]) -> int:
+        """Put back the deliveries ``consumer`` holds whose job never started (a blocked claim
+        cancelled as its answer came: delivered, never read), except the entries ``keep``,
+        so that they run now rather than after the visibility timeout; their number."""
+        ...
+
     async def job_depth(self) -> dict[str, int]:
         """Queued jobs per model (put-back ones included), models with none left out."""
         ...

@@ -244,6 +244,22 @@ class MemoryJobs:
             self._enqueue(job_id)
         return len(due), min(self._delayed.values(), default=None)
 
+    async def job_forsake(self, consumer: str, keep: Sequence[str]) -> int:
+        kept = set(keep)
+        forsaken = [
+            (entry, d.job_id)
+            for entry, d in self._pending.items()
+            if d.consumer == consumer and entry not in kept and self._queued_job(d.job_id)
+        ]
+        for entry, job_id in forsaken:
+            del self._pending[entry]
+            self._enqueue(job_id)
+        return len(forsaken)
+
+    def _queued_job(self, job_id: str) -> bool:
+        job = self._live(job_id)
+        return job is not None and job.status == "queued"
+
     async def job_depth(self) -> dict[str, int]:
         return {model: n for model, n in self._depth.items() if n > 0}
 

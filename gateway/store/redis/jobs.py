@@ -38,6 +38,7 @@ from gateway.store.base import JOB_GROUP
 from gateway.store.redis.jobs_lua import (
     CANCEL,
     FINISH,
+    FORSAKE,
     PROMOTE,
     RECLAIM,
     RELEASE,
@@ -66,6 +67,7 @@ class RedisJobs:
         self._promote = client.register_script(PROMOTE)
         self._cancel = client.register_script(CANCEL)
         self._schedule = client.register_script(SCHEDULE)
+        self._forsake = client.register_script(FORSAKE)
         self._group_ready = False
         self._blocking: Redis | RedisCluster | None = None  # job_claim(block=...)'s connection
         self._block_most = 0.0
@@ -356,6 +358,16 @@ class RedisJobs:
         with mapped("job_schedule"):
             promoted, due = await self._schedule(keys=keys, args=[repr(now), 100])
         return int(promoted), (float(due) if due else None)
+
+    async def job_forsake(self, consumer: str, keep: Sequence[str]) -> int:
+        args = [JOB_GROUP, consumer, self._job_key(""), *keep]
+        with mapped("job_forsake"):
+            try:
+                return int(await self._forsake(keys=[self._jk.jobs("queue")], args=args))
+            except rx.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                return 0
 
     async def job_depth(self) -> dict[str, int]:
         with mapped("job_depth"):

@@ -178,6 +178,29 @@ local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {#due, next[2] or ''}
 """
 
+FORSAKE: Final = """
+-- KEYS[1] queue  ARGV[1] group  ARGV[2] consumer  ARGV[3] job key prefix  ARGV[4..] entries kept
+-- Puts back the consumer's deliveries whose job never started (still queued: a blocked read's
+-- answer lost to a cancel), as new entries; their number. Others are left to XAUTOCLAIM.
+local keep = {}
+for i = 4, #ARGV do keep[ARGV[i]] = true end
+local n = 0
+for _, row in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000, ARGV[2])) do
+  local entry = row[1]
+  if not keep[entry] then
+    local item = redis.call('XRANGE', KEYS[1], entry, entry)[1]
+    local id = item and item[2][2]
+    if id and redis.call('HGET', ARGV[3] .. id, 'status') == 'queued' then
+      redis.call('XACK', KEYS[1], ARGV[1], entry)
+      redis.call('XDEL', KEYS[1], entry)
+      redis.call('XADD', KEYS[1], '*', 'job', id)
+      n = n + 1
+    end
+  end
+end
+return n
+"""
+
 CANCEL: Final = """
 -- KEYS[1] job hash  KEYS[2] queued  KEYS[3] depth  KEYS[4] delayed
 -- ARGV[1] now  ARGV[2] ttl ms  ARGV[3] job id

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from gateway.jobs.model import DEAD_LETTER_ERROR, CallerSnapshot, Job, new_job_id
 from gateway.store import MemoryStore, Store
+from gateway.store.base import JOB_GROUP
+from gateway.store.redis.store import RedisStore
 from tests.system.store.conftest import WAIT, MakeStore
 
 pytestmark = pytest.mark.anyio
@@ -232,3 +235,36 @@ async def test_schedule_promotes_and_tells_when_the_next_is_due(store: Store) ->
     assert [c.job.id for c in await store.job_claim("w", 10, 15.0)] == [early.job.id]
     assert await store.job_schedule(20.0) == (1, None)
     assert [c.job.id for c in await store.job_claim("w", 10, 20.0)] == [late.job.id]
+
+
+async def test_forsake_leaves_started_runs_alone(store: Store) -> None:
+    submitted = job()
+    await store.job_submit(submitted, max_queued=10)
+    [claimed] = await store.job_claim("w", 10, 1.0)
+    assert await store.job_forsake("w", []) == 0  # running: not put back
+    running = await store.job_get(submitted.id)
+    assert running is not None
+    assert running.status == "running"
+    assert await store.job_forsake("w", [claimed.entry]) == 0
+
+
+async def test_a_delivery_never_read_is_put_back_at_once(make_redis_store: MakeStore) -> None:
+    store = await make_redis_store()
+    assert isinstance(store, RedisStore)
+    assert await store.job_claim("w", 1, 1.0) == []  # an empty queue: makes the group
+    lost, other = job(), job()
+    for submitted in (lost, other):
+        await store.job_submit(submitted, max_queued=10)
+    # what a blocked XREADGROUP cancelled as its answer came leaves: delivered, never started
+    client = store._jobs_client  # a raw read, as redis-py's lost answer
+    queue = store._jk.jobs("queue")
+    read: Any = await client.xreadgroup(JOB_GROUP, "gone", {queue: ">"}, count=1)
+    [[_, [(entry, fields)]]] = read
+    assert fields["job"] == lost.id
+    assert await store.job_forsake("gone", [entry]) == 0  # kept
+    assert await store.job_forsake("gone", []) == 1
+    assert await store.job_forsake("gone", []) == 0
+    taken = await store.job_claim("w2", 10, 2.0)  # at once, not after the visibility timeout
+    assert sorted(c.job.id for c in taken) == sorted([lost.id, other.id])
+    assert all(c.job.attempts == 1 for c in taken)
+    assert await store.job_depth() == {}
