@@ -60,15 +60,30 @@ class DirectLane:
     """The direct lane of one connection: the gateway's edge, and the proxy-headers rewrite
     uvicorn would have applied to the scope first (None: none)."""
 
-    __slots__ = ("edge", "proxy")
+    __slots__ = ("_default_lines", "_defaults", "edge", "proxy")
 
     def __init__(self, edge: HTTPEdge, proxy: ProxyHeadersMiddleware | None) -> None:
         self.edge = edge
         self.proxy = proxy
+        # the server's default headers as header lines, for the list they were made from
+        # (uvicorn replaces the list, its Date, each second)
+        self._defaults: list[tuple[bytes, bytes]] | None = None
+        self._default_lines = b""
+
+    def default_lines(self, defaults: list[tuple[bytes, bytes]]) -> bytes:
+        """``defaults`` (the server's default headers) as header lines, joined once per list."""
+        if defaults is not self._defaults:
+            self._default_lines = b"".join([n + b": " + v + b"\r\n" for n, v in defaults])
+            self._defaults = defaults
+        return self._default_lines
 
     def match(self, scope: Scope) -> Match | None:
-        """The route match when this request takes the lane."""
-        return self.edge.direct_match(scope["method"], scope["path"])
+        """The route match when this request takes the lane (``HTTPEdge.direct_match``)."""
+        edge = self.edge
+        router = edge.router
+        if not edge.direct or router is None or scope["method"] != "POST":
+            return None
+        return router.direct(scope["path"])
 
     async def serve(self, cycle: RequestResponseCycle, match: Match, writer: OneWrite) -> None:
         """The request of ``cycle`` answered, as ``cycle.run_asgi`` would have: an exception
@@ -79,7 +94,7 @@ class DirectLane:
             if self.proxy is not None:
                 await self.proxy(scope, receive, cycle.send)
             # a partial: the endpoint's answer delivered with no coroutine of its own
-            deliver = functools.partial(_deliver, cycle, writer)
+            deliver = functools.partial(_deliver, self, cycle, writer)
             await self.edge.serve(scope, receive, match, deliver, direct=True)
         except BaseException as exc:
             logger.error("Exception in the direct lane\n", exc_info=exc)
@@ -134,6 +149,7 @@ def lane_of(app: object) -> DirectLane | None:
 
 
 async def _deliver(
+    lane: DirectLane,
     cycle: RequestResponseCycle,
     writer: OneWrite,
     answered: Response | Answer,
@@ -148,9 +164,9 @@ async def _deliver(
         await cycle.flow.drain()
     if cycle.disconnected:
         return status, len(body)
-    content = [STATUS_LINE[status]]
-    for name, value in cycle.default_headers:
-        content.extend((name, b": ", value, b"\r\n"))
+    defaults = cycle.default_headers
+    lines = lane._default_lines if defaults is lane._defaults else lane.default_lines(defaults)
+    content = [STATUS_LINE[status], lines]
     answered.head_lines(content)
     closes = False
     extra = answered.headers

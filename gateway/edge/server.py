@@ -106,6 +106,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._tls: dict[str, object] | None = None
         self._writer: OneWrite | None = None  # what each response cycle writes to
         self._lane = lane_of(self.app)
+        self._idle_since: float | None = None  # loop time the connection went idle; None: busy
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -126,11 +127,9 @@ class GatewayProtocol(HttpToolsProtocol):
             return  # answered and closing: ignore whatever else arrives
         if self._reading != "body":
             self._head_bytes += len(data)
-        # uvicorn's data_received, inline (one frame fewer per read)
-        keep_alive_task = self.timeout_keep_alive_task
-        if keep_alive_task is not None:
-            keep_alive_task.cancel()
-            self.timeout_keep_alive_task = None
+        # uvicorn's data_received, inline (one frame fewer per read), but the keep-alive
+        # timer is left armed: the connection is only marked busy (see _keep_alive_due)
+        self._idle_since = None
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -273,18 +272,36 @@ class GatewayProtocol(HttpToolsProtocol):
         transport = self.transport
         if transport.is_closing():
             return
-        keep_alive_task = self.timeout_keep_alive_task
-        if keep_alive_task is not None:
-            keep_alive_task.cancel()
-            self.timeout_keep_alive_task = None
         self.flow.resume_reading()
         if self.pipeline:
+            self._idle_since = None
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
         else:
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler
-            )
+            # Idle from now: closed after timeout_keep_alive seconds without a byte, as uvicorn
+            # does, but with one timer per connection re-armed when it falls due, not a timer
+            # made and cancelled per request.
+            loop = self.loop
+            self._idle_since = loop.time()
+            if self.timeout_keep_alive_task is None:
+                self.timeout_keep_alive_task = loop.call_later(
+                    self.timeout_keep_alive, self._keep_alive_due
+                )
+
+    def _keep_alive_due(self) -> None:
+        """The keep-alive timer fell due: close the connection if it has been idle for
+        ``timeout_keep_alive`` seconds, else wait for the rest of that (idle since a later
+        answer), or for the next answer to re-arm it (busy)."""
+        self.timeout_keep_alive_task = None
+        idle_since = self._idle_since
+        if idle_since is None:
+            return
+        loop = self.loop
+        left = idle_since + self.timeout_keep_alive - loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = loop.call_later(left, self._keep_alive_due)
+        else:
+            self.timeout_keep_alive_handler()
 
     def on_message_complete(self) -> None:
         self._reading = "idle"
