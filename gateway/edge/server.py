@@ -26,14 +26,15 @@ import asyncio
 import contextvars
 import logging
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import httptools
 import orjson
 from uvicorn import Config
-from uvicorn._types import ASGI3Application
-from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn._types import ASGI3Application, HTTPScope
+from uvicorn.protocols.http.flow_control import FlowControl, service_unavailable
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -74,6 +75,51 @@ class _Refused(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+class _Cycle(RequestResponseCycle):
+    """uvicorn's request cycle, built with positional arguments (a call with eleven keywords
+    costs a third of the cycle's construction)."""
+
+    def __init__(
+        self,
+        scope: HTTPScope,
+        transport: asyncio.Transport | OneWrite,
+        flow: FlowControl,
+        logger: logging.Logger,
+        access_logger: logging.Logger,
+        access_log: bool,
+        default_headers: list[tuple[bytes, bytes]],
+        message_event: asyncio.Event,
+        expect_100_continue: bool,
+        keep_alive: bool,
+        on_response: Callable[..., None],
+    ) -> None:
+        # uvicorn's RequestResponseCycle.__init__, copied
+        self.scope = scope
+        self.transport = transport  # type: ignore[assignment]
+        self.flow = flow
+        self.logger = logger
+        self.access_logger = access_logger
+        self.access_log = access_log
+        self.default_headers = default_headers
+        self.message_event = message_event
+        self.on_response = on_response
+
+        # Connection state
+        self.disconnected = False
+        self.keep_alive = keep_alive
+        self.waiting_for_100_continue = expect_100_continue
+
+        # Request state
+        self.body = bytearray()
+        self.more_body = True
+
+        # Response state
+        self.response_started = False
+        self.response_complete = False
+        self.chunked_encoding: bool | None = None
+        self.expected_content_length = 0
 
 
 class GatewayProtocol(HttpToolsProtocol):
@@ -243,18 +289,18 @@ class GatewayProtocol(HttpToolsProtocol):
             app = self.app
         existing_cycle = self.cycle
         writer = self._writer
-        self.cycle = cycle = RequestResponseCycle(
-            scope=scope,
-            transport=writer if writer is not None else self.transport,  # type: ignore[arg-type]
-            flow=self.flow,
-            logger=self.logger,
-            access_logger=self.access_logger,
-            access_log=self.access_log,
-            default_headers=self.server_state.default_headers,
-            message_event=asyncio.Event(),
-            expect_100_continue=self.expect_100_continue,
-            keep_alive=http_version != "1.0" and parser.should_keep_alive(),
-            on_response=self.on_response_complete,
+        self.cycle = cycle = _Cycle(
+            scope,
+            writer if writer is not None else self.transport,
+            self.flow,
+            self.logger,
+            self.access_logger,
+            self.access_log,
+            self.server_state.default_headers,
+            asyncio.Event(),
+            self.expect_100_continue,
+            http_version != "1.0" and parser.should_keep_alive(),
+            self.on_response_complete,
         )
         if existing_cycle is None or existing_cycle.response_complete:
             self._start_asgi_task(cycle, app)
