@@ -142,6 +142,9 @@ class GatewayProtocol(HttpToolsProtocol):
         edge = getattr(config, "edge", None)
         self.edge: EdgeOptions = edge if isinstance(edge, EdgeOptions) else EdgeOptions()
         self._head_bound = self.edge.max_request_line + self.edge.max_header_bytes + _HEAD_SLACK
+        self._max_headers = self.edge.max_headers  # the limits, read per header field
+        self._max_header_bytes = self.edge.max_header_bytes
+        self._fresh_context = config.reset_contextvars
         self._reading: Literal["idle", "head", "body"] = "idle"
         self._head_bytes = 0  # raw bytes received while a head was read (memory bound)
         self._url_bytes = 0
@@ -236,12 +239,12 @@ class GatewayProtocol(HttpToolsProtocol):
             self._raise(_Refused(414, "uri_too_long", f"request line over {limit} bytes"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
-        if self._header_count > self.edge.max_headers:
-            limit = self.edge.max_headers
+        count = self._header_count = self._header_count + 1
+        size = self._header_bytes = self._header_bytes + len(name) + len(value) + 4  # ": " CRLF
+        if count > self._max_headers:
+            limit = self._max_headers
             self._raise(_Refused(431, "headers_too_large", f"more than {limit} header fields"))
-        if self._header_bytes > self.edge.max_header_bytes:
+        if size > self._max_header_bytes:
             self._raise(_headers_too_large(self.edge))
         # uvicorn's on_header, inline (one call fewer per header field): lower-case names,
         # values without the trailing whitespace llhttp keeps (RFC 9110 5.5)
@@ -370,7 +373,7 @@ class GatewayProtocol(HttpToolsProtocol):
             match = lane.match(cycle.scope)  # type: ignore[arg-type]
             if match is not None:
                 coro = lane.serve(cycle, match, writer)
-                if self.config.reset_contextvars:
+                if self._fresh_context:
                     task = self.loop.create_task(coro, context=contextvars.Context())
                 else:
                     task = self.loop.create_task(coro)
