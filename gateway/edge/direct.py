@@ -171,10 +171,10 @@ async def _deliver(
     closes = False
     extra = answered.headers
     if extra:
-        # uvicorn's checks, on the headers an endpoint chose (a tab is a valid value byte)
-        if HEADER_VALUE_RE.search(b"\t".join([value for _, value in extra])):
-            raise RuntimeError("Invalid HTTP header value.")
+        invalid = HEADER_VALUE_RE.search
         for name, value in extra:
+            if invalid(value):  # uvicorn's check, on the headers an endpoint chose
+                raise RuntimeError("Invalid HTTP header value.")
             if name == b"connection":
                 closes = closes or b"close" in [t.strip() for t in value.lower().split(b",")]
             content.extend((name, b": ", value, b"\r\n"))
