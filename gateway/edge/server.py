@@ -26,15 +26,14 @@ import asyncio
 import contextvars
 import logging
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import httptools
 import orjson
 from uvicorn import Config
-from uvicorn._types import ASGI3Application, HTTPScope
-from uvicorn.protocols.http.flow_control import FlowControl, service_unavailable
+from uvicorn._types import ASGI3Application
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -42,7 +41,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.server import ServerState
 
-from gateway.edge.direct import lane_of
+from gateway.edge.direct import Cycle, lane_of
 from gateway.edge.errors import shape_of
 from gateway.edge.one_write import OneWrite
 from gateway.edge.request_id import request_id_of
@@ -75,51 +74,6 @@ class _Refused(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-
-
-class _Cycle(RequestResponseCycle):
-    """uvicorn's request cycle, built with positional arguments (a call with eleven keywords
-    costs a third of the cycle's construction)."""
-
-    def __init__(
-        self,
-        scope: HTTPScope,
-        transport: asyncio.Transport | OneWrite,
-        flow: FlowControl,
-        logger: logging.Logger,
-        access_logger: logging.Logger,
-        access_log: bool,
-        default_headers: list[tuple[bytes, bytes]],
-        message_event: asyncio.Event,
-        expect_100_continue: bool,
-        keep_alive: bool,
-        on_response: Callable[..., None],
-    ) -> None:
-        # uvicorn's RequestResponseCycle.__init__, copied
-        self.scope = scope
-        self.transport = transport  # type: ignore[assignment]
-        self.flow = flow
-        self.logger = logger
-        self.access_logger = access_logger
-        self.access_log = access_log
-        self.default_headers = default_headers
-        self.message_event = message_event
-        self.on_response = on_response
-
-        # Connection state
-        self.disconnected = False
-        self.keep_alive = keep_alive
-        self.waiting_for_100_continue = expect_100_continue
-
-        # Request state
-        self.body = bytearray()
-        self.more_body = True
-
-        # Response state
-        self.response_started = False
-        self.response_complete = False
-        self.chunked_encoding: bool | None = None
-        self.expected_content_length = 0
 
 
 class GatewayProtocol(HttpToolsProtocol):
@@ -292,7 +246,7 @@ class GatewayProtocol(HttpToolsProtocol):
             app = self.app
         existing_cycle = self.cycle
         writer = self._writer
-        self.cycle = cycle = _Cycle(
+        self.cycle = cycle = Cycle(
             scope,
             writer if writer is not None else self.transport,
             self.flow,
@@ -372,7 +326,7 @@ class GatewayProtocol(HttpToolsProtocol):
         if lane is not None and writer is not None and app is self.app:
             match = lane.match(cycle.scope)  # type: ignore[arg-type]
             if match is not None:
-                coro = lane.serve(cycle, match, writer)
+                coro = lane.serve(cycle, match)  # type: ignore[arg-type]
                 if self._fresh_context:
                     task = self.loop.create_task(coro, context=contextvars.Context())
                 else:

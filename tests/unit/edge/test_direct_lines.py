@@ -1,4 +1,4 @@
-"""The direct lane's answer bytes (``_deliver``): the server's default header lines, joined
+"""The direct lane's answer bytes (``Cycle.deliver``): the server's default header lines, joined
 once per list of them and again when the server replaces the list (its ``Date``, every
 second), and uvicorn's refusal of a header value with a control byte."""
 
@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from uvicorn.protocols.http.flow_control import FlowControl
 
 from gateway.edge.answer import Answer
-from gateway.edge.direct import DirectLane, _deliver
+from gateway.edge.direct import Cycle, DirectLane
 from gateway.edge.http import HTTPEdge, Router
 from gateway.edge.one_write import OneWrite
-from tests.unit.edge.test_direct_receive import cycle_with
 from tests.unit.edge.test_one_write import RecordingTransport
 
 pytestmark = pytest.mark.anyio
@@ -27,6 +29,10 @@ ADDED = [(b"x-request-id", b"r1")]
 async def opener() -> AsyncIterator[Router]:
     raise AssertionError("not opened here")
     yield
+
+
+def noop() -> None:
+    pass
 
 
 def lane() -> DirectLane:
@@ -45,10 +51,15 @@ def test_the_lines_follow_the_servers_list() -> None:
 
 
 async def answer_bytes(answer: Answer, defaults: list[tuple[bytes, bytes]]) -> bytes:
-    cycle = cycle_with(b"", whole=True)
-    cycle.default_headers = defaults
     transport = RecordingTransport()
-    await _deliver(lane(), cycle, OneWrite(transport, asyncio.get_running_loop()), answer, ADDED)
+    writer = OneWrite(transport, asyncio.get_running_loop())
+    logger = logging.getLogger("test")
+    flow = FlowControl(transport)
+    scope: Any = {}
+    event = asyncio.Event()
+    cycle = Cycle(scope, writer, flow, logger, logger, False, defaults, event, False, True, noop)
+    cycle.lane = lane()
+    await cycle.deliver(answer, ADDED)
     (written,) = transport.writes
     return written
 
