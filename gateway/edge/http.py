@@ -86,6 +86,8 @@ class Match:
 
 
 _NO_MATCH = Match(None, {})
+_MEMO = 1024  # paths whose direct-lane match a Router keeps (then it starts again)
+_MEMO_PATH = 512  # the longest path kept (so the memo holds at most about half a megabyte)
 
 
 class Router:
@@ -114,6 +116,24 @@ class Router:
             self._patterns.append((regex, route))
             prefixes.add(route.path.split("{", 1)[0])
         self._prefixes = tuple(sorted(prefixes))
+        self._direct: dict[str, Match | None] = {}  # path → direct(path), at most _MEMO
+
+    def direct(self, path: str) -> Match | None:
+        """The match of ``POST path`` when its route has a direct endpoint, else None;
+        remembered for the paths asked (at most ``_MEMO``, then forgotten all at once; none
+        longer than ``_MEMO_PATH``)."""
+        memo = self._direct
+        found = memo.get(path, _NO_MATCH)  # _NO_MATCH: never kept, so "not asked yet"
+        if found is not _NO_MATCH:
+            return found
+        match = self.match("POST", path)
+        route = match.route
+        found = match if route is not None and route.direct is not None else None
+        if len(path) <= _MEMO_PATH:
+            if len(memo) >= _MEMO:
+                memo.clear()
+            memo[path] = found
+        return found
 
     def match(self, method: str, path: str) -> Match:
         exact = self._exact.get(path)
@@ -158,9 +178,7 @@ class HTTPEdge:
         router = self.router
         if not self.direct or router is None or method != "POST":
             return None
-        match = router.match(method, path)
-        route = match.route
-        return match if route is not None and route.direct is not None else None
+        return router.direct(path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -246,7 +264,7 @@ class HTTPEdge:
                 return
             headers = [
                 (b"x-request-id", request_id.encode()),
-                (b"server-timing", timing.header().encode()),
+                (b"server-timing", timing.header()),
             ]
             status = answered.status if isinstance(answered, Answer) else answered.status_code
             status, sent = await deliver(answered, headers)

@@ -41,7 +41,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.server import ServerState
 
-from gateway.edge.direct import lane_of
+from gateway.edge.direct import Cycle, lane_of
 from gateway.edge.errors import shape_of
 from gateway.edge.one_write import OneWrite
 from gateway.edge.request_id import request_id_of
@@ -96,6 +96,9 @@ class GatewayProtocol(HttpToolsProtocol):
         edge = getattr(config, "edge", None)
         self.edge: EdgeOptions = edge if isinstance(edge, EdgeOptions) else EdgeOptions()
         self._head_bound = self.edge.max_request_line + self.edge.max_header_bytes + _HEAD_SLACK
+        self._max_headers = self.edge.max_headers  # the limits, read per header field
+        self._max_header_bytes = self.edge.max_header_bytes
+        self._fresh_context = config.reset_contextvars
         self._reading: Literal["idle", "head", "body"] = "idle"
         self._head_bytes = 0  # raw bytes received while a head was read (memory bound)
         self._url_bytes = 0
@@ -106,6 +109,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._tls: dict[str, object] | None = None
         self._writer: OneWrite | None = None  # what each response cycle writes to
         self._lane = lane_of(self.app)
+        self._idle_since: float | None = None  # loop time the connection went idle; None: busy
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -126,11 +130,9 @@ class GatewayProtocol(HttpToolsProtocol):
             return  # answered and closing: ignore whatever else arrives
         if self._reading != "body":
             self._head_bytes += len(data)
-        # uvicorn's data_received, inline (one frame fewer per read)
-        keep_alive_task = self.timeout_keep_alive_task
-        if keep_alive_task is not None:
-            keep_alive_task.cancel()
-            self.timeout_keep_alive_task = None
+        # uvicorn's data_received, inline (one frame fewer per read), but the keep-alive
+        # timer is left armed: the connection is only marked busy (see _keep_alive_due)
+        self._idle_since = None
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -191,12 +193,12 @@ class GatewayProtocol(HttpToolsProtocol):
             self._raise(_Refused(414, "uri_too_long", f"request line over {limit} bytes"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
-        if self._header_count > self.edge.max_headers:
-            limit = self.edge.max_headers
+        count = self._header_count = self._header_count + 1
+        size = self._header_bytes = self._header_bytes + len(name) + len(value) + 4  # ": " CRLF
+        if count > self._max_headers:
+            limit = self._max_headers
             self._raise(_Refused(431, "headers_too_large", f"more than {limit} header fields"))
-        if self._header_bytes > self.edge.max_header_bytes:
+        if size > self._max_header_bytes:
             self._raise(_headers_too_large(self.edge))
         # uvicorn's on_header, inline (one call fewer per header field): lower-case names,
         # values without the trailing whitespace llhttp keeps (RFC 9110 5.5)
@@ -244,18 +246,18 @@ class GatewayProtocol(HttpToolsProtocol):
             app = self.app
         existing_cycle = self.cycle
         writer = self._writer
-        self.cycle = cycle = RequestResponseCycle(
-            scope=scope,
-            transport=writer if writer is not None else self.transport,  # type: ignore[arg-type]
-            flow=self.flow,
-            logger=self.logger,
-            access_logger=self.access_logger,
-            access_log=self.access_log,
-            default_headers=self.server_state.default_headers,
-            message_event=asyncio.Event(),
-            expect_100_continue=self.expect_100_continue,
-            keep_alive=http_version != "1.0" and parser.should_keep_alive(),
-            on_response=self.on_response_complete,
+        self.cycle = cycle = Cycle(
+            scope,
+            writer if writer is not None else self.transport,
+            self.flow,
+            self.logger,
+            self.access_logger,
+            self.access_log,
+            self.server_state.default_headers,
+            asyncio.Event(),
+            self.expect_100_continue,
+            http_version != "1.0" and parser.should_keep_alive(),
+            self.on_response_complete,
         )
         if existing_cycle is None or existing_cycle.response_complete:
             self._start_asgi_task(cycle, app)
@@ -273,18 +275,36 @@ class GatewayProtocol(HttpToolsProtocol):
         transport = self.transport
         if transport.is_closing():
             return
-        keep_alive_task = self.timeout_keep_alive_task
-        if keep_alive_task is not None:
-            keep_alive_task.cancel()
-            self.timeout_keep_alive_task = None
         self.flow.resume_reading()
         if self.pipeline:
+            self._idle_since = None
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
         else:
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler
-            )
+            # Idle from now: closed after timeout_keep_alive seconds without a byte, as uvicorn
+            # does, but with one timer per connection re-armed when it falls due, not a timer
+            # made and cancelled per request.
+            loop = self.loop
+            self._idle_since = loop.time()
+            if self.timeout_keep_alive_task is None:
+                self.timeout_keep_alive_task = loop.call_later(
+                    self.timeout_keep_alive, self._keep_alive_due
+                )
+
+    def _keep_alive_due(self) -> None:
+        """The keep-alive timer fell due: close the connection if it has been idle for
+        ``timeout_keep_alive`` seconds, else wait for the rest of that (idle since a later
+        answer), or for the next answer to re-arm it (busy)."""
+        self.timeout_keep_alive_task = None
+        idle_since = self._idle_since
+        if idle_since is None:
+            return
+        loop = self.loop
+        left = idle_since + self.timeout_keep_alive - loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = loop.call_later(left, self._keep_alive_due)
+        else:
+            self.timeout_keep_alive_handler()
 
     def on_message_complete(self) -> None:
         self._reading = "idle"
@@ -306,8 +326,8 @@ class GatewayProtocol(HttpToolsProtocol):
         if lane is not None and writer is not None and app is self.app:
             match = lane.match(cycle.scope)  # type: ignore[arg-type]
             if match is not None:
-                coro = lane.serve(cycle, match, writer)
-                if self.config.reset_contextvars:
+                coro = lane.serve(cycle, match)  # type: ignore[arg-type]
+                if self._fresh_context:
                     task = self.loop.create_task(coro, context=contextvars.Context())
                 else:
                     task = self.loop.create_task(coro)

@@ -71,31 +71,34 @@ class Observer:
         message's size) are the answer's and the request's bytes."""
         total = time.perf_counter() - timing.started
         upstream = timing.upstream
-        model = version = tenant = cache = ""
-        batch = None
-        if call is not None:
+        backend = timing.backend
+        metrics = self.metrics
+        if call is None:
+            model = version = tenant = cache = ""
+            batch = None
+            metrics.observe("", "", status, backend, total, upstream, protocol)
+        else:
             batch = call.batch
             model = call.model or ""
             if model and model not in models:
                 model = ""
-            version = (call.version or "") if model else ""
-            tenant = call.tenant or ""
+            # call.version and call.tenant, read here without their property calls
+            resolved, caller = call.resolved, call.caller
+            version = (resolved.version or "") if model and resolved is not None else ""
+            tenant = (caller.principal.tenant or "") if caller is not None else ""
             cache = call.cache or ""
-        backend = timing.backend
-        metrics = self.metrics
-        metrics.observe(model, version, status, backend, total, upstream, protocol)
-        if self.series is not None:
-            self.series.record(model, version, status, total)
-        if call is not None:
+            metrics.observe(model, version, status, backend, total, upstream, protocol)
+            if model and self.series is not None:  # a request of no model is not recorded
+                self.series.record(model, version, status, total)
             if call.auth_failure is not None:
                 metrics.auth_failure.inc(call.auth_failure)
             if call.limited is not None:
                 metrics.ratelimit_decision.inc(call.limited)
             if self.usage is not None:
                 self.usage.record(call, tenant, model, version, status, sent, received)
-        if cache:
-            metrics.cache_result.inc(cache)
-        retries = max(0, timing.attempts - 1)
+            if cache:
+                metrics.cache_result.inc(cache)
+        retries = timing.attempts - 1 if timing.attempts > 1 else 0
         trace_id = None
         if span is not None:
             trace_id = format(span.get_span_context().trace_id, "032x")

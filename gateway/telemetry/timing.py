@@ -18,13 +18,14 @@ class Timing:
     backend: str = ""  # the backend that served, for metrics and the access log
     replica: str = ""  # the replica of the last attempt
 
-    def header(self) -> str:
+    def header(self) -> bytes:
+        """The ``Server-Timing`` value, as the header's bytes (formatted as bytes: no str)."""
         total = time.perf_counter() - self.started
         upstream = self.upstream
         if not upstream:  # answered without a model server (a cache hit, a refusal)
-            return f"gateway;dur={total * 1000:.2f}, upstream;dur=0.00"
+            return b"gateway;dur=%.2f, upstream;dur=0.00" % (total * 1000)
         gateway = total - upstream if total > upstream else 0.0
-        return f"gateway;dur={gateway * 1000:.2f}, upstream;dur={upstream * 1000:.2f}"
+        return b"gateway;dur=%.2f, upstream;dur=%.2f" % (gateway * 1000, upstream * 1000)
 
 
 CURRENT_TIMING: ContextVar[Timing | None] = ContextVar("gateway_timing", default=None)

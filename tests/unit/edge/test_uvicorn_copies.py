@@ -1,5 +1,6 @@
 """The edge's protocol carries copies of uvicorn's per-request callbacks (gateway/edge/server.py,
-folded into GatewayProtocol's own, one frame per callback) and the direct lane reads a
+folded into GatewayProtocol's own, one frame per callback), builds its request cycles with a
+copy of the cycle's ``__init__`` (gateway/edge/direct.py ``Cycle``) and the direct lane reads a
 request cycle's state as uvicorn's ``receive`` does (gateway/edge/direct.py ``_receive``).
 
 A uvicorn whose versions of these differ must not be taken silently: this test names what to
@@ -33,6 +34,6 @@ def test_uvicorns_code_is_what_the_edge_copied(owner: type, name: str) -> None:
     found = hashlib.sha256(source.encode()).hexdigest()[:16]
     assert found == COPIED[(owner, name)], (
         f"uvicorn's {owner.__name__}.{name} changed: compare it with the gateway's copy "
-        "(gateway/edge/server.py GatewayProtocol, gateway/edge/direct.py _receive) before "
-        "updating its fingerprint here"
+        "(gateway/edge/server.py GatewayProtocol, gateway/edge/direct.py Cycle and _receive) "
+        "before updating its fingerprint here"
     )
