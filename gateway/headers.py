@@ -62,6 +62,15 @@ class Headers:
         """From text pairs in any case (gRPC metadata, tests)."""
         return cls([(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs])
 
+    def last(self, wanted: bytes) -> bytes | None:
+        """The last value of a wire name (lower-case bytes), undecoded."""
+        index = self._index
+        if index is None:
+            index = self._indexed()
+        if self._repeated is not None and wanted in self._repeated:
+            return next(v for k, v in reversed(self.raw) if k == wanted)
+        return index.get(wanted)
+
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name`` (for headers where repeats are harmless)."""
         found = self.first(name.lower().encode("latin-1"))

@@ -134,7 +134,7 @@ class InferenceHTTP:
         client = scope.get("client")
         extensions = scope.get("extensions")
         has_body = decoder is not None or payload
-        read = HTTPPayload(headers.raw, receive, self.limit, inflate=True) if has_body else None
+        read = HTTPPayload.of(headers, receive, self.limit, inflate=True) if has_body else None
         return Call(
             kind,
             exchange.request_id,
