@@ -108,6 +108,7 @@ class RedisLimits:
         )
         self._specs: dict[Limit, tuple[str, list[str]]] = {}
         self._plans: dict[tuple[Limit, ...], _Plan] = {}
+        self._seen: dict[int, tuple[tuple[Limit, ...], _Plan]] = {}  # _plan by identity
 
     async def close(self) -> None:
         if self._lane is not None:
@@ -235,6 +236,10 @@ class RedisLimits:
     def _plan(self, limits: Sequence[Limit], cost: float, lease: str | None) -> _Plan:
         """What :meth:`take` prepares once per set of limits (a caller's are the same on every
         request): checked, grouped, their keys and script arguments; the memo is bounded."""
+        if type(limits) is tuple:  # immutable: known by identity, no hash of its limits
+            seen = self._seen.get(id(limits))
+            if seen is not None and seen[0] is limits:
+                return seen[1]
         known = self._plans.get(tuple(limits))
         if known is None:
             check_take(limits, cost, lease)  # once per set; then what changes per call
@@ -254,6 +259,10 @@ class RedisLimits:
             if len(self._plans) >= _SPECS:
                 self._plans.clear()
             self._plans[tuple(limits)] = known
+        if type(limits) is tuple:
+            if len(self._seen) >= _SPECS:
+                self._seen.clear()
+            self._seen[id(limits)] = (limits, known)  # held: its id is not reused meanwhile
         return known
 
     def _wires(self, keys: list[str], specs: list[str]) -> tuple[_Wire, _Wire, _Wire]:

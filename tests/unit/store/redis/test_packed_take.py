@@ -4,6 +4,7 @@ entry, an entry and its fill lock), EVALSHA first and EVAL when the server lost 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -49,8 +50,9 @@ def _expected(verb: str, body: str | bytes, keys: list[str], args: list[str]) ->
 @pytest.mark.parametrize("shape", ["limits", "cache", "cache and lock"])
 @pytest.mark.parametrize("lost", [False, True], ids=["evalsha", "eval"])
 @pytest.mark.parametrize("lease", [None, "l-1"])
+@pytest.mark.parametrize("container", [list, tuple])
 async def test_the_packed_take_is_the_whole_command_packed(
-    count: int, shape: str, lost: bool, lease: str | None
+    count: int, shape: str, lost: bool, lease: str | None, container: type[Sequence[Limit]]
 ) -> None:
     client = Redis()  # connects nothing here: the lane stands in
     layout = KeyLayout("gw:")
@@ -58,9 +60,9 @@ async def test_the_packed_take_is_the_whole_command_packed(
     assert isinstance(limits._lane, Lane)
     recorder = _Recorder(count, lost)
     limits._lane = recorder  # type: ignore[assignment]
-    chosen = LIMITS[:count]
+    chosen = container(LIMITS[:count])  # type: ignore[call-arg]
     if lease is None:
-        chosen = [x for x in chosen if x.kind != "concurrency"]
+        chosen = container([x for x in chosen if x.kind != "concurrency"])  # type: ignore[call-arg]
     cache = None if shape == "limits" else ("t:acme", "m:1:abc")
     lock = 2.5 if shape == "cache and lock" else None
     for _ in range(2):  # the plan made, then taken from the memo
@@ -77,4 +79,29 @@ async def test_the_packed_take_is_the_whole_command_packed(
     evalsha = _expected("EVALSHA", script.sha, keys, args)
     evaled = _expected("EVAL", script.script, keys, args)  # type: ignore[arg-type]
     assert recorder.sent == ([evalsha, evaled, evalsha] if lost else [evalsha, evalsha])
+    await client.aclose()
+
+
+async def test_plans_known_by_identity_are_bounded_and_never_confused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tuple of limits is known by identity (no hash of its limits per take): the memo holds
+    the tuple (its id is not reused meanwhile), is bounded, and a tuple of other limits never
+    gets another's plan."""
+    monkeypatch.setattr("gateway.store.redis.limits._SPECS", 4)
+    client = Redis()
+    layout = KeyLayout("gw:")
+    limits = RedisLimits(client, layout)
+    recorder = _Recorder(1, False)
+    limits._lane = recorder  # type: ignore[assignment]
+    for round_ in range(3):
+        for i in range(6):
+            mine = (Limit(f"t:{i}", "rate", "bucket", 10.0 + round_, rate=1.0),)
+            await limits.take(mine)
+            assert layout.limit(f"t:{i}", "rate").encode() in recorder.sent[-1]
+            assert (
+                f"${len(repr(10.0 + round_))}\r\n{10.0 + round_!r}\r\n".encode()
+                in (recorder.sent[-1])
+            )
+            assert len(limits._seen) <= 4
     await client.aclose()
