@@ -33,7 +33,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.client import NEVER_DECODE
 
 from gateway.store.base import Limit, LimitState, Verdict, check_cache_key, check_take
-from gateway.store.redis.keys import KeyLayout, mapped
+from gateway.store.redis.keys import UNAVAILABLE, KeyLayout, mapped, unavailable
 from gateway.store.redis.lane import Lane
 from gateway.store.redis.lane import pack_command as _pack
 from gateway.store.redis.scripts import FILL as FILL  # re-exported: bench/floor.py
@@ -187,7 +187,7 @@ class RedisLimits:
         plan's packed command around this call's middle)."""
         limits = plan.groups[0]
         lane, wires, amount, leased = self._lane, plan.wires, repr(float(cost)), lease or ""
-        with mapped("take"):
+        try:  # mapped("take"), without a context manager per take
             if lane is not None and wires is not None:
                 if cache is None:
                     wire, middle = wires[0], _pack(("take", amount, leased, ""))
@@ -213,6 +213,8 @@ class RedisLimits:
                 reply = await self._eval(
                     self._script, str(len(keys)), *keys, "take", *args, *plan.specs
                 )
+        except UNAVAILABLE as exc:
+            raise unavailable("take", exc) from exc
         admitted = int(reply[0]) == 1
         states = tuple(  # a list first: no generator to resume per limit
             [
@@ -302,12 +304,14 @@ class RedisLimits:
     ) -> None:
         check_cache_key(group, key)
         entry, ms = self._keys.cache(group, key), _milliseconds(ttl)
-        with mapped("cache_set"):
+        try:  # mapped("cache_set"), without a context manager per call
             if not unlock:
                 await self._send("SET", entry, value, "PX", str(ms))
                 return
             lock = self._keys.cache_lock(group, key)  # the same slot: one call, one trip
             await self._eval(self._fill, "2", entry, lock, value, str(ms))
+        except UNAVAILABLE as exc:
+            raise unavailable("cache_set", exc) from exc
 
     async def cache_lock(self, group: str, key: str, ttl: float) -> bool:
         check_cache_key(group, key)
@@ -344,8 +348,10 @@ class RedisLimits:
     async def _cache(self, cache: tuple[str, str] | None) -> bytes | None:
         if cache is None:
             return None
-        with mapped("cache_get"):
+        try:  # mapped("cache_get"), without a context manager per call
             value = await self._send("GET", self._keys.cache(*cache))
+        except UNAVAILABLE as exc:
+            raise unavailable("cache_get", exc) from exc
         return None if value is None else bytes(value)
 
     def _command(self, call: _Call, cost: float, lease: str) -> list[Any]:
