@@ -41,6 +41,9 @@ from gateway.store.redis.scripts import LIMITS as LIMITS
 
 _DELETE_BATCH: Final = 500
 _SPECS: Final = 10_000  # memoised limit specs (see RedisLimits._spec)
+# plans known by a tuple's identity: few (the callers of the moment), so that callers passing a
+# fresh tuple per take do not keep thousands of them alive (and tracked by the GC) in between
+_SEEN: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +265,7 @@ class RedisLimits:
                 self._plans.clear()
             self._plans[tuple(limits)] = known
         if type(limits) is tuple:
-            if len(self._seen) >= _SPECS:
+            if len(self._seen) >= _SEEN:
                 self._seen.clear()
             self._seen[id(limits)] = (limits, known)  # held: its id is not reused meanwhile
         return known

@@ -88,7 +88,7 @@ async def test_plans_known_by_identity_are_bounded_and_never_confused(
     """A tuple of limits is known by identity (no hash of its limits per take): the memo holds
     the tuple (its id is not reused meanwhile), is bounded, and a tuple of other limits never
     gets another's plan."""
-    monkeypatch.setattr("gateway.store.redis.limits._SPECS", 4)
+    monkeypatch.setattr("gateway.store.redis.limits._SEEN", 4)
     client = Redis()
     layout = KeyLayout("gw:")
     limits = RedisLimits(client, layout)
