@@ -167,7 +167,10 @@ class Reply:
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()
-        return next((v for k, v in self.headers if k.lower() == wanted), None)
+        for key, value in self.headers:  # a loop, no generator; the name as given first
+            if key == name or key.lower() == wanted:
+                return value
+        return None
 
     def set_header(self, name: str, value: str) -> None:
         """Add ``name`` unless a step nearer the backend already set it."""

@@ -9,6 +9,7 @@ a tenant limited to some models reaches no other.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -45,6 +46,10 @@ class Authenticator:
         self.keys = keys
         self.jwts = jwts
         self.tokens = tokens
+        # the API key header's wire name (None: a name no header can have; looked up by text)
+        self._key_header: bytes | None = None
+        with contextlib.suppress(UnicodeEncodeError):
+            self._key_header = config.api_key_header.lower().encode("latin-1")
         self._callers: dict[str, tuple[APIKey, Tenant | None, Caller]] = {}
 
     async def authenticate(
@@ -54,8 +59,16 @@ class Authenticator:
         credential header sent twice is a 400 (a proxy that read the other one would disagree
         with us about who is calling). A credential in a header wins over the client
         certificate, which counts only when ``auth.client_certs`` maps it to a tenant."""
-        api_key = headers.one(self.config.api_key_header.lower())
-        scheme, _, credentials = (headers.one("authorization") or "").partition(" ")
+        wire = self._key_header
+        if wire is None:
+            api_key = headers.one(self.config.api_key_header.lower())
+        else:
+            given = headers.value(wire)
+            api_key = given.decode("latin-1") if given is not None else None
+        authorization = headers.value(b"authorization")
+        scheme, _, credentials = (
+            authorization.decode("latin-1") if authorization is not None else ""
+        ).partition(" ")
         bearer = credentials.strip() if scheme.lower() == "bearer" else None
         if api_key is None and bearer is not None and looks_like_key(bearer):
             api_key, bearer = bearer, None

@@ -56,9 +56,10 @@ def purge_pattern(model: str | None, version: str | None, tenant: str | None) ->
 
 def directives(headers: Headers) -> frozenset[str]:
     """The client's Cache-Control request directives (lower case, arguments dropped)."""
-    value = headers.get("cache-control")
-    if not value:
+    given = headers.first(b"cache-control")
+    if not given:
         return _NONE
+    value = given.decode("latin-1")
     return frozenset(
         part.split("=", 1)[0].strip().lower() for part in value.split(",") if part.strip()
     )

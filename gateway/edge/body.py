@@ -12,6 +12,7 @@ from starlette.types import Receive
 
 from gateway.edge.encoding import Inflater, coding_of
 from gateway.errors import PayloadTooLarge
+from gateway.headers import Headers
 
 
 class HTTPPayload:
@@ -40,6 +41,18 @@ class HTTPPayload:
                 encoding = value.decode("latin-1")
         self.length = declared
         self._encoding = encoding  # checked when read: a call refused earlier never reads it
+
+    @classmethod
+    def of(cls, headers: Headers, receive: Receive, limit: int, *, inflate: bool) -> HTTPPayload:
+        """The same payload from the request's :class:`Headers` (its index: no pass of its
+        own over the pairs)."""
+        made = cls((), receive, limit)
+        declared = headers.last(b"content-length")
+        made.length = int(declared) if declared is not None and declared.isdigit() else None
+        if inflate:
+            encoding = headers.last(b"content-encoding")
+            made._encoding = encoding.decode("latin-1") if encoding is not None else None
+        return made
 
     def _check_declared(self) -> None:
         if self.length is not None and self.length > self._limit:

@@ -36,6 +36,7 @@ from gateway.traffic.choose import VERSION_HEADER
 
 logger = logging.getLogger("gateway")
 _PIN = VERSION_HEADER.lower()
+_PIN_WIRE = _PIN.encode("latin-1")
 
 
 class InferenceHTTP:
@@ -48,16 +49,15 @@ class InferenceHTTP:
         if state.settings.inference_errors == "legacy":
             self.errors = "gateway"
 
-    def wants_job(self, scope: Scope) -> bool:
-        """``Prefer: respond-async`` on a gateway that takes jobs."""
+    def wants_job(self, scope: Scope, headers: Headers | None = None) -> bool:
+        """``Prefer: respond-async`` on a gateway that takes jobs (``headers``: the view of
+        the scope's headers the caller already made)."""
         if not self.state.runtime.table.jobs.enabled:
             return False
-        raw = scope["headers"]
+        if headers is None:
+            headers = Headers(scope["headers"])
         # nearly every call sends no Prefer: no parse for those
-        for name, _ in raw:
-            if name == b"prefer":
-                return prefers_async(Headers(raw))
-        return False
+        return headers.first(b"prefer") is not None and prefers_async(headers)
 
     async def submit(
         self,
@@ -66,12 +66,13 @@ class InferenceHTTP:
         exchange: Exchange,
         protocol: JobProtocol,
         decoder: Decoder,
+        headers: Headers | None = None,
     ) -> Answer:
         """Accept the request as an async job: 202, ``Location: /jobs/{id}``. Checked now as
         the live call would be: credentials and scopes, the model (404), the body (400), the
         tenant's quota and queue limit (429); the same ``Idempotency-Key`` gives the same job
         (200, or 409 with another request)."""
-        call = self._call(scope, receive, exchange, "infer", decoder, payload=True)
+        call = self._call(scope, receive, exchange, "infer", decoder, headers, payload=True)
         runtime = self.state.reloader.current
         exchange.call, exchange.models = call, runtime.table.models
         model = call.model or ""
@@ -116,19 +117,24 @@ class InferenceHTTP:
         exchange: Exchange,
         kind: CallKind,
         decoder: Decoder | None,
+        headers: Headers | None = None,
         *,
         payload: bool,
     ) -> Call:
         params: dict[str, str] = scope["path_params"]
-        headers = Headers(scope["headers"])
+        if headers is None:
+            headers = Headers(scope["headers"])
         model = params["model"]
-        pin = params.get("version") or headers.one(_PIN) or None
+        pin = params.get("version")
+        if not pin:
+            asked = headers.value(_PIN_WIRE)
+            pin = asked.decode("latin-1") if asked else None
         action = "predict" if kind in ANSWER_KINDS else "metadata"
         required = (f"{action}:{model}", f"pin:{model}") if pin else (f"{action}:{model}",)
         client = scope.get("client")
         extensions = scope.get("extensions")
         has_body = decoder is not None or payload
-        read = HTTPPayload(headers.raw, receive, self.limit, inflate=True) if has_body else None
+        read = HTTPPayload.of(headers, receive, self.limit, inflate=True) if has_body else None
         return Call(
             kind,
             exchange.request_id,
@@ -166,12 +172,14 @@ class InferenceHTTP:
         exchange: Exchange,
         kind: CallKind,
         decoder: Decoder | None = None,
+        headers: Headers | None = None,
         *,
         payload: bool = False,
     ) -> tuple[Call, Reply]:
         """Build the call, run its chain on the route table taken now (the whole call runs on
-        it, whatever reloads meanwhile), and return both."""
-        call = self._call(scope, receive, exchange, kind, decoder, payload=payload)
+        it, whatever reloads meanwhile), and return both (``headers``: the view of the scope's
+        headers the caller already made, shared by every step)."""
+        call = self._call(scope, receive, exchange, kind, decoder, headers, payload=payload)
         runtime = self.state.reloader.current
         exchange.call, exchange.models = call, runtime.table.models
         return call, await runtime.chains[kind](call)

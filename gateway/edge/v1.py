@@ -16,6 +16,7 @@ from gateway.edge.answer import Answer
 from gateway.edge.calls import InferenceHTTP, answer, info_of
 from gateway.edge.http import Exchange, Route
 from gateway.errors import BadGateway, MethodNotAllowed
+from gateway.headers import Headers
 
 METHODS = ("predict", "classify", "regress")
 
@@ -42,9 +43,11 @@ class TFServingHTTP(InferenceHTTP):
 
     async def predict_on(self, scope: Scope, receive: Receive, exchange: Exchange) -> Answer:
         """``:predict``, on either lane (the direct lane calls it without a request object)."""
-        if self.wants_job(scope):
-            return await self.submit(scope, receive, exchange, "v1", v1.decode_request)
-        call, reply = await self.run_on(scope, receive, exchange, "infer", v1.decode_request)
+        headers = Headers(scope["headers"])  # one view (one index) for every step
+        if self.wants_job(scope, headers):
+            return await self.submit(scope, receive, exchange, "v1", v1.decode_request, headers)
+        decoder = v1.decode_request
+        call, reply = await self.run_on(scope, receive, exchange, "infer", decoder, headers)
         response = reply.tensors()
         if response is None:
             raise BadGateway("the call produced no tensors")

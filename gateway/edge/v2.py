@@ -29,7 +29,7 @@ from gateway.errors import BadGateway, BadRequest, ModelNotReady
 from gateway.headers import Headers
 
 EXTENSIONS = ("binary_tensor_data", "parameters")
-_HEADER = binary.HEADER.lower()
+_HEADER = binary.HEADER.lower().encode("latin-1")
 
 
 class KServeHTTP(InferenceHTTP):
@@ -53,13 +53,16 @@ class KServeHTTP(InferenceHTTP):
 
     async def infer_on(self, scope: Scope, receive: Receive, exchange: Exchange) -> Answer:
         """Inference, on either lane (the direct lane calls it without a request object)."""
-        length = binary.header_length(Headers(scope["headers"]).one(_HEADER), BadRequest)
+        headers = Headers(scope["headers"])  # one view (one index) for every step
+        given = headers.value(_HEADER)
         decoder: Decoder = v2.decode_request
-        if length is not None:
-            decoder = partial(v2.decode_request, header_length=length)
-        if self.wants_job(scope):
-            return await self.submit(scope, receive, exchange, "v2", decoder)
-        call, reply = await self.run_on(scope, receive, exchange, "infer", decoder)
+        if given is not None:
+            length = binary.header_length(given.decode("latin-1"), BadRequest)
+            if length is not None:
+                decoder = partial(v2.decode_request, header_length=length)
+        if self.wants_job(scope, headers):
+            return await self.submit(scope, receive, exchange, "v2", decoder, headers)
+        call, reply = await self.run_on(scope, receive, exchange, "infer", decoder, headers)
         resolved, asked = call.resolved, call.request
         caller_id = asked.id if asked is not None else None
         wanted = binary.wanted_outputs(asked)

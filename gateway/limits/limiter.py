@@ -64,13 +64,13 @@ class Subject(NamedTuple):
 class Applied:
     """The limits that apply to a subject, and what is the same on each of its requests."""
 
-    limits: list[Limit]
+    limits: tuple[Limit, ...]  # a tuple: the store may know it by identity (its plan memo)
     held: bool  # a concurrency limit among them: a take needs a lease
     policy: str  # the RateLimit-Policy field
     names: tuple[str, ...]  # each limit's name, quoted, for the RateLimit field
 
     @classmethod
-    def of(cls, limits: list[Limit]) -> Applied:
+    def of(cls, limits: Sequence[Limit]) -> Applied:
         names = tuple(f'"{limit.name}"' for limit in limits)
         policy = []
         for name, limit in zip(names, limits, strict=True):
@@ -82,7 +82,7 @@ class Applied:
             else:
                 policy.append(f"{name};q={_int(limit.limit)}")
         held = any(limit.kind == "concurrency" for limit in limits)
-        return cls(limits, held, ", ".join(policy), names)
+        return cls(tuple(limits), held, ", ".join(policy), names)
 
 
 def _bucket(group: str, name: str, spec: LimitSpec) -> Limit:
@@ -125,7 +125,7 @@ class Limiter:
 
     def limits_for(self, subject: Subject) -> list[Limit]:
         """The limits that apply."""
-        return self.applied(subject).limits
+        return list(self.applied(subject).limits)
 
     def applied(self, subject: Subject) -> Applied:
         """The limits that apply, built once per subject for this route table (they are the

@@ -58,6 +58,41 @@ def test_one_refuses_a_header_that_appears_twice() -> None:
     assert single.one("x-api-key") is None
 
 
+PAIRS = [
+    [],
+    [(b"x-api-key", b"k")],
+    [(b"x-api-key", b"")],  # present, empty: not absent
+    [(b"cookie", b"a=1"), (b"x-api-key", b"k"), (b"cookie", b"b=2")],
+    [(b"x-api-key", b"k1"), (b"accept", b"x"), (b"x-api-key", b"k2")],
+    [(b"x-caf\xe9", b"cr\xe8me"), (b"x-caf\xe9", b"cr\xe8me")],
+]
+
+
+@pytest.mark.parametrize("raw", PAIRS)
+@pytest.mark.parametrize("name", ["x-api-key", "cookie", "x-caf\xe9", "accept", "missing"])
+def test_lookups_by_wire_name_agree_with_lookups_by_text(
+    raw: list[tuple[bytes, bytes]], name: str
+) -> None:
+    """value()/first() (by wire name, undecoded, on the index) answer what one()/get() and a
+    plain scan of the pairs answer, the refusal of a repeat included, in any lookup order."""
+    wire = name.encode("latin-1")
+    found = [v for k, v in raw if k == wire]
+    for order in ("text first", "wire first"):
+        headers = Headers(raw)
+        if order == "text first":
+            assert headers.get(name) == (found[0].decode("latin-1") if found else None)
+        assert headers.first(wire) == (found[0] if found else None)
+        assert (name in headers) == bool(found)
+        if len(found) > 1:
+            with pytest.raises(BadRequest, match=f"the {name} header appears more than once"):
+                headers.value(wire)
+            with pytest.raises(BadRequest, match=f"the {name} header appears more than once"):
+                headers.one(name)
+        else:
+            assert headers.value(wire) == (found[0] if found else None)
+            assert headers.one(name) == (found[0].decode("latin-1") if found else None)
+
+
 def test_items_and_repr() -> None:
     headers = Headers.of([("X-A", "1"), ("x-b", "2"), ("X-A", "3")])
     assert headers.items() == [("x-a", "1"), ("x-b", "2"), ("x-a", "3")]

@@ -51,8 +51,9 @@ from redis.asyncio.sentinel import SentinelManagedConnection
 from redis.credentials import CredentialProvider, UsernamePasswordCredentialProvider
 
 _MORE: Final = object()  # hiredis.Reader.gets(): no whole reply yet
-# hiredis's stub types its argument as a 1-tuple; it takes a tuple of any length
-_pack: Final = cast(
+# A command in RESP, as the lane sends it (``Lane.call_packed`` takes its bytes). hiredis's stub
+# types its argument as a 1-tuple; it takes a tuple of any length.
+pack_command: Final = cast(
     "Callable[[tuple[str | bytes | int | float, ...]], bytes]", hiredis.pack_command
 )
 _CLOSE_WAIT: Final = 5.0  # the longest close() waits for replies without a socket timeout
@@ -120,7 +121,15 @@ class Lane:
         return None if endpoint is None else cls(endpoint)
 
     def call(self, *command: str | bytes | int | float) -> Awaitable[Any]:
-        packed = _pack(command)
+        packed = pack_command(command)
+        wire = self._wire
+        if wire is not None and wire.open:
+            return wire.send(packed)
+        return self._send_connected(packed)
+
+    def call_packed(self, packed: bytes) -> Awaitable[Any]:
+        """:meth:`call` with the command already packed (:data:`pack_command`, or bytes a
+        caller put together from packed parts: one command, whole)."""
         wire = self._wire
         if wire is not None and wire.open:
             return wire.send(packed)
@@ -172,7 +181,7 @@ class Lane:
                 setup.append(("CLIENT", "SETNAME", at.client_name))
             if at.db:
                 setup.append(("SELECT", str(at.db)))
-            sent = [wire.send(_pack(command)) for command in setup]
+            sent = [wire.send(pack_command(command)) for command in setup]
             for answer in await asyncio.gather(*sent, return_exceptions=True):
                 if isinstance(answer, BaseException):
                     raise answer

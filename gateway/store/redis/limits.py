@@ -33,13 +33,17 @@ from redis.asyncio import Redis, RedisCluster
 from redis.client import NEVER_DECODE
 
 from gateway.store.base import Limit, LimitState, Verdict, check_cache_key, check_take
-from gateway.store.redis.keys import KeyLayout, mapped
+from gateway.store.redis.keys import UNAVAILABLE, KeyLayout, mapped, unavailable
 from gateway.store.redis.lane import Lane
+from gateway.store.redis.lane import pack_command as _pack
 from gateway.store.redis.scripts import FILL as FILL  # re-exported: bench/floor.py
 from gateway.store.redis.scripts import LIMITS as LIMITS
 
 _DELETE_BATCH: Final = 500
 _SPECS: Final = 10_000  # memoised limit specs (see RedisLimits._spec)
+# plans known by a tuple's identity: few (the callers of the moment), so that callers passing a
+# fresh tuple per take do not keep thousands of them alive (and tracked by the GC) in between
+_SEEN: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +61,27 @@ class _Decision:
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """A set of limits prepared for :meth:`RedisLimits.take`: grouped (sorted by group); with
-    one group, its keys and script arguments (six per limit, no marks)."""
+    one group, its keys and script arguments (six per limit, no marks), and the Lua call's
+    command already packed around what changes per call (:class:`_Wire`), one per shape:
+    without a cache entry, with one, with one and its fill lock."""
 
     groups: list[list[Limit]]
     first: str | None  # the first group
     held: bool  # a concurrency limit among them: a take needs a lease
     keys: list[str]
     specs: list[str]
+    wires: tuple[_Wire, _Wire, _Wire] | None  # by shape: 0, 1 (cache), 2 (cache and lock)
+
+
+@dataclass(frozen=True, slots=True)
+class _Wire:
+    """A one-group take's command in RESP, but for its middle: ``sha`` (or ``script``, for a
+    server that lost it) then the middle, packed per call (the cache entry's keys, ``take``,
+    cost, lease and lock time), then ``tail`` (the limits' arguments)."""
+
+    sha: bytes  # *<count>, EVALSHA, the sha, the number of keys, the limits' keys
+    script: bytes  # the same with EVAL and the script
+    tail: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +111,7 @@ class RedisLimits:
         )
         self._specs: dict[Limit, tuple[str, list[str]]] = {}
         self._plans: dict[tuple[Limit, ...], _Plan] = {}
+        self._seen: dict[int, tuple[tuple[Limit, ...], _Plan]] = {}  # _plan by identity
 
     async def close(self) -> None:
         if self._lane is not None:
@@ -167,18 +186,38 @@ class RedisLimits:
         fill: tuple[str, int] | None,
     ) -> tuple[Verdict, bytes | None]:
         """:meth:`take` on the limits of one group (and maybe a cache entry of its slot): one
-        Lua call, its command from the plan's prepared keys and arguments."""
+        Lua call, its command from the plan's prepared keys and arguments (on the lane: the
+        plan's packed command around this call's middle)."""
         limits = plan.groups[0]
-        keys, args = plan.keys, [repr(float(cost)), lease or "", ""]
-        if cache is not None:
-            keys = [*keys, self._keys.cache(*cache)]
-            if fill is not None:
-                keys.append(fill[0])
-                args[2] = str(fill[1])
-        with mapped("take"):
-            reply = await self._eval(
-                self._script, str(len(keys)), *keys, "take", *args, *plan.specs
-            )
+        lane, wires, amount, leased = self._lane, plan.wires, repr(float(cost)), lease or ""
+        try:  # mapped("take"), without a context manager per take
+            if lane is not None and wires is not None:
+                if cache is None:
+                    wire, middle = wires[0], _pack(("take", amount, leased, ""))
+                elif fill is None:
+                    entry = self._keys.cache(*cache)
+                    wire, middle = wires[1], _pack((entry, "take", amount, leased, ""))
+                else:
+                    entry, (lock, ms) = self._keys.cache(*cache), fill
+                    wire = wires[2]
+                    middle = _pack((entry, lock, "take", amount, leased, str(ms)))
+                # middle[4:]: without its own "*<n>\r\n" (n < 10), the wire's count has it
+                try:
+                    reply = await lane.call_packed(b"".join((wire.sha, middle[4:], wire.tail)))
+                except rx.NoScriptError:
+                    reply = await lane.call_packed(b"".join((wire.script, middle[4:], wire.tail)))
+            else:
+                keys, args = plan.keys, [amount, leased, ""]
+                if cache is not None:
+                    keys = [*keys, self._keys.cache(*cache)]
+                    if fill is not None:
+                        keys.append(fill[0])
+                        args[2] = str(fill[1])
+                reply = await self._eval(
+                    self._script, str(len(keys)), *keys, "take", *args, *plan.specs
+                )
+        except UNAVAILABLE as exc:
+            raise unavailable("take", exc) from exc
         admitted = int(reply[0]) == 1
         states = tuple(  # a list first: no generator to resume per limit
             [
@@ -202,6 +241,10 @@ class RedisLimits:
     def _plan(self, limits: Sequence[Limit], cost: float, lease: str | None) -> _Plan:
         """What :meth:`take` prepares once per set of limits (a caller's are the same on every
         request): checked, grouped, their keys and script arguments; the memo is bounded."""
+        if type(limits) is tuple:  # immutable: known by identity, no hash of its limits
+            seen = self._seen.get(id(limits))
+            if seen is not None and seen[0] is limits:
+                return seen[1]
         known = self._plans.get(tuple(limits))
         if known is None:
             check_take(limits, cost, lease)  # once per set; then what changes per call
@@ -209,17 +252,41 @@ class RedisLimits:
             specs: list[str] = []
             for limit in groups[0] if len(groups) == 1 else ():
                 specs += [*self._spec(limit)[1], ""]
+            keys = [self._spec(x)[0] for x in groups[0]] if len(groups) == 1 else []
             known = _Plan(
                 groups,
                 groups[0][0].group if groups else None,
                 any(x.kind == "concurrency" for x in limits),
-                [self._spec(x)[0] for x in groups[0]] if len(groups) == 1 else [],
+                keys,
                 specs,
+                self._wires(keys, specs) if keys else None,
             )
             if len(self._plans) >= _SPECS:
                 self._plans.clear()
             self._plans[tuple(limits)] = known
+        if type(limits) is tuple:
+            if len(self._seen) >= _SEEN:
+                self._seen.clear()
+            self._seen[id(limits)] = (limits, known)  # held: its id is not reused meanwhile
         return known
+
+    def _wires(self, keys: list[str], specs: list[str]) -> tuple[_Wire, _Wire, _Wire]:
+        """The packed parts of a one-group take's command, for each shape (see :class:`_Wire`):
+        the same bytes ``pack_command`` makes of the whole command."""
+
+        text = self._script.script
+        text = text if isinstance(text, str | bytes) else bytes(text)
+
+        def wire(extra: int) -> _Wire:
+            count = 3 + len(keys) + extra + 4 + len(specs)  # the middle: extra keys + 4 args
+            number = str(len(keys) + extra)
+            sha = _pack(("EVALSHA", self._script.sha, number, *keys))
+            script = _pack(("EVAL", text, number, *keys))
+            tail = _pack(tuple(specs)) if specs else b""
+            start = b"*%d\r\n" % count
+            return _Wire(start + _body(sha), start + _body(script), _body(tail))
+
+        return wire(0), wire(1), wire(2)
 
     async def release(self, limits: Sequence[Limit], lease: str) -> None:
         held = [x for x in limits if x.kind == "concurrency"]
@@ -240,12 +307,14 @@ class RedisLimits:
     ) -> None:
         check_cache_key(group, key)
         entry, ms = self._keys.cache(group, key), _milliseconds(ttl)
-        with mapped("cache_set"):
+        try:  # mapped("cache_set"), without a context manager per call
             if not unlock:
                 await self._send("SET", entry, value, "PX", str(ms))
                 return
             lock = self._keys.cache_lock(group, key)  # the same slot: one call, one trip
             await self._eval(self._fill, "2", entry, lock, value, str(ms))
+        except UNAVAILABLE as exc:
+            raise unavailable("cache_set", exc) from exc
 
     async def cache_lock(self, group: str, key: str, ttl: float) -> bool:
         check_cache_key(group, key)
@@ -282,8 +351,10 @@ class RedisLimits:
     async def _cache(self, cache: tuple[str, str] | None) -> bytes | None:
         if cache is None:
             return None
-        with mapped("cache_get"):
+        try:  # mapped("cache_get"), without a context manager per call
             value = await self._send("GET", self._keys.cache(*cache))
+        except UNAVAILABLE as exc:
+            raise unavailable("cache_get", exc) from exc
         return None if value is None else bytes(value)
 
     def _command(self, call: _Call, cost: float, lease: str) -> list[Any]:
@@ -368,6 +439,11 @@ class RedisLimits:
 
 def _group(limit: Limit) -> str:
     return limit.group
+
+
+def _body(packed: bytes) -> bytes:
+    """A packed command's arguments without its ``*<count>`` line."""
+    return packed[packed.index(b"\n") + 1 :] if packed else b""
 
 
 def _milliseconds(ttl: float) -> int:

@@ -198,8 +198,8 @@ def counting_store(
     url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[RedisStore, list[bytes]]:
     """A store that notes every round trip: each write of its redis-py connections (a
-    pipeline is one), and each command on its lane (the store awaits each lane command before
-    it sends the next, so each is a round trip of its own)."""
+    pipeline is one), and each command on its lane, packed there or by the store (the store
+    awaits each lane command before it sends the next, so each is a round trip of its own)."""
     sent: list[bytes] = []
     call = Lane.call
 
@@ -208,6 +208,13 @@ def counting_store(
         return call(lane, *command)
 
     monkeypatch.setattr(Lane, "call", counted)
+    call_packed = Lane.call_packed
+
+    def counted_packed(lane: Lane, packed: bytes) -> Awaitable[Any]:
+        sent.append(packed)
+        return call_packed(lane, packed)
+
+    monkeypatch.setattr(Lane, "call_packed", counted_packed)
 
     class CountingConnection(Connection):
         async def send_packed_command(

@@ -12,6 +12,7 @@ from starlette.types import Message, Receive
 
 from gateway.edge.body import HTTPPayload
 from gateway.errors import PayloadTooLarge
+from gateway.headers import Headers
 
 pytestmark = pytest.mark.anyio
 
@@ -81,3 +82,25 @@ async def test_a_stream_gives_the_chunks_as_they_came() -> None:
     _, receive = receiving(chunks(b"ab", b"", b"c"))
     got = [chunk async for chunk in HTTPPayload([], receive, 100).stream()]
     assert got == [b"ab", b"c"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [],
+        [(b"content-length", b"12")],
+        [(b"content-length", b"x1")],
+        [(b"content-length", b"3"), (b"content-length", b"7")],  # the last one, as the scan
+        [(b"content-encoding", b"gzip")],
+        [(b"content-encoding", b"gzip"), (b"host", b"h"), (b"content-encoding", b"br")],
+        [(b"content-length", b"5"), (b"content-encoding", b"deflate"), (b"x-api-key", b"k")],
+    ],
+)
+@pytest.mark.parametrize("inflate", [True, False])
+def test_a_payload_from_the_headers_index_is_the_one_from_their_pairs(
+    raw: list[tuple[bytes, bytes]], inflate: bool
+) -> None:
+    _, receive = receiving([])
+    scanned = HTTPPayload(raw, receive, 100, inflate=inflate)
+    indexed = HTTPPayload.of(Headers(raw), receive, 100, inflate=inflate)
+    assert (indexed.length, indexed._encoding) == (scanned.length, scanned._encoding)
