@@ -178,7 +178,7 @@ class ReplicaPool(ReplicaSet):
         assert reply is not None
         elapsed = time.perf_counter() - attempt.started
         record_upstream(elapsed)
-        return UpstreamReply(reply.status, reply.headers, reply.body, elapsed)
+        return UpstreamReply(reply, elapsed)
 
     @contextlib.asynccontextmanager
     async def stream(
