@@ -221,10 +221,12 @@ class ReplicaPool(ReplicaSet):
 
     def _leave(self, attempt: _Attempt | None) -> None:
         self.breaker.leave()
-        if attempt is not None:
-            attempt.release()
+        if attempt is not None:  # (_Attempt.release and end_span, inlined: the hot path)
+            if attempt.response is not None:
+                attempt.response.release()
             attempt.replica.outstanding -= 1
-            attempt.end_span()
+            if attempt.span is not None:
+                attempt.end_span()
 
     def _deadline_passed(self, attempt: _Attempt | None) -> UpstreamTimeout:
         if attempt is not None:
