@@ -4,8 +4,6 @@ keeps its status), whatever path the reading takes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
 import pytest
 
