@@ -50,6 +50,7 @@ from gateway.telemetry.metrics import BackendMetrics
 from gateway.telemetry.timing import CURRENT_TIMING, record_upstream
 
 logger = logging.getLogger("gateway.pool")
+_NO_TRIES: frozenset[int] = frozenset()  # a request's first choice leaves no replica out
 # what one request sends, from _open to each _try: method, path, body, headers, management,
 # buffered
 _Sent = tuple[str, str, Any, Mapping[str, str] | list[tuple[str, str]] | None, bool, bool]
@@ -159,7 +160,7 @@ class ReplicaPool(ReplicaSet):
         try:
             # _open's steps, one coroutine less on the hot path
             self.budget.record_request()
-            replica = self.choose(key, set())
+            replica = self.choose(key, _NO_TRIES)
             sent = (method, path, body, headers, management, True)
             try:
                 attempt = await self._try(replica, key, *sent)
@@ -250,7 +251,7 @@ class ReplicaPool(ReplicaSet):
         (building it for every request cost more than the rest of this method). ``buffered``:
         the h1 client reads the whole reply; else aiohttp's response is left to the caller."""
         self.budget.record_request()
-        replica = self.choose(key, set())
+        replica = self.choose(key, _NO_TRIES)
         sent = (method, path, body, headers, management, buffered)
         try:
             return await self._try(replica, key, *sent)
@@ -335,15 +336,16 @@ class ReplicaPool(ReplicaSet):
         try:
             if buffered:
                 origin, prefix = self._origins.get(base) or self._origin(base)
+                spec = self.spec
                 reply = await origin.request(
                     method,
                     prefix + path,
                     headers,
                     body,
-                    connect_timeout=self.spec.connect_timeout,
-                    read_timeout=self.spec.timeout,
+                    connect_timeout=spec.connect_timeout,
+                    read_timeout=spec.timeout,
                 )
-                attempt = _Attempt(replica, reply.status, started, span, reply=reply)
+                attempt = _Attempt(replica, reply.status, started, span, None, reply)
             else:
                 response = await self.session.request(
                     method,

@@ -144,7 +144,10 @@ class OriginPool:
                 conn.close()
             return reply
         finally:
-            slots.release()
+            if slots._waiters:
+                slots.release()
+            else:  # (Slots.release without a call: nobody waits, mostly)
+                slots.free += 1
 
     def close(self) -> None:
         """Close every connection, idle or in use (their exchanges fail)."""
