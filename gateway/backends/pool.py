@@ -34,6 +34,7 @@ import aiohttp
 from opentelemetry.trace import Span
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from gateway.backends.breaker import adder
 from gateway.backends.h1 import errors as h1
 from gateway.backends.h1.client import Client
 from gateway.backends.h1.connection import Reply
@@ -110,6 +111,8 @@ class ReplicaPool(ReplicaSet):
         super().__init__(name, spec, metrics)
         self.session = session
         self.client = client
+        # an attempt answered: its counter's inc, bound once (breaker.adder)
+        self._answered = adder(metrics.attempt["ok"]) if metrics is not None else None
         self._origins: dict[str, tuple[OriginPool, str]] = {}  # replica base URL -> its origin
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=spec.connect_timeout, sock_read=spec.timeout
@@ -395,8 +398,9 @@ class ReplicaPool(ReplicaSet):
             if metrics is not None:
                 metrics.attempt["retryable"].inc()
             raise _Retryable(f"{replica.url}: 503 while idle", attempt)
-        if metrics is not None:
-            metrics.attempt["ok"].inc()
+        answered = self._answered
+        if answered is not None:
+            answered(1)
         if replica.failures or replica.ejected_until:  # else nothing for the detector to clear
             self.outliers.succeeded(replica)
         return attempt
