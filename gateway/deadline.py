@@ -20,7 +20,7 @@ class Deadline:
             raise RuntimeError("a deadline needs a task")
         self.task = task
         self.fired = False
-        self.timer = loop.call_at(loop.time() + seconds, self._fire)
+        self.timer = loop.call_later(seconds, self._fire)
 
     def _fire(self) -> None:
         self.fired = True

@@ -33,6 +33,7 @@ _JSON = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 _BINARY = {"Content-Type": binary.CONTENT_TYPE, "Accept-Encoding": "identity"}
 
 _INDEX = "/v2/repository/index"
+_BINARY_HEADER = binary.HEADER.lower().encode()
 
 
 _KEPT_PATHS = 65536  # infer paths kept per backend (more targets than that: made again)
@@ -65,9 +66,12 @@ class V2HTTP:
                 paths.clear()
             path = paths[target.key] = self._path(target) + "/infer"
         reply = await self.pool.request("POST", path, key=target.key, body=body, headers=headers)
-        raise_for_status(reply)
-        length = binary.header_length(reply.headers.get(binary.HEADER), BadGateway)
-        return decode_response(reply.body, length)
+        if reply.status >= 400:
+            raise_for_status(reply)
+        value = reply.header(_BINARY_HEADER)
+        if value is None:
+            return decode_response(reply.body)
+        return decode_response(reply.body, binary.header_length(value, BadGateway))
 
     def _body(self, request: InferenceRequest) -> tuple[bytes, int | None]:
         """What to send: a v2 client's body as it came when this server reads that form (no

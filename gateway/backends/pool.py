@@ -34,6 +34,7 @@ import aiohttp
 from opentelemetry.trace import Span
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from gateway.backends.breaker import adder
 from gateway.backends.h1 import errors as h1
 from gateway.backends.h1.client import Client
 from gateway.backends.h1.connection import Reply
@@ -50,6 +51,7 @@ from gateway.telemetry.metrics import BackendMetrics
 from gateway.telemetry.timing import CURRENT_TIMING, record_upstream
 
 logger = logging.getLogger("gateway.pool")
+_NO_TRIES: frozenset[int] = frozenset()  # a request's first choice leaves no replica out
 # what one request sends, from _open to each _try: method, path, body, headers, management,
 # buffered
 _Sent = tuple[str, str, Any, Mapping[str, str] | list[tuple[str, str]] | None, bool, bool]
@@ -109,6 +111,8 @@ class ReplicaPool(ReplicaSet):
         super().__init__(name, spec, metrics)
         self.session = session
         self.client = client
+        # an attempt answered: its counter's inc, bound once (breaker.adder)
+        self._answered = adder(metrics.attempt["ok"]) if metrics is not None else None
         self._origins: dict[str, tuple[OriginPool, str]] = {}  # replica base URL -> its origin
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=spec.connect_timeout, sock_read=spec.timeout
@@ -159,7 +163,7 @@ class ReplicaPool(ReplicaSet):
         try:
             # _open's steps, one coroutine less on the hot path
             self.budget.record_request()
-            replica = self.choose(key, set())
+            replica = self.choose(key, _NO_TRIES)
             sent = (method, path, body, headers, management, True)
             try:
                 attempt = await self._try(replica, key, *sent)
@@ -178,7 +182,7 @@ class ReplicaPool(ReplicaSet):
         assert reply is not None
         elapsed = time.perf_counter() - attempt.started
         record_upstream(elapsed)
-        return UpstreamReply(reply.status, reply.headers, reply.body, elapsed)
+        return UpstreamReply(reply, elapsed)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -221,10 +225,12 @@ class ReplicaPool(ReplicaSet):
 
     def _leave(self, attempt: _Attempt | None) -> None:
         self.breaker.leave()
-        if attempt is not None:
-            attempt.release()
+        if attempt is not None:  # (_Attempt.release and end_span, inlined: the hot path)
+            if attempt.response is not None:
+                attempt.response.release()
             attempt.replica.outstanding -= 1
-            attempt.end_span()
+            if attempt.span is not None:
+                attempt.end_span()
 
     def _deadline_passed(self, attempt: _Attempt | None) -> UpstreamTimeout:
         if attempt is not None:
@@ -248,7 +254,7 @@ class ReplicaPool(ReplicaSet):
         (building it for every request cost more than the rest of this method). ``buffered``:
         the h1 client reads the whole reply; else aiohttp's response is left to the caller."""
         self.budget.record_request()
-        replica = self.choose(key, set())
+        replica = self.choose(key, _NO_TRIES)
         sent = (method, path, body, headers, management, buffered)
         try:
             return await self._try(replica, key, *sent)
@@ -333,15 +339,16 @@ class ReplicaPool(ReplicaSet):
         try:
             if buffered:
                 origin, prefix = self._origins.get(base) or self._origin(base)
+                spec = self.spec
                 reply = await origin.request(
                     method,
                     prefix + path,
                     headers,
                     body,
-                    connect_timeout=self.spec.connect_timeout,
-                    read_timeout=self.spec.timeout,
+                    connect_timeout=spec.connect_timeout,
+                    read_timeout=spec.timeout,
                 )
-                attempt = _Attempt(replica, reply.status, started, span, reply=reply)
+                attempt = _Attempt(replica, reply.status, started, span, None, reply)
             else:
                 response = await self.session.request(
                     method,
@@ -391,8 +398,9 @@ class ReplicaPool(ReplicaSet):
             if metrics is not None:
                 metrics.attempt["retryable"].inc()
             raise _Retryable(f"{replica.url}: 503 while idle", attempt)
-        if metrics is not None:
-            metrics.attempt["ok"].inc()
+        answered = self._answered
+        if answered is not None:
+            answered(1)
         if replica.failures or replica.ejected_until:  # else nothing for the detector to clear
             self.outliers.succeeded(replica)
         return attempt

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from gateway.backends.breaker import CircuitBreaker
@@ -40,10 +41,13 @@ class ReplicaSet:
         self.health = HealthChecker(name, spec.health, self.replicas, metrics)
         self.budget = RetryBudget(spec.retries.budget, spec.retries.min_per_second)
 
-    def choose(self, key: TargetKey | None, tried: set[int]) -> Replica:
+    def choose(self, key: TargetKey | None, tried: AbstractSet[int]) -> Replica:
         if key is not None and key not in self.health.used:
             self.health.first_use(key)  # a lazily checked version is probed when first used
         now = time.monotonic()
+        replicas = self.replicas
+        if not tried and len(replicas) == 1 and replicas[0].available(key, now):
+            return replicas[0]  # (what the lines below choose, without their list)
         if tried:
             candidates = [
                 r for i, r in enumerate(self.replicas) if i not in tried and r.available(key, now)

@@ -40,7 +40,9 @@ class Terminal:
     async def infer(self, call: Call) -> Reply:
         resolved = call.resolved or self._resolved(call)
         live = resolved.backend
-        request = await call.inference()
+        request = call.request  # decoded by an earlier step (a cache key): no coroutine
+        if request is None:
+            request = await call.inference()
         signature = None
         if request.signature_name in (None, "", DEFAULT_SIGNATURE):
             # Another signature's inputs are the server's to check (TF Serving knows them).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -30,12 +30,37 @@ class Target:
         object.__setattr__(self, "key", (self.name, self.native_version))
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamReply:
+class ReplyHead(Protocol):
+    """A reply read whole, as the h1 client gives it (``h1.connection.Reply``)."""
+
     status: int
-    headers: Mapping[str, str]
     body: bytes
-    elapsed: float
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def header(self, name: bytes) -> str | None: ...
+
+
+class UpstreamReply:
+    """A buffered reply of a model server and the time it took. Its headers are decoded only
+    when read (``headers``); :meth:`header` reads one without the others."""
+
+    __slots__ = ("_reply", "body", "elapsed", "status")
+
+    def __init__(self, reply: ReplyHead, elapsed: float) -> None:
+        self._reply = reply
+        self.status = reply.status
+        self.body = reply.body
+        self.elapsed = elapsed
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._reply.headers
+
+    def header(self, name: bytes) -> str | None:
+        """The first value of the header ``name`` (in lower case), or None."""
+        return self._reply.header(name)
 
     def json(self) -> Any:
         try:

@@ -28,7 +28,10 @@ from gateway.errors import BadGateway, BadRequest, GatewayError, InvalidTensor
 
 def decode_request(body: bytes, header_length: int | None = None) -> InferenceRequest:
     """A request: all JSON, or (``header_length``) a JSON header and binary tensors."""
-    head, reader = binary.split(body, header_length, BadRequest)
+    head: bytes = body
+    reader = None
+    if header_length is not None:  # (an all-JSON body needs no split)
+        head, reader = binary.split(body, header_length, BadRequest)
     obj = loads(head)
     if not isinstance(obj, dict):
         raise BadRequest("the request body must be a JSON object")
@@ -95,8 +98,11 @@ def _request_header(request: InferenceRequest, binary_outputs: bool) -> dict[str
 def decode_response(body: bytes, header_length: int | None = None) -> InferenceResponse:
     """A model server's reply: all JSON, or a JSON header and binary outputs. An all-JSON
     reply keeps its outputs' JSON (``v2_outputs``) for the encoders."""
+    head: bytes = body
+    reader = None
     try:
-        head, reader = binary.split(body, header_length, BadGateway)
+        if header_length is not None:  # (an all-JSON reply needs no split)
+            head, reader = binary.split(body, header_length, BadGateway)
         try:
             obj, strict = orjson.loads(head), True
         except orjson.JSONDecodeError:  # NaN, Infinity, or not JSON: the full reading

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import cast
 
 import httptools
@@ -35,13 +34,38 @@ from gateway.backends.h1.errors import (
 )
 
 
-@dataclass(frozen=True, slots=True)
 class Reply:
-    """A whole reply: its status, its headers (case-insensitive, read-only) and its body."""
+    """A whole reply: its status, its headers (case-insensitive, read-only) and its body.
 
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
+    The header fields are kept as the parser gave them (bytes) and decoded into ``headers``
+    when first asked for: most replies are asked for one header at most (:meth:`header`)."""
+
+    __slots__ = ("_fields", "_headers", "body", "status")
+
+    def __init__(self, status: int, fields: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status = status
+        self.body = body
+        self._fields = fields
+        self._headers: CIMultiDictProxy[str] | None = None
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        headers = self._headers
+        if headers is None:
+            decoded = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._fields]
+            headers = self._headers = CIMultiDictProxy(CIMultiDict(decoded))
+        return headers
+
+    def header(self, name: bytes) -> str | None:
+        """The first value of the header ``name`` (given in lower case), as ``headers.get``
+        gives it, without decoding the others."""
+        for field, value in self._fields:
+            if field.lower() == name:
+                return value.decode("latin-1")
+        return None
+
+    def __repr__(self) -> str:
+        return f"Reply({self.status}, {len(self._fields)} headers, {len(self.body)} bytes)"
 
 
 class _Unsolicited(Exception):
@@ -86,7 +110,7 @@ class Connection(asyncio.Protocol):
         self._timeout = 0.0
         self._last = 0.0
         self._status = 0
-        self._headers: list[tuple[str, str]] = []
+        self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._head_done = False
         self._got_bytes = False
@@ -192,7 +216,7 @@ class Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._head_done:  # after the head: trailers of a chunked body, dropped
-            self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+            self._headers.append((name, value))  # decoded when asked for (Reply.headers)
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -228,9 +252,7 @@ class Connection(asyncio.Protocol):
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         self.reusable = keep_alive and not self.closed
         if not waiter.done():
-            waiter.set_result(
-                Reply(self._status, CIMultiDictProxy(CIMultiDict(self._headers)), body)
-            )
+            waiter.set_result(Reply(self._status, self._headers, body))
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -253,9 +275,9 @@ class Connection(asyncio.Protocol):
         chunked framing (a HEAD reply, a 204 or a 304 was finished at its head already)."""
         for name, value in self._headers:
             lower = name.lower()
-            if lower == "content-length":
+            if lower == b"content-length":
                 return False
-            if lower == "transfer-encoding" and "chunked" in value.lower():
+            if lower == b"transfer-encoding" and b"chunked" in value.lower():
                 return False
         return True
 

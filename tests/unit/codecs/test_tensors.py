@@ -15,9 +15,11 @@ from gateway.codecs.tensors import (
     Signature,
     Tensor,
     TensorMeta,
+    _fits_in_order,
     check_inputs,
     flatten,
     nest,
+    shape_fits,
 )
 from gateway.errors import BadRequest, InvalidTensor
 from tests.unit.codecs.compare import Plain, plain, raises, same_values, signature
@@ -309,6 +311,19 @@ def test_check_inputs_fits_the_request(
     request = DECODE[protocol](body)
     check_inputs(request, signature(*inputs))
     assert plain(request.inputs) == tensors
+
+
+SHAPES = [[], [1], [4], [1, 4], [3, 4], [4, 1], [2, 2], [1, 4, 1], [0, 4]]
+DECLARED = [None, (), (-1,), (4,), (-1, 4), (1, 4), (2, -1), (-1, -1, -1), (3, 4)]
+
+
+@pytest.mark.parametrize("declared", DECLARED, ids=str)
+def test_the_in_order_fit_agrees_with_shape_fits(declared: tuple[int, ...] | None) -> None:
+    """The common case's check (shape_fits inlined) fits exactly the shapes shape_fits does."""
+    meta = TensorMeta("x", "FP32", declared)
+    for shape in SHAPES:
+        inputs = [Tensor("x", "FP32", shape, [0.0] * math.prod(shape))]
+        assert _fits_in_order(inputs, (meta,)) is shape_fits(shape, declared), shape
 
 
 def test_check_inputs_makes_v1_ints_floats_for_a_float_model() -> None:

@@ -97,6 +97,44 @@ async def test_interim_replies_are_skipped(client: Client, serve: Serve) -> None
     assert got.headers["X-Final"] == "1"
 
 
+@pytest.mark.parametrize(
+    ("answer", "asked"),
+    [
+        (
+            reply(200, b"ok", [("Content-Length", "2"), ("X-Twice", "1"), ("x-twice", "2")]),
+            ["x-twice", "content-length", "absent"],
+        ),
+        (
+            reply(200, b"ok", [("Content-Length", "2"), ("X-Latin", "caf\u00e9"), ("X-Empty", "")]),
+            ["x-latin", "x-empty"],
+        ),
+        (  # a trailer is no header, for either reading
+            reply(
+                200,
+                b"2\r\nok\r\n0\r\nX-Trailer: t\r\n\r\n",
+                [("Transfer-Encoding", "chunked"), ("X-Head", "h")],
+            ),
+            ["x-head", "x-trailer", "transfer-encoding"],
+        ),
+        (  # an interim reply's headers are not the reply's, for either reading
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+            + reply(
+                200, b"ok", [("Content-Length", "2"), ("Inference-Header-Content-Length", "7")]
+            ),
+            ["link", "inference-header-content-length"],
+        ),
+    ],
+)
+async def test_one_header_read_alone_is_what_the_headers_give(
+    client: Client, serve: Serve, answer: bytes, asked: list[str]
+) -> None:
+    server = await serve(answering(answer))
+    got = await call(client, server)
+    for name in asked:
+        assert got.header(name.encode()) == got.headers.get(name)
+    assert got.header(b"absent") is None
+
+
 async def test_an_unasked_protocol_switch_fails(client: Client, serve: Serve) -> None:
     switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
     server = await serve(answering(switch))

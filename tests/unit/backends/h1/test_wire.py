@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.backends.h1.wire import Heads, encode_head
+from gateway.backends.h1.wire import Body, Heads, encode_head
 
 
 def test_a_post_has_host_length_and_the_callers_headers_only() -> None:
@@ -77,7 +77,7 @@ def test_an_origins_heads_are_encode_head_whatever_changes_between_requests() ->
     """The start kept per method and target is reused only while the headers are the same
     (in the same order); the framing is each request's."""
     heads = Heads("models:8000")
-    asked: list[tuple[str, str, dict[str, str] | list[tuple[str, str]] | None, bytes | None]] = [
+    asked: list[tuple[str, str, dict[str, str] | list[tuple[str, str]] | None, Body | None]] = [
         ("POST", "/v2/x", {"A": "1", "B": "2"}, b"12345"),
         ("POST", "/v2/x", {"A": "1", "B": "2"}, b"1"),
         ("POST", "/v2/x", {"B": "2", "A": "1"}, b"1"),  # same items, another order
@@ -87,6 +87,9 @@ def test_an_origins_heads_are_encode_head_whatever_changes_between_requests() ->
         ("GET", "/v2/x", [("host", "other")], None),
         ("POST", "/v2/y", None, None),
         ("POST", "/v2/y", {}, None),
+        ("POST", "/v2/y", {}, b"abc"),
+        ("PUT", "/v2/y", {"A": "1"}, bytearray(b"abcd")),
+        ("POST", "/v2/y", {"A": "1"}, memoryview(b"abcdef")[1:]),
     ]
     for method, target, headers, body in asked:
         expected = encode_head(method, target, "models:8000", headers, body)
