@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 from redis import exceptions as rx
@@ -137,7 +138,9 @@ class RedisJobs:
             return "full", None
         if outcome == "existing":
             return "existing", await self.job_get(str(job_id))
-        return "created", await self.job_get(job.id)
+        # the job as accepted (queued), as the script wrote it: not read back, since a worker
+        # blocked on the queue may have started it already
+        return "created", replace(job, status="queued", attempts=0)
 
     async def job_get(self, job_id: str) -> Job | None:
         with mapped("job_get"):
