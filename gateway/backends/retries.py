@@ -24,10 +24,7 @@ class RetryBudget:
         return bucket
 
     def record_request(self) -> None:
-        bucket = self._buckets.get(int(time.monotonic()))  # this second's, mostly: no call
-        if bucket is None:
-            bucket = self._bucket()
-        bucket[0] += 1
+        self._bucket()[0] += 1
 
     def try_spend(self) -> bool:
         bucket = self._bucket()

@@ -338,16 +338,12 @@ def _fits_in_order(inputs: list[Tensor], declared: tuple[TensorMeta, ...]) -> bo
         return False
     for i, meta in enumerate(declared):
         tensor = inputs[i]
-        if tensor.name != meta.name or tensor.datatype != meta.datatype:
+        if (
+            tensor.name != meta.name
+            or tensor.datatype != meta.datatype
+            or not shape_fits(tensor.shape, meta.shape)
+        ):
             return False
-        fixed = meta.shape  # shape_fits, inlined (one call less per input)
-        if fixed is not None:
-            shape = tensor.shape
-            if len(shape) != len(fixed):
-                return False
-            for j in range(len(shape)):
-                if fixed[j] != shape[j] and fixed[j] != -1:
-                    return False
     return True
 
 

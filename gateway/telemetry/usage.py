@@ -164,13 +164,8 @@ class UsageRecorder:
         elif payload is not None:
             counts[5] += payload.length or 0
         counts[6] += sent
-        metric = self.metric
-        if metric is not None:  # metric.count(tenant, status), inline (one call fewer)
-            tally = metric._seen.get((tenant, status)) or metric._bind(tenant, status)
-            if metric._direct:
-                tally.child.inc()
-            else:
-                tally.n += 1
+        if self.metric is not None:
+            self.metric.count(tenant, status)
 
     def start(self) -> None:
         self._stopping.clear()

@@ -109,7 +109,7 @@ class OriginPool:
         data: bytes | tuple[bytes, ...]
         if body is None:
             data = head
-        elif (len(body) if type(body) is bytes else body_size(body)) <= _ONE_WRITE:
+        elif body_size(body) <= _ONE_WRITE:
             data = head + body
         else:
             data = (head, bytes(body) if type(body) is not bytes else body)
@@ -144,10 +144,7 @@ class OriginPool:
                 conn.close()
             return reply
         finally:
-            if slots._waiters:
-                slots.release()
-            else:  # (Slots.release without a call: nobody waits, mostly)
-                slots.free += 1
+            slots.release()
 
     def close(self) -> None:
         """Close every connection, idle or in use (their exchanges fail)."""

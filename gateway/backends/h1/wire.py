@@ -83,8 +83,7 @@ class Heads:
 
     def encode(self, method: str, target: str, headers: Headers | None, body: Body | None) -> bytes:
         """As :func:`encode_head` with this origin's ``Host``."""
-        # (_items, inlined for a dict: the adapters' constant headers)
-        items = (tuple(headers.items()) or None) if type(headers) is dict else _items(headers)
+        items = _items(headers)
         key = (method, target)
         starts = self._starts
         kept = starts.get(key)
@@ -95,8 +94,6 @@ class Heads:
             if len(starts) >= _KEPT and key not in starts:
                 starts.clear()
             starts[key] = (items, start)
-        if type(body) is bytes:  # (framing, inlined for the common body)
-            return start + b"Content-Length: %d\r\n\r\n" % len(body)
         return start + framing(method, body)
 
 

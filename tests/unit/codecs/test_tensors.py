@@ -319,7 +319,7 @@ DECLARED = [None, (), (-1,), (4,), (-1, 4), (1, 4), (2, -1), (-1, -1, -1), (3, 4
 
 @pytest.mark.parametrize("declared", DECLARED, ids=str)
 def test_the_in_order_fit_agrees_with_shape_fits(declared: tuple[int, ...] | None) -> None:
-    """The common case's check (shape_fits inlined) fits exactly the shapes shape_fits does."""
+    """The common case's in-order check fits exactly the shapes shape_fits does."""
     meta = TensorMeta("x", "FP32", declared)
     for shape in SHAPES:
         inputs = [Tensor("x", "FP32", shape, [0.0] * math.prod(shape))]
