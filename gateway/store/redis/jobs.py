@@ -40,7 +40,6 @@ from gateway.store.redis.jobs_lua import (
     CANCEL,
     FINISH,
     FORSAKE,
-    PROMOTE,
     RECLAIM,
     RELEASE,
     SCHEDULE,
@@ -65,7 +64,6 @@ class RedisJobs:
         self._reclaim = client.register_script(RECLAIM)
         self._finish_job = client.register_script(FINISH)
         self._release_job = client.register_script(RELEASE)
-        self._promote = client.register_script(PROMOTE)
         self._cancel = client.register_script(CANCEL)
         self._schedule = client.register_script(SCHEDULE)
         self._forsake = client.register_script(FORSAKE)
@@ -352,9 +350,7 @@ class RedisJobs:
         return await self.job_get(job_id) if done else None
 
     async def job_promote(self, now: float) -> int:
-        keys = [self._jk.jobs("delayed"), self._jk.jobs("queue")]
-        with mapped("job_promote"):
-            return int(await self._promote(keys=keys, args=[repr(now), 100]))
+        return (await self.job_schedule(now))[0]  # one script: SCHEDULE promotes as well
 
     async def job_schedule(self, now: float) -> tuple[int, float | None]:
         keys = [self._jk.jobs("delayed"), self._jk.jobs("queue")]

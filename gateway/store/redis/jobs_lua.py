@@ -155,20 +155,10 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
 return 1
 """
 
-PROMOTE: Final = """
--- KEYS[1] delayed  KEYS[2] queue  ARGV[1] now  ARGV[2] count
--- Moves the put-back jobs that are due into the queue; their number.
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, id in ipairs(due) do
-  redis.call('XADD', KEYS[2], '*', 'job', id)
-  redis.call('ZREM', KEYS[1], id)
-end
-return #due
-"""
-
 SCHEDULE: Final = """
 -- KEYS[1] delayed  KEYS[2] queue  ARGV[1] now  ARGV[2] count
--- PROMOTE, and when the next put-back job is due: {promoted, due (unix seconds) or ''}.
+-- Moves the put-back jobs that are due into the queue, and tells when the next one is due:
+-- {their number, due (unix seconds) or ''}.
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(due) do
   redis.call('XADD', KEYS[2], '*', 'job', id)
