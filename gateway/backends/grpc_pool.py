@@ -15,7 +15,7 @@
 - **Deadlines**: each try is an RPC with deadline ``timeout``; ``overall_deadline`` bounds
   all tries (the RPC in flight is cancelled).
 - **Errors** are mapped here, at the boundary (``grpc_status.error_of``); upstream time,
-  attempts, backend and replica go to the call's ``Timing``; each try has a client span whose
+  retries, backend and replica go to the call's ``Timing``; each try has a client span whose
   ``traceparent`` travels in the call's metadata.
 """
 
@@ -194,9 +194,10 @@ class GRPCPool(ReplicaSet):
 
     async def _try(self, replica: Replica, method: Method, request: Any, tries: _Tries) -> Any:
         timing = CURRENT_TIMING.get()
-        number = len(tries.tried)  # this call's tries (the Timing counts all of the request's)
+        number = len(tries.tried)  # this call's tries, this one included
         if timing is not None:
-            timing.attempts += 1
+            if number > 1:
+                timing.retries += 1
             timing.backend, timing.replica = self.name, replica.url
         metrics = self.metrics
         if metrics is not None and number > 1:

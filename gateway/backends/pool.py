@@ -166,7 +166,7 @@ class ReplicaPool(ReplicaSet):
             replica = self.choose(key, _NO_TRIES)
             sent = (method, path, body, headers, management, True)
             try:
-                attempt = await self._try(replica, key, *sent)
+                attempt = await self._try(replica, key, 1, *sent)
             except _Retryable as first:
                 attempt = await self._retry(first, replica, key, sent)
         except asyncio.CancelledError:
@@ -257,7 +257,7 @@ class ReplicaPool(ReplicaSet):
         replica = self.choose(key, _NO_TRIES)
         sent = (method, path, body, headers, management, buffered)
         try:
-            return await self._try(replica, key, *sent)
+            return await self._try(replica, key, 1, *sent)
         except _Retryable as first:
             return await self._retry(first, replica, key, sent)
 
@@ -285,8 +285,9 @@ class ReplicaPool(ReplicaSet):
                     except NoHealthyReplica:
                         raise last from None
                     tried.add(self.replicas.index(replica))
+                    number = retry.retry_state.attempt_number
                     try:
-                        return await self._try(replica, key, *sent)
+                        return await self._try(replica, key, number, *sent)
                     except _Retryable as exc:
                         if exc.again:
                             tried.discard(self.replicas.index(replica))
@@ -310,6 +311,7 @@ class ReplicaPool(ReplicaSet):
         self,
         replica: Replica,
         key: TargetKey | None,
+        number: int,
         method: str,
         path: str,
         body: Any,
@@ -317,18 +319,19 @@ class ReplicaPool(ReplicaSet):
         management: bool,
         buffered: bool,
     ) -> _Attempt:
+        """Try ``number`` of one pool request (1: ``_open``'s; more: ``_retry``'s)."""
         base = replica.management_url if management and replica.management_url else replica.url
         idle = replica.outstanding == 0
         timeout = self._timeout
         timing = CURRENT_TIMING.get()
-        number = 1
         if timing is not None:
-            timing.attempts += 1
-            number = timing.attempts
             timing.backend, timing.replica = self.name, replica.url
         metrics = self.metrics
-        if metrics is not None and number > 1:
-            metrics.retries.inc()
+        if number > 1:  # a retry, on another replica
+            if timing is not None:
+                timing.retries += 1
+            if metrics is not None:
+                metrics.retries.inc()
         span: Span | None = None
         tracer = tracing.TRACER
         if tracer is not None:

@@ -3,7 +3,7 @@ or sent alone, and each batch sent through the rest of the chain and fanned back
 
 A batch is sent as one :class:`~gateway.call.Call` through the chain's next step, so it goes
 through the backend's pool like any call (P2C, health, retries, the circuit breaker,
-metrics). Its upstream time, attempts and replica are added to each member's own timing (the
+metrics). Its upstream time, retries and replica are added to each member's own timing (the
 access line and ``Server-Timing``); each member's call records the batch's rows in
 ``call.batch``. A failed batch fails each member with the backend's error (a copy each).
 """
@@ -153,7 +153,7 @@ def _account(batch: Timing | None) -> None:
     if batch is None or timing is None or timing is batch:
         return
     timing.upstream += batch.upstream
-    timing.attempts += batch.attempts
+    timing.retries += batch.retries
     timing.backend, timing.replica = batch.backend, batch.replica
 
 

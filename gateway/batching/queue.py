@@ -43,7 +43,7 @@ class Member:
     enqueued: float = field(default_factory=time.perf_counter)
     group: Group | None = None  # the group it waits in; None once sent (or taken out)
     timer: asyncio.TimerHandle | None = None  # its deadline
-    timing: Timing | None = None  # its batch's upstream time, attempts, backend, replica
+    timing: Timing | None = None  # its batch's upstream time, retries, backend, replica
 
 
 @dataclass(eq=False, slots=True)

@@ -98,7 +98,7 @@ class Observer:
                 self.usage.record(call, tenant, model, version, status, sent, received)
             if cache:
                 metrics.cache_result.inc(cache)
-        retries = timing.attempts - 1 if timing.attempts > 1 else 0
+        retries = timing.retries
         trace_id = None
         if span is not None:
             trace_id = format(span.get_span_context().trace_id, "032x")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 class Timing:
     started: float = field(default_factory=time.perf_counter)
     upstream: float = 0.0
-    attempts: int = 0  # upstream attempts (retries = attempts - 1)
+    retries: int = 0  # upstream tries after each pool request's first (another replica)
     backend: str = ""  # the backend that served, for metrics and the access log
     replica: str = ""  # the replica of the last attempt
 

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.telemetry.logs import JSONFormatter
-from tests.app.test_tracing import routes
+from tests.app.test_metrics import Samples, scrape, value
+from tests.app.test_tracing import routes, undeclared
 from tests.conftest import StartGateway
-from tests.fakes import FakeReplica
+from tests.fakes import REPLY, FakeReplica, dead_url, forwarded
 from tests.support import ADMIN, ADMIN_TOKEN, V2
 
 
@@ -94,3 +95,58 @@ async def test_the_access_log_can_be_turned_off(
     access.attach()
     assert (await gateway.client.post("/v2/models/linear/infer", json=V2)).status_code == 200
     assert access.lines == []
+
+
+def lines_of(access: Lines, path: str) -> list[dict[str, object]]:
+    return [line for line in map(json.loads, access.lines) if line["path"] == path]
+
+
+def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+@pytest.mark.anyio
+async def test_a_first_call_that_fetches_the_metadata_is_not_a_retry(
+    start_gateway: StartGateway, backend: FakeReplica, access: Lines
+) -> None:
+    gateway = await start_gateway(undeclared(backend.url))
+    access.attach()
+    response = await gateway.client.post("/v2/models/m0/infer", json=V2)
+    assert response.status_code == 200
+    assert forwarded(backend) == ["/v2/models/m0", "/v2/models/m0/infer"]
+    samples = await scrape(gateway.client)
+    (line,) = lines_of(access, "/v2/models/m0/infer")
+    assert line["retries"] == 0
+    assert value(samples, "gateway_backend_retries_total", backend="fake") == 0
+    assert value(samples, "gateway_backend_attempts_total", outcome="ok") == 2
+
+
+@pytest.mark.anyio
+async def test_each_line_says_the_retries_of_its_own_call(
+    start_gateway: StartGateway, access: Lines
+) -> None:
+    """Each model's first call makes two pool requests (metadata, infer); a request whose
+    first try goes to the dead replica is retried on the live one, once."""
+    live = await FakeReplica(body=REPLY).start()
+    try:
+        gateway = await start_gateway(undeclared(dead_url(), live.url, models=40))
+        access.attach()
+        retried = 0
+        # P2C takes the dead replica first half the time: calls until one was retried
+        # (bounded: 40 calls without one is a 2^-80 chance)
+        for i in range(40):
+            before = await scrape(gateway.client)
+            path = f"/v2/models/m{i}/infer"
+            assert (await gateway.client.post(path, json=V2)).status_code == 200
+            after = await scrape(gateway.client)
+            (line,) = lines_of(access, path)
+            failed = moved(before, after, "gateway_backend_attempts_total", outcome="retryable")
+            assert line["retries"] == failed
+            assert moved(before, after, "gateway_backend_retries_total", backend="fake") == failed
+            assert moved(before, after, "gateway_backend_attempts_total", outcome="ok") == 2
+            retried += int(failed)
+            if retried:
+                break
+    finally:
+        await live.stop()
+    assert retried in (1, 2)  # the metadata fetch's, the infer's, or both

@@ -23,6 +23,8 @@ from gateway.backends.upstream import Target
 from gateway.config.model import Backend
 from gateway.errors import BadGateway, NoHealthyReplica, Overloaded, UpstreamTimeout
 from gateway.telemetry import loop
+from gateway.telemetry.metrics import BackendMetrics, PoolMetrics
+from gateway.telemetry.timing import CURRENT_TIMING, Timing
 from tests.fakes import FakeReplica, dead_url
 from tests.rawhttp import Handler, Peer, RawServer, read_and_close, reply
 
@@ -70,9 +72,11 @@ async def serve() -> AsyncIterator[Serve]:
         await server.stop()
 
 
-def make_pool(clients: Clients, urls: list[str], **spec: Any) -> ReplicaPool:
+def make_pool(
+    clients: Clients, urls: list[str], metrics: BackendMetrics | None = None, **spec: Any
+) -> ReplicaPool:
     backend = Backend.model_validate({"kind": "triton", "urls": urls, **spec})
-    return ReplicaPool("test", backend, clients.session, clients.client)
+    return ReplicaPool("test", backend, clients.session, clients.client, metrics)
 
 
 async def test_power_of_two_choices_prefers_the_less_busy_replica(
@@ -102,6 +106,30 @@ async def test_connect_errors_retry_on_another_replica_and_eject(
     assert live.calls == 20
     dead = pool.state()["replicas"][0]
     assert dead["ejected_for"] > 0  # ejected after two connect failures
+
+
+async def test_a_calls_retries_are_the_tries_after_each_requests_first(
+    clients: Clients, replicas: list[FakeReplica]
+) -> None:
+    """A call's metadata fetch answered at once, then its infer refused by the first replica
+    and answered by the other: one retry (the metadata fetch's try is not one)."""
+    metrics = PoolMetrics(CollectorRegistry()).bind("test")
+    pool = make_pool(clients, [dead_url(), replicas[0].url], metrics)
+    dead, live = pool.replicas
+    timing = Timing()
+    token = CURRENT_TIMING.set(timing)
+    try:
+        dead.outstanding = 1  # P2C: the live replica first
+        assert (await pool.request("GET", "/v2/models/m")).status == 200
+        assert (timing.retries, metrics.retries._value.get()) == (0, 0)
+        dead.outstanding, live.outstanding = 0, 1  # now the dead one first
+        assert (await pool.request("POST", "/v2/models/m/infer", body=b"{}")).status == 200
+    finally:
+        CURRENT_TIMING.reset(token)
+        dead.outstanding = live.outstanding = 0
+    assert (timing.retries, metrics.retries._value.get()) == (1, 1)
+    assert metrics.attempt["retryable"]._value.get() == 1
+    assert replicas[0].calls == 2
 
 
 async def test_every_replica_down_is_503_not_a_hang(clients: Clients) -> None:

@@ -51,6 +51,16 @@ def routes(url: str, auth: bool = True) -> str:
     )
 
 
+def undeclared(*urls: str, models: int = 1) -> str:
+    """Models ``m0``, ``m1``... on a KServe backend at ``urls``, their inputs not declared:
+    each one's first call fetches its metadata from the backend, then sends the infer."""
+    served = versions("fake", "1")
+    return routes_yaml(
+        {"fake": backend("kserve", *urls)},
+        {f"m{i}": model(served, default="1") for i in range(models)},
+    )
+
+
 Start = Callable[..., Awaitable[httpx.AsyncClient]]
 
 
@@ -154,6 +164,23 @@ async def test_spans_continue_the_callers_trace_and_reach_the_backend(
     server = spans["POST /v2/models/{model}/infer"]
     assert server.parent is None
     assert dict(server.attributes or {})["gateway.cache"] == "hit"
+
+
+async def test_a_first_call_that_fetches_the_metadata_has_no_resent_request(
+    traced: Start, backend: FakeReplica
+) -> None:
+    exporter = InMemorySpanExporter()
+    client = await traced(undeclared(backend.url), exporter)
+    assert (await client.post("/v2/models/m0/infer", json=V2)).status_code == 200
+    spans = by_name(exporter.get_finished_spans())
+    fetched, sent = dict(spans["GET"].attributes or {}), dict(spans["POST"].attributes or {})
+    assert (fetched["url.full"], sent["url.full"]) == (
+        backend.url + "/v2/models/m0",
+        backend.url + "/v2/models/m0/infer",
+    )
+    assert "http.request.resend_count" not in fetched
+    assert "http.request.resend_count" not in sent  # each request's first try
+    assert dict(spans["POST /v2/models/{model}/infer"].attributes or {})["gateway.retries"] == 0
 
 
 async def test_health_and_metrics_are_not_traced_and_ratio_zero_follows_the_parent(

@@ -196,7 +196,7 @@ async def test_the_breaker_refuses_beyond_max_in_flight(make: Any) -> None:
     assert pool.in_flight == 0
 
 
-async def test_the_calls_timing_counts_attempts_and_upstream_time(make: Any) -> None:
+async def test_the_calls_timing_counts_retries_and_upstream_time(make: Any) -> None:
     pool, fakes = make()
     dead, live = URLS
     fakes.behaviour = {dead: refuse, live: answer}
@@ -207,8 +207,27 @@ async def test_the_calls_timing_counts_attempts_and_upstream_time(make: Any) -> 
         await pool.call(METHOD, b"", key=None)
     finally:
         CURRENT_TIMING.reset(token)
-    assert (timing.attempts, timing.backend, timing.replica) == (2, "b", live)
+    assert (timing.retries, timing.backend, timing.replica) == (1, "b", live)
     assert timing.upstream > 0
+
+
+async def test_a_calls_retries_are_the_tries_after_each_rpcs_first(make: Any) -> None:
+    """Two RPCs of one call: the first answered at once, the second refused then answered."""
+    pool, fakes = make()
+    dead, live = URLS
+    fakes.behaviour = {dead: refuse, live: answer}
+    timing = Timing()
+    token = CURRENT_TIMING.set(timing)
+    try:
+        pool.replicas[0].outstanding = 1  # P2C: the live replica first
+        await pool.call(METHOD, b"", key=None)
+        assert (timing.retries, retries(pool)) == (0, 0)
+        pool.replicas[0].outstanding, pool.replicas[1].outstanding = 0, 1  # the dead one first
+        await pool.call(METHOD, b"", key=None)
+    finally:
+        CURRENT_TIMING.reset(token)
+    assert (timing.retries, retries(pool)) == (1, 1)
+    assert fakes.calls == {dead: 1, live: 2}
 
 
 async def test_unready_replicas_are_not_chosen(make: Any) -> None:

@@ -54,8 +54,8 @@ class Backend:
         self.calls.append(call)
         await self.gate.wait()
         timing = CURRENT_TIMING.get()
-        if timing is not None:  # as the pool records an attempt
-            timing.attempts += 1
+        if timing is not None:  # as the pool records a retried request
+            timing.retries += 1
             timing.upstream += 0.25
             timing.backend, timing.replica = "b1", "http://b1.invalid"
         if self.error is not None:
@@ -219,7 +219,7 @@ async def test_each_member_counts_its_batchs_upstream_time(policy_for: Build) ->
 
     timings = await asyncio.gather(one(), one())
     assert len(backend.calls) == 1
-    assert [(t.attempts, t.upstream, t.backend) for t in timings] == [(1, 0.25, "b1")] * 2
+    assert [(t.retries, t.upstream, t.backend) for t in timings] == [(1, 0.25, "b1")] * 2
 
 
 async def test_a_version_without_batching_is_passed_on(make_runtime: MakeRuntime) -> None:
