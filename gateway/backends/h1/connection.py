@@ -283,8 +283,10 @@ class Connection(asyncio.Protocol):
         parts = self._body
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         self.reusable = keep_alive and not self.closed
+        head = final_head(self._head)
+        self._head = []  # (those bytes may hold much of the body: an idle connection keeps none)
         if not waiter.done():
-            waiter.set_result(Reply(self._status, final_head(self._head), body))
+            waiter.set_result(Reply(self._status, head, body))
 
     def _on_timer(self) -> None:
         self._timer = None
