@@ -157,17 +157,18 @@ class InferenceRequest:
 
 @dataclass(slots=True)
 class InferenceResponse:
-    """A reply's tensors. ``v2_outputs`` is the KServe v2 JSON of ``outputs`` (the array, as
-    ``codecs.v2`` encodes it), when the decoder of a v2 JSON reply kept it: an encoder of the
-    reply then writes those bytes rather than the tensors again. The outputs are not changed
-    in place once decoded (a step that changes them makes a new response, as a batch's split
-    does), so the bytes stay theirs."""
+    """A reply's tensors. ``v2_outputs`` is the KServe v2 JSON of ``outputs`` (the array's
+    objects, as ``codecs.v2`` writes them; orjson writes them back), when the decoder of a v2
+    JSON reply kept it: an encoder of the reply then writes those objects rather than the
+    tensors again. Neither the outputs nor those objects (which share the tensors' lists) are
+    changed in place once decoded (a step that changes them makes a new response, as a
+    batch's split does), so the objects stay theirs."""
 
     outputs: list[Tensor]
     id: str | None = None
     parameters: dict[str, Any] | None = None
     model_version: str | None = None
-    v2_outputs: bytes | None = field(default=None, repr=False, compare=False)
+    v2_outputs: list[Any] | None = field(default=None, repr=False, compare=False)
 
 
 def loads(body: bytes, what: str = "the request body") -> Any:

@@ -97,7 +97,7 @@ def _request_header(request: InferenceRequest, binary_outputs: bool) -> dict[str
 
 def decode_response(body: bytes, header_length: int | None = None) -> InferenceResponse:
     """A model server's reply: all JSON, or a JSON header and binary outputs. An all-JSON
-    reply keeps its outputs' JSON (``v2_outputs``) for the encoders."""
+    reply keeps its outputs' JSON objects (``v2_outputs``) for the encoders."""
     head: bytes = body
     reader = None
     try:
@@ -126,7 +126,7 @@ def decode_response(body: bytes, header_length: int | None = None) -> InferenceR
     if reader is not None:
         reader.finish()
     elif strict:  # every number finite (orjson reads no other), so orjson writes them all
-        kept = orjson.dumps(items if as_written else [_json_tensor(t, BadGateway) for t in outputs])
+        kept = items if as_written else [_json_tensor(t, BadGateway) for t in outputs]
     version = obj.get("model_version")
     response_id, parameters = obj.get("id"), obj.get("parameters")
     return InferenceResponse(  # by position, as InferenceRequest above
@@ -152,8 +152,9 @@ def encode_response(
         id = response.id
     body = _response_header(response, model_name, model_version, id)
     kept = response.v2_outputs
-    if kept is not None:  # the outputs as the decoder wrote them: only the header is new
-        return b"".join((orjson.dumps(body)[:-1], b',"outputs":', kept, b"}"))
+    if kept is not None:  # the outputs' JSON as the decoder kept it: one orjson call writes all
+        body["outputs"] = kept
+        return orjson.dumps(body)
     body["outputs"] = [_json_tensor(t, BadGateway) for t in response.outputs]
     return dumps(body, response.outputs)
 

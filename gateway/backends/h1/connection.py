@@ -37,35 +37,66 @@ from gateway.backends.h1.errors import (
 class Reply:
     """A whole reply: its status, its headers (case-insensitive, read-only) and its body.
 
-    The header fields are kept as the parser gave them (bytes) and decoded into ``headers``
-    when first asked for: most replies are asked for one header at most (:meth:`header`)."""
+    The head is kept as it came (``head``: the status line and the header lines, each ending
+    with CRLF, as llhttp accepted them) and its fields read only when asked for: most replies
+    are asked for one header at most (:meth:`header`)."""
 
-    __slots__ = ("_fields", "_headers", "body", "status")
+    __slots__ = ("_headers", "body", "head", "status")
 
-    def __init__(self, status: int, fields: list[tuple[bytes, bytes]], body: bytes) -> None:
+    def __init__(self, status: int, head: bytes, body: bytes) -> None:
         self.status = status
         self.body = body
-        self._fields = fields
+        self.head = head
         self._headers: CIMultiDictProxy[str] | None = None
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:
         headers = self._headers
         if headers is None:
-            decoded = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._fields]
+            decoded = [
+                (n.decode("latin-1"), v.decode("latin-1")) for n, v in head_fields(self.head)
+            ]
             headers = self._headers = CIMultiDictProxy(CIMultiDict(decoded))
         return headers
 
     def header(self, name: bytes) -> str | None:
         """The first value of the header ``name`` (given in lower case), as ``headers.get``
-        gives it, without decoding the others."""
-        for field, value in self._fields:
-            if field.lower() == name:
-                return value.decode("latin-1")
-        return None
+        gives it, without reading the others: one search of the head in lower case (llhttp
+        accepted it, so every line is ``name: value`` and ends with CRLF)."""
+        head = self.head
+        at = head.lower().find(b"\r\n" + name + b":")
+        if at < 0:
+            return None
+        start = at + len(name) + 3
+        return head[start : head.index(b"\r\n", start)].lstrip(b" \t").decode("latin-1")
 
     def __repr__(self) -> str:
-        return f"Reply({self.status}, {len(self._fields)} headers, {len(self.body)} bytes)"
+        return (
+            f"Reply({self.status}, {len(head_fields(self.head))} headers, {len(self.body)} bytes)"
+        )
+
+
+def final_head(chunks: list[bytes]) -> bytes:
+    """The head of the final reply in the bytes an exchange received up to it (``chunks``,
+    which llhttp accepted: interim 1xx replies, which have no body, may come first; body
+    bytes may follow): its status line and header lines, the empty line left out."""
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    start = 0
+    end = data.index(b"\r\n\r\n")
+    while data[start + 9] == 0x31:  # "HTTP/1.1 1xx": an interim reply's head
+        start = end + 4
+        end = data.index(b"\r\n\r\n", start)
+    return data[start : end + 2]
+
+
+def head_fields(head: bytes) -> list[tuple[bytes, bytes]]:
+    """A head's header fields, as llhttp reads them: the name as sent, the value without
+    its leading whitespace (llhttp keeps the trailing)."""
+    found: list[tuple[bytes, bytes]] = []
+    for line in head.split(b"\r\n")[1:-1]:  # (the status line; the empty end)
+        name, _, value = line.partition(b":")
+        found.append((name, value.lstrip(b" \t")))
+    return found
 
 
 class _Unsolicited(Exception):
@@ -83,8 +114,8 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "_body",
         "_got_bytes",
+        "_head",
         "_head_done",
-        "_headers",
         "_last",
         "_loop",
         "_lost",
@@ -110,7 +141,7 @@ class Connection(asyncio.Protocol):
         self._timeout = 0.0
         self._last = 0.0
         self._status = 0
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._head: list[bytes] = []  # what the exchange received until its head was whole
         self._body: list[bytes] = []
         self._head_done = False
         self._got_bytes = False
@@ -135,7 +166,7 @@ class Connection(asyncio.Protocol):
             waiter.set_exception(ClosedBeforeReply("the server closed the connection"))
             return waiter
         self._waiter = waiter
-        self._headers = []
+        self._head = []
         self._body = []
         self._head_done = self._got_bytes = self.reusable = False
         self._skip_body = head_only
@@ -177,6 +208,8 @@ class Connection(asyncio.Protocol):
             return
         self._got_bytes = True
         self._last = self._loop.time()
+        if not self._head_done:
+            self._head.append(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -214,9 +247,9 @@ class Connection(asyncio.Protocol):
         if self._waiter is None:
             raise _Unsolicited
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._head_done:  # after the head: trailers of a chunked body, dropped
-            self._headers.append((name, value))  # decoded when asked for (Reply.headers)
+    # No ``on_header``: llhttp would call it once per header line (a Python call each, about
+    # a quarter of a microsecond); the head is read from its bytes instead (``final_head``),
+    # and only the final reply's head (no interim reply's, no chunked body's trailers).
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -237,8 +270,7 @@ class Connection(asyncio.Protocol):
         if not self._head_done:
             if self._parser.get_status_code() == 101:
                 raise ExchangeFailed("the server switched protocols (an unasked upgrade)")
-            self._headers = []  # 100 Continue, 103 Early Hints...: not the reply's headers
-            return
+            return  # 100 Continue, 103 Early Hints...: final_head skips their heads
         if self._waiter is not None:
             self._finish(self._parser.should_keep_alive())
 
@@ -251,8 +283,10 @@ class Connection(asyncio.Protocol):
         parts = self._body
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         self.reusable = keep_alive and not self.closed
+        head = final_head(self._head)
+        self._head = []  # (those bytes may hold much of the body: an idle connection keeps none)
         if not waiter.done():
-            waiter.set_result(Reply(self._status, self._headers, body))
+            waiter.set_result(Reply(self._status, head, body))
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -273,7 +307,7 @@ class Connection(asyncio.Protocol):
     def _close_delimited(self) -> bool:
         """Whether the reply's body runs to the end of the connection: neither a length nor
         chunked framing (a HEAD reply, a 204 or a 304 was finished at its head already)."""
-        for name, value in self._headers:
+        for name, value in head_fields(final_head(self._head)):
             lower = name.lower()
             if lower == b"content-length":
                 return False
