@@ -39,15 +39,16 @@ class Headers:
         self._index = index
         return index
 
-    def value(self, wanted: bytes) -> bytes | None:
-        """:meth:`one` by wire name (lower-case bytes), undecoded; twice is a 400."""
+    def value(self, wanted: bytes, name: str | None = None) -> bytes | None:
+        """:meth:`one` by wire name (lower-case bytes), undecoded; twice is a 400 (naming the
+        header ``name``, by default its wire name)."""
         index = self._index
         if index is None:
             index = self._indexed()
         found = index.get(wanted)
         if found is not None and self._repeated is not None and wanted in self._repeated:
-            name = wanted.decode("latin-1")
-            raise BadRequest(f"the {name} header appears more than once")
+            shown = name if name is not None else wanted.decode("latin-1")
+            raise BadRequest(f"the {shown} header appears more than once")
         return found
 
     def first(self, wanted: bytes) -> bytes | None:
@@ -78,16 +79,8 @@ class Headers:
 
     def one(self, name: str) -> str | None:
         """The value of a header that may appear at most once; twice is a 400."""
-        wanted = name.lower().encode("latin-1")
-        index = self._index
-        if index is None:
-            index = self._indexed()
-        found = index.get(wanted)
-        if found is None:
-            return None
-        if self._repeated is not None and wanted in self._repeated:
-            raise BadRequest(f"the {name} header appears more than once")
-        return found.decode("latin-1")
+        found = self.value(name.lower().encode("latin-1"), name)
+        return found.decode("latin-1") if found is not None else None
 
     def getall(self, name: str) -> list[str]:
         wanted = name.lower().encode("latin-1")

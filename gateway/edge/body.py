@@ -29,30 +29,34 @@ class HTTPPayload:
         *,
         inflate: bool = False,
     ) -> None:
-        self._receive = receive
-        self._limit = limit
-        self._body: bytes | None = None
-        declared = None
-        encoding = None
-        for key, value in headers:
+        declared = encoding = None
+        for key, value in headers:  # the last of each, as Headers.last
             if key == b"content-length":
-                declared = int(value) if value.isdigit() else None
-            elif key == b"content-encoding" and inflate:
-                encoding = value.decode("latin-1")
-        self.length = declared
-        self._encoding = encoding  # checked when read: a call refused earlier never reads it
+                declared = value
+            elif key == b"content-encoding":
+                encoding = value
+        self._start(receive, limit, declared, encoding if inflate else None)
 
     @classmethod
     def of(cls, headers: Headers, receive: Receive, limit: int, *, inflate: bool) -> HTTPPayload:
         """The same payload from the request's :class:`Headers` (its index: no pass of its
         own over the pairs)."""
-        made = cls((), receive, limit)
-        declared = headers.last(b"content-length")
-        made.length = int(declared) if declared is not None and declared.isdigit() else None
-        if inflate:
-            encoding = headers.last(b"content-encoding")
-            made._encoding = encoding.decode("latin-1") if encoding is not None else None
+        made = cls.__new__(cls)  # not __init__: its pass over the pairs is what this saves
+        encoding = headers.last(b"content-encoding") if inflate else None
+        made._start(receive, limit, headers.last(b"content-length"), encoding)
         return made
+
+    def _start(
+        self, receive: Receive, limit: int, declared: bytes | None, encoding: bytes | None
+    ) -> None:
+        """The payload of a request whose last ``Content-Length`` and ``Content-Encoding``
+        (None: absent, or not inflated) are these."""
+        self._receive = receive
+        self._limit = limit
+        self._body: bytes | None = None
+        self.length = int(declared) if declared is not None and declared.isdigit() else None
+        # checked when read: a call refused earlier never reads it
+        self._encoding = encoding.decode("latin-1") if encoding is not None else None
 
     def _check_declared(self) -> None:
         if self.length is not None and self.length > self._limit:

@@ -81,7 +81,8 @@ class DirectLane:
         return self._default_lines
 
     def match(self, scope: Scope) -> Match | None:
-        """The route match when this request takes the lane (``HTTPEdge.direct_match``)."""
+        """The match of a request this lane serves (the edge's ``direct`` flag on, its router
+        loaded, ``POST`` on a route with a direct endpoint), else None (the ASGI lane)."""
         edge = self.edge
         router = edge.router
         if not edge.direct or router is None or scope["method"] != "POST":
@@ -167,9 +168,7 @@ async def _deliver(
         await cycle.flow.drain()
     if cycle.disconnected:
         return status, len(body)
-    defaults = cycle.default_headers
-    lines = lane._default_lines if defaults is lane._defaults else lane.default_lines(defaults)
-    content = [STATUS_LINE[status], lines]
+    content = [STATUS_LINE[status], lane.default_lines(cycle.default_headers)]
     answered.head_lines(content)
     closes = False
     extra = answered.headers

@@ -165,20 +165,14 @@ class HTTPEdge:
     """The ASGI application. ``opener`` (the composition root's) builds the worker's state
     and its routes in the lifespan's startup and closes them at shutdown. ``direct``: whether
     the HTTP server may serve routes that have a direct endpoint in its direct lane
-    (:meth:`direct_match`, :meth:`serve`); ``direct_served`` counts the requests it did."""
+    (``edge.direct``: :meth:`Router.direct`, :meth:`serve`); ``direct_served`` counts the
+    requests it did."""
 
     def __init__(self, opener: Opener, *, direct: bool = True) -> None:
         self._opener = opener
         self.router: Router | None = None
         self.direct = direct
         self.direct_served = 0
-
-    def direct_match(self, method: str, path: str) -> Match | None:
-        """The match of a request the direct lane may serve, else None (the ASGI lane)."""
-        router = self.router
-        if not self.direct or router is None or method != "POST":
-            return None
-        return router.direct(path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

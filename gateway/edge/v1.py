@@ -47,7 +47,8 @@ class TFServingHTTP(InferenceHTTP):
         if self.wants_job(scope, headers):
             return await self.submit(scope, receive, exchange, "v1", v1.decode_request, headers)
         decoder = v1.decode_request
-        call, reply = await self.run_on(scope, receive, exchange, "infer", decoder, headers)
+        call, pending = self.start(scope, receive, exchange, "infer", decoder, headers)
+        reply = await pending
         response = reply.tensors()
         if response is None:
             raise BadGateway("the call produced no tensors")

@@ -62,7 +62,8 @@ class KServeHTTP(InferenceHTTP):
                 decoder = partial(v2.decode_request, header_length=length)
         if self.wants_job(scope, headers):
             return await self.submit(scope, receive, exchange, "v2", decoder, headers)
-        call, reply = await self.run_on(scope, receive, exchange, "infer", decoder, headers)
+        call, pending = self.start(scope, receive, exchange, "infer", decoder, headers)
+        reply = await pending
         resolved, asked = call.resolved, call.request
         caller_id = asked.id if asked is not None else None
         wanted = binary.wanted_outputs(asked)
