@@ -25,7 +25,7 @@ from opentelemetry.trace import Tracer
 
 from gateway.auth.authenticator import Caller
 from gateway.auth.client_certs import ClientCert
-from gateway.backends.live import Resolved
+from gateway.backends.live import Resolved as Resolved  # part of the contract: call.resolved
 from gateway.codecs import raw, v2
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, ModelInfo
 from gateway.config.model import PassthroughRoute
