@@ -52,7 +52,8 @@ class RateLimitPolicy:
         else:
             applied = limiter.applied(_subject(call))
         limits = applied.limits
-        probe = await self.cache.probe(call) if call.kind == "infer" else None
+        lookup = self.cache.probe(call) if call.kind == "infer" else None
+        probe = await lookup if lookup is not None else None
         if not limits and probe is None:
             return await call_next(call)
         lease = uuid.uuid4().hex if applied.held else None
