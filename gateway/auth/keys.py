@@ -129,7 +129,8 @@ class KeyVerifier:
         if parts is None:
             raise rejected("malformed key")
         key_id, secret = parts
-        record, tenant = await self._lookup(key_id)
+        cached = self._cached(key_id)  # no coroutine to run for a key kept in process
+        record, tenant = cached if cached is not None else await self._lookup(key_id)
         if record is None:
             raise rejected("unknown key")
         expected = self._hash(secret)
@@ -145,12 +146,16 @@ class KeyVerifier:
         self._used[key_id] = now
         return record, tenant
 
-    async def _lookup(self, key_id: str) -> tuple[APIKey | None, Tenant | None]:
+    def _cached(self, key_id: str) -> tuple[APIKey, Tenant | None] | None:
         cached = self._cache.get(key_id)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             self._cache.move_to_end(key_id)
             return cached[1], cached[2]
+        return None
+
+    async def _lookup(self, key_id: str) -> tuple[APIKey | None, Tenant | None]:
+        """A key not cached (or expired there): from the store, then cached."""
+        now = time.monotonic()
         record = await self.store.get_key(key_id)
         if record is None:
             return None, None
