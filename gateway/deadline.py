@@ -7,6 +7,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Any
+
+
+def _task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any]:
+    task = asyncio.current_task(loop)
+    if task is None:
+        raise RuntimeError("a deadline needs a task")
+    return task
 
 
 class _Cancels:
@@ -14,12 +22,8 @@ class _Cancels:
 
     __slots__ = ("fired", "task")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        task = asyncio.current_task(loop)
-        if task is None:
-            raise RuntimeError("a deadline needs a task")
-        self.task = task
-        self.fired = False
+    task: asyncio.Task[Any]
+    fired: bool
 
     def fire(self) -> None:
         self.fired = True
@@ -42,7 +46,8 @@ class Deadline(_Cancels):
 
     def __init__(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
-        super().__init__(loop)
+        self.task = _task(loop)
+        self.fired = False
         self.timer = loop.call_later(seconds, self.fire)
 
     def end(self) -> None:
@@ -65,7 +70,7 @@ class Deadlines:
     def start(self) -> QueuedDeadline:
         """A deadline on the current task, as :class:`Deadline`."""
         loop = asyncio.get_running_loop()
-        deadline = QueuedDeadline(loop, loop.time() + self.seconds)
+        deadline = QueuedDeadline(_task(loop), loop.time() + self.seconds)
         if self._armed is not loop:
             if self._armed is not None:  # another loop's (closed since): not ours to cancel
                 self._queue.clear()
@@ -93,8 +98,9 @@ class QueuedDeadline(_Cancels):
 
     __slots__ = ("due", "ended")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
-        super().__init__(loop)
+    def __init__(self, task: asyncio.Task[Any], due: float) -> None:
+        self.task = task
+        self.fired = False
         self.due = due
         self.ended = False
 
