@@ -138,12 +138,12 @@ class RedisLimits:
                 fill = (self._keys.cache_lock(*cache), _milliseconds(lock))
         if limits and len(plan.groups) == 1 and (cache is None or cache[0] == plan.first):
             return self._take_one(plan, cost, lease, cache, fill)
-        return self._take_groups(limits, plan, cost, lease, cache, fill)
+        return self._take_groups(limits, plan.groups, cost, lease, cache, fill)
 
     async def _take_groups(
         self,
         limits: Sequence[Limit],
-        plan: _Plan,
+        groups: list[list[Limit]],
         cost: float,
         lease: str | None,
         cache: tuple[str, str] | None,
@@ -161,7 +161,6 @@ class RedisLimits:
                     _Call("take", [], cache_key=self._keys.cache(*cache), lock=fill), 1.0, ""
                 )
             return Verdict(True, (), 0.0, filling=only.filling), only.cache
-        groups = plan.groups
         args = (cost, lease or "")
         inline = cache is not None and cache[0] == groups[0][0].group
         decided: list[_Decision] = []
