@@ -46,7 +46,8 @@ class RateLimitPolicy:
     async def __call__(self, call: Call, call_next: Next) -> Reply:
         limiter = self.limiter
         caller = call.caller
-        if caller is not None and caller.principal.via == "api_key":
+        principal = caller.principal if caller is not None else None
+        if principal is not None and principal.via == "api_key" and principal.tenant is not None:
             known = self.by_key.get((id(caller), call.model))
             applied = known[1] if known is not None and known[0] is caller else self._key(call)
         else:
@@ -83,8 +84,9 @@ class RateLimitPolicy:
     def _key(self, call: Call) -> Applied:
         """An API key caller's limits: the authenticator hands out one Caller per key record
         and tenant record, so they are kept by its identity (and the model), without a
-        Subject to make and hash per request. A changed record is another Caller. The memo
-        holds the Caller (its id is not reused meanwhile); it is bounded."""
+        Subject to make and hash per request (its tenant's: the peer's address does not count).
+        A changed record is another Caller. The memo holds the Caller (its id is not reused
+        meanwhile); it is bounded."""
         caller = call.caller
         assert caller is not None
         applied = self.limiter.applied(_subject(call))
