@@ -149,8 +149,7 @@ class RedisLimits:
         cache: tuple[str, str] | None,
         fill: tuple[str, int] | None,
     ) -> tuple[Verdict, bytes | None]:
-        """:meth:`take` on no limits, or on limits of several groups (or a cache entry of
-        another slot): a Lua call per group, then refunds and peeks after a refusal."""
+        """:meth:`take` on no limits, or several groups, or a cache entry of another slot."""
         if not limits:
             if fill is None:
                 admit = Verdict(admitted=True, states=(), retry_after=0.0)
@@ -384,11 +383,8 @@ class RedisLimits:
             keys.append(call.cache_key)
         if call.lock is not None:
             keys.append(call.lock[0])
-        return [
-            str(len(keys)),
-            *keys,
-            *args,
-        ]  # all strings: hiredis packs them (the lane, PackedConnection)
+        # all strings: hiredis packs them (the lane, PackedConnection)
+        return [str(len(keys)), *keys, *args]
 
     def _spec(self, limit: Limit) -> tuple[str, list[str]]:
         """A limit's key and its five script arguments, built once per limit (a limit is the
