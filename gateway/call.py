@@ -23,9 +23,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Tracer
 
-from gateway.auth.authenticator import Caller
+from gateway.auth.authenticator import Caller as Caller  # part of the contract: call.caller
 from gateway.auth.client_certs import ClientCert
-from gateway.backends.live import Resolved
+from gateway.backends.live import Resolved as Resolved  # part of the contract: call.resolved
 from gateway.codecs import raw, v2
 from gateway.codecs.tensors import InferenceRequest, InferenceResponse, ModelInfo
 from gateway.config.model import PassthroughRoute

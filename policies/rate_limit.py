@@ -13,10 +13,12 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar, Self
 
-from gateway.call import CALL_KINDS, Call, CallKind, Next, Reply
+from gateway.call import CALL_KINDS, Call, Caller, CallKind, Next, Reply
 from gateway.config.live import Runtime
-from gateway.limits.limiter import Limiter, Subject, headers
+from gateway.limits.limiter import Applied, Limiter, Subject, headers
 from gateway.store import Limit
+
+_KEY_CALLERS = 10_000  # API key callers whose limits are kept (see RateLimitPolicy._key)
 
 
 class RateLimitPolicy:
@@ -26,6 +28,8 @@ class RateLimitPolicy:
     def __init__(self, runtime: Runtime) -> None:
         self.limiter = runtime.limiter
         self.cache = runtime.cache
+        # API key callers' limits by (id(caller), model): see _key
+        self.by_key: dict[tuple[int, str | None], tuple[Caller, Applied]] = {}
 
     @classmethod
     def build(cls, runtime: Runtime) -> Self | None:
@@ -43,19 +47,14 @@ class RateLimitPolicy:
         limiter = self.limiter
         caller = call.caller
         principal = caller.principal if caller is not None else None
-        tenant = caller.tenant if caller is not None else None
-        subject = Subject(
-            tenant=principal.tenant if principal is not None else None,
-            plan=tenant.plan if tenant is not None else None,
-            key_id=principal.subject
-            if principal is not None and principal.via == "api_key"
-            else None,
-            client_ip=call.peer,
-            model=call.model,
-        )
-        applied = limiter.applied(subject)
+        if principal is not None and principal.via == "api_key" and principal.tenant is not None:
+            known = self.by_key.get((id(caller), call.model))
+            applied = known[1] if known is not None and known[0] is caller else self._key(call)
+        else:
+            applied = limiter.applied(_subject(call))
         limits = applied.limits
-        probe = await self.cache.probe(call) if call.kind == "infer" else None
+        lookup = self.cache.probe(call) if call.kind == "infer" else None
+        probe = await lookup if lookup is not None else None
         if not limits and probe is None:
             return await call_next(call)
         lease = uuid.uuid4().hex if applied.held else None
@@ -81,6 +80,33 @@ class RateLimitPolicy:
             else:
                 await limiter.release(limits, lease)
         return reply
+
+    def _key(self, call: Call) -> Applied:
+        """An API key caller's limits: the authenticator hands out one Caller per key record
+        and tenant record, so they are kept by its identity (and the model), without a
+        Subject to make and hash per request (its tenant's: the peer's address does not count).
+        A changed record is another Caller. The memo holds the Caller (its id is not reused
+        meanwhile); it is bounded."""
+        caller = call.caller
+        assert caller is not None
+        applied = self.limiter.applied(_subject(call))
+        if len(self.by_key) >= _KEY_CALLERS:
+            self.by_key.clear()
+        self.by_key[id(caller), call.model] = (caller, applied)
+        return applied
+
+
+def _subject(call: Call) -> Subject:
+    caller = call.caller
+    principal = caller.principal if caller is not None else None
+    tenant = caller.tenant if caller is not None else None
+    return Subject(
+        tenant=principal.tenant if principal is not None else None,
+        plan=tenant.plan if tenant is not None else None,
+        key_id=principal.subject if principal is not None and principal.via == "api_key" else None,
+        client_ip=call.peer,
+        model=call.model,
+    )
 
 
 class _Release:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import ClassVar, Self
 
-from gateway.call import ANSWER_KINDS, MODEL_KINDS, Call, CallKind, Next, Reply
+from gateway.call import ANSWER_KINDS, MODEL_KINDS, Call, CallKind, Next, Reply, Resolved
 from gateway.config.live import Runtime
 from gateway.errors import GatewayError
 from gateway.traffic.choose import VERSION_HEADER, healthy, only_version, sticky_key, weights_of
@@ -31,9 +31,12 @@ class TrafficPolicy:
         self.chooser = runtime.services.chooser
         self.control = runtime.services.traffic
         self.shadow = runtime.services.shadow
-        # each model's only version (None: a choice to make), found on its first call and
-        # kept for this route table: a reload of thousands of models pays nothing for it
-        self.only: dict[str, str | None] = {}
+        # each model's only version, resolved (None: a choice to make), found on its first call
+        # and kept for this route table: a reload of thousands of models pays nothing for it
+        self.only: dict[str, Resolved | None] = {}
+        # the versions resolved so far: the same on every call until the table changes (and
+        # bounded by it: only versions the table has are resolved here)
+        self.resolved: dict[tuple[str, str], Resolved] = {}
 
     @classmethod
     def build(cls, runtime: Runtime) -> Self | None:
@@ -47,17 +50,18 @@ class TrafficPolicy:
             # every step, limits included, learn which names exist.
             return await call_next(call)
         if call.pin is not None:
-            call.resolved = self.runtime.resolve(model, call.pin)
+            call.resolved = self._resolve(model, call.pin)
         elif call.kind != "status":
             only = self.only
-            chosen = only[model] if model in only else only.setdefault(model, only_version(spec))
-            if chosen is None:
+            resolved = only[model] if model in only else only.setdefault(model, self._only(model))
+            if resolved is None:
                 live = self.control.weights(model) if self.control is not None else None
                 weights = weights_of(spec, live)
                 if len(weights) > 1:
                     weights = healthy(weights, lambda v: self.runtime.serving(model, v))
                 chosen = self.chooser.choose(model, weights, sticky_key(spec.sticky, call))
-            call.resolved = self.runtime.resolve(model, chosen)
+                resolved = self._resolve(model, chosen)
+            call.resolved = resolved
         version = call.version
         if version is None:
             return await call_next(call)
@@ -75,6 +79,18 @@ class TrafficPolicy:
         reply.set_header(VERSION_HEADER, version)
         self._observe(call, model, version, reply.status, time.perf_counter() - started, reply)
         return reply
+
+    def _only(self, model: str) -> Resolved | None:
+        version = only_version(self.models[model])
+        return None if version is None else self._resolve(model, version)
+
+    def _resolve(self, model: str, version: str) -> Resolved:
+        """``runtime.resolve``'s answer, once per version of this route table (a call's
+        version is one the table has: the pin was checked, a choice is among its versions)."""
+        known = self.resolved.get((model, version))
+        if known is None:
+            known = self.resolved[model, version] = self.runtime.resolve(model, version)
+        return known
 
     def _observe(
         self,

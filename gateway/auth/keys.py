@@ -36,8 +36,22 @@ class NewKey:
 
 
 def hash_secret(server_secret: bytes, secret: str) -> str:
-    # one shot (hmac.new(...).hexdigest()'s text, without the HMAC object)
-    return hmac.digest(server_secret, secret.encode(), "sha256").hex()
+    return SecretHasher(server_secret)(secret)
+
+
+class SecretHasher:
+    """:func:`hash_secret` under one server secret, for a verifier that hashes on every
+    request: the HMAC keyed once, then copied per secret (half the cost of keying it again)."""
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, server_secret: bytes) -> None:
+        self._keyed = hmac.new(server_secret, digestmod="sha256")
+
+    def __call__(self, secret: str) -> str:
+        mac = self._keyed.copy()
+        mac.update(secret.encode())
+        return mac.hexdigest()
 
 
 def make_key(server_secret: bytes, **record: object) -> NewKey:
@@ -76,7 +90,7 @@ class KeyVerifier:
         flush_every: float = 5.0,
     ) -> None:
         self.store = store
-        self._secret = server_secret
+        self._hash = SecretHasher(server_secret)
         self._cache: OrderedDict[str, tuple[float, APIKey, Tenant | None]] = OrderedDict()
         self._tenants: dict[str, tuple[float, Tenant | None]] = {}
         self._size = cache_size
@@ -115,10 +129,11 @@ class KeyVerifier:
         if parts is None:
             raise rejected("malformed key")
         key_id, secret = parts
-        record, tenant = await self._lookup(key_id)
+        cached = self._cached(key_id)  # no coroutine to run for a key kept in process
+        record, tenant = cached if cached is not None else await self._lookup(key_id)
         if record is None:
             raise rejected("unknown key")
-        expected = hash_secret(self._secret, secret)
+        expected = self._hash(secret)
         if not hmac.compare_digest(expected, record.secret_hash):
             raise rejected("unknown key")
         now = time.time()
@@ -131,12 +146,16 @@ class KeyVerifier:
         self._used[key_id] = now
         return record, tenant
 
-    async def _lookup(self, key_id: str) -> tuple[APIKey | None, Tenant | None]:
+    def _cached(self, key_id: str) -> tuple[APIKey, Tenant | None] | None:
         cached = self._cache.get(key_id)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             self._cache.move_to_end(key_id)
             return cached[1], cached[2]
+        return None
+
+    async def _lookup(self, key_id: str) -> tuple[APIKey | None, Tenant | None]:
+        """A key not cached (or expired there): from the store, then cached."""
+        now = time.monotonic()
         record = await self.store.get_key(key_id)
         if record is None:
             return None, None

@@ -9,7 +9,8 @@ the entry to read in its own store round trip (one round trip for the limit and 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any
 
 from gateway.caching.config import CacheSpec
 from gateway.caching.entry import Entry
@@ -32,16 +33,17 @@ class ResponseCache:
             return None
         return self.specs.get(call.resolved.model)
 
-    async def probe(self, call: Call) -> CacheProbe | None:
-        """The entry to look up now; None when none is wanted (an uncached model, or the
-        client's ``no-cache`` or ``no-store``)."""
+    def probe(self, call: Call) -> Coroutine[Any, Any, CacheProbe] | None:
+        """The entry to look up now (to await: :meth:`key`'s own coroutine, no coroutine of
+        its own around it); None when none is wanted (an uncached model, or the client's
+        ``no-cache`` or ``no-store``)."""
         spec = self.spec_for(call)
         if spec is None:
             return None
         asked = directives(call.headers)
         if "no-cache" in asked or "no-store" in asked:
             return None
-        return await self.key(call, spec)
+        return self.key(call, spec)
 
     async def key(self, call: Call, spec: CacheSpec) -> CacheProbe:
         """The call's entry (decodes the tensors: a malformed body is a 400 here)."""

@@ -24,7 +24,10 @@ from gateway.headers import Headers
 
 _NONE: frozenset[str] = frozenset()
 _SMALL = 64  # up to this many JSON numbers, a float tensor's values are packed without numpy
-_PACKED = {"FP32": "f", "FP64": "d"}
+# struct's packers of 0.._SMALL values, compiled once (not a format string per call)
+_FP32 = tuple(struct.Struct(f"<{count}f") for count in range(_SMALL + 1))
+_FP64 = tuple(struct.Struct(f"<{count}d") for count in range(_SMALL + 1))
+_PACKERS = {"FP32": _FP32, "FP64": _FP64}
 _EXACT = 2**53  # an int up to this is exactly a float64: one rounding to FP32, as numpy's
 
 
@@ -100,9 +103,9 @@ def _small_floats(tensor: Tensor) -> bytes | None:
     """:func:`_values` of a few plain finite JSON numbers in an FP32 or FP64 tensor (a flat
     list), packed by ``struct``: the same roundings as numpy's (C casts), a fraction of its
     set-up. None for anything else, numpy's then (an FP32 overflow included)."""
-    code = _PACKED.get(tensor.datatype)
+    packer = _PACKERS.get(tensor.datatype)
     data = tensor.data
-    if code is None or tensor.has_raw or data is None or len(data) > _SMALL:
+    if packer is None or tensor.has_raw or data is None or len(data) > _SMALL:
         return None
     for value in data:
         kind = type(value)
@@ -113,12 +116,12 @@ def _small_floats(tensor: Tensor) -> bytes | None:
             return None
     count = len(data)
     try:
-        packed = struct.pack(f"<{count}{code}", *data)
+        packed = packer[count].pack(*data)
     except OverflowError:  # beyond FP32: numpy's infinity
         return None
-    return (
-        struct.pack(f"<{count}d", *struct.unpack(f"<{count}f", packed)) if code == "f" else packed
-    )
+    if packer is _FP64:
+        return packed
+    return _FP64[count].pack(*packer[count].unpack(packed))
 
 
 _CANONICAL: dict[str, str] = {

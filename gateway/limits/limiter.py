@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from gateway.call import CacheProbe
 from gateway.config.model import RouteTable
-from gateway.deadline import Deadline
+from gateway.deadline import Deadlines
 from gateway.errors import GatewayError, LimitsUnavailable, QuotaExhausted, RateLimited
 from gateway.limits.config import LimitSpec, Plan
 from gateway.store import Limit, MemoryStore, Store, Verdict
@@ -122,6 +122,7 @@ class Limiter:
         self.fallback = fallback
         self.metrics = metrics
         self._memo: dict[Subject, Applied] = {}
+        self._deadlines = Deadlines(self.config.store_timeout)  # one timer for every take
 
     def limits_for(self, subject: Subject) -> list[Limit]:
         """The limits that apply."""
@@ -156,7 +157,7 @@ class Limiter:
     ) -> Verdict:
         """Ask the store, within the timeout, in one round trip: the limits and, with a
         ``probe``, the cache entry (its lookup and fill lock, written into the probe)."""
-        deadline = Deadline(self.config.store_timeout)  # one timer, no asyncio.timeout
+        deadline = self._deadlines.start()
         try:
             if probe is None:
                 verdict, _ = await self.store.take(limits, lease=lease)

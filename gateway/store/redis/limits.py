@@ -22,7 +22,7 @@ refusal, a cache entry of another slot read beside a take, release, lock, unlock
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from itertools import groupby
@@ -117,7 +117,7 @@ class RedisLimits:
         if self._lane is not None:
             await self._lane.close()
 
-    async def take(
+    def take(
         self,
         limits: Sequence[Limit],
         *,
@@ -125,7 +125,9 @@ class RedisLimits:
         lease: str | None = None,
         cache: tuple[str, str] | None = None,
         lock: float | None = None,
-    ) -> tuple[Verdict, bytes | None]:
+    ) -> Coroutine[Any, Any, tuple[Verdict, bytes | None]]:
+        """Checks the call (a bad one raises here), then hands back the coroutine that decides
+        it: for the limits of one group, :meth:`_take_one`'s own (no coroutine around it)."""
         plan = self._plan(limits, cost, lease)
         if (plan.held and not lease) or not (math.isfinite(cost) and cost >= 0):
             check_take(limits, cost, lease)  # raises
@@ -134,6 +136,20 @@ class RedisLimits:
             check_cache_key(*cache)
             if lock is not None:
                 fill = (self._keys.cache_lock(*cache), _milliseconds(lock))
+        if limits and len(plan.groups) == 1 and (cache is None or cache[0] == plan.first):
+            return self._take_one(plan, cost, lease, cache, fill)
+        return self._take_groups(limits, plan.groups, cost, lease, cache, fill)
+
+    async def _take_groups(
+        self,
+        limits: Sequence[Limit],
+        groups: list[list[Limit]],
+        cost: float,
+        lease: str | None,
+        cache: tuple[str, str] | None,
+        fill: tuple[str, int] | None,
+    ) -> tuple[Verdict, bytes | None]:
+        """:meth:`take` on no limits, or several groups, or a cache entry of another slot."""
         if not limits:
             if fill is None:
                 admit = Verdict(admitted=True, states=(), retry_after=0.0)
@@ -144,9 +160,6 @@ class RedisLimits:
                     _Call("take", [], cache_key=self._keys.cache(*cache), lock=fill), 1.0, ""
                 )
             return Verdict(True, (), 0.0, filling=only.filling), only.cache
-        if len(plan.groups) == 1 and (cache is None or cache[0] == plan.first):
-            return await self._take_one(plan, cost, lease, cache, fill)
-        groups = plan.groups
         args = (cost, lease or "")
         inline = cache is not None and cache[0] == groups[0][0].group
         decided: list[_Decision] = []
@@ -370,11 +383,8 @@ class RedisLimits:
             keys.append(call.cache_key)
         if call.lock is not None:
             keys.append(call.lock[0])
-        return [
-            str(len(keys)),
-            *keys,
-            *args,
-        ]  # all strings: hiredis packs them (the lane, PackedConnection)
+        # all strings: hiredis packs them (the lane, PackedConnection)
+        return [str(len(keys)), *keys, *args]
 
     def _spec(self, limit: Limit) -> tuple[str, list[str]]:
         """A limit's key and its five script arguments, built once per limit (a limit is the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
@@ -139,3 +141,21 @@ async def test_expired_keys_and_write_behind_last_use(store: CountingStore) -> N
     stored = await store.get_key(key_id)
     assert stored is not None
     assert stored.last_used_at == touched[key_id]
+
+
+async def test_one_verifier_hashes_each_secret_afresh(store: CountingStore) -> None:
+    # the verifier keys its HMAC once and copies it per secret: a secret checked before
+    # (right or wrong) leaves nothing behind for the next one
+    key = await new_key(store)
+    forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+    verifier = KeyVerifier(store, SECRET)
+    for _ in range(3):
+        await verifier.verify(key)
+        with pytest.raises(Unauthorized, match="unknown key"):
+            await verifier.verify(forged)
+
+
+def test_the_stored_hash_is_the_hmac_of_the_secret() -> None:
+    # records in the store carry this exact text: it must not change shape
+    expected = hmac.new(SECRET, b"s3cret", hashlib.sha256).hexdigest()
+    assert hash_secret(SECRET, "s3cret") == expected

@@ -396,3 +396,21 @@ async def test_a_store_outage_reads_no_entry(make_runtime: MakeRuntime) -> None:
     assert call.probe.read  # made, as far as the cache step cares: a miss
     assert call.probe.found is None
     assert call.limited == "allowed"
+
+
+async def test_an_api_key_callers_limits_follow_its_records(make_runtime: MakeRuntime) -> None:
+    # the authenticator hands out one Caller per key record and tenant record: the step keeps
+    # its limits by that Caller, and a changed tenant (another Caller) gets its own plan's
+    policy, downstream = limiter(await make_runtime(toy_routes(extra=PLANS))), Downstream()
+    gold = make_caller("acme", plan="gold")
+    for _ in range(2):
+        reply = await policy(make_call(caller=gold), downstream)
+        assert reply.header("RateLimit-Policy") == '"rate";q=3;w=180'
+    tiny = make_caller("acme", plan="tiny")
+    reply = await policy(make_call(caller=tiny), downstream)
+    assert reply.header("RateLimit-Policy") == '"rate";q=1;w=60'
+    with pytest.raises(RateLimited):
+        await policy(make_call(caller=make_caller("acme", plan="tiny")), downstream)
+    jwt = make_caller("acme", plan="tiny", via="jwt")
+    with pytest.raises(RateLimited):  # the same tenant's bucket, whatever the credential
+        await policy(make_call(caller=jwt), downstream)
