@@ -1,7 +1,8 @@
-"""A deadline on the current task: a timer that cancels it when it fires, as
-``asyncio.timeout`` does (without its two coroutines and its state machine per use). Shared by
-the backends' request deadline and the limit store's timeout; the latter, always of one length,
-on :class:`Deadlines` (one timer for them all)."""
+"""Deadlines on the current task: a timer that cancels it when it fires, as ``asyncio.timeout``
+does (without its two coroutines and its state machine per use). Shared by the backends'
+request deadline and the limit store's timeout, each always of one length: deadlines of one
+length fall due in the order they were set, so :class:`Deadlines` serves them all from one
+timer instead of arming and cancelling one per request."""
 
 from __future__ import annotations
 
@@ -10,20 +11,17 @@ from collections import deque
 from typing import Any
 
 
-def _task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any]:
-    task = asyncio.current_task(loop)
-    if task is None:
-        raise RuntimeError("a deadline needs a task")
-    return task
+class Deadline:
+    """One deadline of :class:`Deadlines` on the task that set it. The owner catches
+    ``CancelledError`` and asks :meth:`passed`; :meth:`end` always, when the work is over."""
 
+    __slots__ = ("due", "ended", "fired", "task")
 
-class _Cancels:
-    """What a deadline does to its task: cancel it, and tell whose cancellation it was."""
-
-    __slots__ = ("fired", "task")
-
-    task: asyncio.Task[Any]
-    fired: bool
+    def __init__(self, task: asyncio.Task[Any], due: float) -> None:
+        self.task = task
+        self.due = due
+        self.fired = False
+        self.ended = False
 
     def fire(self) -> None:
         self.fired = True
@@ -37,46 +35,44 @@ class _Cancels:
         self.fired = False
         return self.task.uncancel() == 0
 
-
-class Deadline(_Cancels):
-    """A deadline ``seconds`` from now on the current task. The owner catches
-    ``CancelledError`` and asks :meth:`passed`; :meth:`end` always, when the work is over."""
-
-    __slots__ = ("timer",)
-
-    def __init__(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        self.task = _task(loop)
-        self.fired = False
-        self.timer = loop.call_later(seconds, self.fire)
-
     def end(self) -> None:
-        self.timer.cancel()
+        self.ended = True
         if self.fired:  # fired while the work ended another way: withdraw its cancellation
             self.passed()
+        del self.task  # an ended deadline waiting in the queue holds no finished task
 
 
 class Deadlines:
-    """Deadlines of one length, ``seconds`` after each is set: they fall due in the order they
-    were set, so one timer serves them all, armed for the oldest one still running, instead of
-    a timer armed and cancelled per deadline (a limit store's take: one per request). Ended ones
-    stay queued until the timer passes them (at most ``seconds``' worth)."""
+    """Deadlines of one length, ``seconds`` after each is set, on one timer armed for the
+    oldest one still running. Ended ones leave the queue when a new one finds them at its head
+    or the timer passes them: the queue holds the deadlines running and those ended after the
+    oldest running one (at most ``seconds``' worth, a few bytes each)."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._queue: deque[QueuedDeadline] = deque()
+        self._queue: deque[Deadline] = deque()
         self._armed: asyncio.AbstractEventLoop | None = None  # the loop the timer is on
 
-    def start(self) -> QueuedDeadline:
-        """A deadline on the current task, as :class:`Deadline`."""
+    def __len__(self) -> int:
+        """The deadlines queued: those running, and those ended behind one still running."""
+        return len(self._queue)
+
+    def start(self) -> Deadline:
+        """A deadline on the current task."""
         loop = asyncio.get_running_loop()
-        deadline = QueuedDeadline(_task(loop), loop.time() + self.seconds)
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("a deadline needs a task")
+        deadline = Deadline(task, loop.time() + self.seconds)
+        queue = self._queue
         if self._armed is not loop:
             if self._armed is not None:  # another loop's (closed since): not ours to cancel
-                self._queue.clear()
+                queue.clear()
             self._armed = loop
             loop.call_at(deadline.due, self._fire, loop)
-        self._queue.append(deadline)
+        while queue and queue[0].ended:
+            queue.popleft()
+        queue.append(deadline)
         return deadline
 
     def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -91,20 +87,3 @@ class Deadlines:
             loop.call_at(queue[0].due, self._fire, loop)
         else:
             self._armed = None
-
-
-class QueuedDeadline(_Cancels):
-    """One deadline of :class:`Deadlines`: :meth:`passed` and :meth:`end` as :class:`Deadline`."""
-
-    __slots__ = ("due", "ended")
-
-    def __init__(self, task: asyncio.Task[Any], due: float) -> None:
-        self.task = task
-        self.fired = False
-        self.due = due
-        self.ended = False
-
-    def end(self) -> None:
-        self.ended = True
-        if self.fired:  # as Deadline.end's
-            self.passed()

@@ -44,7 +44,7 @@ from gateway.backends.replica_set import ReplicaSet
 from gateway.backends.spec import BackendSpec
 from gateway.backends.tls import tls_reason
 from gateway.backends.upstream import UpstreamReply
-from gateway.deadline import Deadline
+from gateway.deadline import Deadline, Deadlines
 from gateway.errors import BadGateway, NoHealthyReplica, UpstreamTimeout
 from gateway.telemetry import loop, tracing
 from gateway.telemetry.metrics import BackendMetrics
@@ -114,6 +114,7 @@ class ReplicaPool(ReplicaSet):
         # an attempt answered: its counter's inc, bound once (breaker.adder)
         self._answered = adder(metrics.attempt["ok"]) if metrics is not None else None
         self._origins: dict[str, tuple[OriginPool, str]] = {}  # replica base URL -> its origin
+        self._deadlines = Deadlines(spec.overall_deadline)  # every request's, on one timer
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=spec.connect_timeout, sock_read=spec.timeout
         )
@@ -215,7 +216,7 @@ class ReplicaPool(ReplicaSet):
     def _enter(self) -> Deadline:
         """The breaker entered, and the request's deadline started (ended at once if the
         breaker trips)."""
-        deadline = Deadline(self.spec.overall_deadline)
+        deadline = self._deadlines.start()
         try:
             self.breaker.enter()
         except BaseException:

@@ -1,5 +1,6 @@
-"""Deadlines of one length on one timer (the limit store's timeout): each cancels its own task
-once due, ended ones never do, and the timer follows the loop it is used on."""
+"""Deadlines of one length on one timer (the limit store's timeout, a backend's request
+deadline): each cancels its own task once due, ended ones never do and leave the queue, and the
+timer follows the loop it is used on."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 
 import pytest
 
-from gateway.deadline import Deadline, Deadlines
+from gateway.deadline import Deadlines
 
 pytestmark = pytest.mark.anyio
 
@@ -84,15 +85,32 @@ def test_the_timer_follows_a_new_loop() -> None:
     assert asyncio.run(_overrun(deadlines))
 
 
-async def test_a_single_deadline_as_before() -> None:
-    async def overrun() -> bool:
-        deadline = Deadline(0.01)
+async def test_ended_deadlines_do_not_pile_up_behind_a_long_timer() -> None:
+    """A backend's deadline is a minute long: work that ends at once leaves the queue as the
+    next deadline starts, not a minute later."""
+    deadlines = Deadlines(60.0)
+    for _ in range(1000):
+        assert await _quick(deadlines) == "done"
+    assert len(deadlines) == 1
+
+
+async def test_one_running_deadline_keeps_only_what_ended_after_it() -> None:
+    deadlines = Deadlines(60.0)
+    started = asyncio.Event()
+
+    async def slow() -> None:
+        deadline = deadlines.start()
+        started.set()
         try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            return deadline.passed()
+            await asyncio.sleep(0.05)
         finally:
             deadline.end()
-        return False
 
-    assert await overrun()
+    running = asyncio.create_task(slow())
+    await started.wait()
+    for _ in range(100):
+        await _quick(deadlines)
+    assert len(deadlines) == 101  # the running one, then those ended after it
+    await running
+    await _quick(deadlines)
+    assert len(deadlines) == 1
