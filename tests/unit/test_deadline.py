@@ -60,7 +60,7 @@ async def test_each_deadline_cancels_only_its_own_task() -> None:
         return True
 
     waiting = asyncio.create_task(bystander())
-    assert await asyncio.gather(_overrun(deadlines), _overrun(deadlines)) == [True, True]
+    assert list(await asyncio.gather(_overrun(deadlines), _overrun(deadlines))) == [True, True]
     assert not waiting.done()
     other.set()
     assert await waiting
