@@ -1,11 +1,14 @@
-"""Instructions per request of the gateway process, counted by valgrind's callgrind: a cost
-that depends far less than CPU time on what else runs on the machine.
+"""Instructions per request of a gateway process (or a Python reference), counted by
+valgrind's callgrind: a cost that depends far less than CPU time on what else runs on the
+machine.
 
     .venv/bin/python -m bench.instructions --scenarios gateway-v2,gateway-full,gateway-hit \\
         [--requests 800] [--concurrency 16] [--warmup 200] [--rounds 2] [--idle 5] \\
         [--baseline-gateway /path/to/other/venv/bin/gateway] [--json PATH] [--keep]
 
-The systems of bench.run's scenarios (bench/scenarios.py ``start``), but every gateway runs under
+The systems of bench.run's scenarios (bench/scenarios.py ``start``), but every gateway, and the
+Python references when asked for (``forwarder``, ``floor-full``, ``floor-hit``: the same units
+for the goals' reference and for the work's floor), runs under
 ``valgrind --tool=callgrind --instr-atstart=no``; the upstream nginx and Redis run natively on
 the load cores. For each round, each scenario in turn (its ``@base`` twin right after it): a
 warm-up of W requests uninstrumented, then ``callgrind_control -z`` and ``-i on``, exactly N
@@ -43,12 +46,16 @@ from bench.procs import (
 )
 from bench.wrk import BODY, new_nonce, unique_body
 
-# the gateway scenarios over HTTP/1.1 (the gRPC ones need h2load)
-CHOICES = [n for n in scenarios.SCENARIOS if n in scenarios.GATEWAYS - scenarios.GRPC]
+# the gateway scenarios over HTTP/1.1 (the gRPC ones need h2load), and the Python references
+# in the same units: the forwarder and the floor
+REFERENCES = {"forwarder"} | scenarios.FLOOR
+CHOICES = [
+    n for n in scenarios.SCENARIOS if n in (scenarios.GATEWAYS - scenarios.GRPC) | REFERENCES
+]
 DEFAULT = ["gateway-v2", "gateway-full", "gateway-hit"]
 LOUD = re.compile(r'"level": "(warning|error|critical)"')
 LEGEND = (
-    "Ir/req: instructions the gateway process executed (callgrind's Ir, every thread) while "
+    "Ir/req: instructions the process under test executed (callgrind's Ir, every thread) while "
     "the N measured requests ran, over N; spread: (max - min) / median of the rounds; idle "
     "Ir/s: what it executes with no request (counted --idle seconds after each run), part of "
     "which the figure carries in proportion to the run's wall time"
@@ -60,7 +67,7 @@ def _names(text: str) -> list[str]:
     unknown = [n for n in names if n not in CHOICES]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown or not a gateway HTTP scenario: {unknown}; known: {', '.join(CHOICES)}"
+            f"unknown or not a Python HTTP scenario: {unknown}; known: {', '.join(CHOICES)}"
         )
     return names
 

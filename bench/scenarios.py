@@ -244,7 +244,7 @@ def start(
         proxy, url = peers.start_haproxy(procs, haproxy, sut_cpus, up)
         made["haproxy-proxy"] = Scenario("haproxy-proxy", url + INFER, proxy)
     if wanted & {"forwarder", "forwarder-tensor"}:
-        forwarder, url = systems.start_forwarder(procs, sut_cpus, up)
+        forwarder, url = systems.start_forwarder(procs, sut_cpus, up, launch)
         made["forwarder"] = Scenario("forwarder", url + INFER, forwarder)
         if bodies is not None:
             json_body = FixedBody(bodies.json, "application/json")
@@ -284,7 +284,7 @@ def start(
         else:
             made |= {s.name: s for s in _litellm_scenarios(started_peer, procs.workdir)}
     if wanted & FLOOR:
-        floor, url, api_key = systems.start_floor(procs, sut_cpus, up, redis)
+        floor, url, api_key = systems.start_floor(procs, sut_cpus, up, redis, launch)
         key = {"X-API-Key": api_key}
         made["floor-full"] = Scenario("floor-full", url + INFER, floor, key, True, "fwd=miss", True)
         made["floor-hit"] = Scenario("floor-hit", url + INFER, floor, key, False, "hit", True)

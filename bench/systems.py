@@ -144,24 +144,35 @@ def start_redis(procs: Processes, cpus: Sequence[int]) -> tuple[Proc, str]:
 BATCHING = "{max_batch_size: 64, max_delay: 2ms, max_in_flight_per_replica: 1}"
 
 
-def start_forwarder(procs: Processes, cpus: Sequence[int], upstream: str) -> tuple[Proc, str]:
+def start_forwarder(
+    procs: Processes, cpus: Sequence[int], upstream: str, launch: Launch | None = None
+) -> tuple[Proc, str]:
+    """``bench/forwarder.py``, the fixed reference; ``launch``: how it starts (as the gateways:
+    under callgrind for ``bench.instructions``)."""
+    launch = launch or DIRECT
     port = free_port()
-    cmd = [sys.executable, "-m", "bench.forwarder", "--upstream", upstream, "--port", str(port)]
+    cmd = launch.module("bench.forwarder", "--upstream", upstream, "--port", str(port))
     proc = procs.spawn("forwarder", cmd, cpus, env=clean_env(), cwd=ROOT)
-    wait_until(f"the forwarder on port {port}", port_open(port), proc, timeout=30)
+    wait_until(f"the forwarder on port {port}", port_open(port), proc, launch.started)
     return proc, f"http://127.0.0.1:{port}"
 
 
 def start_floor(
-    procs: Processes, cpus: Sequence[int], upstream: str, redis: str
+    procs: Processes,
+    cpus: Sequence[int],
+    upstream: str,
+    redis: str,
+    launch: Launch | None = None,
 ) -> tuple[Proc, str, str]:
-    """``bench/floor.py`` (the full chain's work and nothing else) with an API key of its own."""
+    """``bench/floor.py`` (the full chain's work and nothing else) with an API key of its own;
+    ``launch`` as for the forwarder."""
+    launch = launch or DIRECT
     port, api_key = free_port(), secrets.token_urlsafe(24)
-    cmd = [sys.executable, "-m", "bench.floor", "--upstream", upstream, "--redis", redis]
+    cmd = launch.module("bench.floor", "--upstream", upstream, "--redis", redis)
     cmd += ["--port", str(port)]
     env = clean_env(BENCH_FLOOR_API_KEY=api_key)
     proc = procs.spawn("floor", cmd, cpus, env=env, cwd=ROOT)
-    wait_until(f"bench.floor on port {port}", port_open(port), proc, timeout=30)
+    wait_until(f"bench.floor on port {port}", port_open(port), proc, launch.started)
     return proc, f"http://127.0.0.1:{port}", api_key
 
 
@@ -294,6 +305,17 @@ class Launch:
         if python is None:
             raise BenchError(f"{executable} has no #! line naming its Python")
         return [*self.wrap, python, executable]
+
+    def module(self, name: str, *args: str) -> list[str]:
+        """``python -m name args`` on this harness's Python (the forwarder, the floor), behind
+        ``wrap``."""
+        return [*self.wrap, sys.executable, "-m", name, *args]
+
+    @property
+    def started(self) -> float:
+        """How long a Python reference (the forwarder, the floor) may take to listen: 30 s,
+        or ``timeout`` when wrapped."""
+        return self.timeout if self.wrap else 30.0
 
 
 DIRECT = Launch()

@@ -97,6 +97,23 @@ def test_the_wrapper_runs_the_console_scripts_python(tmp_path: Path) -> None:
     assert systems.DIRECT.command(str(script)) == [str(script)]
 
 
+def test_the_python_references_start_wrapped_too(tmp_path: Path) -> None:
+    """The forwarder and the floor run as ``python -m`` on the harness's Python, behind the
+    same wrapper as the gateways, and wait as long as a wrapped gateway for their port."""
+    wrap = callgrind.wrap("/usr/bin/valgrind", tmp_path)
+    launch = systems.Launch(wrap, 300.0)
+    assert launch.module("bench.forwarder", "--port", "1") == [
+        *wrap, sys.executable, "-m", "bench.forwarder", "--port", "1"
+    ]  # fmt: skip
+    assert systems.DIRECT.module("bench.floor") == [sys.executable, "-m", "bench.floor"]
+    assert (launch.started, systems.DIRECT.started) == (300.0, 30.0)
+
+
+def test_the_references_are_scenarios_to_count() -> None:
+    args = instructions.parse_args(["--scenarios", "forwarder,floor-full,floor-hit,gateway-v2"])
+    assert args.scenarios == ["forwarder", "floor-full", "floor-hit", "gateway-v2"]
+
+
 def test_a_slow_gateways_full_config_waits_for_its_store() -> None:
     pem = Path("/k.pem")
     usual = systems.full_routes("http://127.0.0.1:1", pem)
@@ -137,9 +154,9 @@ def test_the_options_are_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "problem"),
     [
-        (["--scenarios", "gateway-v3"], "unknown or not a gateway HTTP scenario: ['gateway-v3']"),
-        (["--scenarios", "forwarder"], "not a gateway HTTP scenario: ['forwarder']"),
-        (["--scenarios", "gateway-grpc"], "not a gateway HTTP scenario: ['gateway-grpc']"),
+        (["--scenarios", "gateway-v3"], "unknown or not a Python HTTP scenario: ['gateway-v3']"),
+        (["--scenarios", "nginx-proxy"], "not a Python HTTP scenario: ['nginx-proxy']"),
+        (["--scenarios", "gateway-grpc"], "not a Python HTTP scenario: ['gateway-grpc']"),
         (["--requests", "0"], "--requests >= 1"),
         (["--rounds", "0"], "--rounds >= 1"),
         (["--warmup", "-1"], "--warmup >= 0"),
@@ -377,6 +394,24 @@ def test_a_small_run_under_callgrind(tmp_path: Path) -> None:
     assert data["valgrind"].startswith("valgrind-"), output
     assert "gateway-v2" in output
     assert "Ir/req" in output
+
+
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None or shutil.which("callgrind_control") is None,
+    reason="needs valgrind (apt-get install -y valgrind)",
+)
+def test_the_forwarder_counted_under_callgrind(tmp_path: Path) -> None:
+    """The fixed reference in the same units: the forwarder (uvicorn, Starlette and aiohttp)
+    under callgrind, in the range of a Python proxy's request."""
+    results = tmp_path / "instructions.json"
+    output = run_bench(
+        "bench.instructions", "--scenarios", "forwarder", "--requests", "40",
+        "--concurrency", "4", "--warmup", "10", "--rounds", "1", "--idle", "0",
+        "--json", str(results), timeout=240,
+    )  # fmt: skip
+    [row] = json.loads(results.read_text())["rows"]
+    assert row["scenario"] == "forwarder", output
+    assert 50_000 < row["median"] < 50_000_000, output
 
 
 def test_warnings_the_gateway_logs_while_counted_are_kept(tmp_path: Path) -> None:
