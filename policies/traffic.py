@@ -34,9 +34,6 @@ class TrafficPolicy:
         # each model's only version, resolved (None: a choice to make), found on its first call
         # and kept for this route table: a reload of thousands of models pays nothing for it
         self.only: dict[str, Resolved | None] = {}
-        # the versions resolved so far: the same on every call until the table changes (and
-        # bounded by it: only versions the table has are resolved here)
-        self.resolved: dict[tuple[str, str], Resolved] = {}
 
     @classmethod
     def build(cls, runtime: Runtime) -> Self | None:
@@ -50,7 +47,7 @@ class TrafficPolicy:
             # every step, limits included, learn which names exist.
             return await call_next(call)
         if call.pin is not None:
-            call.resolved = self._resolve(model, call.pin)
+            call.resolved = self.runtime.resolve(model, call.pin)
         elif call.kind != "status":
             only = self.only
             resolved = only[model] if model in only else only.setdefault(model, self._only(model))
@@ -60,7 +57,7 @@ class TrafficPolicy:
                 if len(weights) > 1:
                     weights = healthy(weights, lambda v: self.runtime.serving(model, v))
                 chosen = self.chooser.choose(model, weights, sticky_key(spec.sticky, call))
-                resolved = self._resolve(model, chosen)
+                resolved = self.runtime.resolve(model, chosen)
             call.resolved = resolved
         version = call.version
         if version is None:
@@ -82,15 +79,7 @@ class TrafficPolicy:
 
     def _only(self, model: str) -> Resolved | None:
         version = only_version(self.models[model])
-        return None if version is None else self._resolve(model, version)
-
-    def _resolve(self, model: str, version: str) -> Resolved:
-        """``runtime.resolve``'s answer, once per version of this route table (a call's
-        version is one the table has: the pin was checked, a choice is among its versions)."""
-        known = self.resolved.get((model, version))
-        if known is None:
-            known = self.resolved[model, version] = self.runtime.resolve(model, version)
-        return known
+        return None if version is None else self.runtime.resolve(model, version)
 
     def _observe(
         self,

@@ -93,10 +93,19 @@ class Runtime:
         specs = {name: m.cache for name, m in self.table.models.items() if m.cache is not None}
         self.cache = ResponseCache(specs, services.store, services.flights)
         self.chains: Chains = {}
+        # each version resolved, kept: its answer is the same for this table's whole life (and
+        # bounded by it: a name the table does not serve is a 404, never kept)
+        self._resolved: dict[tuple[str, str | None], Resolved] = {}
 
     def resolve(self, model: str, version: str | None) -> Resolved:
-        """``version`` of ``model`` (None: the default version); 404 when not served."""
-        return resolve(self.table, self.backends, model, version)
+        """``version`` of ``model`` (None: the default version); 404 when not served. Worked
+        out once per model and version (the traffic step asks on every call)."""
+        known = self._resolved.get((model, version))
+        if known is None:
+            known = self._resolved[model, version] = resolve(
+                self.table, self.backends, model, version
+            )
+        return known
 
     def serving(self, model: str, version: str, now: float | None = None) -> bool:
         """Whether ``version`` of ``model`` has a replica that can take requests (not ejected,

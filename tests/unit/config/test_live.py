@@ -20,7 +20,7 @@ from gateway.backends.pool import ReplicaPool
 from gateway.codecs.tensors import InferenceRequest, Tensor
 from gateway.config.file import parse_config
 from gateway.config.live import Runtime, Services, build_runtime
-from gateway.errors import NoHealthyReplica
+from gateway.errors import ModelNotFound, NoHealthyReplica, VersionNotFound
 from gateway.store import MemoryStore
 from tests.certs import CA
 from tests.support import backend, model, routes_yaml, versions
@@ -133,6 +133,31 @@ async def test_a_backend_finds_each_version_it_serves_and_no_other(services: Ser
                 live.target(model_name, version)
         assert runtime.resolve("both", "2").target is a.target("both", "2")
         assert runtime.serving("one", "2") is False  # a version the table does not have
+    finally:
+        for live in runtime.backends.values():
+            await live.pool.close()
+
+
+async def test_each_version_is_resolved_once_per_route_table(services: Services) -> None:
+    """The traffic step asks on every call: the same answer, worked out once; a name the
+    table does not serve is a 404 each time, and kept nowhere."""
+    slow = {"interval": "1h"}
+    backends = {"a": backend("kserve", f"http://{DEAD}", health=slow)}
+    both = {"1": {"backend": "a"}, "2": {"backend": "a"}}
+    runtime = build(routes_yaml(backends, {"both": model(both, default="2")}), services)
+    try:
+        first = runtime.resolve("both", "1")
+        assert runtime.resolve("both", "1") is first
+        assert (first.model, first.version) == ("both", "1")
+        default = runtime.resolve("both", None)
+        assert default.version == "2"
+        assert runtime.resolve("both", None) is default
+        for _ in range(2):
+            with pytest.raises(ModelNotFound):
+                runtime.resolve("nope", "1")
+            with pytest.raises(VersionNotFound):
+                runtime.resolve("both", "9")
+        assert len(runtime._resolved) == 2
     finally:
         for live in runtime.backends.values():
             await live.pool.close()
