@@ -144,38 +144,6 @@ def start_redis(procs: Processes, cpus: Sequence[int]) -> tuple[Proc, str]:
 BATCHING = "{max_batch_size: 64, max_delay: 2ms, max_in_flight_per_replica: 1}"
 
 
-def start_forwarder(
-    procs: Processes, cpus: Sequence[int], upstream: str, launch: Launch | None = None
-) -> tuple[Proc, str]:
-    """``bench/forwarder.py``, the fixed reference; ``launch``: how it starts (as the gateways:
-    under callgrind for ``bench.instructions``)."""
-    launch = launch or DIRECT
-    port = free_port()
-    cmd = launch.module("bench.forwarder", "--upstream", upstream, "--port", str(port))
-    proc = procs.spawn("forwarder", cmd, cpus, env=clean_env(), cwd=ROOT)
-    wait_until(f"the forwarder on port {port}", port_open(port), proc, launch.started)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def start_floor(
-    procs: Processes,
-    cpus: Sequence[int],
-    upstream: str,
-    redis: str,
-    launch: Launch | None = None,
-) -> tuple[Proc, str, str]:
-    """``bench/floor.py`` (the full chain's work and nothing else) with an API key of its own;
-    ``launch`` as for the forwarder."""
-    launch = launch or DIRECT
-    port, api_key = free_port(), secrets.token_urlsafe(24)
-    cmd = launch.module("bench.floor", "--upstream", upstream, "--redis", redis)
-    cmd += ["--port", str(port)]
-    env = clean_env(BENCH_FLOOR_API_KEY=api_key)
-    proc = procs.spawn("floor", cmd, cpus, env=env, cwd=ROOT)
-    wait_until(f"bench.floor on port {port}", port_open(port), proc, launch.started)
-    return proc, f"http://127.0.0.1:{port}", api_key
-
-
 def open_routes(
     upstream: str,
     triton: str | None,
@@ -319,6 +287,36 @@ class Launch:
 
 
 DIRECT = Launch()
+
+
+def start_forwarder(
+    procs: Processes, cpus: Sequence[int], upstream: str, launch: Launch = DIRECT
+) -> tuple[Proc, str]:
+    """``bench/forwarder.py``, the fixed reference; ``launch``: how it starts (as the gateways:
+    under callgrind for ``bench.instructions``)."""
+    port = free_port()
+    cmd = launch.module("bench.forwarder", "--upstream", upstream, "--port", str(port))
+    proc = procs.spawn("forwarder", cmd, cpus, env=clean_env(), cwd=ROOT)
+    wait_until(f"the forwarder on port {port}", port_open(port), proc, launch.started)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def start_floor(
+    procs: Processes,
+    cpus: Sequence[int],
+    upstream: str,
+    redis: str,
+    launch: Launch = DIRECT,
+) -> tuple[Proc, str, str]:
+    """``bench/floor.py`` (the full chain's work and nothing else) with an API key of its own;
+    ``launch`` as for the forwarder."""
+    port, api_key = free_port(), secrets.token_urlsafe(24)
+    cmd = launch.module("bench.floor", "--upstream", upstream, "--redis", redis)
+    cmd += ["--port", str(port)]
+    env = clean_env(BENCH_FLOOR_API_KEY=api_key)
+    proc = procs.spawn("floor", cmd, cpus, env=env, cwd=ROOT)
+    wait_until(f"bench.floor on port {port}", port_open(port), proc, launch.started)
+    return proc, f"http://127.0.0.1:{port}", api_key
 
 
 @dataclass
